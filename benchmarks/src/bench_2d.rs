@@ -1,0 +1,120 @@
+//! W1, the 2-D workload of the foundation issue, in Rust (burn-flex): an MLP denoiser (3 hidden
+//! layers of 128, SiLU, 64-dim sinusoidal time embedding), T = 1000, Adam (eps 1e-8).
+//!
+//! - training steps/s at batch 1024 (L_simple on eps, no EMA, no clipping: plain Adam as in
+//!   benchmarks/torch_2d.py)
+//! - seconds to draw 10,000 samples with 1000 DDPM steps
+//!
+//! Prints one JSON line. `benchmarks/run.sh` runs this and the PyTorch script side by side.
+//! Usage: bench-2d [--train-steps N] [--samples N] [--sample-steps N] [--system-alloc]
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor};
+use diffuse_core::coef::randn;
+use diffuse_core::sampler::{DdpmConfig, DdpmSampler, sample};
+use diffuse_core::{Prediction, ScheduleConfig};
+use diffuse_nn::MlpConfig;
+use diffuse_train::{LrDecay, OptimizerKind, TrainConfig, TrainHooks, train};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Timer {
+    warmup: usize,
+    start: Option<Instant>,
+}
+
+impl<M> TrainHooks<M> for Timer {
+    fn on_step(
+        &mut self,
+        step: usize,
+        _loss: f32,
+        _lr: f64,
+    ) -> Result<(), diffuse_train::TrainError> {
+        if step == self.warmup {
+            self.start = Some(Instant::now());
+        }
+        Ok(())
+    }
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().expect("a number"))
+        .unwrap_or(default)
+}
+
+fn main() {
+    let (train_steps, n_samples, sample_steps) = (
+        arg("--train-steps", 300),
+        arg("--samples", 10_000),
+        arg("--sample-steps", 1000),
+    );
+    let warmup = 20;
+    let device = Device::default();
+    device.seed(0);
+    let ad = device.clone().autodiff();
+    let schedule = ScheduleConfig::default().build().unwrap();
+    let model = MlpConfig::default().init(&ad).unwrap();
+    let config = TrainConfig {
+        steps: warmup + train_steps,
+        batch_size: 1024,
+        lr: 1e-3,
+        optimizer: OptimizerKind::Adam,
+        warmup_steps: 0,
+        lr_decay: LrDecay::Constant,
+        grad_clip_norm: None,
+        ema_decay: None,
+        checkpoint_every: 0,
+        ..Default::default()
+    };
+    let mut timer = Timer {
+        warmup,
+        start: None,
+    };
+    // Data: a fixed Gaussian batch, as in the PyTorch script (data loading is not measured).
+    let x0: Tensor<2> = randn(&mut ChaCha8Rng::seed_from_u64(1), [1024, 2], &ad);
+    let trained = train(
+        model,
+        &schedule,
+        Prediction::Epsilon,
+        &config,
+        |_| x0.clone(),
+        &mut timer,
+    )
+    .unwrap();
+    let train_secs = timer.start.unwrap().elapsed().as_secs_f64();
+    let steps_per_s = train_steps as f64 / train_secs;
+
+    let sampler = DdpmSampler::new(
+        &schedule,
+        DdpmConfig {
+            num_inference_steps: Some(sample_steps),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let x_t = randn(&mut rng, [n_samples, 2], &device);
+    let start = Instant::now();
+    let out = sample(&trained.model, &sampler, x_t, &mut rng, |_, _, _| {}).unwrap();
+    let _: f32 = out.sum().into_scalar();
+    let sample_secs = start.elapsed().as_secs_f64() * 1000.0 / sample_steps as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "impl": "diffuse (burn-flex)",
+            "train_steps_per_s": steps_per_s,
+            "sample_10k_1000_steps_s": sample_secs * n_samples as f64 / 10_000.0,
+            "train_steps_timed": train_steps,
+            "sample_steps_timed": sample_steps,
+            "samples": n_samples,
+        })
+    );
+}

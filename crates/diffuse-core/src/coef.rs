@@ -1,0 +1,56 @@
+//! Small tensor helpers shared by the forward process, parameterizations and samplers: a
+//! coefficient that is either one scalar for the whole batch or one value per batch item, and
+//! seeded Gaussian noise drawn on the host.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, RngExt};
+use rand_distr::StandardNormal;
+
+/// A schedule coefficient broadcast over x: one value for the batch (sampling) or one per item
+/// (training, where t differs across the batch).
+#[derive(Clone, Debug)]
+pub enum Coef<const D: usize> {
+    Scalar(f64),
+    /// Shape [B, 1, ..., 1].
+    PerItem(Tensor<D>),
+}
+
+impl<const D: usize> Coef<D> {
+    /// `values[t[i]]` for each batch item, as a [B, 1, ..., 1] tensor.
+    pub fn gather(values: &[f64], t: &[usize], device: &Device) -> Self {
+        let data: Vec<f32> = t.iter().map(|&ti| values[ti] as f32).collect();
+        let mut shape = [1usize; D];
+        shape[0] = t.len();
+        Coef::PerItem(Tensor::from_data(TensorData::new(data, shape), device))
+    }
+
+    pub fn mul(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Coef::Scalar(c) => x.mul_scalar(*c as f32),
+            Coef::PerItem(c) => x.mul(c.clone()),
+        }
+    }
+
+    pub fn div(&self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Coef::Scalar(c) => x.div_scalar(*c as f32),
+            Coef::PerItem(c) => x.div(c.clone()),
+        }
+    }
+}
+
+/// Standard normal noise of the given shape, drawn from `rng` on the host so that the same seed
+/// gives the same bits on every backend.
+pub fn randn<const D: usize>(rng: &mut impl Rng, shape: [usize; D], device: &Device) -> Tensor<D> {
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n)
+        .map(|_| rng.sample::<f32, _>(StandardNormal))
+        .collect();
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+/// A [B] tensor holding the discrete timestep `t` for every item, as the model expects it.
+pub fn timestep_tensor(t: &[usize], device: &Device) -> Tensor<1> {
+    let data: Vec<f32> = t.iter().map(|&ti| ti as f32).collect();
+    Tensor::from_data(TensorData::new(data, [t.len()]), device)
+}

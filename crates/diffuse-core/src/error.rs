@@ -1,0 +1,42 @@
+//! Errors of the core crate: invalid schedules and sampler configurations.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum CoreError {
+    #[error("num_train_timesteps must be at least 1, got 0")]
+    ZeroTimesteps,
+    #[error("{name} must be in (0, 1], got {value}")]
+    InvalidBetaParameter { name: &'static str, value: f64 },
+    #[error("beta_start ({start}) must not exceed beta_end ({end})")]
+    BetaStartAfterEnd { start: f64, end: f64 },
+    #[error("beta at t = {t} is {value}, outside (0, 1]")]
+    InvalidBeta { t: usize, value: f64 },
+    #[error(
+        "{requested} sampling steps requested but the model was trained with {train_steps}; \
+         use at most {train_steps}"
+    )]
+    TooManySteps {
+        requested: usize,
+        train_steps: usize,
+    },
+    #[error("the number of sampling steps must be at least 1")]
+    ZeroSteps,
+    #[error("eta must be in [0, 1], got {0}")]
+    InvalidEta(f64),
+    #[error("clip_sample_range must be positive and finite, got {0}")]
+    InvalidClipRange(f64),
+    #[error(
+        "steps_offset {offset} with {steps} steps over T = {train_steps} visits timestep {t}, \
+         past the last one ({last}); lower steps_offset"
+    )]
+    TimestepOutOfRange {
+        offset: usize,
+        steps: usize,
+        train_steps: usize,
+        t: usize,
+        last: usize,
+    },
+    #[error("timestep {t} is not one of this sampler's timesteps")]
+    UnknownTimestep { t: usize },
+}

@@ -1,0 +1,47 @@
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum DataError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid .npy file: {reason}")]
+    NpyFormat { path: PathBuf, reason: String },
+    #[error(
+        "{path}: unsupported .npy dtype {dtype}; save float32 or float64 (e.g. `np.save(f, x.astype(np.float32))`)"
+    )]
+    NpyDtype { path: PathBuf, dtype: String },
+    #[error("{path}, line {line}: {reason}")]
+    Csv {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{path}: expected a point cloud of shape [N, {dim}], found shape {shape:?}")]
+    Shape {
+        path: PathBuf,
+        dim: usize,
+        shape: Vec<usize>,
+    },
+    #[error("{path}: holds no points")]
+    Empty { path: PathBuf },
+    #[error("{path}: value {value} at point {index} is not finite; remove NaN/inf rows first")]
+    NotFinite {
+        path: PathBuf,
+        index: usize,
+        value: f64,
+    },
+    #[error("{path}: unsupported file extension; use .npy or .csv")]
+    Extension { path: PathBuf },
+    #[error("unknown dataset `{name}`; choose one of: {choices}")]
+    UnknownDataset { name: String, choices: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,189 @@
+//! Reading and writing NumPy `.npy` files (format version 1.0-3.0): little- or big-endian
+//! float32/float64, C order. Arrays are returned as float32.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::DataError;
+
+/// An n-dimensional float32 array in C order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyArray {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+pub fn read_npy(path: &Path) -> Result<NpyArray, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.into(),
+        source,
+    })?;
+    parse_npy(&bytes).map_err(|e| match e {
+        ParseError::Format(reason) => DataError::NpyFormat {
+            path: path.into(),
+            reason,
+        },
+        ParseError::Dtype(dtype) => DataError::NpyDtype {
+            path: path.into(),
+            dtype,
+        },
+    })
+}
+
+enum ParseError {
+    Format(String),
+    Dtype(String),
+}
+
+fn parse_npy(bytes: &[u8]) -> Result<NpyArray, ParseError> {
+    let fmt = |s: &str| ParseError::Format(s.to_string());
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err(fmt("missing the \\x93NUMPY magic string"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => {
+            return Err(ParseError::Format(format!(
+                "unsupported format version {v}"
+            )));
+        }
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .ok_or_else(|| fmt("header is truncated"))?;
+    let header = std::str::from_utf8(header).map_err(|_| fmt("header is not text"))?;
+    let descr = dict_value(header, "descr").ok_or_else(|| fmt("header has no 'descr'"))?;
+    let descr = quoted(descr).ok_or_else(|| fmt("'descr' is not a quoted string"))?;
+    if dict_value(header, "fortran_order").is_some_and(|v| v.starts_with("True")) {
+        return Err(fmt(
+            "Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
+        ));
+    }
+    let shape = parse_shape(header).ok_or_else(|| fmt("header has no valid 'shape'"))?;
+    let count: usize = shape.iter().product();
+    let body = &bytes[start + header_len..];
+    let (width, little) = match descr {
+        "<f4" | "=f4" => (4, true),
+        ">f4" => (4, false),
+        "<f8" | "=f8" => (8, true),
+        ">f8" => (8, false),
+        other => return Err(ParseError::Dtype(other.to_string())),
+    };
+    if body.len() < count * width {
+        return Err(ParseError::Format(format!(
+            "data is truncated: shape {shape:?} needs {} bytes, found {}",
+            count * width,
+            body.len()
+        )));
+    }
+    let data = body[..count * width]
+        .chunks_exact(width)
+        .map(|c| match (width, little) {
+            (4, true) => f32::from_le_bytes(c.try_into().unwrap()),
+            (4, false) => f32::from_be_bytes(c.try_into().unwrap()),
+            (_, true) => f64::from_le_bytes(c.try_into().unwrap()) as f32,
+            (_, false) => f64::from_be_bytes(c.try_into().unwrap()) as f32,
+        })
+        .collect();
+    Ok(NpyArray { shape, data })
+}
+
+/// The text after `'key':` in the header dict, up to the end of the header.
+fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let at = header
+        .find(&format!("'{key}'"))
+        .or_else(|| header.find(&format!("\"{key}\"")))?;
+    let rest = &header[at + key.len() + 2..];
+    Some(rest[rest.find(':')? + 1..].trim_start())
+}
+
+/// The contents of the quoted string `value` starts with.
+fn quoted(value: &str) -> Option<&str> {
+    let quote = value.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let rest = &value[1..];
+    Some(&rest[..rest.find(quote)?])
+}
+
+fn parse_shape(header: &str) -> Option<Vec<usize>> {
+    let value = dict_value(header, "shape")?;
+    let inner = value.strip_prefix('(')?;
+    let inner = &inner[..inner.find(')')?];
+    inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().ok())
+        .collect()
+}
+
+/// Writes a little-endian float32 `.npy` (format 1.0), readable by `np.load`.
+pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), DataError> {
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "shape does not match data"
+    );
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    // Pad so that magic + version + length + header + '\n' is a multiple of 64.
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let write_err = |source| DataError::Write {
+        path: path.into(),
+        source,
+    };
+    let mut file = std::fs::File::create(path).map_err(write_err)?;
+    file.write_all(&out).map_err(write_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_shapes() {
+        let dir = std::env::temp_dir().join(format!("diffuse-npy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for shape in [vec![3usize, 2], vec![4], vec![2, 1, 2, 2]] {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 1.0).collect();
+            let path = dir.join("a.npy");
+            write_npy(&path, &shape, &data).unwrap();
+            let back = read_npy(&path).unwrap();
+            assert_eq!(back, NpyArray { shape, data });
+        }
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        assert!(matches!(
+            parse_npy(b"not numpy at all"),
+            Err(ParseError::Format(_))
+        ));
+        let header = "{'descr': '<i8', 'fortran_order': False, 'shape': (2, 2), }";
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&[1, 0]);
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        assert!(matches!(parse_npy(&bytes), Err(ParseError::Dtype(d)) if d == "<i8"));
+    }
+}

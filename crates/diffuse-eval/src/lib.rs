@@ -1,0 +1,8 @@
+//! diffuse-eval: sample-quality metrics and pictures.
+
+pub mod error;
+pub mod metrics;
+pub mod plots;
+
+pub use error::EvalError;
+pub use metrics::sliced_wasserstein;

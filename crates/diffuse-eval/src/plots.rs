@@ -1,0 +1,202 @@
+//! Pictures of 2-D runs: scatter plots, panel strips (forward and reverse process) and loss curves.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+use crate::error::EvalError;
+
+static FONT: Once = Once::new();
+
+/// plotters draws text with a registered font; DejaVu Sans is embedded so no system font is needed.
+fn ensure_font() {
+    FONT.call_once(|| {
+        let _ = register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+    });
+}
+
+fn err(path: &Path) -> impl Fn(String) -> EvalError + '_ {
+    move |reason| EvalError::Plot {
+        path: path.into(),
+        reason,
+    }
+}
+
+/// A named layer of a scatter plot: row-major (x, y) pairs.
+pub struct Layer<'a> {
+    pub label: &'a str,
+    pub points: &'a [f32],
+    pub color: RGBColor,
+}
+
+pub const DATA_COLOR: RGBColor = RGBColor(160, 160, 160);
+pub const SAMPLE_COLOR: RGBColor = RGBColor(31, 119, 180);
+
+/// Bounds that hold every layer, with a 5% margin, square so shapes are not distorted.
+pub fn square_bounds(layers: &[&[f32]]) -> (f64, f64, f64, f64) {
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for pts in layers {
+        for p in pts.chunks_exact(2) {
+            let (x, y) = (p[0] as f64, p[1] as f64);
+            if x.is_finite() && y.is_finite() {
+                (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+            }
+        }
+    }
+    if x0 > x1 {
+        return (-1.0, 1.0, -1.0, 1.0);
+    }
+    let half = ((x1 - x0).max(y1 - y0) / 2.0).max(1e-6) * 1.05;
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    (cx - half, cx + half, cy - half, cy + half)
+}
+
+/// One scatter plot of several layers, with a legend.
+pub fn scatter(path: &Path, title: &str, layers: &[Layer]) -> Result<(), EvalError> {
+    ensure_font();
+    let e = err(path);
+    let root = BitMapBackend::new(path, (640, 640)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let (x0, x1, y0, y1) = square_bounds(&layers.iter().map(|l| l.points).collect::<Vec<_>>());
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(40)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|x| e(x.to_string()))?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(|x| e(x.to_string()))?;
+    for layer in layers {
+        let color = layer.color;
+        chart
+            .draw_series(
+                layer
+                    .points
+                    .chunks_exact(2)
+                    .map(|p| Circle::new((p[0] as f64, p[1] as f64), 2, color.mix(0.5).filled())),
+            )
+            .map_err(|x| e(x.to_string()))?
+            .label(layer.label)
+            .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.6))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|x| e(x.to_string()))?;
+    root.present().map_err(|x| e(x.to_string()))
+}
+
+/// A row of small scatter panels sharing one set of bounds (e.g. x_t at 10 timesteps).
+pub fn strip(path: &Path, title: &str, panels: &[(String, Vec<f32>)]) -> Result<(), EvalError> {
+    ensure_font();
+    let e = err(path);
+    let size = 220u32;
+    let root = BitMapBackend::new(path, (size * panels.len().max(1) as u32, size + 40))
+        .into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let root = root
+        .titled(title, ("sans-serif", 24))
+        .map_err(|x| e(x.to_string()))?;
+    let (x0, x1, y0, y1) =
+        square_bounds(&panels.iter().map(|p| p.1.as_slice()).collect::<Vec<_>>());
+    for (area, (label, pts)) in root
+        .split_evenly((1, panels.len().max(1)))
+        .iter()
+        .zip(panels)
+    {
+        let mut chart = ChartBuilder::on(area)
+            .caption(label, ("sans-serif", 16))
+            .margin(6)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|x| e(x.to_string()))?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .disable_axes()
+            .draw()
+            .map_err(|x| e(x.to_string()))?;
+        chart
+            .draw_series(pts.chunks_exact(2).map(|p| {
+                Circle::new(
+                    (p[0] as f64, p[1] as f64),
+                    1,
+                    SAMPLE_COLOR.mix(0.5).filled(),
+                )
+            }))
+            .map_err(|x| e(x.to_string()))?;
+    }
+    root.present().map_err(|x| e(x.to_string()))
+}
+
+/// The loss per step (light) and its moving average over `window` steps (dark), log-scaled.
+pub fn loss_curve(path: &Path, losses: &[f32], window: usize) -> Result<(), EvalError> {
+    ensure_font();
+    let e = err(path);
+    let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let finite: Vec<f64> = losses
+        .iter()
+        .map(|v| *v as f64)
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    let lo = finite.iter().cloned().fold(f64::MAX, f64::min).min(1.0);
+    let hi = finite
+        .iter()
+        .cloned()
+        .fold(f64::MIN, f64::max)
+        .max(lo * 10.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption("training loss (L_simple)", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0usize..losses.len().max(1), (lo..hi).log_scale())
+        .map_err(|x| e(x.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .y_desc("loss")
+        .draw()
+        .map_err(|x| e(x.to_string()))?;
+    let raw = losses
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite() && **v > 0.0)
+        .map(|(i, v)| (i + 1, *v as f64));
+    chart
+        .draw_series(LineSeries::new(raw, SAMPLE_COLOR.mix(0.25)))
+        .map_err(|x| e(x.to_string()))?;
+    let w = window.max(1);
+    let avg: Vec<(usize, f64)> = (0..losses.len())
+        .map(|i| {
+            let s = i.saturating_sub(w - 1);
+            let slice = &losses[s..=i];
+            (
+                i + 1,
+                slice.iter().map(|v| *v as f64).sum::<f64>() / slice.len() as f64,
+            )
+        })
+        .filter(|(_, v)| v.is_finite() && *v > 0.0)
+        .collect();
+    chart
+        .draw_series(LineSeries::new(avg, SAMPLE_COLOR.stroke_width(2)))
+        .map_err(|x| e(x.to_string()))?
+        .label(format!("moving average ({w} steps)"))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], SAMPLE_COLOR.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|x| e(x.to_string()))?;
+    root.present().map_err(|x| e(x.to_string()))
+}

@@ -1,0 +1,11 @@
+//! diffuse-train: the trainer (DDPM Algorithm 1), optimizer glue, EMA and checkpoints.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod params;
+pub mod trainer;
+
+pub use config::{LrDecay, OptimizerKind, TrainConfig};
+pub use error::TrainError;
+pub use trainer::{TrainHooks, Trained, random_batch, train};

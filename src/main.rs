@@ -1,0 +1,67 @@
+//! `diffuse`: train diffusion models and sample from them.
+
+mod config;
+mod progress;
+mod sample;
+mod train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+// mimalloc instead of glibc malloc: glibc's mmap threshold makes large, short-lived tensor
+// buffers expensive (benchmarks/README.md has the numbers).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "diffuse",
+    version,
+    about = "Diffusion models in Rust: DDPM and DDIM, checked against diffusers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a denoiser on 2-D points (default: a swiss roll, about a minute on 2 cores).
+    Train(train::TrainArgs),
+    /// Draw samples from a trained run.
+    Sample(sample::SampleArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SamplerKind {
+    /// DDPM ancestral sampling (Algorithm 2).
+    Ddpm,
+    /// DDIM (eta = 0: deterministic).
+    Ddim,
+}
+
+/// Where runs go when `--out` is not given: `runs/<dataset>-<unix time>`.
+pub fn default_run_dir(name: &str) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{name}-{secs}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Sample(args) => sample::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `diffuse sample`: draw points from a trained run, and the sampling helper `train` shares.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor};
+use clap::Args;
+use diffuse_core::coef::randn;
+use diffuse_core::sampler::{self, DdimConfig, DdimSampler, DdpmConfig, DdpmSampler, StepOutput};
+use diffuse_core::{Denoiser, NoiseSchedule};
+use diffuse_data::{Points, Standardizer, write_npy};
+use diffuse_eval::plots::{Layer, SAMPLE_COLOR, scatter};
+use diffuse_nn::Mlp;
+use diffuse_train::checkpoint::load_weights;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::SamplerKind;
+use crate::config::RunConfig;
+use crate::progress;
+
+#[derive(Args)]
+pub struct SampleArgs {
+    /// A run directory written by `diffuse train`.
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(long, value_enum, default_value = "ddpm")]
+    sampler: SamplerKind,
+    /// Sampling steps (default: all T for DDPM, 50 for DDIM).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// DDIM's eta in [0, 1] (0: deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    eta: f64,
+    /// Number of points.
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output `.npy` (float32, shape [n, 2], in the data's own units).
+    #[arg(long, default_value = "samples.npy")]
+    out: PathBuf,
+    /// Also draw the samples over nothing but themselves as a PNG.
+    #[arg(long)]
+    png: Option<PathBuf>,
+    /// Use the raw weights instead of the EMA weights.
+    #[arg(long)]
+    no_ema: bool,
+}
+
+/// Which sampler and how, for [`draw`].
+pub struct SamplerChoice {
+    pub kind: SamplerKind,
+    pub steps: Option<usize>,
+    pub eta: f64,
+}
+
+/// Runs the reverse process from N(0, I) for `n` points (model space). `observe` sees each step.
+#[allow(non_snake_case, clippy::too_many_arguments)] // x_T, as in the papers.
+pub fn draw<M: Denoiser<2>>(
+    model: &M,
+    schedule: &NoiseSchedule,
+    config: &RunConfig,
+    choice: &SamplerChoice,
+    n: usize,
+    seed: u64,
+    device: &Device,
+    mut observe: impl FnMut(usize, usize, &StepOutput<2>),
+) -> Result<Tensor<2>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x_T = randn(&mut rng, [n, config.model.data_dim], device);
+    let out = match choice.kind {
+        SamplerKind::Ddpm => {
+            if choice.eta != 0.0 {
+                bail!("--eta applies to DDIM only; DDPM's noise is fixed by its variance type");
+            }
+            let s = DdpmSampler::new(
+                schedule,
+                DdpmConfig {
+                    prediction: config.prediction,
+                    variance_type: config.sample.variance_type,
+                    clip_sample: config.sample.clip_sample,
+                    num_inference_steps: choice.steps,
+                    ..Default::default()
+                },
+            )?;
+            sampler::sample(model, &s, x_T, &mut rng, &mut observe)?
+        }
+        SamplerKind::Ddim => {
+            let s = DdimSampler::new(
+                schedule,
+                DdimConfig {
+                    prediction: config.prediction,
+                    num_inference_steps: choice.steps.unwrap_or(50),
+                    eta: choice.eta,
+                    clip_sample: config.sample.clip_sample,
+                    ..Default::default()
+                },
+            )?;
+            sampler::sample(model, &s, x_T, &mut rng, &mut observe)?
+        }
+    };
+    Ok(out)
+}
+
+/// A [n, dim] tensor back to points in the data's own units.
+pub fn to_points(x: Tensor<2>, standardizer: &Standardizer) -> Result<Points> {
+    let dim = x.dims()[1];
+    let data: Vec<f32> = x
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    Ok(standardizer.inverse(&Points::new(data, dim)))
+}
+
+/// Loads a run's config and weights.
+pub fn load_run(dir: &Path, ema: bool, device: &Device) -> Result<(RunConfig, Mlp)> {
+    let config = RunConfig::load(&dir.join("config.json"))
+        .with_context(|| format!("{} is not a diffuse run directory", dir.display()))?;
+    let file = if ema && config.train.ema_decay.is_some() {
+        "model_ema.safetensors"
+    } else {
+        "model.safetensors"
+    };
+    let model = config.model.init(device)?;
+    let model = load_weights(model, &dir.join(file))?;
+    Ok((config, model))
+}
+
+pub fn run(args: SampleArgs) -> Result<()> {
+    if args.n == 0 {
+        bail!("--n must be at least 1");
+    }
+    let device = Device::default();
+    let (config, model) = load_run(&args.run, !args.no_ema, &device)?;
+    let schedule = config.schedule.build()?;
+    let choice = SamplerChoice {
+        kind: args.sampler,
+        steps: args.steps,
+        eta: args.eta,
+    };
+    let standardizer = config
+        .standardizer
+        .clone()
+        .unwrap_or(Standardizer::identity(config.model.data_dim));
+    let steps = match (args.sampler, args.steps) {
+        (_, Some(s)) => s,
+        (SamplerKind::Ddpm, None) => schedule.num_timesteps(),
+        (SamplerKind::Ddim, None) => 50,
+    };
+    let pb = progress::bar(steps, "sampling");
+    let x = draw(
+        &model,
+        &schedule,
+        &config,
+        &choice,
+        args.n,
+        args.seed,
+        &device,
+        |_, _, _| pb.inc(1),
+    )?;
+    pb.finish_and_clear();
+    let points = to_points(x, &standardizer)?;
+    write_npy(&args.out, &[points.len(), points.dim], &points.data)?;
+    println!("wrote {} samples to {}", points.len(), args.out.display());
+    if let Some(png) = &args.png {
+        let title = format!(
+            "{} samples ({:?}, {steps} steps)",
+            points.len(),
+            args.sampler
+        );
+        scatter(
+            png,
+            &title,
+            &[Layer {
+                label: "samples",
+                points: &points.data,
+                color: SAMPLE_COLOR,
+            }],
+        )?;
+        println!("wrote {}", png.display());
+    }
+    Ok(())
+}
