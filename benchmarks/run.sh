@@ -15,5 +15,5 @@ r, t = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(f"train steps/s (batch 1024): diffuse {r['train_steps_per_s']:.1f}, pytorch {t['train_steps_per_s']:.1f}, "
       f"diffuse/pytorch = {r['train_steps_per_s'] / t['train_steps_per_s']:.2f}x")
 print(f"10k samples x 1000 DDPM steps: diffuse {r['sample_10k_1000_steps_s']:.1f} s, pytorch {t['sample_10k_1000_steps_s']:.1f} s, "
-      f"pytorch/diffuse speed = {t['sample_10k_1000_steps_s'] / r['sample_10k_1000_steps_s']:.2f}x")
+      f"diffuse/pytorch speed = {t['sample_10k_1000_steps_s'] / r['sample_10k_1000_steps_s']:.2f}x")
 PY

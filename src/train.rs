@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::Args;
 use diffuse_core::coef::randn;
@@ -63,12 +63,29 @@ struct Data {
     held_out: Points,
 }
 
+/// Fewest held-out points the quality figure is computed on.
+const MIN_HELD_OUT: usize = 10;
+
 fn load_data(config: &RunConfig, seed: u64) -> Result<Data> {
     let d = &config.data;
+    if d.held_out < MIN_HELD_OUT {
+        bail!(
+            "data.held_out must be at least {MIN_HELD_OUT}, got {}",
+            d.held_out
+        );
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xDA7A);
     match &d.path {
         Some(path) => {
             let points = load_points(path, config.model.data_dim)?;
+            if points.len() < 5 * MIN_HELD_OUT {
+                bail!(
+                    "{} holds {} points; training needs at least {} (20% are held out for evaluation)",
+                    path.display(),
+                    points.len(),
+                    5 * MIN_HELD_OUT
+                );
+            }
             let held = d.held_out.min(points.len() / 5);
             let (train, held_out) = points.split(held, &mut rng);
             let name = path
@@ -83,6 +100,9 @@ fn load_data(config: &RunConfig, seed: u64) -> Result<Data> {
         }
         None => {
             let set = ToyDataset::from_name(&d.dataset)?;
+            if d.train_points == 0 {
+                bail!("data.train_points must be at least 1");
+            }
             Ok(Data {
                 name: set.name().to_string(),
                 train: set.sample(d.train_points, &mut rng),
@@ -121,7 +141,7 @@ struct Hooks<'a> {
 impl TrainHooks<Mlp> for Hooks<'_> {
     fn on_step(&mut self, step: usize, loss: f32, _lr: f64) -> Result<(), TrainError> {
         self.pb.set_position(step as u64);
-        if step % 25 == 0 || step == 1 {
+        if step.is_multiple_of(25) || step == 1 {
             self.pb.set_message(format!("loss {loss:.4}"));
         }
         Ok(())
@@ -306,7 +326,7 @@ fn write_losses(dir: &Path, losses: &[f32]) -> Result<()> {
         csv.push_str(&format!("{},{l}\n", i + 1));
     }
     std::fs::write(dir.join("loss.csv"), csv).context("cannot write loss.csv")?;
-    loss_curve(&dir.join("loss.png"), losses, 100)?;
+    loss_curve(&dir.join("loss.png"), losses, 200)?;
     Ok(())
 }
 

@@ -188,7 +188,13 @@ fn bad_input_is_a_clear_error() {
     let npy = dir.join("wrong.npy");
     write_npy(&npy, &[4, 3], &[0.0; 12]).unwrap();
     let missing = dir.join("missing.npy");
-    let cases: [(Vec<&str>, &str); 6] = [
+    let tiny = dir.join("tiny.csv");
+    std::fs::write(&tiny, "1,2\n3,4\n5,6\n").unwrap();
+    let cases: [(Vec<&str>, &str); 7] = [
+        (
+            vec!["train", "--data", tiny.to_str().unwrap()],
+            "holds 3 points",
+        ),
         (vec!["train", "--data", csv.to_str().unwrap()], "line 3"),
         (vec!["train", "--data", npy.to_str().unwrap()], "[N, 2]"),
         (

@@ -6,7 +6,8 @@
 //! - seconds to draw 10,000 samples with 1000 DDPM steps
 //!
 //! Prints one JSON line. `benchmarks/run.sh` runs this and the PyTorch script side by side.
-//! Usage: bench-2d [--train-steps N] [--samples N] [--sample-steps N] [--system-alloc]
+//! Usage: bench-2d [--train-steps N] [--samples N] [--sample-steps N]
+//! Build with `--features system-alloc` to measure glibc malloc instead of mimalloc.
 
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ use diffuse_train::{LrDecay, OptimizerKind, TrainConfig, TrainHooks, train};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -110,6 +112,7 @@ fn main() {
         "{}",
         serde_json::json!({
             "impl": "diffuse (burn-flex)",
+            "allocator": if cfg!(feature = "system-alloc") { "glibc" } else { "mimalloc" },
             "train_steps_per_s": steps_per_s,
             "sample_10k_1000_steps_s": sample_secs * n_samples as f64 / 10_000.0,
             "train_steps_timed": train_steps,

@@ -9,6 +9,7 @@ use rand_distr::StandardNormal;
 /// A schedule coefficient broadcast over x: one value for the batch (sampling) or one per item
 /// (training, where t differs across the batch).
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // built once per step, never stored in bulk
 pub enum Coef<const D: usize> {
     Scalar(f64),
     /// Shape [B, 1, ..., 1].
@@ -18,10 +19,7 @@ pub enum Coef<const D: usize> {
 impl<const D: usize> Coef<D> {
     /// `values[t[i]]` for each batch item, as a [B, 1, ..., 1] tensor.
     pub fn gather(values: &[f64], t: &[usize], device: &Device) -> Self {
-        let data: Vec<f32> = t.iter().map(|&ti| values[ti] as f32).collect();
-        let mut shape = [1usize; D];
-        shape[0] = t.len();
-        Coef::PerItem(Tensor::from_data(TensorData::new(data, shape), device))
+        Coef::PerItem(per_item(t, |ti| values[ti], device))
     }
 
     pub fn mul(&self, x: Tensor<D>) -> Tensor<D> {
@@ -37,6 +35,18 @@ impl<const D: usize> Coef<D> {
             Coef::PerItem(c) => x.div(c.clone()),
         }
     }
+}
+
+/// `f(t[i])` for each batch item, as a [B, 1, ..., 1] tensor that broadcasts over x.
+pub fn per_item<const D: usize>(
+    t: &[usize],
+    f: impl Fn(usize) -> f64,
+    device: &Device,
+) -> Tensor<D> {
+    let data: Vec<f32> = t.iter().map(|&ti| f(ti) as f32).collect();
+    let mut shape = [1usize; D];
+    shape[0] = t.len();
+    Tensor::from_data(TensorData::new(data, shape), device)
 }
 
 /// Standard normal noise of the given shape, drawn from `rng` on the host so that the same seed

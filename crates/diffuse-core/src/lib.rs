@@ -1,10 +1,10 @@
 //! diffuse-core: the mathematics of diffusion models, independent of networks, training and IO.
 //!
-//! - [`schedule`]: beta schedules and every coefficient derived from them (f64, host side)
-//! - [`process`]: the forward process q(x_t | x_0), q(x_t | x_{t-1}) and the posterior
-//! - [`param`]: eps / x_0 / v parameterizations and their conversions
-//! - [`loss`]: L_simple (DDPM Algorithm 1)
-//! - [`sampler`]: DDPM ancestral sampling and DDIM, over the [`model::Denoiser`] trait
+//! - [`schedule`] — beta schedules and every coefficient derived from them (f64, host side)
+//! - [`process`] — the forward process q(x_t | x_0), q(x_t | x_{t-1}) and the posterior
+//! - [`param`] — eps / x_0 / v parameterizations and their conversions
+//! - [`loss`] — `L_simple` (DDPM Algorithm 1)
+//! - [`sampler`] — DDPM ancestral sampling and DDIM, over the [`model::Denoiser`] trait
 #![allow(non_snake_case)] // x_T, as in the papers.
 
 pub mod coef;

@@ -9,7 +9,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::coef::Coef;
+use crate::coef::{Coef, per_item};
 use crate::schedule::NoiseSchedule;
 
 /// x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (DDPM eq. 4, reparameterized).
@@ -60,14 +60,14 @@ pub fn q_posterior<const D: usize>(
     let device = x0.device();
     let coef1 = Coef::gather(&schedule.posterior_mean_coef1, t, &device);
     let coef2 = Coef::gather(&schedule.posterior_mean_coef2, t, &device);
-    let per_item = |values: &[f64]| match Coef::<D>::gather(values, t, &device) {
-        Coef::PerItem(tensor) => tensor,
-        Coef::Scalar(_) => unreachable!("gather returns per-item coefficients"),
-    };
     Posterior {
         mean: coef1.mul(x0) + coef2.mul(x_t),
-        variance: per_item(&schedule.posterior_variance),
-        log_variance_clipped: per_item(&schedule.posterior_log_variance_clipped),
+        variance: per_item(t, |ti| schedule.posterior_variance[ti], &device),
+        log_variance_clipped: per_item(
+            t,
+            |ti| schedule.posterior_log_variance_clipped[ti],
+            &device,
+        ),
     }
 }
 

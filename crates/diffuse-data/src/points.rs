@@ -19,7 +19,7 @@ pub struct Points {
 impl Points {
     pub fn new(data: Vec<f32>, dim: usize) -> Self {
         assert!(
-            dim > 0 && data.len() % dim == 0,
+            dim > 0 && data.len().is_multiple_of(dim),
             "data length must be a multiple of dim"
         );
         Self { data, dim }

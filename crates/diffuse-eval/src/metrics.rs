@@ -15,7 +15,7 @@ pub fn sliced_wasserstein(
     rng: &mut impl Rng,
 ) -> f64 {
     assert!(
-        dim > 0 && a.len() % dim == 0 && b.len() % dim == 0,
+        dim > 0 && a.len().is_multiple_of(dim) && b.len().is_multiple_of(dim),
         "row-major clouds of width dim"
     );
     assert!(!a.is_empty() && !b.is_empty(), "clouds must be non-empty");

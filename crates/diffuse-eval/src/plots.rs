@@ -137,32 +137,35 @@ pub fn strip(path: &Path, title: &str, panels: &[(String, Vec<f32>)]) -> Result<
     root.present().map_err(|x| e(x.to_string()))
 }
 
-/// The loss per step (light) and its moving average over `window` steps (dark), log-scaled.
+/// The loss per step (gray) and its moving average over `window` steps (blue), on a linear axis
+/// from 0 to 1.2x the largest moving average (single noisy steps above it are clipped).
 pub fn loss_curve(path: &Path, losses: &[f32], window: usize) -> Result<(), EvalError> {
     ensure_font();
     let e = err(path);
     let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
-    let finite: Vec<f64> = losses
-        .iter()
-        .map(|v| *v as f64)
-        .filter(|v| v.is_finite() && *v > 0.0)
+    let w = window.max(1);
+    let avg: Vec<(usize, f64)> = (0..losses.len())
+        .map(|i| {
+            let slice = &losses[i.saturating_sub(w - 1)..=i];
+            (
+                i + 1,
+                slice.iter().map(|v| *v as f64).sum::<f64>() / slice.len() as f64,
+            )
+        })
+        .filter(|(_, v)| v.is_finite())
         .collect();
-    let lo = finite.iter().cloned().fold(f64::MAX, f64::min).min(1.0);
-    let hi = finite
-        .iter()
-        .cloned()
-        .fold(f64::MIN, f64::max)
-        .max(lo * 10.0);
+    let top = avg.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-12) * 1.2;
     let mut chart = ChartBuilder::on(&root)
         .caption("training loss (L_simple)", ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(35)
         .y_label_area_size(60)
-        .build_cartesian_2d(0usize..losses.len().max(1), (lo..hi).log_scale())
+        .build_cartesian_2d(0usize..losses.len().max(1), 0.0..top)
         .map_err(|x| e(x.to_string()))?;
     chart
         .configure_mesh()
+        .light_line_style(WHITE)
         .x_desc("step")
         .y_desc("loss")
         .draw()
@@ -170,23 +173,13 @@ pub fn loss_curve(path: &Path, losses: &[f32], window: usize) -> Result<(), Eval
     let raw = losses
         .iter()
         .enumerate()
-        .filter(|(_, v)| v.is_finite() && **v > 0.0)
-        .map(|(i, v)| (i + 1, *v as f64));
+        .filter(|(_, v)| v.is_finite())
+        .map(|(i, v)| (i + 1, (*v as f64).min(top)));
     chart
-        .draw_series(LineSeries::new(raw, SAMPLE_COLOR.mix(0.25)))
-        .map_err(|x| e(x.to_string()))?;
-    let w = window.max(1);
-    let avg: Vec<(usize, f64)> = (0..losses.len())
-        .map(|i| {
-            let s = i.saturating_sub(w - 1);
-            let slice = &losses[s..=i];
-            (
-                i + 1,
-                slice.iter().map(|v| *v as f64).sum::<f64>() / slice.len() as f64,
-            )
-        })
-        .filter(|(_, v)| v.is_finite() && *v > 0.0)
-        .collect();
+        .draw_series(LineSeries::new(raw, RGBColor(200, 200, 200)))
+        .map_err(|x| e(x.to_string()))?
+        .label("loss per step")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(200, 200, 200)));
     chart
         .draw_series(LineSeries::new(avg, SAMPLE_COLOR.stroke_width(2)))
         .map_err(|x| e(x.to_string()))?

@@ -68,6 +68,8 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    // `!(x > 0.0)` rather than `x <= 0.0`: NaN must be rejected too.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |field, reason: &str| {
             Err(TrainError::InvalidConfig {
