@@ -188,3 +188,34 @@ fn sampler_steps_match_diffusers() {
         );
     }
 }
+
+/// The sinusoidal timestep embedding against diffusers' `get_timestep_embedding` (float32 on both
+/// sides), for both orders, both frequency shifts and an odd width: <= 1e-4 absolute (sin/cos of
+/// arguments up to 999 in float32). Fixture: python3 scripts/reference/embedding.py
+#[test]
+fn timestep_embedding_matches_diffusers() {
+    let device = Device::default();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/timestep_embedding.json"
+    ))
+    .unwrap();
+    let fx: Value = serde_json::from_str(&text).unwrap();
+    for case in fx["cases"].as_array().unwrap() {
+        let t: Vec<f32> = floats(&case["t"]).into_iter().map(|v| v as f32).collect();
+        let n = t.len();
+        let dim = case["dim"].as_u64().unwrap() as usize;
+        let emb = diffuse_nn::embedding::timestep_embedding(
+            Tensor::from_data(TensorData::new(t, [n]), &device),
+            dim,
+            case["flip_sin_to_cos"].as_bool().unwrap(),
+            case["freq_shift"].as_f64().unwrap(),
+            10_000.0,
+        );
+        assert_eq!(emb.dims(), [n, dim]);
+        let ours: Vec<f32> = emb.into_data().try_to_vec().unwrap();
+        for (i, (a, b)) in ours.iter().zip(floats(&case["embedding"])).enumerate() {
+            assert!((*a as f64 - b).abs() <= 1e-4, "dim {dim} [{i}]: {a} vs {b}");
+        }
+    }
+}

@@ -60,16 +60,28 @@ pub fn clip_grad_norm<M: Module>(
 /// Keeps its own copy without autodiff; parameters are matched by id, so the EMA must start as a
 /// copy of the model it follows.
 pub struct Ema<M> {
-    pub model: M,
-    pub decay: f64,
+    // Always `Some` between calls; taken during `update` so the old weights are moved, not copied.
+    model: Option<M>,
+    decay: f64,
 }
 
 impl<M: Module> Ema<M> {
     pub fn new(model: &M, decay: f64) -> Self {
         Self {
-            model: model.valid(),
+            model: Some(model.valid()),
             decay,
         }
+    }
+
+    /// The averaged weights.
+    pub fn model(&self) -> &M {
+        self.model
+            .as_ref()
+            .expect("EMA weights are present outside update")
+    }
+
+    pub fn into_model(self) -> M {
+        self.model.expect("EMA weights are present outside update")
     }
 
     pub fn update(&mut self, model: &M) {
@@ -98,7 +110,85 @@ impl<M: Module> Ema<M> {
             current: collect.0,
             decay: self.decay as f32,
         };
-        let ema = std::mem::replace(&mut self.model, model.valid());
-        self.model = ema.map(&mut blend);
+        let ema = self
+            .model
+            .take()
+            .expect("EMA weights are present outside update");
+        self.model = Some(ema.map(&mut blend));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Device;
+
+    fn weights(model: &Linear) -> Vec<f32> {
+        let mut w: Vec<f32> = model.weight.val().inner().into_data().try_to_vec().unwrap();
+        w.extend(
+            model
+                .bias
+                .as_ref()
+                .unwrap()
+                .val()
+                .inner()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+        );
+        w
+    }
+
+    #[test]
+    fn ema_blends_toward_the_current_weights() {
+        let device = Device::default().autodiff();
+        let model = LinearConfig::new(3, 2).init(&device);
+        let start = weights(&model);
+        let mut ema = Ema::new(&model, 0.9);
+        // Same parameter ids, new values: theta <- theta + 1.
+        let moved = model.map(&mut AddOne);
+        ema.update(&moved);
+        for (e, s) in weights(ema.model()).iter().zip(&start) {
+            assert!((e - (s + 0.1)).abs() < 1e-6, "{e} vs {}", s + 0.1);
+        }
+    }
+
+    struct AddOne;
+    impl ModuleMapper for AddOne {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|t| t.add_scalar(1.0))
+        }
+    }
+
+    fn global_norm(model: &Linear, grads: &GradientsParams) -> f32 {
+        let w: f32 = grads
+            .get::<2>(model.weight.id)
+            .unwrap()
+            .square()
+            .sum()
+            .into_scalar();
+        let b: f32 = grads
+            .get::<1>(model.bias.as_ref().unwrap().id)
+            .unwrap()
+            .square()
+            .sum()
+            .into_scalar();
+        (w + b).sqrt()
+    }
+
+    #[test]
+    fn clip_grad_norm_scales_the_global_norm() {
+        let device = Device::default().autodiff();
+        let model = LinearConfig::new(4, 3).init(&device);
+        let x = Tensor::<2>::ones([5, 4], &device).mul_scalar(10.0);
+        let grads = GradientsParams::from_grads(model.forward(x).sum().backward(), &model);
+        let before = global_norm(&model, &grads);
+        assert!(before > 1.0);
+        let clipped = clip_grad_norm(&model, grads, 1.0);
+        assert!((global_norm(&model, &clipped) - 1.0).abs() < 1e-4);
+        // Below the threshold nothing changes.
+        let unclipped = clip_grad_norm(&model, clipped, 10.0);
+        assert!((global_norm(&model, &unclipped) - 1.0).abs() < 1e-4);
     }
 }

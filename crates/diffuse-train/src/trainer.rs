@@ -120,12 +120,12 @@ where
         let done = step + 1 == config.steps;
         if done || (config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0) {
             let raw = model.valid();
-            hooks.on_checkpoint(step + 1, ema.as_ref().map_or(&raw, |e| &e.model), &raw)?;
+            hooks.on_checkpoint(step + 1, ema.as_ref().map_or(&raw, Ema::model), &raw)?;
         }
     }
     Ok(Trained {
         model: model.valid(),
-        ema: ema.map(|e| e.model),
+        ema: ema.map(Ema::into_model),
         losses,
     })
 }
