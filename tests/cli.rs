@@ -179,6 +179,37 @@ fn default_run_on_unseen_npy_is_within_1_5x_of_data() {
     );
 }
 
+/// The example config in README.md is accepted as written and reaches the run's config.json.
+#[test]
+fn readme_example_config_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```toml\n").expect("README has a TOML example") + 8;
+    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = scratch("readme");
+    let config = dir.join("example.toml");
+    std::fs::write(&config, example).unwrap();
+    let run = dir.join("run");
+    ok(&diffuse(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "20",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(written["prediction"], "v_prediction");
+    assert_eq!(written["schedule"]["beta_schedule"], "squaredcos_cap_v2");
+    assert_eq!(written["model"]["hidden_width"], 256);
+    assert_eq!(
+        written["train"]["steps"], 20,
+        "flags override the config file"
+    );
+}
+
 /// Bad input gives a clear error naming the file and the problem, never a panic.
 #[test]
 fn bad_input_is_a_clear_error() {
@@ -190,7 +221,13 @@ fn bad_input_is_a_clear_error() {
     let missing = dir.join("missing.npy");
     let tiny = dir.join("tiny.csv");
     std::fs::write(&tiny, "1,2\n3,4\n5,6\n").unwrap();
-    let cases: [(Vec<&str>, &str); 7] = [
+    let typo = dir.join("typo.toml");
+    std::fs::write(&typo, "[train]\nstepz = 5\n").unwrap();
+    let cases: [(Vec<&str>, &str); 8] = [
+        (
+            vec!["train", "--config", typo.to_str().unwrap()],
+            "unknown field `stepz`",
+        ),
         (
             vec!["train", "--data", tiny.to_str().unwrap()],
             "holds 3 points",

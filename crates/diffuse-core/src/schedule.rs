@@ -34,7 +34,7 @@ pub enum BetaSchedule {
 
 /// How to build a [`NoiseSchedule`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ScheduleConfig {
     /// T, the number of diffusion steps.
     pub num_train_timesteps: usize,
