@@ -48,6 +48,9 @@ pub struct SampleArgs {
     no_ema: bool,
 }
 
+/// DDIM's step count when `--steps` is not given (the DDIM paper's usual setting).
+const DEFAULT_DDIM_STEPS: usize = 50;
+
 /// Which sampler and how, for [`draw`].
 pub struct SamplerChoice {
     pub kind: SamplerKind,
@@ -91,7 +94,7 @@ pub fn draw<M: Denoiser<2>>(
                 schedule,
                 DdimConfig {
                     prediction: config.prediction,
-                    num_inference_steps: choice.steps.unwrap_or(50),
+                    num_inference_steps: choice.steps.unwrap_or(DEFAULT_DDIM_STEPS),
                     eta: choice.eta,
                     clip_sample: config.sample.clip_sample,
                     ..Default::default()
@@ -146,7 +149,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let steps = match (args.sampler, args.steps) {
         (_, Some(s)) => s,
         (SamplerKind::Ddpm, None) => schedule.num_timesteps(),
-        (SamplerKind::Ddim, None) => 50,
+        (SamplerKind::Ddim, None) => DEFAULT_DDIM_STEPS,
     };
     let pb = progress::bar(steps, "sampling");
     let x = draw(

@@ -172,6 +172,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut config = apply_args(&args)?;
     config.train.validate()?;
     config.model.validate()?;
+    if config.sample.n == 0 {
+        bail!("sample.n must be at least 1");
+    }
     let schedule = config.schedule.build()?;
     if let Some(w) = schedule.terminal_warning() {
         eprintln!("warning: {w}");
@@ -248,7 +251,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         eta: 0.0,
     };
     let pb = progress::bar(schedule.num_timesteps(), "sampling");
-    let last = schedule.num_timesteps() - 1;
     let x = draw(
         trained.sampling_model(),
         &schedule,
@@ -257,16 +259,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         n,
         seed + 1,
         &device,
-        |i, t, out| {
+        |_, t, out| {
             pb.inc(1);
-            if record.contains(&(last - i)) {
+            if record.contains(&t) {
                 let pts = out
                     .prev_sample
                     .clone()
                     .into_data()
                     .try_to_vec::<f32>()
                     .unwrap_or_default();
-                panels.push((format!("t = {}", t), pts));
+                panels.push((format!("t = {t}"), pts));
             }
         },
     )?;
