@@ -283,11 +283,15 @@ mod tests {
 
     #[test]
     fn invalid_configs_are_typed_errors() {
-        let mut c = ScheduleConfig::default();
-        c.num_train_timesteps = 0;
+        let c = ScheduleConfig {
+            num_train_timesteps: 0,
+            ..Default::default()
+        };
         assert!(matches!(c.build(), Err(CoreError::ZeroTimesteps)));
-        let mut c = ScheduleConfig::default();
-        c.beta_end = 1.5;
+        let c = ScheduleConfig {
+            beta_end: 1.5,
+            ..Default::default()
+        };
         assert!(matches!(
             c.build(),
             Err(CoreError::InvalidBetaParameter {
@@ -295,8 +299,10 @@ mod tests {
                 ..
             })
         ));
-        let mut c = ScheduleConfig::default();
-        c.beta_start = 0.0;
+        let c = ScheduleConfig {
+            beta_start: 0.0,
+            ..Default::default()
+        };
         assert!(matches!(
             c.build(),
             Err(CoreError::InvalidBetaParameter {
