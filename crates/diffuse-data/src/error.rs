@@ -39,6 +39,14 @@ pub enum DataError {
     Extension { path: PathBuf },
     #[error("unknown dataset `{name}`; choose one of: {choices}")]
     UnknownDataset { name: String, choices: String },
+    #[error("{path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{dir}: no {what} found (looked for {looked_for})")]
+    NotFound {
+        dir: PathBuf,
+        what: &'static str,
+        looked_for: String,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
