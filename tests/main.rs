@@ -4,3 +4,4 @@
 mod cli;
 mod reference;
 mod samplers;
+mod unet;

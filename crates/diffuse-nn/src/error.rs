@@ -4,4 +4,13 @@ use thiserror::Error;
 pub enum NnError {
     #[error("model config field `{field}` must be at least 1")]
     ZeroSize { field: &'static str },
+    #[error("invalid U-Net config: {0}")]
+    Config(String),
+    #[error("cannot load weights {path}: {reason}")]
+    Weights {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("U-Net config field `{field}` {reason}")]
+    UnsupportedField { field: String, reason: String },
 }

@@ -3,6 +3,8 @@
 pub mod embedding;
 pub mod error;
 pub mod mlp;
+pub mod unet;
 
 pub use error::NnError;
 pub use mlp::{Mlp, MlpConfig};
+pub use unet::{Unet, UnetConfig};

@@ -1,0 +1,325 @@
+//! The building blocks of diffusers' `UNet2DModel`, with its parameter names as field names so
+//! its safetensors load by name: `ResnetBlock2D`, `Attention` (with group norm), `Downsample2D`,
+//! `Upsample2D`, and the down / mid / up blocks that stack them.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Device, Tensor};
+
+pub(crate) fn conv(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    padding: PaddingConfig2d,
+    device: &Device,
+) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(padding)
+        .init(device)
+}
+
+pub(crate) fn conv3(c_in: usize, c_out: usize, device: &Device) -> Conv2d {
+    conv(
+        c_in,
+        c_out,
+        3,
+        1,
+        PaddingConfig2d::Explicit(1, 1, 1, 1),
+        device,
+    )
+}
+
+pub(crate) fn group_norm(groups: usize, channels: usize, eps: f64, device: &Device) -> GroupNorm {
+    GroupNormConfig::new(groups, channels)
+        .with_epsilon(eps)
+        .init(device)
+}
+
+/// Residual block: norm1 -> SiLU -> conv1, add (or scale-shift by) the projected time embedding,
+/// norm2 -> SiLU -> conv2, plus a 1x1 shortcut when the width changes; divided by
+/// `output_scale_factor`.
+#[derive(Module, Debug)]
+pub struct ResnetBlock2D {
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    time_emb_proj: Linear,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    conv_shortcut: Option<Conv2d>,
+    scale_shift: bool,
+    output_scale_factor: f64,
+}
+
+/// Widths and norm settings shared by every block of one U-Net.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockSettings {
+    pub temb: usize,
+    pub groups: usize,
+    pub eps: f64,
+    pub scale_shift: bool,
+}
+
+impl ResnetBlock2D {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        s: BlockSettings,
+        output_scale_factor: f64,
+        device: &Device,
+    ) -> Self {
+        let temb_out = if s.scale_shift { 2 * c_out } else { c_out };
+        Self {
+            norm1: group_norm(s.groups, c_in, s.eps, device),
+            conv1: conv3(c_in, c_out, device),
+            time_emb_proj: LinearConfig::new(s.temb, temb_out).init(device),
+            norm2: group_norm(s.groups, c_out, s.eps, device),
+            conv2: conv3(c_out, c_out, device),
+            conv_shortcut: (c_in != c_out)
+                .then(|| conv(c_in, c_out, 1, 1, PaddingConfig2d::Valid, device)),
+            scale_shift: s.scale_shift,
+            output_scale_factor,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>, temb: &Tensor<2>) -> Tensor<4> {
+        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let t = self.time_emb_proj.forward(silu(temb.clone()));
+        let [b, ch] = t.dims();
+        let t = t.reshape([b, ch, 1, 1]);
+        let h = if self.scale_shift {
+            let half = ch / 2;
+            let (scale, shift) = (t.clone().narrow(1, 0, half), t.narrow(1, half, half));
+            self.norm2.forward(h) * scale.add_scalar(1.0) + shift
+        } else {
+            self.norm2.forward(h + t)
+        };
+        let h = self.conv2.forward(silu(h));
+        let x = match &self.conv_shortcut {
+            Some(c) => c.forward(x),
+            None => x,
+        };
+        (x + h).div_scalar(self.output_scale_factor as f32)
+    }
+}
+
+/// Multi-head self-attention over the H x W positions, with group norm and a residual connection
+/// (diffusers' `Attention` as the U-Net blocks configure it).
+#[derive(Module, Debug)]
+pub struct Attention {
+    group_norm: Option<GroupNorm>,
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Vec<Linear>,
+    heads: usize,
+    rescale_output_factor: f64,
+}
+
+impl Attention {
+    pub fn new(
+        channels: usize,
+        head_dim: usize,
+        groups: Option<usize>,
+        eps: f64,
+        rescale: f64,
+        device: &Device,
+    ) -> Self {
+        let linear = || LinearConfig::new(channels, channels).init(device);
+        Self {
+            group_norm: groups.map(|g| group_norm(g, channels, eps, device)),
+            to_q: linear(),
+            to_k: linear(),
+            to_v: linear(),
+            to_out: vec![linear()],
+            heads: channels / head_dim,
+            rescale_output_factor: rescale,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let n = h * w;
+        let d = c / self.heads;
+        let normed = match &self.group_norm {
+            Some(norm) => norm.forward(x.clone()),
+            None => x.clone(),
+        };
+        let seq = normed.reshape([b, c, n]).swap_dims(1, 2); // [b, n, c]
+        let split = |t: Tensor<3>| t.reshape([b, n, self.heads, d]).swap_dims(1, 2); // [b, heads, n, d]
+        let q = split(self.to_q.forward(seq.clone()));
+        let k = split(self.to_k.forward(seq.clone()));
+        let v = split(self.to_v.forward(seq));
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (d as f32).sqrt());
+        let out = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([b, n, c]);
+        let out = self.to_out[0]
+            .forward(out)
+            .swap_dims(1, 2)
+            .reshape([b, c, h, w]);
+        (out + x).div_scalar(self.rescale_output_factor as f32)
+    }
+}
+
+/// A strided 3x3 convolution halving H and W; padding 0 pads one row and column at the
+/// bottom-right first, as diffusers does.
+#[derive(Module, Debug)]
+pub struct Downsample2D {
+    conv: Conv2d,
+}
+
+impl Downsample2D {
+    pub fn new(channels: usize, padding: usize, device: &Device) -> Self {
+        let pad = if padding == 0 {
+            PaddingConfig2d::Explicit(0, 0, 1, 1)
+        } else {
+            PaddingConfig2d::Explicit(padding, padding, padding, padding)
+        };
+        Self {
+            conv: conv(channels, channels, 3, 2, pad, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.conv.forward(x)
+    }
+}
+
+/// Nearest-neighbour upsampling by 2, then a 3x3 convolution.
+#[derive(Module, Debug)]
+pub struct Upsample2D {
+    conv: Conv2d,
+}
+
+impl Upsample2D {
+    pub fn new(channels: usize, device: &Device) -> Self {
+        Self {
+            conv: conv3(channels, channels, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let up = x
+            .reshape([b, c, h, 1, w, 1])
+            .repeat_dim(3, 2)
+            .repeat_dim(5, 2)
+            .reshape([b, c, 2 * h, 2 * w]);
+        self.conv.forward(up)
+    }
+}
+
+/// `DownBlock2D` (no attentions) or `AttnDownBlock2D`: resnets (each followed by its attention),
+/// then an optional downsampler. Returns the output and every intermediate for the skips.
+#[derive(Module, Debug)]
+pub struct DownBlock {
+    resnets: Vec<ResnetBlock2D>,
+    attentions: Vec<Attention>,
+    downsamplers: Vec<Downsample2D>,
+}
+
+impl DownBlock {
+    pub fn new(
+        resnets: Vec<ResnetBlock2D>,
+        attentions: Vec<Attention>,
+        downsamplers: Vec<Downsample2D>,
+    ) -> Self {
+        Self {
+            resnets,
+            attentions,
+            downsamplers,
+        }
+    }
+
+    pub fn forward(&self, mut h: Tensor<4>, temb: &Tensor<2>) -> (Tensor<4>, Vec<Tensor<4>>) {
+        let mut states = Vec::with_capacity(self.resnets.len() + 1);
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            h = resnet.forward(h, temb);
+            if let Some(attn) = self.attentions.get(i) {
+                h = attn.forward(h);
+            }
+            states.push(h.clone());
+        }
+        for down in &self.downsamplers {
+            h = down.forward(h);
+            states.push(h.clone());
+        }
+        (h, states)
+    }
+}
+
+/// `UNetMidBlock2D`: resnet, then (attention, resnet) pairs.
+#[derive(Module, Debug)]
+pub struct MidBlock {
+    resnets: Vec<ResnetBlock2D>,
+    attentions: Vec<Attention>,
+}
+
+impl MidBlock {
+    pub fn new(resnets: Vec<ResnetBlock2D>, attentions: Vec<Attention>) -> Self {
+        Self {
+            resnets,
+            attentions,
+        }
+    }
+
+    pub fn forward(&self, h: Tensor<4>, temb: &Tensor<2>) -> Tensor<4> {
+        let mut h = self.resnets[0].forward(h, temb);
+        for (i, resnet) in self.resnets[1..].iter().enumerate() {
+            if let Some(attn) = self.attentions.get(i) {
+                h = attn.forward(h);
+            }
+            h = resnet.forward(h, temb);
+        }
+        h
+    }
+}
+
+/// `UpBlock2D` or `AttnUpBlock2D`: each resnet takes the next skip (from the end) concatenated on
+/// channels, then its attention; then an optional upsampler.
+#[derive(Module, Debug)]
+pub struct UpBlock {
+    resnets: Vec<ResnetBlock2D>,
+    attentions: Vec<Attention>,
+    upsamplers: Vec<Upsample2D>,
+}
+
+impl UpBlock {
+    pub fn new(
+        resnets: Vec<ResnetBlock2D>,
+        attentions: Vec<Attention>,
+        upsamplers: Vec<Upsample2D>,
+    ) -> Self {
+        Self {
+            resnets,
+            attentions,
+            upsamplers,
+        }
+    }
+
+    pub fn forward(
+        &self,
+        mut h: Tensor<4>,
+        skips: &mut Vec<Tensor<4>>,
+        temb: &Tensor<2>,
+    ) -> Tensor<4> {
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            let skip = skips.pop().expect("one skip per up-block resnet");
+            h = resnet.forward(Tensor::cat(vec![h, skip], 1), temb);
+            if let Some(attn) = self.attentions.get(i) {
+                h = attn.forward(h);
+            }
+        }
+        for up in &self.upsamplers {
+            h = up.forward(h);
+        }
+        h
+    }
+}
