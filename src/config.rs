@@ -73,7 +73,29 @@ pub struct RunConfig {
     pub standardizer: Option<Standardizer>,
 }
 
+/// Fewest held-out points the quality figure is computed on.
+pub const MIN_HELD_OUT: usize = 10;
+
 impl RunConfig {
+    /// Checks every part of the config that can be checked before any data is read.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        self.model.validate()?;
+        if self.data.held_out < MIN_HELD_OUT {
+            bail!(
+                "data.held_out must be at least {MIN_HELD_OUT}, got {}",
+                self.data.held_out
+            );
+        }
+        if self.data.path.is_none() && self.data.train_points == 0 {
+            bail!("data.train_points must be at least 1");
+        }
+        if self.sample.n == 0 {
+            bail!("sample.n must be at least 1");
+        }
+        Ok(())
+    }
+
     /// Reads a config file; the format follows the extension (`.toml` or `.json`).
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)

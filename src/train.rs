@@ -28,7 +28,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::config::RunConfig;
+use crate::config::{MIN_HELD_OUT, RunConfig};
 use crate::sample::{SamplerChoice, draw, to_points};
 use crate::{SamplerKind, default_run_dir, progress};
 
@@ -63,17 +63,8 @@ struct Data {
     held_out: Points,
 }
 
-/// Fewest held-out points the quality figure is computed on.
-const MIN_HELD_OUT: usize = 10;
-
 fn load_data(config: &RunConfig, seed: u64) -> Result<Data> {
     let d = &config.data;
-    if d.held_out < MIN_HELD_OUT {
-        bail!(
-            "data.held_out must be at least {MIN_HELD_OUT}, got {}",
-            d.held_out
-        );
-    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xDA7A);
     match &d.path {
         Some(path) => {
@@ -100,9 +91,6 @@ fn load_data(config: &RunConfig, seed: u64) -> Result<Data> {
         }
         None => {
             let set = ToyDataset::from_name(&d.dataset)?;
-            if d.train_points == 0 {
-                bail!("data.train_points must be at least 1");
-            }
             Ok(Data {
                 name: set.name().to_string(),
                 train: set.sample(d.train_points, &mut rng),
@@ -170,11 +158,7 @@ struct Metrics {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let mut config = apply_args(&args)?;
-    config.train.validate()?;
-    config.model.validate()?;
-    if config.sample.n == 0 {
-        bail!("sample.n must be at least 1");
-    }
+    config.validate()?;
     let schedule = config.schedule.build()?;
     if let Some(w) = schedule.terminal_warning() {
         eprintln!("warning: {w}");
