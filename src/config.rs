@@ -93,6 +93,11 @@ impl RunConfig {
         if self.sample.n == 0 {
             bail!("sample.n must be at least 1");
         }
+        if self.sample.variance_type == VarianceType::LearnedRange && !self.model.learned_variance {
+            bail!(
+                "sample.variance_type = \"learned_range\" needs a model that learns its variance: set train.loss.variance = \"learned_range\" (with the vlb or hybrid objective)"
+            );
+        }
         Ok(())
     }
 

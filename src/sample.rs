@@ -6,7 +6,9 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
 use clap::Args;
 use diffuse_core::coef::randn;
-use diffuse_core::sampler::{self, DdimConfig, DdimSampler, DdpmConfig, DdpmSampler, StepOutput};
+use diffuse_core::sampler::{
+    self, DdimConfig, DdimSampler, DdpmConfig, DdpmSampler, StepOutput, VarianceType,
+};
 use diffuse_core::{Denoiser, NoiseSchedule};
 use diffuse_data::{Points, Standardizer, write_npy};
 use diffuse_eval::plots::{Layer, SAMPLE_COLOR, scatter};
@@ -21,35 +23,54 @@ use crate::progress;
 
 #[derive(Args)]
 pub struct SampleArgs {
-    /// A run directory written by `diffuse train`.
+    /// A run directory written by `diffuse train` (2-D or image).
+    #[arg(
+        long,
+        required_unless_present = "pipeline",
+        conflicts_with = "pipeline"
+    )]
+    pub run: Option<PathBuf>,
+    /// A diffusers pipeline folder (model_index.json, unet/, scheduler/), e.g. a downloaded
+    /// `google/ddpm-cifar10-32`, or an image run directory.
     #[arg(long)]
-    run: PathBuf,
+    pub pipeline: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "ddpm")]
-    sampler: SamplerKind,
+    pub sampler: SamplerKind,
     /// Sampling steps (default: all T for DDPM, 50 for DDIM).
     #[arg(long)]
-    steps: Option<usize>,
+    pub steps: Option<usize>,
     /// DDIM's eta in [0, 1] (0: deterministic).
     #[arg(long, default_value_t = 0.0)]
-    eta: f64,
-    /// Number of points.
-    #[arg(long, default_value_t = 1000)]
-    n: usize,
+    pub eta: f64,
+    /// Number of samples (default: 1000 points, 16 images; with --init-noise, its N).
+    #[arg(long)]
+    pub n: Option<usize>,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Output `.npy` (float32, shape [n, 2], in the data's own units).
+    pub seed: u64,
+    /// Output `.npy`, float32: points [n, 2] in the data's own units, or images [N, C, H, W] in
+    /// model space ([-1, 1]), before conversion to 8 bits.
     #[arg(long, default_value = "samples.npy")]
-    out: PathBuf,
-    /// Also draw the samples over nothing but themselves as a PNG.
+    pub out: PathBuf,
+    /// Also write a PNG: a scatter plot of points, or a grid of the 8-bit images.
     #[arg(long)]
-    png: Option<PathBuf>,
-    /// Use the raw weights instead of the EMA weights.
+    pub png: Option<PathBuf>,
+    /// Images: x_T from a float32/float64 `.npy` of shape [N, C, H, W] instead of the seed.
     #[arg(long)]
-    no_ema: bool,
+    pub init_noise: Option<PathBuf>,
+    /// 2-D runs: use the raw weights instead of the EMA weights.
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Image runs: draw the run's pictures (samples, progressive, forward, interpolation) again
+    /// from its saved weights, into the run directory.
+    #[arg(long, requires = "run")]
+    pub pictures: bool,
 }
 
 /// DDIM's step count when `--steps` is not given (the DDIM paper's usual setting).
-const DEFAULT_DDIM_STEPS: usize = 50;
+pub const DEFAULT_DDIM_STEPS: usize = 50;
+
+/// Points drawn from a 2-D run when `--n` is not given.
+const DEFAULT_POINTS: usize = 1000;
 
 /// Which sampler and how, for [`draw`].
 pub struct SamplerChoice {
@@ -81,7 +102,12 @@ pub fn draw<M: Denoiser<2>>(
                 schedule,
                 DdpmConfig {
                     prediction: config.prediction,
-                    variance_type: config.sample.variance_type,
+                    // A model that learned its variance samples with it.
+                    variance_type: if config.model.learned_variance {
+                        VarianceType::LearnedRange
+                    } else {
+                        config.sample.variance_type
+                    },
                     clip_sample: config.sample.clip_sample,
                     num_inference_steps: choice.steps,
                     ..Default::default()
@@ -97,6 +123,7 @@ pub fn draw<M: Denoiser<2>>(
                     num_inference_steps: choice.steps.unwrap_or(DEFAULT_DDIM_STEPS),
                     eta: choice.eta,
                     clip_sample: config.sample.clip_sample,
+                    learned_variance: config.model.learned_variance,
                     ..Default::default()
                 },
             )?;
@@ -131,11 +158,30 @@ pub fn load_run(dir: &Path, ema: bool, device: &Device) -> Result<(RunConfig, Ml
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
-    if args.n == 0 {
+    if args.n == Some(0) {
         bail!("--n must be at least 1");
     }
+    if args.pictures {
+        let dir = args
+            .run
+            .as_ref()
+            .expect("clap requires --run with --pictures");
+        return crate::image_train::redraw_pictures(dir);
+    }
+    let dir = match (&args.pipeline, &args.run) {
+        (Some(dir), _) => return crate::sample_images::run(dir, &args),
+        (None, Some(dir)) if dir.join("model_index.json").is_file() => {
+            return crate::sample_images::run(dir, &args);
+        }
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => bail!("pass --run DIR or --pipeline DIR"),
+    };
+    if args.init_noise.is_some() {
+        bail!("--init-noise applies to image models (--pipeline DIR)");
+    }
+    let n = args.n.unwrap_or(DEFAULT_POINTS);
     let device = Device::default();
-    let (config, model) = load_run(&args.run, !args.no_ema, &device)?;
+    let (config, model) = load_run(&dir, !args.no_ema, &device)?;
     let schedule = config.schedule.build()?;
     let choice = SamplerChoice {
         kind: args.sampler,
@@ -157,7 +203,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         &schedule,
         &config,
         &choice,
-        args.n,
+        n,
         args.seed,
         &device,
         |_, _, _| pb.inc(1),

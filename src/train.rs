@@ -17,6 +17,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use clap::Args;
 use diffuse_core::coef::randn;
 use diffuse_core::process::q_sample;
+use diffuse_core::vlb::ReverseVariance;
 use diffuse_data::{Points, Standardizer, ToyDataset, load_points};
 use diffuse_eval::metrics::{gaussian_fit_2d, sample_gaussian_2d, sliced_wasserstein};
 use diffuse_eval::plots::{DATA_COLOR, Layer, SAMPLE_COLOR, loss_curve, scatter, strip};
@@ -29,17 +30,28 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::config::{MIN_HELD_OUT, RunConfig};
+use crate::image_config::{ImageDataset, ImageRunConfig};
 use crate::sample::{SamplerChoice, draw, to_points};
 use crate::{SamplerKind, default_run_dir, progress};
+use crate::{download, image_train};
 
 #[derive(Args)]
 pub struct TrainArgs {
     /// Your own points: `.npy` (float32/float64, shape [N, 2]) or `.csv` (x,y per line).
     #[arg(long, conflicts_with = "dataset")]
     data: Option<PathBuf>,
-    /// A built-in dataset: swiss_roll, two_moons, eight_gaussians, circles, checkerboard.
+    /// A built-in 2-D dataset (swiss_roll, two_moons, eight_gaussians, circles, checkerboard) or
+    /// an image dataset (mnist, fashion_mnist, cifar10, folder), which trains a U-Net.
     #[arg(long)]
     dataset: Option<String>,
+    /// Image datasets: the folder with the files (default: data/<dataset>). MNIST and
+    /// Fashion-MNIST: the four IDX files (.gz or raw); CIFAR-10: the binary batches; folder:
+    /// PNG/JPEG images.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Image datasets: fetch MNIST / Fashion-MNIST / CIFAR-10 into --data-dir first.
+    #[arg(long)]
+    download: bool,
     #[arg(long)]
     steps: Option<usize>,
     #[arg(long)]
@@ -57,13 +69,13 @@ pub struct TrainArgs {
 }
 
 /// Training and held-out points, in data space.
-struct Data {
-    name: String,
-    train: Points,
-    held_out: Points,
+pub struct Data {
+    pub name: String,
+    pub train: Points,
+    pub held_out: Points,
 }
 
-fn load_data(config: &RunConfig, seed: u64) -> Result<Data> {
+pub fn load_data(config: &RunConfig, seed: u64) -> Result<Data> {
     let d = &config.data;
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xDA7A);
     match &d.path {
@@ -156,8 +168,41 @@ struct Metrics {
     sw_gaussian_fit: f64,
 }
 
+/// The image run config: the dataset's preset, the `--config` file laid over it, then the flags.
+fn image_config(args: &TrainArgs, dataset: ImageDataset) -> Result<ImageRunConfig> {
+    let preset = ImageRunConfig::preset(dataset);
+    let mut config = match &args.config {
+        Some(path) => preset.overlay_file(path)?,
+        None => preset,
+    };
+    config.data.dataset = dataset;
+    if let Some(dir) = &args.data_dir {
+        config.data.dir = Some(dir.clone());
+    }
+    let t = &mut config.train;
+    t.steps = args.steps.unwrap_or(t.steps);
+    t.batch_size = args.batch_size.unwrap_or(t.batch_size);
+    t.lr = args.lr.unwrap_or(t.lr);
+    t.seed = args.seed.unwrap_or(t.seed);
+    Ok(config)
+}
+
 pub fn run(args: TrainArgs) -> Result<()> {
+    if let Some(dataset) = args.dataset.as_deref().and_then(ImageDataset::from_name) {
+        let config = image_config(&args, dataset)?;
+        if args.download {
+            download::fetch(dataset, &config.data_dir())?;
+        }
+        return image_train::run(config, args.out.clone());
+    }
+    if args.data_dir.is_some() || args.download {
+        bail!(
+            "--data-dir and --download apply to image datasets (mnist, fashion_mnist, cifar10, folder)"
+        );
+    }
     let mut config = apply_args(&args)?;
+    // A learned variance is an output of the network (improved DDPM): the MLP doubles its outputs.
+    config.model.learned_variance = config.train.loss.variance == ReverseVariance::LearnedRange;
     config.validate()?;
     let schedule = config.schedule.build()?;
     if let Some(w) = schedule.terminal_warning() {
@@ -306,7 +351,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_losses(dir: &Path, losses: &[f32]) -> Result<()> {
+pub fn write_losses(dir: &Path, losses: &[f32]) -> Result<()> {
     let mut csv = String::from("step,loss\n");
     for (i, l) in losses.iter().enumerate() {
         csv.push_str(&format!("{},{l}\n", i + 1));

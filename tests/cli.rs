@@ -149,6 +149,33 @@ fn short_run_beats_a_gaussian_and_samples_back() {
         again.to_str().unwrap(),
     ]));
     assert_eq!(read_npy(&out).unwrap(), read_npy(&again).unwrap());
+
+    // The variational bound on the held-out points: finite, with a 95% interval, per-t files.
+    let nll = eval_nll(&run);
+    assert!(nll.0.is_finite() && nll.1 > 0.0 && nll.1 < 0.2, "{nll:?}");
+    assert!(run.join("nll_per_t.png").is_file() && run.join("nll_per_t.csv").is_file());
+}
+
+/// `diffuse eval --nll` on a run: (bits/dim, 95% half-width, NLL of a Gaussian with the data's
+/// per-dimension spread in bits/dim).
+fn eval_nll(run: &Path) -> (f64, f64, f64) {
+    ok(&diffuse(&["eval", "--run", run.to_str().unwrap(), "--nll"]));
+    let read = |f: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join(f)).unwrap()).unwrap()
+    };
+    let (nll, config) = (read("nll.json"), read("config.json"));
+    let stds = config["standardizer"]["std"].as_array().unwrap();
+    let gauss_nats: f64 = stds
+        .iter()
+        .map(|s| {
+            0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E).ln() + s.as_f64().unwrap().ln()
+        })
+        .sum();
+    (
+        nll["bits_per_dim"].as_f64().unwrap(),
+        nll["bits_per_dim_ci95"].as_f64().unwrap(),
+        gauss_nats / (stds.len() as f64 * std::f64::consts::LN_2),
+    )
 }
 
 /// The bar: default settings on a point cloud the project has never seen, given as
@@ -176,6 +203,14 @@ fn default_run_on_unseen_npy_is_within_1_5x_of_data() {
         sw <= 1.5 * floor,
         "samples SW {sw} vs data-vs-data {floor} (ratio {:.2})",
         sw / floor
+    );
+    // The default model's bound on held-out points beats a Gaussian with the data's spread (an
+    // upper bound on the NLL that is worse than a Gaussian fit would mean a broken bound).
+    let (bits, ci, gauss) = eval_nll(&run);
+    eprintln!("pinwheel bound {bits:.3} +- {ci:.3} bits/dim; Gaussian {gauss:.3}");
+    assert!(
+        bits + ci < gauss,
+        "bound {bits} +- {ci} vs Gaussian {gauss}"
     );
 }
 

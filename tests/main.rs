@@ -1,7 +1,9 @@
 //! The one integration test binary (STYLE.md): reference fixtures against diffusers, the sampler
-//! contract suite, sampler identities, and end-to-end CLI runs.
+//! contract suite, sampler identities, diffusers pipelines both ways, and end-to-end CLI runs.
 
 mod cli;
+mod pipelines;
 mod reference;
 mod samplers;
 mod unet;
+mod vlb;

@@ -133,9 +133,10 @@ fn sampler_steps_match_diffusers() {
         let n = case["num_inference_steps"].as_u64().map(|n| n as usize);
         let shape: [usize; 4] = parse(&case["shape"]);
         let t = case["t"].as_u64().unwrap() as usize;
+        let output_shape: [usize; 4] = case.get("output_shape").map(parse).unwrap_or(shape);
         let (sample, output, noise) = (
             tensor(&case["sample"], shape, &device),
-            tensor(&case["model_output"], shape, &device),
+            tensor(&case["model_output"], output_shape, &device),
             tensor(&case["noise"], shape, &device),
         );
         let expected_timesteps: Vec<usize> = parse(&case["timesteps"]);
@@ -167,6 +168,7 @@ fn sampler_steps_match_diffusers() {
                     steps_offset: offset,
                     set_alpha_to_one: c["set_alpha_to_one"].as_bool().unwrap(),
                     clip_sample: clip,
+                    ..Default::default()
                 },
             )
             .unwrap();

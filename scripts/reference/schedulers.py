@@ -108,7 +108,9 @@ def step_case(gen, cls, kind, num_inference_steps, step_index, eta, **kw):
         s.set_timesteps(num_inference_steps)
     t = int(s.timesteps[step_index])
     sample = torch.randn(SHAPE, generator=gen, dtype=torch.float64) * 1.5
-    model_output = torch.randn(SHAPE, generator=gen, dtype=torch.float64)
+    # A learned-variance model outputs twice the channels: (parameterization output, v).
+    out_shape = (SHAPE[0], 2 * SHAPE[1]) + SHAPE[2:] if kw.get("variance_type") == "learned_range" else SHAPE
+    model_output = torch.randn(out_shape, generator=gen, dtype=torch.float64)
     noise = torch.randn(SHAPE, generator=gen, dtype=torch.float64)
     if cls is DDIMScheduler:
         out = s.step(model_output, t, sample, eta=eta, variance_noise=noise)
@@ -126,6 +128,7 @@ def step_case(gen, cls, kind, num_inference_steps, step_index, eta, **kw):
         "t": t,
         "eta": eta,
         "shape": list(SHAPE),
+        "output_shape": list(out_shape),
         "sample": tolist(sample),
         "model_output": tolist(model_output),
         "noise": tolist(noise),
@@ -160,6 +163,9 @@ def steps():
     ddim(25, 7, 1.0, **cos, prediction_type="sample", clip_sample=True, clip_sample_range=1.5, timestep_spacing="linspace", set_alpha_to_one=False)
     ddim(1000, 500, 1.0, **base, prediction_type="epsilon", clip_sample=False, timestep_spacing="leading", set_alpha_to_one=True)
     ddim(10, 0, 0.3, **dict(base, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012), prediction_type="epsilon", clip_sample=True, clip_sample_range=1.0, timestep_spacing="trailing", set_alpha_to_one=False)
+    # DDPM with a learned variance (improved DDPM's learned range), full chain and strided.
+    ddpm(None, 500, **base, prediction_type="epsilon", variance_type="learned_range", clip_sample=False)
+    ddpm(50, 10, **cos, prediction_type="v_prediction", variance_type="learned_range", clip_sample=False, timestep_spacing="leading")
     return cases
 
 

@@ -37,6 +37,13 @@ pub enum CoreError {
         t: usize,
         last: usize,
     },
+    #[error(
+        "a learned-variance model outputs twice the channels of x ({expected}), got {got}; \
+         check the model's output channels"
+    )]
+    LearnedVarianceShape { expected: usize, got: usize },
+    #[error("invalid training objective: {0}")]
+    InvalidObjective(String),
     #[error("timestep {t} is not one of this sampler's timesteps")]
     UnknownTimestep { t: usize },
 }

@@ -5,17 +5,21 @@
 //! - [`param`] — eps / x_0 / v parameterizations and their conversions
 //! - [`loss`] — `L_simple` (DDPM Algorithm 1)
 //! - [`sampler`] — DDPM ancestral sampling and DDIM, over the [`model::Denoiser`] trait
+//! - [`vlb`] — the variational bound term by term: KLs, decoders, learned variances
+//! - [`objective`] — L_simple, L_vlb and L_hybrid for training, importance sampling of t
 #![allow(non_snake_case)] // x_T, as in the papers.
 
 pub mod coef;
 pub mod error;
 pub mod loss;
 pub mod model;
+pub mod objective;
 pub mod param;
 pub mod process;
 pub mod sampler;
 pub mod schedule;
 pub mod timesteps;
+pub mod vlb;
 
 pub use error::CoreError;
 pub use model::Denoiser;

@@ -11,13 +11,13 @@ use crate::error::EvalError;
 static FONT: Once = Once::new();
 
 /// plotters draws text with a registered font; DejaVu Sans is embedded so no system font is needed.
-fn ensure_font() {
+pub(crate) fn ensure_font() {
     FONT.call_once(|| {
         let _ = register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
     });
 }
 
-fn err(path: &Path) -> impl Fn(String) -> EvalError + '_ {
+pub(crate) fn err(path: &Path) -> impl Fn(String) -> EvalError + '_ {
     move |reason| EvalError::Plot {
         path: path.into(),
         reason,
@@ -191,5 +191,69 @@ pub fn loss_curve(path: &Path, losses: &[f32], window: usize) -> Result<(), Eval
         .border_style(BLACK)
         .draw()
         .map_err(|x| e(x.to_string()))?;
+    root.present().map_err(|x| e(x.to_string()))
+}
+
+/// A line plot of `ys` against `xs` (NaN values skipped), log-scaled y when `log_y`.
+pub fn line_plot(
+    path: &Path,
+    title: &str,
+    points: &[(f64, f64)],
+    x_label: &str,
+    y_label: &str,
+    log_y: bool,
+) -> Result<(), EvalError> {
+    ensure_font();
+    let e = err(path);
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0))
+        .collect();
+    if pts.is_empty() {
+        return Err(e("no finite points to plot".into()));
+    }
+    let (x0, x1) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+    let mut chart = ChartBuilder::on(&root);
+    chart
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(70);
+    if log_y {
+        let (lo, hi) = (y0 * 0.8, (y1 * 1.25).max(y0 * 1.01));
+        let mut c = chart
+            .build_cartesian_2d(x0..x1, (lo..hi).log_scale())
+            .map_err(|x| e(x.to_string()))?;
+        c.configure_mesh()
+            .light_line_style(WHITE)
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .draw()
+            .map_err(|x| e(x.to_string()))?;
+        c.draw_series(LineSeries::new(pts, SAMPLE_COLOR.stroke_width(2)))
+            .map_err(|x| e(x.to_string()))?;
+    } else {
+        let pad = ((y1 - y0) * 0.05).max(1e-12);
+        let mut c = chart
+            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+            .map_err(|x| e(x.to_string()))?;
+        c.configure_mesh()
+            .light_line_style(WHITE)
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .draw()
+            .map_err(|x| e(x.to_string()))?;
+        c.draw_series(LineSeries::new(pts, SAMPLE_COLOR.stroke_width(2)))
+            .map_err(|x| e(x.to_string()))?;
+    }
     root.present().map_err(|x| e(x.to_string()))
 }

@@ -11,6 +11,13 @@ pub enum NnError {
         path: std::path::PathBuf,
         reason: String,
     },
-    #[error("U-Net config field `{field}` {reason}")]
+    #[error("config field `{field}` {reason}")]
     UnsupportedField { field: String, reason: String },
+    #[error("invalid scheduler config: {0}")]
+    Scheduler(String),
+    #[error("{path}: {reason}")]
+    Pipeline {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }

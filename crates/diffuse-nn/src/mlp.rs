@@ -25,6 +25,9 @@ pub struct MlpConfig {
     pub input_embed_dim: usize,
     /// Coordinates are multiplied by this before their sinusoidal embedding.
     pub input_embed_scale: f64,
+    /// Also output the learned-variance interpolation v per coordinate (improved DDPM eq. 15):
+    /// 2 x data_dim outputs, the parameterization's first.
+    pub learned_variance: bool,
 }
 
 impl Default for MlpConfig {
@@ -36,6 +39,7 @@ impl Default for MlpConfig {
             time_embed_dim: 64,
             input_embed_dim: 0,
             input_embed_scale: 25.0,
+            learned_variance: false,
         }
     }
 }
@@ -66,7 +70,11 @@ impl MlpConfig {
         }
         Ok(Mlp {
             layers,
-            output: LinearConfig::new(width, self.data_dim).init(device),
+            output: LinearConfig::new(
+                width,
+                self.data_dim * if self.learned_variance { 2 } else { 1 },
+            )
+            .init(device),
             time_embed_dim: self.time_embed_dim,
             input_embed_dim: self.input_embed_dim,
             input_embed_scale: self.input_embed_scale,
@@ -85,7 +93,7 @@ pub struct Mlp {
 
 impl Mlp {
     /// # Shapes
-    /// - `x_t`: [B, data_dim], `t`: [B] -> [B, data_dim]
+    /// - `x_t`: [B, data_dim], `t`: [B] -> [B, data_dim] (with a learned variance [B, 2 data_dim])
     pub fn forward(&self, x_t: Tensor<2>, t: Tensor<1>) -> Tensor<2> {
         let [batch, dim] = x_t.dims();
         let mut parts = vec![x_t.clone()];

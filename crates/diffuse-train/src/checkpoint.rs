@@ -41,7 +41,8 @@ pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<(), TrainError>
     rename_into_place(&tmp, path)
 }
 
-/// Loads weights saved by [`save_weights`] into `model` (which fixes the architecture).
+/// Loads weights saved by [`save_weights`] into `model` (which fixes the architecture). A tensor
+/// missing from the file, misshapen, or in the file but not in the model is an error.
 pub fn load_weights<M: Module>(model: M, path: &Path) -> Result<M, TrainError> {
     if !path.exists() {
         return Err(TrainError::Load {
@@ -55,7 +56,7 @@ pub fn load_weights<M: Module>(model: M, path: &Path) -> Result<M, TrainError> {
         path: path.into(),
         reason: e.to_string(),
     })?;
-    if !result.missing.is_empty() || !result.errors.is_empty() {
+    if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
         return Err(TrainError::Load {
             path: path.into(),
             reason: format!("weights do not match the model: {result}"),
@@ -74,4 +75,60 @@ pub fn save_json<T: Serialize>(value: &T, path: &Path) -> Result<(), TrainError>
     let tmp = temp_path(path);
     std::fs::write(&tmp, text + "\n").map_err(|e| err(e.to_string()))?;
     rename_into_place(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::Device;
+
+    #[derive(Module, Debug)]
+    struct Two {
+        a: Linear,
+        b: Linear,
+    }
+
+    #[derive(Module, Debug)]
+    struct One {
+        a: Linear,
+    }
+
+    #[test]
+    fn weights_round_trip_and_mismatches_are_errors() {
+        let device = Device::default();
+        let dir = std::env::temp_dir().join(format!("diffuse-ckpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("two.safetensors");
+        let two = Two {
+            a: LinearConfig::new(2, 3).init(&device),
+            b: LinearConfig::new(3, 1).init(&device),
+        };
+        save_weights(&two, &path).unwrap();
+        let fresh = Two {
+            a: LinearConfig::new(2, 3).init(&device),
+            b: LinearConfig::new(3, 1).init(&device),
+        };
+        let loaded = load_weights(fresh, &path).unwrap();
+        assert_eq!(
+            loaded.b.weight.val().into_data(),
+            two.b.weight.val().into_data()
+        );
+        // Extra tensors in the file (b.*) are an error, as a missing one is.
+        let one = One {
+            a: LinearConfig::new(2, 3).init(&device),
+        };
+        let err = load_weights(one, &path).unwrap_err().to_string();
+        assert!(err.contains("do not match"), "{err}");
+        let one_path = dir.join("one.safetensors");
+        save_weights(
+            &One {
+                a: LinearConfig::new(2, 3).init(&device),
+            },
+            &one_path,
+        )
+        .unwrap();
+        assert!(load_weights(two, &one_path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

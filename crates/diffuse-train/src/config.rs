@@ -1,5 +1,6 @@
 //! Trainer settings: optimizer, schedule of the learning rate, clipping, EMA, checkpoints.
 
+use diffuse_core::objective::LossConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -44,6 +45,8 @@ pub struct TrainConfig {
     /// Write a checkpoint every this many steps (and always at the end); 0 only at the end.
     pub checkpoint_every: usize,
     pub seed: u64,
+    /// The objective (L_simple by default), the reverse variance and the sampling of t.
+    pub loss: LossConfig,
 }
 
 impl Default for TrainConfig {
@@ -63,6 +66,7 @@ impl Default for TrainConfig {
             ema_decay: Some(0.995),
             checkpoint_every: 1000,
             seed: 0,
+            loss: LossConfig::default(),
         }
     }
 }
@@ -106,7 +110,10 @@ impl TrainConfig {
         if let Some(d) = self.ema_decay.filter(|d| !(0.0..1.0).contains(d)) {
             return bad("ema_decay", &format!("must be in [0, 1), got {d}"));
         }
-        Ok(())
+        self.loss.validate().map_err(|e| TrainError::InvalidConfig {
+            field: "loss",
+            reason: e.to_string(),
+        })
     }
 
     /// The learning rate at `step` (0-based): linear warm-up over `warmup_steps`, then

@@ -2,6 +2,9 @@
 //!
 //! repeat: x_0 ~ q(x_0); t ~ Uniform({0..T-1}); eps ~ N(0, I);
 //!         take a gradient step on ||target - net(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t)||^2
+//!
+//! or, with `config.loss`, on L_vlb or L_hybrid (improved DDPM), with t optionally
+//! importance-sampled (`diffuse_core::objective`).
 
 use burn::module::Module;
 use burn::optim::{
@@ -9,7 +12,9 @@ use burn::optim::{
 };
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::coef::{randn, timestep_tensor};
-use diffuse_core::loss::{l_simple, sample_timesteps, simple_loss_batch};
+use diffuse_core::loss::sample_timesteps;
+use diffuse_core::objective::{ImportanceSampler, training_loss};
+use diffuse_core::process::q_sample;
 use diffuse_core::{Denoiser, NoiseSchedule, Prediction};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -90,15 +95,46 @@ where
     let mut optim = optimizer(config);
     let mut ema = config.ema_decay.map(|d| Ema::new(&model, d));
     let mut losses = Vec::with_capacity(config.steps);
+    let mut importance = config
+        .loss
+        .importance_sampling
+        .then(|| ImportanceSampler::new(schedule.num_timesteps()));
     for step in 0..config.steps {
         let x0 = data(&mut rng);
         let device = x0.device();
         let shape: [usize; D] = x0.dims();
-        let t = sample_timesteps(&mut rng, schedule.num_timesteps(), shape[0]);
+        let (t, weights) = match &importance {
+            Some(sampler) => {
+                let (t, w) = sampler.sample(&mut rng, shape[0]);
+                (t, Some(w))
+            }
+            None => (
+                sample_timesteps(&mut rng, schedule.num_timesteps(), shape[0]),
+                None,
+            ),
+        };
         let eps = randn(&mut rng, shape, &device);
-        let batch = simple_loss_batch(schedule, prediction, x0, t, eps);
-        let output = model.denoise(batch.x_t, timestep_tensor(&batch.t, &device));
-        let loss = l_simple(output, batch.target);
+        let x_t = q_sample(schedule, x0.clone(), &t, eps.clone());
+        let output = model.denoise(x_t.clone(), timestep_tensor(&t, &device));
+        let per_example =
+            training_loss(schedule, prediction, &config.loss, x0, x_t, eps, &t, output);
+        if let Some(sampler) = importance.as_mut() {
+            let values: Vec<f32> = per_example
+                .clone()
+                .inner()
+                .into_data()
+                .try_to_vec()
+                .unwrap_or_default();
+            sampler.update(&t, &values);
+        }
+        let loss = match weights {
+            Some(w) => {
+                let w: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+                let n = w.len();
+                (per_example * Tensor::<1>::from_data(TensorData::new(w, [n]), &device)).mean()
+            }
+            None => per_example.mean(),
+        };
         let value: f32 = loss.clone().into_scalar();
         if !value.is_finite() {
             return Err(TrainError::NonFiniteLoss {

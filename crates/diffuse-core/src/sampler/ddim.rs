@@ -32,6 +32,9 @@ pub struct DdimConfig {
     pub set_alpha_to_one: bool,
     /// Clamp the x_0 estimate to [-r, r].
     pub clip_sample: Option<f64>,
+    /// The model outputs a learned variance as the second half of its channels (dimension 1).
+    /// DDIM's sigma_t is set by eta alone (eq. 16), so that half is dropped.
+    pub learned_variance: bool,
 }
 
 impl Default for DdimConfig {
@@ -45,6 +48,7 @@ impl Default for DdimConfig {
             steps_offset: 0,
             set_alpha_to_one: true,
             clip_sample: None,
+            learned_variance: false,
         }
     }
 }
@@ -101,6 +105,17 @@ impl Sampler for DdimSampler {
         let abar_prev = t
             .checked_sub(self.stride)
             .map_or(self.final_alpha_cumprod, |p| self.alphas_cumprod[p]);
+        let c = x_t.dims()[1];
+        let output = match (self.config.learned_variance, output.dims()[1]) {
+            (false, _) => output,
+            (true, got) if got == 2 * c => output.narrow(1, 0, c),
+            (true, got) => {
+                return Err(CoreError::LearnedVarianceShape {
+                    expected: 2 * c,
+                    got,
+                });
+            }
+        };
         let level = NoiseLevel::from_alpha_cumprod(abar_t);
         let (x0, eps) = self.config.prediction.split(output, x_t, &level);
         let x0 = clip(x0, self.config.clip_sample);

@@ -27,6 +27,10 @@ pub enum VarianceType {
     FixedSmall,
     /// beta_t: optimal for x_0 ~ N(0, I).
     FixedLarge,
+    /// Learned (improved DDPM eq. 15): the network outputs twice the channels of x (dimension 1),
+    /// the second half v in [-1, 1] giving log sigma_t^2 = (v + 1) / 2 log beta_t + (1 - v) / 2
+    /// log beta-tilde_t, as diffusers' `learned_range`.
+    LearnedRange,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +113,19 @@ impl Sampler for DdpmSampler {
         let abar_prev = self.previous(t)?.map_or(1.0, |p| self.alphas_cumprod[p]);
         let alpha_t = abar_t / abar_prev;
         let beta_t = 1.0 - alpha_t;
+        let (output, learned) = match self.config.variance_type {
+            VarianceType::LearnedRange => {
+                let c = x_t.dims()[1];
+                if output.dims()[1] != 2 * c {
+                    return Err(CoreError::LearnedVarianceShape {
+                        expected: 2 * c,
+                        got: output.dims()[1],
+                    });
+                }
+                (output.clone().narrow(1, 0, c), Some(output.narrow(1, c, c)))
+            }
+            _ => (output, None),
+        };
         let level = NoiseLevel::from_alpha_cumprod(abar_t);
         let (x0, _) = self.config.prediction.split(output, x_t.clone(), &level);
         let x0 = clip(x0, self.config.clip_sample);
@@ -116,14 +133,18 @@ impl Sampler for DdpmSampler {
         let coef_xt = alpha_t.sqrt() * (1.0 - abar_prev) / (1.0 - abar_t);
         let mean = x0.clone().mul_scalar(coef_x0 as f32) + x_t.mul_scalar(coef_xt as f32);
         let prev_sample = if self.needs_noise(t) {
-            let variance = match self.config.variance_type {
-                VarianceType::FixedSmall => {
-                    ((1.0 - abar_prev) / (1.0 - abar_t) * beta_t).max(1e-20)
-                }
-                VarianceType::FixedLarge => beta_t,
-            };
+            let small = ((1.0 - abar_prev) / (1.0 - abar_t) * beta_t).max(1e-20);
             let z = noise.expect("DdpmSampler::step needs noise for t > 0");
-            mean + z.mul_scalar(variance.sqrt() as f32)
+            match (self.config.variance_type, learned) {
+                (VarianceType::FixedLarge, _) => mean + z.mul_scalar(beta_t.sqrt() as f32),
+                (VarianceType::LearnedRange, Some(v)) => {
+                    let frac = v.add_scalar(1.0).mul_scalar(0.5);
+                    let log_var = frac.clone().mul_scalar(beta_t.ln() as f32)
+                        + frac.neg().add_scalar(1.0).mul_scalar(small.ln() as f32);
+                    mean + z * log_var.mul_scalar(0.5).exp()
+                }
+                _ => mean + z.mul_scalar(small.sqrt() as f32),
+            }
         } else {
             mean
         };

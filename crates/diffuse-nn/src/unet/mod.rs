@@ -151,6 +151,14 @@ impl UnetConfig {
     }
 }
 
+/// (old name, current name) of attention parameters.
+const LEGACY_ATTENTION_NAMES: [(&str, &str); 4] = [
+    ("query", "to_q"),
+    ("key", "to_k"),
+    ("value", "to_v"),
+    ("proj_attn", "to_out.0"),
+];
+
 impl Unet {
     /// Loads a diffusers model folder: `config.json` and `diffusion_pytorch_model.safetensors`
     /// (PyTorch layouts: linear weights are transposed, norm weight/bias become gamma/beta).
@@ -169,6 +177,14 @@ impl Unet {
         }
         let mut store =
             SafetensorsStore::from_file(&weights).with_from_adapter(PyTorchToBurnAdapter);
+        // Attention weights of early diffusers checkpoints (e.g. google/ddpm-cifar10-32) carry the
+        // old names, which diffusers renames on load (`_fix_state_dict_keys_on_load`); so do we.
+        for (old, new) in LEGACY_ATTENTION_NAMES {
+            store = store.with_key_remapping(
+                format!(r"^(.*\.attentions\.\d+)\.{old}\.(weight|bias)$"),
+                format!("${{1}}.{new}.${{2}}"),
+            );
+        }
         let result = model.load_from(&mut store).map_err(|e| NnError::Weights {
             path: weights.clone(),
             reason: e.to_string(),

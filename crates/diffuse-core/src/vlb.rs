@@ -1,0 +1,432 @@
+//! The variational bound on the negative log-likelihood (DDPM eq. 5; improved DDPM, section 2):
+//!
+//!   L = L_T + sum_{t=2}^{T} L_{t-1} + L_0, with (1-based t as in the papers, 0-based in code)
+//!   L_T     = KL(q(x_T | x_0) || N(0, I))                         the prior term, [`prior_kl`]
+//!   L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t))      Gaussians, analytic, [`normal_kl`]
+//!   L_0     = -log p(x_0 | x_1)                                    the decoder, [`decoder_nll`]
+//!
+//! All terms are in nats, summed over every dimension of an example; divide by (dims x ln 2) for
+//! bits/dim. The decoder is the discretized Gaussian over 256 bins for 8-bit images in [-1, 1]
+//! (DDPM section 3.3) or the Gaussian density for continuous data.
+//!
+//! p(x_{t-1} | x_t) = N(mu_theta, Sigma_theta): the mean comes from the network output through the
+//! parameterization ([`reverse_mean`]); the log-variance is fixed ([`ReverseVariance::FixedSmall`]:
+//! beta-tilde_t; [`ReverseVariance::FixedLarge`]: beta_t) or learned as an interpolation
+//! between the two in log space ([`learned_range_log_variance`], improved DDPM eq. 15).
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::coef::{Coef, per_item};
+use crate::param::{NoiseLevel, Prediction};
+use crate::process::q_posterior;
+use crate::schedule::NoiseSchedule;
+
+/// KL(N(mean1, exp(logvar1)) || N(mean2, exp(logvar2))), elementwise, in nats.
+pub fn normal_kl<const D: usize>(
+    mean1: Tensor<D>,
+    logvar1: Tensor<D>,
+    mean2: Tensor<D>,
+    logvar2: Tensor<D>,
+) -> Tensor<D> {
+    let diff = logvar1.clone() - logvar2.clone();
+    (diff.clone().neg().sub_scalar(1.0)
+        + diff.exp()
+        + (mean1 - mean2).powi_scalar(2) * logvar2.neg().exp())
+    .mul_scalar(0.5)
+}
+
+/// The standard normal CDF, Phi(x) = (1 + erf(x / sqrt 2)) / 2.
+pub fn standard_normal_cdf<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.mul_scalar(std::f32::consts::FRAC_1_SQRT_2)
+        .erf()
+        .add_scalar(1.0)
+        .mul_scalar(0.5)
+}
+
+/// Smallest probability a log is taken of (as improved DDPM's code), so that empty bins give a
+/// large finite penalty rather than -inf.
+const MIN_PROB: f32 = 1e-12;
+
+/// log P(x) for 8-bit data mapped to [-1, 1] (bins of width 2/255 centred on the pixel values)
+/// under N(mean, exp(2 log_scale)): the mass of x's bin, with the outermost bins extended to
+/// -inf and +inf (DDPM eq. 13). Elementwise, in nats.
+pub fn discretized_gaussian_log_likelihood<const D: usize>(
+    x: Tensor<D>,
+    mean: Tensor<D>,
+    log_scale: Tensor<D>,
+) -> Tensor<D> {
+    let half_bin = 1.0 / 255.0;
+    let centered = x.clone() - mean;
+    let inv_std = log_scale.neg().exp();
+    let cdf_plus = standard_normal_cdf((centered.clone().add_scalar(half_bin)) * inv_std.clone());
+    let cdf_min = standard_normal_cdf(centered.sub_scalar(half_bin) * inv_std);
+    let log_cdf_plus = cdf_plus.clone().clamp_min(MIN_PROB).log();
+    let log_one_minus_cdf_min = cdf_min
+        .clone()
+        .neg()
+        .add_scalar(1.0)
+        .clamp_min(MIN_PROB)
+        .log();
+    let log_delta = (cdf_plus - cdf_min).clamp_min(MIN_PROB).log();
+    let lowest = x.clone().lower_elem(-0.999);
+    let highest = x.greater_elem(0.999);
+    log_delta
+        .mask_where(lowest, log_cdf_plus)
+        .mask_where(highest, log_one_minus_cdf_min)
+}
+
+/// log N(x; mean, exp(2 log_scale)), elementwise, in nats: the decoder for continuous data.
+pub fn gaussian_log_density<const D: usize>(
+    x: Tensor<D>,
+    mean: Tensor<D>,
+    log_scale: Tensor<D>,
+) -> Tensor<D> {
+    let z = (x - mean) * log_scale.clone().neg().exp();
+    (z.powi_scalar(2).mul_scalar(0.5) + log_scale)
+        .add_scalar(0.5 * (2.0 * std::f64::consts::PI).ln() as f32)
+        .neg()
+}
+
+/// Sums all but the batch dimension: [B, ...] -> [B].
+pub fn sum_per_example<const D: usize>(x: Tensor<D>) -> Tensor<1> {
+    let batch = x.dims()[0];
+    x.reshape([batch as i64, -1]).sum_dim(1).reshape([batch])
+}
+
+/// The variance of p(x_{t-1} | x_t).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReverseVariance {
+    /// beta-tilde_t (the posterior variance; at t = 0, beta-tilde_1: beta-tilde_0 is 0).
+    #[default]
+    FixedSmall,
+    /// beta_t (at t = 0, beta-tilde_1, as improved DDPM's code, so the decoder is not too wide).
+    FixedLarge,
+    /// exp(v log beta_t + (1 - v) log beta-tilde_t), v = (output + 1) / 2 from the network
+    /// (improved DDPM eq. 15).
+    LearnedRange,
+}
+
+/// log beta-tilde_t (clipped at t = 0) and log beta_t (with t = 0 as beta-tilde_1): the ends of
+/// the learned range, and the two fixed choices.
+fn log_variance_bounds(schedule: &NoiseSchedule, t: usize) -> (f64, f64) {
+    let small = schedule.posterior_log_variance_clipped[t];
+    let large = if t == 0 && schedule.num_timesteps() > 1 {
+        schedule.posterior_variance[1].ln()
+    } else {
+        schedule.betas[t].ln()
+    };
+    (small, large)
+}
+
+/// The fixed log-variance per item, shape [B, 1, ..., 1].
+pub fn fixed_log_variance<const D: usize>(
+    schedule: &NoiseSchedule,
+    variance: ReverseVariance,
+    t: &[usize],
+    device: &burn::tensor::Device,
+) -> Tensor<D> {
+    per_item(
+        t,
+        |ti| {
+            let (small, large) = log_variance_bounds(schedule, ti);
+            match variance {
+                ReverseVariance::FixedLarge => large,
+                _ => small,
+            }
+        },
+        device,
+    )
+}
+
+/// Improved DDPM eq. 15: log Sigma = v log beta_t + (1 - v) log beta-tilde_t with
+/// v = (output + 1) / 2, so output -1 gives exactly beta-tilde_t and +1 exactly beta_t.
+pub fn learned_range_log_variance<const D: usize>(
+    schedule: &NoiseSchedule,
+    output: Tensor<D>,
+    t: &[usize],
+) -> Tensor<D> {
+    let device = output.device();
+    let small: Tensor<D> = per_item(t, |ti| log_variance_bounds(schedule, ti).0, &device);
+    let large: Tensor<D> = per_item(t, |ti| log_variance_bounds(schedule, ti).1, &device);
+    let frac = output.add_scalar(1.0).mul_scalar(0.5);
+    frac.clone() * large + frac.neg().add_scalar(1.0) * small
+}
+
+/// The mean of p(x_{t-1} | x_t) implied by a network output: x_0 from the parameterization, then
+/// the posterior mean mu-tilde_t(x_t, x_0) (DDPM eq. 7). Returns (mean, predicted x_0).
+pub fn reverse_mean<const D: usize>(
+    schedule: &NoiseSchedule,
+    prediction: Prediction,
+    output: Tensor<D>,
+    x_t: Tensor<D>,
+    t: &[usize],
+) -> (Tensor<D>, Tensor<D>) {
+    let device = x_t.device();
+    let level = NoiseLevel::at(schedule, t, &device);
+    let (x0, _) = prediction.split(output, x_t.clone(), &level);
+    let posterior = q_posterior(schedule, x0.clone(), x_t, t);
+    (posterior.mean, x0)
+}
+
+/// What the data is, for the decoder term L_0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decoder {
+    /// 8-bit images in [-1, 1]: the discretized Gaussian over 256 bins.
+    Discretized,
+    /// Continuous data: the Gaussian density (a density, so the "NLL" can be negative).
+    Continuous,
+}
+
+/// -log p(x_0 | x_1) per example (nats): the decoder term L_0.
+pub fn decoder_nll<const D: usize>(
+    x0: Tensor<D>,
+    mean: Tensor<D>,
+    log_variance: Tensor<D>,
+    decoder: Decoder,
+) -> Tensor<1> {
+    let log_scale = log_variance.mul_scalar(0.5);
+    let log_p = match decoder {
+        Decoder::Discretized => discretized_gaussian_log_likelihood(x0, mean, log_scale),
+        Decoder::Continuous => gaussian_log_density(x0, mean, log_scale),
+    };
+    sum_per_example(log_p).neg()
+}
+
+/// The bound's term at each item's t (nats per example): L_0 = -log p(x_0 | x_1) where t = 0,
+/// else L_{t-1} = KL(q(x_{t-1} | x_t, x_0) || N(mean, exp(log_variance))).
+pub fn vlb_term<const D: usize>(
+    schedule: &NoiseSchedule,
+    x0: Tensor<D>,
+    x_t: Tensor<D>,
+    t: &[usize],
+    mean: Tensor<D>,
+    log_variance: Tensor<D>,
+    decoder: Decoder,
+) -> Tensor<1> {
+    let device = x0.device();
+    let posterior = q_posterior(schedule, x0.clone(), x_t, t);
+    let shape = x0.dims();
+    let kl = sum_per_example(normal_kl(
+        posterior.mean,
+        posterior.log_variance_clipped.expand(shape),
+        mean.clone(),
+        log_variance.clone().expand(shape),
+    ));
+    let nll = decoder_nll(x0, mean, log_variance.expand(shape), decoder);
+    let at_zero: Vec<bool> = t.iter().map(|&ti| ti == 0).collect();
+    let mask = Tensor::<1, burn::tensor::Bool>::from_data(
+        burn::tensor::TensorData::new(at_zero, [t.len()]),
+        &device,
+    );
+    kl.mask_where(mask, nll)
+}
+
+/// L_T = KL(q(x_T | x_0) || N(0, I)) per example (nats), with x_T at the last timestep.
+pub fn prior_kl<const D: usize>(schedule: &NoiseSchedule, x0: Tensor<D>) -> Tensor<1> {
+    let last = schedule.num_timesteps() - 1;
+    let abar = schedule.alphas_cumprod[last];
+    let mean = Coef::<D>::Scalar(abar.sqrt()).mul(x0);
+    let logvar = mean.zeros_like().add_scalar((1.0 - abar).ln() as f32);
+    sum_per_example(normal_kl(
+        mean.clone(),
+        logvar,
+        mean.zeros_like(),
+        mean.zeros_like(),
+    ))
+}
+
+/// Nats per example to bits per dimension.
+pub fn bits_per_dim(nats: f64, dims: usize) -> f64 {
+    nats / (dims as f64 * std::f64::consts::LN_2)
+}
+
+/// The bound evaluated on a batch: per-example totals and the mean of each term.
+#[derive(Debug, Clone)]
+pub struct BoundEstimate {
+    /// L_T + sum_t L_t for each example (nats); when only K of the T timesteps are visited,
+    /// sum_t is estimated as T / K times the sum over them (unbiased for a uniform subset).
+    pub per_example: Vec<f64>,
+    /// Mean over examples of L_t (index t, 0-based: t = 0 is the decoder term L_0), for the
+    /// timesteps visited (NaN where not visited).
+    pub per_t: Vec<f64>,
+    /// Mean over examples of L_T.
+    pub prior: f64,
+}
+
+/// Evaluates the bound of `model` on the examples `x0` (one batch): for each t in `timesteps`
+/// (all of 0..T, or a uniform subset), x_t ~ q(x_t | x_0) with noise from `rng`, the model's mean
+/// and variance, and the term L_t. `variance` says how the model's variance is read (a learned
+/// one from the second half of its output). `progress(i)` is called after each timestep.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_bound<const D: usize, M: crate::Denoiser<D> + ?Sized>(
+    model: &M,
+    schedule: &NoiseSchedule,
+    prediction: Prediction,
+    variance: ReverseVariance,
+    decoder: Decoder,
+    x0: Tensor<D>,
+    timesteps: &[usize],
+    rng: &mut impl rand::Rng,
+    mut progress: impl FnMut(usize),
+) -> BoundEstimate {
+    let device = x0.device();
+    let shape: [usize; D] = x0.dims();
+    let n = shape[0];
+    let big_t = schedule.num_timesteps();
+    let scale = big_t as f64 / timesteps.len().max(1) as f64;
+    let prior: Vec<f32> = prior_kl(schedule, x0.clone())
+        .into_data()
+        .try_to_vec()
+        .unwrap_or_default();
+    let mut per_example: Vec<f64> = prior.iter().map(|&v| v as f64).collect();
+    let mut per_t = vec![f64::NAN; big_t];
+    for (i, &t) in timesteps.iter().enumerate() {
+        let t_batch = vec![t; n];
+        let eps = crate::coef::randn(rng, shape, &device);
+        let x_t = crate::process::q_sample(schedule, x0.clone(), &t_batch, eps);
+        let output = model.denoise(x_t.clone(), crate::coef::timestep_tensor(&t_batch, &device));
+        let (out, log_variance) =
+            crate::objective::split_output(schedule, variance, output, &t_batch);
+        let (mean, _) = reverse_mean(schedule, prediction, out, x_t.clone(), &t_batch);
+        let term: Vec<f32> = vlb_term(
+            schedule,
+            x0.clone(),
+            x_t,
+            &t_batch,
+            mean,
+            log_variance,
+            decoder,
+        )
+        .into_data()
+        .try_to_vec()
+        .unwrap_or_default();
+        per_t[t] = term.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        for (acc, &v) in per_example.iter_mut().zip(&term) {
+            *acc += scale * v as f64;
+        }
+        progress(i + 1);
+    }
+    BoundEstimate {
+        per_example,
+        per_t,
+        prior: prior.iter().map(|&v| v as f64).sum::<f64>() / n as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coef::randn;
+    use crate::schedule::ScheduleConfig;
+    use burn::tensor::{Device, TensorData};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+        x.into_data().try_to_vec().unwrap()
+    }
+
+    #[test]
+    fn learned_range_extremes_are_exactly_beta_tilde_and_beta() {
+        let device = Device::default();
+        let s = ScheduleConfig::default().build().unwrap();
+        let t = [0usize, 1, 500, 999];
+        let ones = Tensor::<2>::ones([4, 3], &device);
+        let low = values(learned_range_log_variance(&s, ones.clone().neg(), &t));
+        let high = values(learned_range_log_variance(&s, ones, &t));
+        for (i, &ti) in t.iter().enumerate() {
+            let beta_tilde = s.posterior_log_variance_clipped[ti] as f32;
+            let beta = if ti == 0 {
+                s.posterior_variance[1].ln() as f32
+            } else {
+                s.betas[ti].ln() as f32
+            };
+            for j in 0..3 {
+                assert_eq!(low[i * 3 + j], beta_tilde, "t = {ti}");
+                assert_eq!(high[i * 3 + j], beta, "t = {ti}");
+            }
+        }
+        // The fixed choices are the two ends.
+        let small: Tensor<2> = fixed_log_variance(&s, ReverseVariance::FixedSmall, &t, &device);
+        let large: Tensor<2> = fixed_log_variance(&s, ReverseVariance::FixedLarge, &t, &device);
+        assert_eq!(
+            values(small)[2],
+            s.posterior_log_variance_clipped[500] as f32
+        );
+        assert_eq!(values(large)[2], s.betas[500].ln() as f32);
+    }
+
+    /// The whole bound, E over x_0 of L_T + sum_t L_t, for a 1-D Gaussian x_0 ~ N(m, s^2) and the
+    /// exact reverse process p(x_{t-1} | x_t) = q(x_{t-1} | x_t) (Gaussian, closed form). Then
+    /// E[L] = H(q(x_0)) + KL(q(x_T) || N(0, 1)) exactly (chain rule of KL), an upper bound on the
+    /// true NLL H = ln(2 pi e s^2) / 2 that is close to it. Monte Carlo with one x_t per (x_0, t).
+    /// `var_scale` widens the model's variances: the bound must then rise above the truth.
+    fn gaussian_bound(var_scale: f64) -> (f64, f64, f64, f64) {
+        let device = Device::default();
+        let s = ScheduleConfig {
+            num_train_timesteps: 200,
+            beta_start: 1e-4,
+            beta_end: 0.05,
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        let (m, sd) = (0.7f64, 0.5f64);
+        let n = 20_000;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let x0 = randn::<2>(&mut rng, [n, 1], &device)
+            .mul_scalar(sd as f32)
+            .add_scalar(m as f32);
+        let var_at = |abar: f64| abar * sd * sd + 1.0 - abar;
+        let mut total = prior_kl(&s, x0.clone());
+        for t in 0..s.num_timesteps() {
+            let ts = vec![t; n];
+            let eps = randn(&mut rng, [n, 1], &device);
+            let x_t = crate::process::q_sample(&s, x0.clone(), &ts, eps);
+            let abar_prev = s.alphas_cumprod_prev[t];
+            let (v_prev, v_t) = (var_at(abar_prev), var_at(s.alphas_cumprod[t]));
+            let gain = s.alphas[t].sqrt() * v_prev / v_t;
+            let mean = (x_t.clone() - s.sqrt_alphas_cumprod[t] * m)
+                .mul_scalar(gain as f32)
+                .add_scalar((abar_prev.sqrt() * m) as f32);
+            let var = (v_prev - s.alphas[t] * v_prev * v_prev / v_t) * var_scale;
+            let log_var =
+                Tensor::<2>::from_data(TensorData::new(vec![var.ln() as f32; n], [n, 1]), &device);
+            total = total + vlb_term(&s, x0.clone(), x_t, &ts, mean, log_var, Decoder::Continuous);
+        }
+        let per_example: Vec<f64> = values(total).iter().map(|&v| v as f64).collect();
+        let mean = per_example.iter().sum::<f64>() / n as f64;
+        let var = per_example.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let entropy = 0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E * sd * sd).ln();
+        let a2 = s.alphas_cumprod[s.num_timesteps() - 1];
+        let (mu_t, var_t) = (a2.sqrt() * m, var_at(a2));
+        let kl_t = 0.5 * (var_t + mu_t * mu_t - 1.0 - var_t.ln());
+        (mean, (var / n as f64).sqrt(), entropy, kl_t)
+    }
+
+    #[test]
+    fn bound_of_the_exact_reverse_process_is_the_entropy_plus_the_prior_gap() {
+        let (bound, se, entropy, kl_t) = gaussian_bound(1.0);
+        eprintln!(
+            "bound {bound:.4} +- {se:.4} nats; true NLL {entropy:.4}; expected {:.4}",
+            entropy + kl_t
+        );
+        assert!(se < 0.012, "standard error {se}");
+        assert!((bound - (entropy + kl_t)).abs() < 4.0 * se, "bound {bound}");
+        assert!(
+            kl_t < 0.01,
+            "the prior gap {kl_t} should be small for this schedule"
+        );
+        // A worse model (variances 1.5x too wide) is caught: its bound is clearly higher.
+        let (worse, se_w, _, _) = gaussian_bound(1.5);
+        assert!(worse > entropy + kl_t + 10.0 * se_w, "{worse}");
+    }
+
+    #[test]
+    fn bits_per_dim_is_nats_over_dims_ln2() {
+        assert!((bits_per_dim(784.0 * std::f64::consts::LN_2, 784) - 1.0).abs() < 1e-12);
+    }
+}

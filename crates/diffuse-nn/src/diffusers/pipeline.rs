@@ -1,0 +1,171 @@
+//! Loading and saving diffusers pipeline folders (`DDPMPipeline` / `DDIMPipeline` layout):
+//!
+//! ```text
+//! DIR/model_index.json                            {"_class_name": "DDIMPipeline", "unet": [...], "scheduler": [...]}
+//! DIR/unet/config.json                            UNet2DModel config
+//! DIR/unet/diffusion_pytorch_model.safetensors    weights by diffusers' names, PyTorch layouts
+//! DIR/scheduler/scheduler_config.json             DDPMScheduler or DDIMScheduler config
+//! ```
+//!
+//! Every file is written to a temporary name and renamed into place.
+
+use std::path::{Path, PathBuf};
+
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Device;
+use serde_json::{Value, json};
+
+use super::scheduler::{DIFFUSERS_VERSION, SchedulerClass, SchedulerConfig};
+use crate::error::NnError;
+use crate::unet::{Unet, UnetConfig};
+
+/// A loaded pipeline folder: the U-Net and its scheduler config.
+pub struct Pipeline {
+    pub unet_config: UnetConfig,
+    pub unet: Unet,
+    pub scheduler: SchedulerConfig,
+}
+
+const PIPELINE_CLASSES: [&str; 2] = ["DDPMPipeline", "DDIMPipeline"];
+
+fn read(path: &Path) -> Result<String, NnError> {
+    std::fs::read_to_string(path).map_err(|e| NnError::Pipeline {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Checks `model_index.json`: a DDPM/DDIM pipeline whose `unet` is a `UNet2DModel` and whose
+/// `scheduler` is a DDPM or DDIM scheduler.
+fn check_model_index(path: &Path) -> Result<(), NnError> {
+    let err = |reason: String| NnError::Pipeline {
+        path: path.into(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(err(
+            "not found: a diffusers pipeline folder has model_index.json, unet/ and scheduler/"
+                .into(),
+        ));
+    }
+    let index: Value =
+        serde_json::from_str(&read(path)?).map_err(|e| err(format!("invalid JSON: {e}")))?;
+    let class = index["_class_name"].as_str().unwrap_or("(missing)");
+    if !PIPELINE_CLASSES.contains(&class) {
+        return Err(err(format!(
+            "_class_name is {class}; diffuse loads {}",
+            PIPELINE_CLASSES.join(" and ")
+        )));
+    }
+    let component = |name: &str| index[name][1].as_str().unwrap_or("(missing)").to_string();
+    let unet = component("unet");
+    if unet != "UNet2DModel" {
+        return Err(err(format!("unet is {unet}; diffuse loads UNet2DModel")));
+    }
+    let scheduler = component("scheduler");
+    if scheduler != "DDPMScheduler" && scheduler != "DDIMScheduler" {
+        return Err(err(format!(
+            "scheduler is {scheduler}; diffuse loads DDPMScheduler and DDIMScheduler"
+        )));
+    }
+    Ok(())
+}
+
+impl Pipeline {
+    /// Loads a pipeline folder onto `device`.
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, NnError> {
+        check_model_index(&dir.join("model_index.json"))?;
+        let scheduler_path = dir.join("scheduler").join("scheduler_config.json");
+        let scheduler =
+            SchedulerConfig::from_json(&read(&scheduler_path)?).map_err(|e| NnError::Pipeline {
+                path: scheduler_path,
+                reason: e.to_string(),
+            })?;
+        let (unet_config, unet) = Unet::from_diffusers_dir(&dir.join("unet"), device)?;
+        Ok(Self {
+            unet_config,
+            unet,
+            scheduler,
+        })
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+fn write_err(path: &Path, e: impl ToString) -> NnError {
+    NnError::Pipeline {
+        path: path.into(),
+        reason: format!("cannot write: {}", e.to_string()),
+    }
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<(), NnError> {
+    let tmp = temp_path(path);
+    std::fs::write(&tmp, text).map_err(|e| write_err(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write_err(path, e)
+    })
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), NnError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| write_err(path, e))?;
+    write_atomic(path, &(text + "\n"))
+}
+
+/// Writes a diffusers model folder: `dir/config.json` and `dir/diffusion_pytorch_model.safetensors`
+/// (PyTorch layouts and names), each atomically.
+pub fn save_unet(dir: &Path, config: &UnetConfig, unet: &Unet) -> Result<(), NnError> {
+    std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    let mut config_json = serde_json::to_value(config).map_err(|e| write_err(dir, e))?;
+    config_json["_class_name"] = json!("UNet2DModel");
+    config_json["_diffusers_version"] = json!(DIFFUSERS_VERSION);
+    let weights = dir.join("diffusion_pytorch_model.safetensors");
+    let tmp = temp_path(&weights);
+    let mut store = SafetensorsStore::from_file(&tmp)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata("format", "pt")
+        .overwrite(true);
+    unet.clone().save_into(&mut store).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write_err(&weights, e)
+    })?;
+    std::fs::rename(&tmp, &weights).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write_err(&weights, e)
+    })?;
+    write_json(&dir.join("config.json"), &config_json)
+}
+
+/// Writes a whole pipeline folder (see the module docs) that diffusers'
+/// `DDIMPipeline.from_pretrained(dir)` / `DDPMPipeline.from_pretrained(dir)` loads.
+pub fn save_pipeline(
+    dir: &Path,
+    unet_config: &UnetConfig,
+    unet: &Unet,
+    scheduler: &SchedulerConfig,
+) -> Result<(), NnError> {
+    save_unet(&dir.join("unet"), unet_config, unet)?;
+    let scheduler_dir = dir.join("scheduler");
+    std::fs::create_dir_all(&scheduler_dir).map_err(|e| write_err(&scheduler_dir, e))?;
+    write_json(&scheduler_dir.join("scheduler_config.json"), scheduler)?;
+    let (pipeline, class) = match scheduler.class {
+        SchedulerClass::Ddpm => ("DDPMPipeline", "DDPMScheduler"),
+        SchedulerClass::Ddim => ("DDIMPipeline", "DDIMScheduler"),
+    };
+    write_json(
+        &dir.join("model_index.json"),
+        &json!({
+            "_class_name": pipeline,
+            "_diffusers_version": DIFFUSERS_VERSION,
+            "scheduler": ["diffusers", class],
+            "unet": ["diffusers", "UNet2DModel"],
+        }),
+    )
+}

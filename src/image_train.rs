@@ -1,0 +1,519 @@
+//! `diffuse train --dataset mnist|fashion_mnist|cifar10|folder`: trains a diffusers-compatible
+//! U-Net on images and writes a run directory that is also a diffusers `DDIMPipeline` folder:
+//!
+//! - `model_index.json`, `unet/` (EMA weights where enabled), `scheduler/scheduler_config.json`:
+//!   `DDIMPipeline.from_pretrained(run_dir)` (`DDPMPipeline` for a learned variance) and
+//!   `diffuse sample --pipeline run_dir` load it
+//! - `raw/`: the raw (non-EMA) weights as a diffusers `UNet2DModel` folder
+//! - `diffuse_config.json`: the full run configuration
+//! - `loss.csv`, `loss.png`; `samples.npy` (float32 [N, C, H, W], model space) and `samples.png`
+//! - `progressive.png`: the predicted x_0 at 10 points of the reverse process (DDPM fig. 6)
+//! - `forward.png`: q(x_t | x_0) for test images at 10 evenly spaced t
+//! - `interpolation.png`: two test images noised to the same t with the same noise, interpolated
+//!   linearly and denoised (DDPM fig. 8)
+//! - `metrics.json`: time, steps/s, final loss
+//!
+//! Weights are written atomically every `checkpoint_every` steps and at the end.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor, TensorData};
+use diffuse_core::coef::randn;
+use diffuse_core::process::q_sample;
+use diffuse_core::sampler::{DdimSampler, Sampler, sample};
+use diffuse_core::vlb::ReverseVariance;
+use diffuse_core::{Denoiser, NoiseSchedule};
+use diffuse_data::images::{flip_horizontal, to_model_space, to_pixel};
+use diffuse_data::{ImageSet, Split, load_cifar10, load_image_folder, load_mnist, write_npy};
+use diffuse_eval::grid::{Images, image_grid};
+use diffuse_nn::Unet;
+use diffuse_nn::diffusers::{SchedulerConfig, save_pipeline, save_unet};
+use diffuse_train::checkpoint::save_json;
+use diffuse_train::{TrainError, TrainHooks, train};
+use indicatif::ProgressBar;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::image_config::{ImageDataset, ImageRunConfig};
+use crate::train::write_losses;
+use crate::{default_run_dir, progress};
+
+/// Images per picture row (progressive generation, forward noising).
+const PICTURE_ROWS: usize = 8;
+/// Panels per row: points of the reverse process, or of the forward process.
+const PICTURE_STEPS: usize = 10;
+
+/// Training images, and a few held-out ones for the pictures.
+struct ImageData {
+    train: ImageSet,
+    test: ImageSet,
+}
+
+fn load_images(config: &ImageRunConfig) -> Result<ImageData> {
+    let dir = config.data_dir();
+    let missing = |what: &str| {
+        format!(
+            "cannot read {what} from {}: pass --data-dir DIR with the files, or --download",
+            dir.display()
+        )
+    };
+    let data = match config.data.dataset {
+        ImageDataset::Mnist | ImageDataset::FashionMnist => ImageData {
+            train: load_mnist(&dir, Split::Train).with_context(|| missing("the training set"))?,
+            test: load_mnist(&dir, Split::Test).with_context(|| missing("the test set"))?,
+        },
+        ImageDataset::Cifar10 => ImageData {
+            train: load_cifar10(&dir, Split::Train).with_context(|| missing("the training set"))?,
+            test: load_cifar10(&dir, Split::Test).with_context(|| missing("the test set"))?,
+        },
+        ImageDataset::Folder => {
+            let size = config.unet.sample_size.unwrap_or(0);
+            let all = load_image_folder(&dir, size, config.unet.in_channels)?;
+            ImageData {
+                test: all.clone(),
+                train: all,
+            }
+        }
+    };
+    let [_, c, h, w] = data.train.shape();
+    let size = config.unet.sample_size.unwrap_or(0);
+    if c != config.unet.in_channels || h != size || w != size {
+        bail!(
+            "{} images are {c}x{h}x{w}, but the U-Net takes {}x{size}x{size}; set unet.in_channels, unet.out_channels and unet.sample_size to match",
+            config.data.dataset.name(),
+            config.unet.in_channels
+        );
+    }
+    if data.train.is_empty() {
+        bail!("{} holds no images", dir.display());
+    }
+    Ok(data)
+}
+
+/// The held-out images of a run's dataset: the test split (a folder has none: its own images).
+pub fn load_test_images(config: &ImageRunConfig) -> Result<ImageSet> {
+    Ok(load_images(config)?.test)
+}
+
+/// `batch` images drawn uniformly with replacement, in model space, mirrored at random if `flip`.
+fn random_image_batch(
+    set: &ImageSet,
+    batch: usize,
+    flip: bool,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> Tensor<4> {
+    let size = set.image_size();
+    let mut data = Vec::with_capacity(batch * size);
+    for _ in 0..batch {
+        let i = rng.random_range(0..set.len());
+        let start = data.len();
+        data.extend(set.image(i).iter().map(|&v| to_model_space(v)));
+        if flip && rng.random_bool(0.5) {
+            flip_horizontal(&mut data[start..], set.width);
+        }
+    }
+    Tensor::from_data(
+        TensorData::new(data, [batch, set.channels, set.height, set.width]),
+        device,
+    )
+}
+
+/// The first `n` images of `set` in model space, as a tensor.
+fn first_images(set: &ImageSet, n: usize, device: &Device) -> Tensor<4> {
+    let n = n.min(set.len());
+    let data: Vec<f32> = set.pixels[..n * set.image_size()]
+        .iter()
+        .map(|&v| to_model_space(v))
+        .collect();
+    Tensor::from_data(
+        TensorData::new(data, [n, set.channels, set.height, set.width]),
+        device,
+    )
+}
+
+/// Model-space values to 8-bit pixels.
+fn pixels(x: Tensor<4>) -> Result<Vec<u8>> {
+    Ok(x.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .into_iter()
+        .map(to_pixel)
+        .collect())
+}
+
+/// Writes `pixels` ([N, C, H, W]) as a grid of `cols` columns.
+fn grid(path: &Path, title: &str, pixels: &[u8], shape: [usize; 4], cols: usize) -> Result<()> {
+    let scale = if shape[2] <= 32 { 3 } else { 1 };
+    image_grid(path, title, &Images { pixels, shape }, cols, scale)?;
+    Ok(())
+}
+
+/// Progress bar and atomic checkpoints in the diffusers layout.
+struct Hooks<'a> {
+    dir: &'a Path,
+    config: &'a ImageRunConfig,
+    scheduler: SchedulerConfig,
+    pb: ProgressBar,
+}
+
+impl TrainHooks<Unet> for Hooks<'_> {
+    fn on_step(&mut self, step: usize, loss: f32, _lr: f64) -> Result<(), TrainError> {
+        self.pb.set_position(step as u64);
+        if step.is_multiple_of(10) || step == 1 {
+            self.pb.set_message(format!("loss {loss:.4}"));
+        }
+        Ok(())
+    }
+
+    fn on_checkpoint(
+        &mut self,
+        _step: usize,
+        sampling: &Unet,
+        raw: &Unet,
+    ) -> Result<(), TrainError> {
+        let err = |e: diffuse_nn::NnError| TrainError::Checkpoint {
+            path: self.dir.into(),
+            reason: e.to_string(),
+        };
+        save_pipeline(self.dir, &self.config.unet, sampling, &self.scheduler).map_err(err)?;
+        save_unet(&self.dir.join("raw"), &self.config.unet, raw).map_err(err)
+    }
+}
+
+#[derive(Serialize)]
+struct Metrics {
+    dataset: String,
+    train_images: usize,
+    steps: usize,
+    batch_size: usize,
+    parameters: usize,
+    train_seconds: f64,
+    steps_per_second: f64,
+    final_loss_avg100: f64,
+    sample_seconds: f64,
+}
+
+/// Trains on images; `dir` is the run directory (None: `runs/<dataset>-<time>`).
+pub fn run(config: ImageRunConfig, dir: Option<PathBuf>) -> Result<()> {
+    config.validate()?;
+    let schedule = config.schedule.build()?;
+    if let Some(w) = schedule.terminal_warning() {
+        eprintln!("warning: {w}");
+    }
+    let data = load_images(&config)?;
+    let dir = dir.unwrap_or_else(|| default_run_dir(config.data.dataset.name()));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    save_json(&config, &dir.join("diffuse_config.json"))?;
+    let seed = config.train.seed;
+    let device = Device::default();
+    device.seed(seed);
+    let ad_device = device.clone().autodiff();
+    let model = config.unet.init(&ad_device)?;
+    let parameters = {
+        use burn::module::Module;
+        model.num_params()
+    };
+    eprintln!(
+        "training a {parameters}-parameter U-Net on {} ({} images) for {} steps of {}; run directory {}",
+        config.data.dataset.name(),
+        data.train.len(),
+        config.train.steps,
+        config.train.batch_size,
+        dir.display()
+    );
+    let scheduler = SchedulerConfig::for_trained(
+        &config.schedule,
+        config.prediction,
+        config.sample.clip_sample,
+        config.train.loss.variance == ReverseVariance::LearnedRange,
+    );
+    let mut hooks = Hooks {
+        dir: &dir,
+        config: &config,
+        scheduler: scheduler.clone(),
+        pb: progress::bar(config.train.steps, "training"),
+    };
+    let (batch, flip) = (config.train.batch_size, config.data.random_flip);
+    let start = Instant::now();
+    let trained = train(
+        model,
+        &schedule,
+        config.prediction,
+        &config.train,
+        |rng| random_image_batch(&data.train, batch, flip, rng, &ad_device),
+        &mut hooks,
+    )?;
+    hooks.pb.finish_and_clear();
+    let train_seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "trained {} steps in {train_seconds:.0} s ({:.2} steps/s)",
+        config.train.steps,
+        config.train.steps as f64 / train_seconds
+    );
+    write_losses(&dir, &trained.losses)?;
+
+    let sample_seconds = pictures(
+        &dir,
+        trained.sampling_model(),
+        &scheduler,
+        &schedule,
+        &config,
+        &data.test,
+        &device,
+    )?;
+
+    let tail = &trained.losses[trained.losses.len().saturating_sub(100)..];
+    save_json(
+        &Metrics {
+            dataset: config.data.dataset.name().into(),
+            train_images: data.train.len(),
+            steps: config.train.steps,
+            batch_size: batch,
+            parameters,
+            train_seconds,
+            steps_per_second: config.train.steps as f64 / train_seconds,
+            final_loss_avg100: tail.iter().map(|v| *v as f64).sum::<f64>() / tail.len() as f64,
+            sample_seconds,
+        },
+        &dir.join("metrics.json"),
+    )?;
+    println!("wrote {}", dir.display());
+    Ok(())
+}
+
+/// Every picture of a run (and `samples.npy`); returns the seconds spent sampling.
+fn pictures(
+    dir: &Path,
+    model: &Unet,
+    scheduler: &SchedulerConfig,
+    schedule: &NoiseSchedule,
+    config: &ImageRunConfig,
+    test: &ImageSet,
+    device: &Device,
+) -> Result<f64> {
+    let seed = config.train.seed;
+    let sampler = DdimSampler::new(schedule, scheduler.ddim(config.sample.ddim_steps, 0.0))?;
+    forward_picture(dir, schedule, test, device, seed)?;
+    let start = Instant::now();
+    samples_and_progressive(dir, model, &sampler, config, device, seed)?;
+    let sample_seconds = start.elapsed().as_secs_f64();
+    interpolation_picture(dir, model, &sampler, schedule, test, device, seed)?;
+    Ok(sample_seconds)
+}
+
+/// Draws a finished (or interrupted) image run's pictures again from its saved weights
+/// (`unet/`): `diffuse sample --run DIR --pictures`.
+pub fn redraw_pictures(dir: &Path) -> Result<()> {
+    let config = load_image_run_config(dir)?;
+    let device = Device::default();
+    let pipeline = diffuse_nn::diffusers::Pipeline::from_dir(dir, &device)?;
+    let schedule = pipeline.scheduler.schedule()?;
+    let test = load_test_images(&config)?;
+    pictures(
+        dir,
+        &pipeline.unet,
+        &pipeline.scheduler,
+        &schedule,
+        &config,
+        &test,
+        &device,
+    )?;
+    println!("redrew the pictures in {}", dir.display());
+    Ok(())
+}
+
+/// An image run's `diffuse_config.json`.
+pub fn load_image_run_config(dir: &Path) -> Result<ImageRunConfig> {
+    let path = dir.join("diffuse_config.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}: this needs an image run written by diffuse train",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))
+}
+
+/// `samples.npy`, `samples.png` and `progressive.png` from one DDIM run.
+#[allow(non_snake_case)] // x_T, as in the papers.
+fn samples_and_progressive(
+    dir: &Path,
+    model: &Unet,
+    sampler: &DdimSampler,
+    config: &ImageRunConfig,
+    device: &Device,
+    seed: u64,
+) -> Result<()> {
+    let (n, c) = (config.sample.n, config.unet.in_channels);
+    let size = config.unet.sample_size.unwrap_or(0);
+    let shape = [n, c, size, size];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+    let x_T = randn(&mut rng, shape, device);
+    let steps = sampler.timesteps().len();
+    let record: Vec<usize> = (0..PICTURE_STEPS)
+        .map(|k| k * (steps - 1) / (PICTURE_STEPS - 1))
+        .collect();
+    let rows = PICTURE_ROWS.min(n);
+    let mut progressive: Vec<Vec<u8>> = Vec::new();
+    let pb = progress::bar(steps, "sampling");
+    let x = sample(model, sampler, x_T, &mut rng, |i, _, out| {
+        pb.inc(1);
+        if record.contains(&i) {
+            let x0 = out.pred_x0.clone().narrow(0, 0, rows);
+            progressive.push(pixels(x0).unwrap_or_default());
+        }
+    })?;
+    pb.finish_and_clear();
+    let values: Vec<f32> = x
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    write_npy(&dir.join("samples.npy"), &shape, &values)?;
+    let cols = (n as f64).sqrt().ceil() as usize;
+    grid(
+        &dir.join("samples.png"),
+        &format!("{n} samples (DDIM, {steps} steps, eta 0, EMA weights)"),
+        &pixels(x)?,
+        shape,
+        cols,
+    )?;
+    // Row r: image r's predicted x_0 at each recorded step.
+    let per_image = c * size * size;
+    let mut ordered = Vec::with_capacity(rows * PICTURE_STEPS * per_image);
+    for r in 0..rows {
+        for panel in &progressive {
+            ordered.extend_from_slice(&panel[r * per_image..(r + 1) * per_image]);
+        }
+    }
+    grid(
+        &dir.join("progressive.png"),
+        "progressive generation: predicted x_0 from t = T (left) to t = 0 (right)",
+        &ordered,
+        [rows * progressive.len(), c, size, size],
+        progressive.len(),
+    )
+}
+
+/// `forward.png`: test images under q(x_t | x_0) at 10 evenly spaced t (one noise per image).
+fn forward_picture(
+    dir: &Path,
+    schedule: &NoiseSchedule,
+    test: &ImageSet,
+    device: &Device,
+    seed: u64,
+) -> Result<()> {
+    let x0 = first_images(test, PICTURE_ROWS, device);
+    let shape: [usize; 4] = x0.dims();
+    let eps = randn(&mut ChaCha8Rng::seed_from_u64(seed + 2), shape, device);
+    let last = schedule.num_timesteps() - 1;
+    let mut panels = Vec::new();
+    for k in 0..PICTURE_STEPS {
+        let t = k * last / (PICTURE_STEPS - 1);
+        panels.push(pixels(q_sample(
+            schedule,
+            x0.clone(),
+            &vec![t; shape[0]],
+            eps.clone(),
+        ))?);
+    }
+    let per_image = shape[1] * shape[2] * shape[3];
+    let mut ordered = Vec::new();
+    for r in 0..shape[0] {
+        for panel in &panels {
+            ordered.extend_from_slice(&panel[r * per_image..(r + 1) * per_image]);
+        }
+    }
+    grid(
+        &dir.join("forward.png"),
+        &format!("forward process q(x_t | x_0): t = 0 (left) to {last} (right)"),
+        &ordered,
+        [shape[0] * PICTURE_STEPS, shape[1], shape[2], shape[3]],
+        PICTURE_STEPS,
+    )
+}
+
+/// Runs the deterministic DDIM steps of `sampler` at or below `t_start`, from `x` = x_{t_start}.
+fn denoise_from(
+    model: &Unet,
+    sampler: &DdimSampler,
+    t_start: usize,
+    mut x: Tensor<4>,
+) -> Result<Tensor<4>> {
+    let device = x.device();
+    let b = x.dims()[0];
+    for &t in sampler.timesteps().iter().filter(|&&t| t <= t_start) {
+        let output = model.denoise(x.clone(), Tensor::<1>::full([b], t as f32, &device));
+        x = sampler.step(output, t, x, None)?.prev_sample;
+    }
+    Ok(x)
+}
+
+/// `interpolation.png`: pairs of test images noised to t ~ T/4 with the same noise, mixed
+/// (1 - l) x_t + l x'_t for 9 values of l, and denoised by DDIM (eta 0). DDPM's figure noises
+/// 256x256 faces to t = 500; on 28x28 digits, with abar_500 ~ 0.08, the ends are forgotten there.
+fn interpolation_picture(
+    dir: &Path,
+    model: &Unet,
+    sampler: &DdimSampler,
+    schedule: &NoiseSchedule,
+    test: &ImageSet,
+    device: &Device,
+    seed: u64,
+) -> Result<()> {
+    let pairs = 4.min(test.len() / 2);
+    if pairs == 0 {
+        return Ok(());
+    }
+    let lambdas = 9;
+    // The sampler's timestep nearest T / 4, so the walk down starts on its own grid.
+    let quarter = schedule.num_timesteps() / 4;
+    let t0 = *sampler
+        .timesteps()
+        .iter()
+        .min_by_key(|&&t| t.abs_diff(quarter))
+        .unwrap_or(&quarter);
+    let x0 = first_images(test, 2 * pairs, device);
+    let [_, c, h, w] = x0.dims();
+    let eps = randn(
+        &mut ChaCha8Rng::seed_from_u64(seed + 3),
+        [pairs, c, h, w],
+        device,
+    );
+    let a = x0.clone().narrow(0, 0, pairs);
+    let b = x0.narrow(0, pairs, pairs);
+    let x_a = q_sample(schedule, a.clone(), &vec![t0; pairs], eps.clone());
+    let x_b = q_sample(schedule, b.clone(), &vec![t0; pairs], eps);
+    let mut mixed = Vec::with_capacity(lambdas);
+    for k in 0..lambdas {
+        let l = k as f32 / (lambdas - 1) as f32;
+        mixed.push(x_a.clone().mul_scalar(1.0 - l) + x_b.clone().mul_scalar(l));
+    }
+    // Row p: a_p, the 9 denoised mixtures, b_p.
+    let denoised = denoise_from(model, sampler, t0, Tensor::cat(mixed, 0))?;
+    let (a, b, d) = (pixels(a)?, pixels(b)?, pixels(denoised)?);
+    let per_image = c * h * w;
+    let mut ordered = Vec::new();
+    for p in 0..pairs {
+        ordered.extend_from_slice(&a[p * per_image..(p + 1) * per_image]);
+        for k in 0..lambdas {
+            let i = k * pairs + p;
+            ordered.extend_from_slice(&d[i * per_image..(i + 1) * per_image]);
+        }
+        ordered.extend_from_slice(&b[p * per_image..(p + 1) * per_image]);
+    }
+    grid(
+        &dir.join("interpolation.png"),
+        &format!(
+            "interpolation: both ends noised to t = {t0} with the same noise, mixed, denoised"
+        ),
+        &ordered,
+        [pairs * (lambdas + 2), c, h, w],
+        lambdas + 2,
+    )
+}

@@ -1,0 +1,147 @@
+//! `diffuse sample --pipeline DIR`: samples from a diffusers pipeline folder (or an image run
+//! directory, which is one) with DDPM or DDIM, from seeded noise or from `--init-noise`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor, TensorData};
+use diffuse_core::coef::randn;
+use diffuse_core::sampler::{DdimSampler, DdpmSampler, Sampler, sample};
+use diffuse_data::images::to_pixel;
+use diffuse_data::{read_npy, write_npy};
+use diffuse_eval::grid::{Images, image_grid};
+use diffuse_nn::diffusers::Pipeline;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::sample::{DEFAULT_DDIM_STEPS, SampleArgs};
+use crate::{SamplerKind, progress};
+
+/// Images drawn when neither `--n` nor `--init-noise` gives the count.
+const DEFAULT_IMAGES: usize = 16;
+
+/// x_T: the `--init-noise` file (checked against the U-Net), or N(0, I) from the seed.
+#[allow(non_snake_case)] // x_T, as in the papers.
+fn initial_noise(
+    args: &SampleArgs,
+    pipeline: &Pipeline,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> Result<Tensor<4>> {
+    let c = pipeline.unet_config.in_channels;
+    let Some(path) = &args.init_noise else {
+        let Some(size) = pipeline.unet_config.sample_size else {
+            bail!(
+                "unet/config.json has no sample_size; pass --init-noise NOISE.npy [N, {c}, H, W]"
+            );
+        };
+        let n = args.n.unwrap_or(DEFAULT_IMAGES);
+        return Ok(randn(rng, [n, c, size, size], device));
+    };
+    let noise = read_npy(path)?;
+    let shape: [usize; 4] = match noise.shape.as_slice() {
+        &[n, ch, h, w] if ch == c && n > 0 => [n, ch, h, w],
+        s => bail!(
+            "{}: init noise must have shape [N, {c}, H, W] for this U-Net, found {s:?}",
+            path.display()
+        ),
+    };
+    let levels = pipeline.unet_config.block_out_channels.len() as u32;
+    let factor = 1usize << (levels - 1);
+    if !shape[2].is_multiple_of(factor) || !shape[3].is_multiple_of(factor) {
+        bail!(
+            "{}: H and W ({} x {}) must be divisible by {factor} for this {levels}-level U-Net",
+            path.display(),
+            shape[2],
+            shape[3]
+        );
+    }
+    if let Some(n) = args.n
+        && n != shape[0]
+    {
+        bail!(
+            "--n {n} disagrees with the {} images in {}; leave --n out",
+            shape[0],
+            path.display()
+        );
+    }
+    Ok(Tensor::from_data(
+        TensorData::new(noise.data, shape),
+        device,
+    ))
+}
+
+#[allow(non_snake_case)] // x_T, as in the papers.
+pub fn run(dir: &Path, args: &SampleArgs) -> Result<()> {
+    if args.no_ema {
+        bail!(
+            "--no-ema applies to 2-D runs; an image run keeps its raw weights as a diffusers model in {}",
+            dir.join("raw").display()
+        );
+    }
+    let device = Device::default();
+    let pipeline = Pipeline::from_dir(dir, &device)
+        .with_context(|| format!("cannot load the pipeline in {}", dir.display()))?;
+    let schedule = pipeline.scheduler.schedule()?;
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let x_T = initial_noise(args, &pipeline, &mut rng, &device)?;
+    let shape: [usize; 4] = x_T.dims();
+    let model = &pipeline.unet;
+    let x = match args.sampler {
+        SamplerKind::Ddpm => {
+            if args.eta != 0.0 {
+                bail!("--eta applies to DDIM only; DDPM's noise is fixed by its variance type");
+            }
+            let s = DdpmSampler::new(&schedule, pipeline.scheduler.ddpm(args.steps))?;
+            let pb = progress::bar(s.timesteps().len(), "sampling");
+            let x = sample(model, &s, x_T, &mut rng, |_, _, _| pb.inc(1))?;
+            pb.finish_and_clear();
+            x
+        }
+        SamplerKind::Ddim => {
+            let steps = args.steps.unwrap_or(DEFAULT_DDIM_STEPS);
+            let s = DdimSampler::new(&schedule, pipeline.scheduler.ddim(steps, args.eta))?;
+            let pb = progress::bar(steps, "sampling");
+            let x = sample(model, &s, x_T, &mut rng, |_, _, _| pb.inc(1))?;
+            pb.finish_and_clear();
+            x
+        }
+    };
+    let values: Vec<f32> = x
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    write_npy(&args.out, &shape, &values)?;
+    println!(
+        "wrote {} images ({}x{}x{}, model space) to {}",
+        shape[0],
+        shape[1],
+        shape[2],
+        shape[3],
+        args.out.display()
+    );
+    if let Some(png) = &args.png {
+        let pixels: Vec<u8> = values.iter().map(|&v| to_pixel(v)).collect();
+        let cols = (shape[0] as f64).sqrt().ceil() as usize;
+        let scale = if shape[2] <= 32 { 3 } else { 1 };
+        image_grid(
+            png,
+            &format!(
+                "{} samples ({})",
+                shape[0],
+                match args.sampler {
+                    SamplerKind::Ddpm => "DDPM",
+                    SamplerKind::Ddim => "DDIM",
+                }
+            ),
+            &Images {
+                pixels: &pixels,
+                shape,
+            },
+            cols,
+            scale,
+        )?;
+        println!("wrote {}", png.display());
+    }
+    Ok(())
+}
