@@ -38,8 +38,9 @@ pub struct EvalArgs {
     /// Examples to evaluate (default: all held-out points of a 2-D run; 100 test images).
     #[arg(long)]
     n: Option<usize>,
-    /// Estimate the sum over t from this many timesteps (drawn once, shared by all examples)
-    /// instead of all T: unbiased, faster, noisier.
+    /// Estimate the bound from about this many timesteps instead of all T: t = 0 and the first
+    /// K / 2 KL terms exactly, the rest from K / 2 drawn uniformly (once, shared by all examples).
+    /// Unbiased, faster; the printed interval covers the examples, not the draw of t.
     #[arg(long)]
     t_samples: Option<usize>,
     /// Examples per forward pass.
@@ -66,18 +67,31 @@ struct NllReport {
     kl_terms_bits_per_dim: f64,
     /// Added to every example's nats for 2-D runs: sum_d ln std_d of the standardization.
     log_det_standardizer: f64,
+    /// The bound's terms summed over ranges of t (0-based; t = 0 is the decoder), bits/dim,
+    /// scaled like the total where only some t were visited.
+    per_t_ranges: Vec<(String, f64)>,
 }
 
-/// The timesteps visited: all of 0..T, or `k` drawn uniformly without replacement.
-fn visited_timesteps(big_t: usize, k: Option<usize>, seed: u64) -> Vec<usize> {
+/// The timesteps visited and the weight of each term in the total: every t with weight 1, or
+/// (with `k`) a stratified estimate: the decoder t = 0 and the first k / 2 KL terms exactly (they
+/// are the largest and change fastest with t), and k - k / 2 of the rest drawn uniformly without
+/// replacement, each weighted by (the rest's size) / (k - k / 2).
+fn visited_timesteps(big_t: usize, k: Option<usize>, seed: u64) -> Vec<(usize, f64)> {
     use rand::seq::SliceRandom;
-    let mut ts: Vec<usize> = (0..big_t).collect();
-    if let Some(k) = k.filter(|&k| k < big_t) {
-        ts.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x7157));
-        ts.truncate(k.max(1));
-        ts.sort_unstable();
-    }
-    ts
+    let Some(k) = k.filter(|&k| k + 1 < big_t) else {
+        return (0..big_t).map(|t| (t, 1.0)).collect();
+    };
+    let exact = k / 2;
+    let mut rest: Vec<usize> = (exact + 1..big_t).collect();
+    let drawn = (k - exact).max(1);
+    let weight = rest.len() as f64 / drawn as f64;
+    rest.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x7157));
+    rest.truncate(drawn);
+    rest.sort_unstable();
+    (0..=exact)
+        .map(|t| (t, 1.0))
+        .chain(rest.into_iter().map(|t| (t, weight)))
+        .collect()
 }
 
 /// Runs the bound over `batches` and merges the estimates (example-weighted means per t).
@@ -89,7 +103,7 @@ fn bound_in_batches<const D: usize, M: diffuse_core::Denoiser<D>>(
     variance: diffuse_core::vlb::ReverseVariance,
     decoder: Decoder,
     batches: Vec<Tensor<D>>,
-    timesteps: &[usize],
+    timesteps: &[(usize, f64)],
     seed: u64,
 ) -> BoundEstimate {
     let pb = progress::bar(timesteps.len() * batches.len(), "evaluating the bound");
@@ -154,16 +168,41 @@ fn report(
     dims: usize,
     decoder: Decoder,
     log_det: f64,
-    t_evaluated: usize,
+    timesteps: &[(usize, f64)],
 ) -> Result<NllReport> {
+    let t_evaluated = timesteps.len();
+    let mut weight = vec![0.0; est.per_t.len()];
+    for &(t, w) in timesteps {
+        weight[t] = w;
+    }
+    // sum over t in [start, end] of weight_t * mean L_t.
+    let weighted = |start: usize, end: usize| -> f64 {
+        (start..=end)
+            .filter(|&t| weight[t] > 0.0)
+            .map(|t| weight[t] * est.per_t[t])
+            .sum()
+    };
     let n = est.per_example.len();
     let nats: Vec<f64> = est.per_example.iter().map(|v| v + log_det).collect();
     let mean = nats.iter().sum::<f64>() / n as f64;
     let var = nats.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
     let ci = 1.96 * (var / n as f64).sqrt();
     let big_t = est.per_t.len();
-    let scale = big_t as f64 / t_evaluated as f64;
-    let kl_sum: f64 = est.per_t[1..].iter().filter(|v| v.is_finite()).sum::<f64>() * scale;
+    let kl_sum = weighted(1, big_t - 1);
+    let mut per_t_ranges = Vec::new();
+    let mut start = 0;
+    for end in [0, 1, 10, 100, big_t - 1] {
+        if end < start || end >= big_t {
+            continue;
+        }
+        let label = if start == end {
+            format!("{{{start}}}")
+        } else {
+            format!("{start}..={end}")
+        };
+        per_t_ranges.push((label, bits_per_dim(weighted(start, end), dims)));
+        start = end + 1;
+    }
     let r = NllReport {
         examples: n,
         dims,
@@ -176,6 +215,7 @@ fn report(
         decoder_bits_per_dim: bits_per_dim(est.per_t[0], dims),
         kl_terms_bits_per_dim: bits_per_dim(kl_sum, dims),
         log_det_standardizer: log_det,
+        per_t_ranges,
     };
     save_json(&r, &dir.join("nll.json"))?;
     let mut csv = String::from("t,mean_term_nats,mean_term_bits_per_dim\n");
@@ -211,13 +251,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
         eval_points(&args, &device)?
     };
     println!(
-        "NLL bound: {:.4} +- {:.4} bits/dim (95% CI over {} examples; {} of T timesteps)",
-        r.bits_per_dim, r.bits_per_dim_ci95, r.examples, r.t_evaluated
+        "NLL bound: {:.4} +- {:.4} bits/dim (95% CI over {} examples; {} of T timesteps{})",
+        r.bits_per_dim,
+        r.bits_per_dim_ci95,
+        r.examples,
+        r.t_evaluated,
+        if args.t_samples.is_some() {
+            ", an estimate: the interval does not cover the draw of t"
+        } else {
+            ""
+        }
     );
     println!(
         "  prior L_T {:.5}, decoder L_0 {:.4}, KL terms {:.4} bits/dim",
         r.prior_bits_per_dim, r.decoder_bits_per_dim, r.kl_terms_bits_per_dim
     );
+    for (range, bits) in &r.per_t_ranges {
+        println!("  t in {range}: {bits:.4} bits/dim");
+    }
     println!("wrote {}", dir.join("nll.json").display());
     Ok(())
 }
@@ -246,7 +297,7 @@ fn eval_points(args: &EvalArgs, device: &Device) -> Result<NllReport> {
     );
     // Density in data units: p_data(x) = p_model(z) / prod std, so NLL_data = NLL_model + sum ln std.
     let log_det: f64 = standardizer.std.iter().map(|s| s.ln()).sum();
-    report(&args.run, &est, dim, Decoder::Continuous, log_det, ts.len())
+    report(&args.run, &est, dim, Decoder::Continuous, log_det, &ts)
 }
 
 fn eval_images(args: &EvalArgs, device: &Device) -> Result<NllReport> {
@@ -278,6 +329,30 @@ fn eval_images(args: &EvalArgs, device: &Device) -> Result<NllReport> {
         one.iter().product(),
         Decoder::Discretized,
         0.0,
-        ts.len(),
+        &ts,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_timesteps_cover_the_chain_with_weights_summing_to_t() {
+        let all = visited_timesteps(1000, None, 0);
+        assert_eq!(all.len(), 1000);
+        assert!(all.iter().all(|&(_, w)| w == 1.0));
+        let some = visited_timesteps(1000, Some(100), 0);
+        assert_eq!(some.len(), 101);
+        // t = 0..=50 exactly, then 50 distinct draws from 51..1000.
+        assert!((0..=50).all(|t| some[t] == (t, 1.0)));
+        let mut drawn: Vec<usize> = some[51..].iter().map(|p| p.0).collect();
+        drawn.dedup();
+        assert_eq!(drawn.len(), 50);
+        assert!(drawn.iter().all(|&t| (51..1000).contains(&t)));
+        let total: f64 = some.iter().map(|p| p.1).sum();
+        assert!((total - 1000.0).abs() < 1e-9, "{total}");
+        // Asking for as many as there are is the whole chain.
+        assert_eq!(visited_timesteps(10, Some(50), 0).len(), 10);
+    }
 }

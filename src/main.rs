@@ -60,6 +60,13 @@ pub fn default_run_dir(name: &str) -> PathBuf {
 }
 
 fn main() -> ExitCode {
+    // Die quietly when the reader of stdout goes away (`diffuse eval ... | head -1`), as Unix
+    // tools do, instead of panicking on the failed write (Rust ignores SIGPIPE by default).
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => train::run(args),

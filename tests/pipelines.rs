@@ -347,6 +347,81 @@ fn image_training_writes_a_loadable_pipeline_and_pictures() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read_npy(&sampled).unwrap().shape, vec![2, 3, 8, 8]);
+
+    // A learned variance (improved DDPM): the U-Net outputs 6 channels, the run is saved as a
+    // DDPM pipeline with learned_range, both samplers read it, and the bound evaluates.
+    let learned = dir.join("learned.json");
+    std::fs::write(
+        &learned,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace(
+                r#""train": {"batch_size": 4, "checkpoint_every": 2},"#,
+                r#""train": {"batch_size": 4, "checkpoint_every": 2,
+                        "loss": {"objective": {"kind": "hybrid", "lambda": 0.001},
+                                 "variance": "learned_range", "importance_sampling": true}},"#,
+            )
+            .replace(
+                r#""sample_size": 8,"#,
+                r#""sample_size": 8, "out_channels": 6,"#,
+            ),
+    )
+    .unwrap();
+    let c = dir.join("c");
+    let out = diffuse(&[
+        "train",
+        "--dataset",
+        "folder",
+        "--data-dir",
+        images.to_str().unwrap(),
+        "--config",
+        learned.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--out",
+        c.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let scheduler: Value = serde_json::from_str(
+        &std::fs::read_to_string(c.join("scheduler/scheduler_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(scheduler["_class_name"], "DDPMScheduler");
+    assert_eq!(scheduler["variance_type"], "learned_range");
+    for sampler in ["ddpm", "ddim"] {
+        let out = diffuse(&[
+            "sample",
+            "--run",
+            c.to_str().unwrap(),
+            "--sampler",
+            sampler,
+            "--steps",
+            "5",
+            "--n",
+            "2",
+            "--out",
+            sampled.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{sampler}: {}", stderr(&out));
+        let x = read_npy(&sampled).unwrap();
+        assert_eq!(x.shape, vec![2, 3, 8, 8]);
+        assert!(x.data.iter().all(|v| v.is_finite()), "{sampler}");
+    }
+    let out = diffuse(&[
+        "eval",
+        "--run",
+        c.to_str().unwrap(),
+        "--nll",
+        "--n",
+        "4",
+        "--t-samples",
+        "20",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let nll: Value =
+        serde_json::from_str(&std::fs::read_to_string(c.join("nll.json")).unwrap()).unwrap();
+    assert!(nll["bits_per_dim"].as_f64().unwrap().is_finite());
+    assert_eq!(nll["t_evaluated"], 21);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -182,6 +182,7 @@ fn ddim_eta_one_equals_ddpm_fixed_small() {
         Prediction::Epsilon,
         Prediction::Sample,
         Prediction::VPrediction,
+        Prediction::Mean,
     ] {
         let (ddpm, ddim) = ddpm_and_ddim(&sched, prediction);
         assert_eq!(ddpm.timesteps(), ddim.timesteps());
@@ -194,7 +195,15 @@ fn ddim_eta_one_equals_ddpm_fixed_small() {
                 .unwrap()
                 .prev_sample;
             let b = ddim.step(out, t, x_t, Some(z)).unwrap().prev_sample;
-            let diff: f32 = (a - b).abs().max().into_scalar();
+            // For mean prediction, relative to the sample's size: a random "mean" output implies
+            // an x_0 of ~1e4 at t = 999 (x_0 = (mu - c2 x_t) / c1 with c1 ~ 1e-4), which the two
+            // steps round differently. The other parameterizations keep the absolute bound.
+            let size: f32 = if prediction == Prediction::Mean {
+                a.clone().abs().max().into_scalar::<f32>().max(1.0)
+            } else {
+                1.0
+            };
+            let diff: f32 = (a - b).abs().max().into_scalar::<f32>() / size;
             assert!(diff < 2e-5, "{prediction:?} t={t}: {diff}");
         }
     }

@@ -246,8 +246,8 @@ pub fn bits_per_dim(nats: f64, dims: usize) -> f64 {
 /// The bound evaluated on a batch: per-example totals and the mean of each term.
 #[derive(Debug, Clone)]
 pub struct BoundEstimate {
-    /// L_T + sum_t L_t for each example (nats); when only K of the T timesteps are visited,
-    /// sum_t is estimated as T / K times the sum over them (unbiased for a uniform subset).
+    /// L_T + sum over the visited t of weight_t L_t for each example (nats): the whole bound when
+    /// every t is visited with weight 1, an estimate of it otherwise.
     pub per_example: Vec<f64>,
     /// Mean over examples of L_t (index t, 0-based: t = 0 is the decoder term L_0), for the
     /// timesteps visited (NaN where not visited).
@@ -256,8 +256,8 @@ pub struct BoundEstimate {
     pub prior: f64,
 }
 
-/// Evaluates the bound of `model` on the examples `x0` (one batch): for each t in `timesteps`
-/// (all of 0..T, or a uniform subset), x_t ~ q(x_t | x_0) with noise from `rng`, the model's mean
+/// Evaluates the bound of `model` on the examples `x0` (one batch): for each (t, weight) in
+/// `timesteps` (every t with weight 1 for the whole bound), x_t ~ q(x_t | x_0) with noise from `rng`, the model's mean
 /// and variance, and the term L_t. `variance` says how the model's variance is read (a learned
 /// one from the second half of its output). `progress(i)` is called after each timestep.
 #[allow(clippy::too_many_arguments)]
@@ -268,7 +268,7 @@ pub fn evaluate_bound<const D: usize, M: crate::Denoiser<D> + ?Sized>(
     variance: ReverseVariance,
     decoder: Decoder,
     x0: Tensor<D>,
-    timesteps: &[usize],
+    timesteps: &[(usize, f64)],
     rng: &mut impl rand::Rng,
     mut progress: impl FnMut(usize),
 ) -> BoundEstimate {
@@ -276,14 +276,13 @@ pub fn evaluate_bound<const D: usize, M: crate::Denoiser<D> + ?Sized>(
     let shape: [usize; D] = x0.dims();
     let n = shape[0];
     let big_t = schedule.num_timesteps();
-    let scale = big_t as f64 / timesteps.len().max(1) as f64;
     let prior: Vec<f32> = prior_kl(schedule, x0.clone())
         .into_data()
         .try_to_vec()
         .unwrap_or_default();
     let mut per_example: Vec<f64> = prior.iter().map(|&v| v as f64).collect();
     let mut per_t = vec![f64::NAN; big_t];
-    for (i, &t) in timesteps.iter().enumerate() {
+    for (i, &(t, weight)) in timesteps.iter().enumerate() {
         let t_batch = vec![t; n];
         let eps = crate::coef::randn(rng, shape, &device);
         let x_t = crate::process::q_sample(schedule, x0.clone(), &t_batch, eps);
@@ -305,7 +304,7 @@ pub fn evaluate_bound<const D: usize, M: crate::Denoiser<D> + ?Sized>(
         .unwrap_or_default();
         per_t[t] = term.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
         for (acc, &v) in per_example.iter_mut().zip(&term) {
-            *acc += scale * v as f64;
+            *acc += weight * v as f64;
         }
         progress(i + 1);
     }

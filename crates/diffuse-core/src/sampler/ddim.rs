@@ -116,7 +116,7 @@ impl Sampler for DdimSampler {
                 });
             }
         };
-        let level = NoiseLevel::from_alpha_cumprod(abar_t);
+        let level = NoiseLevel::from_chain(&self.alphas_cumprod, t);
         let (x0, eps) = self.config.prediction.split(output, x_t, &level);
         let x0 = clip(x0, self.config.clip_sample);
         let variance = (1.0 - abar_prev) / (1.0 - abar_t) * (1.0 - abar_t / abar_prev);

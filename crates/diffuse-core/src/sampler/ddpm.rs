@@ -126,7 +126,7 @@ impl Sampler for DdpmSampler {
             }
             _ => (output, None),
         };
-        let level = NoiseLevel::from_alpha_cumprod(abar_t);
+        let level = NoiseLevel::from_chain(&self.alphas_cumprod, t);
         let (x0, _) = self.config.prediction.split(output, x_t.clone(), &level);
         let x0 = clip(x0, self.config.clip_sample);
         let coef_x0 = abar_prev.sqrt() * beta_t / (1.0 - abar_t);
