@@ -285,7 +285,7 @@ fn image_training_writes_a_loadable_pipeline_and_pictures() {
         }"#,
     )
     .unwrap();
-    let run = |out: &Path| {
+    let train = |config: &Path, out: &Path| {
         diffuse(&[
             "train",
             "--dataset",
@@ -300,6 +300,7 @@ fn image_training_writes_a_loadable_pipeline_and_pictures() {
             out.to_str().unwrap(),
         ])
     };
+    let run = |out: &Path| train(&config, out);
     let (a, b) = (dir.join("a"), dir.join("b"));
     let out = run(&a);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -368,19 +369,7 @@ fn image_training_writes_a_loadable_pipeline_and_pictures() {
     )
     .unwrap();
     let c = dir.join("c");
-    let out = diffuse(&[
-        "train",
-        "--dataset",
-        "folder",
-        "--data-dir",
-        images.to_str().unwrap(),
-        "--config",
-        learned.to_str().unwrap(),
-        "--steps",
-        "3",
-        "--out",
-        c.to_str().unwrap(),
-    ]);
+    let out = train(&learned, &c);
     assert!(out.status.success(), "{}", stderr(&out));
     let scheduler: Value = serde_json::from_str(
         &std::fs::read_to_string(c.join("scheduler/scheduler_config.json")).unwrap(),
