@@ -162,10 +162,7 @@ struct Hooks<'a> {
 
 impl TrainHooks<Unet> for Hooks<'_> {
     fn on_step(&mut self, step: usize, loss: f32, _lr: f64) -> Result<(), TrainError> {
-        self.pb.set_position(step as u64);
-        if step.is_multiple_of(10) || step == 1 {
-            self.pb.set_message(format!("loss {loss:.4}"));
-        }
+        progress::training_step(&self.pb, step, loss, 10);
         Ok(())
     }
 

@@ -10,3 +10,11 @@ pub fn bar(len: usize, what: &str) -> ProgressBar {
     pb.set_style(ProgressStyle::with_template(&template).expect("valid template"));
     pb
 }
+
+/// Moves a training bar to `step`, showing the loss every `every` steps (and at step 1).
+pub fn training_step(pb: &ProgressBar, step: usize, loss: f32, every: usize) {
+    pb.set_position(step as u64);
+    if step.is_multiple_of(every) || step == 1 {
+        pb.set_message(format!("loss {loss:.4}"));
+    }
+}

@@ -1,7 +1,7 @@
 //! End-to-end runs of the `diffuse` binary on small budgets, checking real quality numbers.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use diffuse_data::{read_npy, write_npy};
 use rand::{RngExt, SeedableRng};
@@ -9,19 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde_json::Value;
 
-fn diffuse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diffuse"))
-        .args(args)
-        .output()
-        .expect("run diffuse")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("diffuse-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::common::{diffuse, scratch};
 
 fn metrics(run: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap()

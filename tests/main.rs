@@ -2,6 +2,7 @@
 //! contract suite, sampler identities, diffusers pipelines both ways, and end-to-end CLI runs.
 
 mod cli;
+mod common;
 mod pipelines;
 mod reference;
 mod samplers;

@@ -4,33 +4,16 @@
 //! support; and image training end to end on a tiny folder of PNGs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_data::{read_npy, write_npy};
 use diffuse_nn::diffusers::{Pipeline, save_pipeline};
 use serde_json::Value;
 
+use crate::common::{diffuse, scratch, stderr};
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipelines")
-}
-
-fn diffuse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diffuse"))
-        .args(args)
-        .output()
-        .expect("run diffuse")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("diffuse-pipe-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {

@@ -9,21 +9,10 @@ use diffuse_core::timesteps::{TimestepSpacing, spaced_timesteps};
 use diffuse_core::{BetaSchedule, Prediction, ScheduleConfig};
 use serde_json::Value;
 
-fn fixture() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/schedulers.json"
-    ))
-    .expect("tests/fixtures/schedulers.json (run scripts/reference/schedulers.py)");
-    serde_json::from_str(&text).unwrap()
-}
+use crate::common::{floats, json_fixture};
 
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+fn fixture() -> Value {
+    json_fixture("schedulers.json", "scripts/reference/schedulers.py")
 }
 
 fn parse<T: serde::de::DeserializeOwned>(v: &Value) -> T {

@@ -6,13 +6,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::vlb::{discretized_gaussian_log_likelihood, gaussian_log_density, normal_kl};
 use serde_json::Value;
 
+use crate::common::{floats, json_fixture};
+
 fn fixture() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/vlb.json"
-    ))
-    .expect("tests/fixtures/vlb.json (run scripts/reference/vlb.py)");
-    serde_json::from_str(&text).unwrap()
+    json_fixture("vlb.json", "scripts/reference/vlb.py")
 }
 
 fn tensor(v: &Value, device: &Device) -> Tensor<1> {
@@ -24,14 +21,6 @@ fn tensor(v: &Value, device: &Device) -> Tensor<1> {
         .collect();
     let n = data.len();
     Tensor::from_data(TensorData::new(data, [n]), device)
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 /// Largest |ours - expected| / max(1, |expected|).

@@ -16,41 +16,17 @@ use diffuse_core::coef::randn;
 use diffuse_core::sampler::{DdpmConfig, DdpmSampler, sample};
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_nn::MlpConfig;
-use diffuse_train::{LrDecay, OptimizerKind, TrainConfig, TrainHooks, train};
+use diffuse_train::{LrDecay, OptimizerKind, TrainConfig, train};
+
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+mod common;
+use common::{Timer, arg};
 
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-struct Timer {
-    warmup: usize,
-    start: Option<Instant>,
-}
-
-impl<M> TrainHooks<M> for Timer {
-    fn on_step(
-        &mut self,
-        step: usize,
-        _loss: f32,
-        _lr: f64,
-    ) -> Result<(), diffuse_train::TrainError> {
-        if step == self.warmup {
-            self.start = Some(Instant::now());
-        }
-        Ok(())
-    }
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("a number"))
-        .unwrap_or(default)
-}
 
 fn main() {
     let (train_steps, n_samples, sample_steps) = (

@@ -1,0 +1,44 @@
+//! Helpers shared by the integration tests: running the binary, scratch folders, fixtures.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Runs the `diffuse` binary built for these tests.
+pub fn diffuse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args(args)
+        .output()
+        .expect("run diffuse")
+}
+
+/// An empty folder for one test (names are unique across the test binary).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("diffuse-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// tests/fixtures/<name>, parsed, with a pointer to the script that writes it when missing.
+pub fn json_fixture(name: &str, script: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{} ({e}; run {script})", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
