@@ -173,6 +173,8 @@ fn image_config(args: &TrainArgs, dataset: ImageDataset) -> Result<ImageRunConfi
         None => preset,
     };
     config.data.dataset = dataset;
+    // A learned variance is an output of the network (improved DDPM): twice the channels.
+    config.unet.out_channels = config.train.loss.output_channels(config.unet.in_channels);
     if let Some(dir) = &args.data_dir {
         config.data.dir = Some(dir.clone());
     }

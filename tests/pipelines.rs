@@ -332,23 +332,18 @@ fn image_training_writes_a_loadable_pipeline_and_pictures() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read_npy(&sampled).unwrap().shape, vec![2, 3, 8, 8]);
 
-    // A learned variance (improved DDPM): the U-Net outputs 6 channels, the run is saved as a
-    // DDPM pipeline with learned_range, both samplers read it, and the bound evaluates.
+    // A learned variance (improved DDPM): the U-Net gets 6 output channels without being told,
+    // the run is saved as a DDPM pipeline with learned_range, both samplers read it, and the
+    // bound evaluates.
     let learned = dir.join("learned.json");
     std::fs::write(
         &learned,
-        std::fs::read_to_string(&config)
-            .unwrap()
-            .replace(
-                r#""train": {"batch_size": 4, "checkpoint_every": 2},"#,
-                r#""train": {"batch_size": 4, "checkpoint_every": 2,
+        std::fs::read_to_string(&config).unwrap().replace(
+            r#""train": {"batch_size": 4, "checkpoint_every": 2},"#,
+            r#""train": {"batch_size": 4, "checkpoint_every": 2,
                         "loss": {"objective": {"kind": "hybrid", "lambda": 0.001},
                                  "variance": "learned_range", "importance_sampling": true}},"#,
-            )
-            .replace(
-                r#""sample_size": 8,"#,
-                r#""sample_size": 8, "out_channels": 6,"#,
-            ),
+        ),
     )
     .unwrap();
     let c = dir.join("c");
@@ -360,6 +355,10 @@ fn image_training_writes_a_loadable_pipeline_and_pictures() {
     .unwrap();
     assert_eq!(scheduler["_class_name"], "DDPMScheduler");
     assert_eq!(scheduler["variance_type"], "learned_range");
+    let unet: Value =
+        serde_json::from_str(&std::fs::read_to_string(c.join("unet/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(unet["out_channels"], 6);
     for sampler in ["ddpm", "ddim"] {
         let out = diffuse(&[
             "sample",
