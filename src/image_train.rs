@@ -52,33 +52,31 @@ struct ImageData {
     test: ImageSet,
 }
 
-fn load_images(config: &ImageRunConfig) -> Result<ImageData> {
+/// One split of the run's dataset, checked against the U-Net (a folder has no test split: both
+/// are its own images).
+fn load_split(config: &ImageRunConfig, split: Split) -> Result<ImageSet> {
     let dir = config.data_dir();
-    let missing = |what: &str| {
+    let what = match split {
+        Split::Train => "the training set",
+        Split::Test => "the test set",
+    };
+    let missing = || {
         format!(
             "cannot read {what} from {}: pass --data-dir DIR with the files, or --download",
             dir.display()
         )
     };
-    let data = match config.data.dataset {
-        ImageDataset::Mnist | ImageDataset::FashionMnist => ImageData {
-            train: load_mnist(&dir, Split::Train).with_context(|| missing("the training set"))?,
-            test: load_mnist(&dir, Split::Test).with_context(|| missing("the test set"))?,
-        },
-        ImageDataset::Cifar10 => ImageData {
-            train: load_cifar10(&dir, Split::Train).with_context(|| missing("the training set"))?,
-            test: load_cifar10(&dir, Split::Test).with_context(|| missing("the test set"))?,
-        },
+    let set = match config.data.dataset {
+        ImageDataset::Mnist | ImageDataset::FashionMnist => {
+            load_mnist(&dir, split).with_context(missing)?
+        }
+        ImageDataset::Cifar10 => load_cifar10(&dir, split).with_context(missing)?,
         ImageDataset::Folder => {
             let size = config.unet.sample_size.unwrap_or(0);
-            let all = load_image_folder(&dir, size, config.unet.in_channels)?;
-            ImageData {
-                test: all.clone(),
-                train: all,
-            }
+            load_image_folder(&dir, size, config.unet.in_channels)?
         }
     };
-    let [_, c, h, w] = data.train.shape();
+    let [_, c, h, w] = set.shape();
     let size = config.unet.sample_size.unwrap_or(0);
     if c != config.unet.in_channels || h != size || w != size {
         bail!(
@@ -87,15 +85,24 @@ fn load_images(config: &ImageRunConfig) -> Result<ImageData> {
             config.unet.in_channels
         );
     }
-    if data.train.is_empty() {
+    if set.is_empty() {
         bail!("{} holds no images", dir.display());
     }
-    Ok(data)
+    Ok(set)
+}
+
+fn load_images(config: &ImageRunConfig) -> Result<ImageData> {
+    let train = load_split(config, Split::Train)?;
+    let test = match config.data.dataset {
+        ImageDataset::Folder => train.clone(),
+        _ => load_split(config, Split::Test)?,
+    };
+    Ok(ImageData { train, test })
 }
 
 /// The held-out images of a run's dataset: the test split (a folder has none: its own images).
 pub fn load_test_images(config: &ImageRunConfig) -> Result<ImageSet> {
-    Ok(load_images(config)?.test)
+    load_split(config, Split::Test)
 }
 
 /// `batch` images drawn uniformly with replacement, in model space, mirrored at random if `flip`.
