@@ -7,7 +7,8 @@ use burn::tensor::Tensor;
 /// # Shapes
 /// - `x_t`: [B, ...] (e.g. [B, 2] for points, [B, C, H, W] for images)
 /// - `t`: [B], discrete timesteps 0..T as floats
-/// - output: the shape of `x_t`
+/// - output: the shape of `x_t` (twice its channels along dimension 1 for a model that learns its
+///   variance: see `objective::split_output`)
 pub trait Denoiser<const D: usize> {
     fn denoise(&self, x_t: Tensor<D>, t: Tensor<1>) -> Tensor<D>;
 }
