@@ -16,13 +16,13 @@ use diffuse_core::coef::randn;
 use diffuse_core::sampler::{DdpmConfig, DdpmSampler, sample};
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_nn::MlpConfig;
-use diffuse_train::{LrDecay, OptimizerKind, TrainConfig, train};
+use diffuse_train::train;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 mod common;
-use common::{Timer, arg};
+use common::{Timer, arg, plain_adam};
 
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
@@ -40,18 +40,7 @@ fn main() {
     let ad = device.clone().autodiff();
     let schedule = ScheduleConfig::default().build().unwrap();
     let model = MlpConfig::default().init(&ad).unwrap();
-    let config = TrainConfig {
-        steps: warmup + train_steps,
-        batch_size: 1024,
-        lr: 1e-3,
-        optimizer: OptimizerKind::Adam,
-        warmup_steps: 0,
-        lr_decay: LrDecay::Constant,
-        grad_clip_norm: None,
-        ema_decay: None,
-        checkpoint_every: 0,
-        ..Default::default()
-    };
+    let config = plain_adam(warmup + train_steps, 1024, 1e-3);
     let mut timer = Timer {
         warmup,
         start: None,

@@ -14,13 +14,13 @@ use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_nn::unet::{DownBlockType, UnetConfig, UpBlockType};
-use diffuse_train::{LrDecay, OptimizerKind, TrainConfig, train};
+use diffuse_train::train;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 mod common;
-use common::{Timer, arg};
+use common::{Timer, arg, plain_adam};
 
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
@@ -56,18 +56,7 @@ fn main() {
         use burn::module::Module;
         model.num_params()
     };
-    let train_config = TrainConfig {
-        steps: warmup + train_steps,
-        batch_size: 64,
-        lr: 1e-4,
-        optimizer: OptimizerKind::Adam,
-        warmup_steps: 0,
-        lr_decay: LrDecay::Constant,
-        grad_clip_norm: None,
-        ema_decay: None,
-        checkpoint_every: 0,
-        ..Default::default()
-    };
+    let train_config = plain_adam(warmup + train_steps, 64, 1e-4);
     let mut timer = Timer {
         warmup,
         start: None,

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use diffuse_train::{TrainError, TrainHooks};
+use diffuse_train::{LrDecay, OptimizerKind, TrainConfig, TrainError, TrainHooks};
 
 /// Starts the clock when training reaches step `warmup`.
 pub struct Timer {
@@ -27,4 +27,21 @@ pub fn arg(name: &str, default: usize) -> usize {
         .and_then(|i| args.get(i + 1))
         .map(|v| v.parse().expect("a number"))
         .unwrap_or(default)
+}
+
+/// Plain Adam at a constant rate, no clipping, EMA or checkpoints: the loop the PyTorch scripts
+/// run, for `steps` steps at `batch_size`.
+pub fn plain_adam(steps: usize, batch_size: usize, lr: f64) -> TrainConfig {
+    TrainConfig {
+        steps,
+        batch_size,
+        lr,
+        optimizer: OptimizerKind::Adam,
+        warmup_steps: 0,
+        lr_decay: LrDecay::Constant,
+        grad_clip_norm: None,
+        ema_decay: None,
+        checkpoint_every: 0,
+        ..Default::default()
+    }
 }

@@ -3,6 +3,7 @@
 pub mod diffusers;
 pub mod embedding;
 pub mod error;
+mod fields;
 pub mod mlp;
 pub mod unet;
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::NnError;
+use crate::fields::check_unmapped_fields;
 
 /// The diffusers version whose field names and defaults this file follows (written into saved
 /// configs, as diffusers does).
@@ -174,26 +175,13 @@ impl SchedulerConfig {
                 reason,
             })
         };
-        for (key, value) in &self.other {
-            if key.starts_with('_') || INERT_FIELDS.contains(&key.as_str()) {
-                continue;
-            }
-            match only_value(key) {
-                Some(allowed) if *value == allowed => {}
-                Some(allowed) => {
-                    return bad(
-                        key,
-                        format!("is {value}; diffuse supports only {allowed} (not implemented)"),
-                    );
-                }
-                None => {
-                    return bad(
-                        key,
-                        format!("is not a {} field diffuse knows", self.class.name()),
-                    );
-                }
-            }
-        }
+        check_unmapped_fields(
+            &self.other,
+            self.class.name(),
+            only_value,
+            &INERT_FIELDS,
+            " (not implemented)",
+        )?;
         if self.variance_type == Some(DiffusersVariance::Learned) {
             return bad(
                 "variance_type",

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::NnError;
+use crate::fields::check_unmapped_fields;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DownBlockType {
@@ -153,18 +154,7 @@ impl UnetConfig {
                 reason,
             })
         };
-        for (key, value) in &self.other {
-            if key.starts_with('_') {
-                continue;
-            }
-            match only_value(key) {
-                Some(allowed) if *value == allowed => {}
-                Some(allowed) => {
-                    return bad(key, format!("is {value}; diffuse supports only {allowed}"));
-                }
-                None => return bad(key, "is not a UNet2DModel field diffuse knows".into()),
-            }
-        }
+        check_unmapped_fields(&self.other, "UNet2DModel", only_value, &[], "")?;
         let n = self.block_out_channels.len();
         if n == 0 || self.down_block_types.len() != n || self.up_block_types.len() != n {
             return bad(
