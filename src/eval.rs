@@ -8,14 +8,16 @@
 //!   discretized decoder over 256 bins (DDPM section 3.3): the bound is on the 8-bit data itself,
 //!   so no dequantization noise is added.
 //!
-//! Writes `nll.json`, `nll_per_t.csv` and `nll_per_t.png` into the run directory.
+//! Writes `nll.json`, `nll_per_t.csv` and `nll_per_t.png` into the run directory; with
+//! `--clip-x0 R` (the x_0 estimate clamped to [-R, R], as a sampler with `clip_sample` does) the
+//! same files are named `nll_clip_x0.*`, so both evaluations can sit side by side.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::Args;
-use diffuse_core::vlb::{BoundEstimate, Decoder, bits_per_dim, evaluate_bound};
+use diffuse_core::vlb::{BoundEstimate, Decoder, ReverseProcess, bits_per_dim, evaluate_bound};
 use diffuse_data::images::to_model_space;
 use diffuse_eval::plots::line_plot;
 use diffuse_nn::diffusers::Pipeline;
@@ -43,6 +45,11 @@ pub struct EvalArgs {
     /// Unbiased, faster; the printed interval covers the examples, not the draw of t.
     #[arg(long)]
     t_samples: Option<usize>,
+    /// Clamp the model's x_0 estimate to [-R, R] before forming the reverse mean, as a sampler with
+    /// `clip_sample` does and as DDPM's and improved DDPM's bits/dim code do (`clip_denoised`).
+    /// Default: the mean the network defines. Writes `nll_clip_x0.*` instead of `nll.*`.
+    #[arg(long, value_name = "R")]
+    clip_x0: Option<f64>,
     /// Examples per forward pass.
     #[arg(long, default_value_t = 500)]
     batch_size: usize,
@@ -56,6 +63,8 @@ struct NllReport {
     dims: usize,
     t_evaluated: usize,
     decoder: Decoder,
+    /// The clamp on the x_0 estimate (`--clip-x0`), if any.
+    clip_x0: Option<f64>,
     /// Mean bound, bits/dim, and the half-width of its 95% interval over examples.
     bits_per_dim: f64,
     bits_per_dim_ci95: f64,
@@ -95,13 +104,10 @@ fn visited_timesteps(big_t: usize, k: Option<usize>, seed: u64) -> Vec<(usize, f
 }
 
 /// Runs the bound over `batches` and merges the estimates (example-weighted means per t).
-#[allow(clippy::too_many_arguments)]
 fn bound_in_batches<const D: usize, M: diffuse_core::Denoiser<D>>(
     model: &M,
     schedule: &diffuse_core::NoiseSchedule,
-    prediction: diffuse_core::Prediction,
-    variance: diffuse_core::vlb::ReverseVariance,
-    decoder: Decoder,
+    process: ReverseProcess,
     batches: Vec<Tensor<D>>,
     timesteps: &[(usize, f64)],
     seed: u64,
@@ -111,17 +117,9 @@ fn bound_in_batches<const D: usize, M: diffuse_core::Denoiser<D>>(
     let mut merged: Option<(BoundEstimate, usize)> = None;
     for x0 in batches {
         let n = x0.dims()[0];
-        let est = evaluate_bound(
-            model,
-            schedule,
-            prediction,
-            variance,
-            decoder,
-            x0,
-            timesteps,
-            &mut rng,
-            |_| pb.inc(1),
-        );
+        let est = evaluate_bound(model, schedule, process, x0, timesteps, &mut rng, |_| {
+            pb.inc(1)
+        });
         merged = Some(match merged {
             None => (est, n),
             Some((mut acc, count)) => {
@@ -162,11 +160,20 @@ fn batches<const D: usize>(
         .collect()
 }
 
+/// The files' stem: `nll`, or `nll_clip_x0` for a clamped evaluation.
+fn stem(clip_x0: Option<f64>) -> &'static str {
+    if clip_x0.is_some() {
+        "nll_clip_x0"
+    } else {
+        "nll"
+    }
+}
+
 fn report(
     dir: &Path,
     est: &BoundEstimate,
     dims: usize,
-    decoder: Decoder,
+    process: &ReverseProcess,
     log_det: f64,
     timesteps: &[(usize, f64)],
 ) -> Result<NllReport> {
@@ -207,7 +214,8 @@ fn report(
         examples: n,
         dims,
         t_evaluated,
-        decoder,
+        decoder: process.decoder,
+        clip_x0: process.clip_x0,
         bits_per_dim: bits_per_dim(mean, dims),
         bits_per_dim_ci95: bits_per_dim(ci, dims),
         nats: mean,
@@ -217,16 +225,18 @@ fn report(
         log_det_standardizer: log_det,
         per_t_ranges,
     };
-    save_json(&r, &dir.join("nll.json"))?;
+    let stem = stem(process.clip_x0);
+    save_json(&r, &dir.join(format!("{stem}.json")))?;
     let mut csv = String::from("t,mean_term_nats,mean_term_bits_per_dim\n");
     let mut points = Vec::new();
     for (t, v) in est.per_t.iter().enumerate().filter(|(_, v)| v.is_finite()) {
         csv.push_str(&format!("{t},{v},{}\n", bits_per_dim(*v, dims)));
         points.push((t as f64, bits_per_dim(*v, dims)));
     }
-    std::fs::write(dir.join("nll_per_t.csv"), csv).context("cannot write nll_per_t.csv")?;
+    std::fs::write(dir.join(format!("{stem}_per_t.csv")), csv)
+        .with_context(|| format!("cannot write {stem}_per_t.csv"))?;
     line_plot(
-        &dir.join("nll_per_t.png"),
+        &dir.join(format!("{stem}_per_t.png")),
         "terms of the bound: L_0 (t = 0) and L_t = KL(q || p) per t",
         &points,
         "t",
@@ -243,6 +253,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.n == Some(0) || args.batch_size == 0 || args.t_samples == Some(0) {
         bail!("--n, --batch-size and --t-samples must be at least 1");
     }
+    if args.clip_x0.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("--clip-x0 must be a positive number (the x_0 estimate is clamped to [-R, R])");
+    }
     let device = Device::default();
     let dir = &args.run;
     let r = if dir.join("model_index.json").is_file() {
@@ -251,11 +264,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         eval_points(&args, &device)?
     };
     println!(
-        "NLL bound: {:.4} +- {:.4} bits/dim (95% CI over {} examples; {} of T timesteps{})",
+        "NLL bound: {:.4} +- {:.4} bits/dim (95% CI over {} examples; {} of T timesteps{}{})",
         r.bits_per_dim,
         r.bits_per_dim_ci95,
         r.examples,
         r.t_evaluated,
+        match r.clip_x0 {
+            Some(c) => format!("; x_0 estimate clamped to [-{c}, {c}]"),
+            None => String::new(),
+        },
         if args.t_samples.is_some() {
             ", an estimate: the interval does not cover the draw of t"
         } else {
@@ -269,7 +286,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
     for (range, bits) in &r.per_t_ranges {
         println!("  t in {range}: {bits:.4} bits/dim");
     }
-    println!("wrote {}", dir.join("nll.json").display());
+    println!(
+        "wrote {}",
+        dir.join(format!("{}.json", stem(args.clip_x0))).display()
+    );
     Ok(())
 }
 
@@ -285,19 +305,23 @@ fn eval_points(args: &EvalArgs, device: &Device) -> Result<NllReport> {
     let n = args.n.unwrap_or(held.len()).min(held.len());
     let dim = held.dim;
     let ts = visited_timesteps(schedule.num_timesteps(), args.t_samples, args.seed);
+    let process = ReverseProcess {
+        prediction: config.prediction,
+        variance: config.train.loss.variance,
+        decoder: Decoder::Continuous,
+        clip_x0: args.clip_x0,
+    };
     let est = bound_in_batches::<2, _>(
         &model,
         &schedule,
-        config.prediction,
-        config.train.loss.variance,
-        Decoder::Continuous,
+        process,
         batches(&held.data, &[dim], n, args.batch_size, device),
         &ts,
         args.seed,
     );
     // Density in data units: p_data(x) = p_model(z) / prod std, so NLL_data = NLL_model + sum ln std.
     let log_det: f64 = standardizer.std.iter().map(|s| s.ln()).sum();
-    report(&args.run, &est, dim, Decoder::Continuous, log_det, &ts)
+    report(&args.run, &est, dim, &process, log_det, &ts)
 }
 
 fn eval_images(args: &EvalArgs, device: &Device) -> Result<NllReport> {
@@ -313,24 +337,21 @@ fn eval_images(args: &EvalArgs, device: &Device) -> Result<NllReport> {
         .collect();
     let one = [test.channels, test.height, test.width];
     let ts = visited_timesteps(schedule.num_timesteps(), args.t_samples, args.seed);
+    let process = ReverseProcess {
+        prediction: pipeline.scheduler.prediction_type,
+        variance: config.train.loss.variance,
+        decoder: Decoder::Discretized,
+        clip_x0: args.clip_x0,
+    };
     let est = bound_in_batches::<4, _>(
         &pipeline.unet,
         &schedule,
-        pipeline.scheduler.prediction_type,
-        config.train.loss.variance,
-        Decoder::Discretized,
+        process,
         batches(&data, &one, n, args.batch_size, device),
         &ts,
         args.seed,
     );
-    report(
-        dir,
-        &est,
-        one.iter().product(),
-        Decoder::Discretized,
-        0.0,
-        &ts,
-    )
+    report(dir, &est, one.iter().product(), &process, 0.0, &ts)
 }
 
 #[cfg(test)]

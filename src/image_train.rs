@@ -38,7 +38,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::image_config::{ImageDataset, ImageRunConfig};
-use crate::train::write_losses;
+use crate::train::{report_trained, write_losses};
 use crate::{default_run_dir, progress};
 
 /// Images per picture row (progressive generation, forward noising).
@@ -254,12 +254,8 @@ pub fn run(config: ImageRunConfig, dir: Option<PathBuf>) -> Result<()> {
     )?;
     hooks.pb.finish_and_clear();
     let train_seconds = start.elapsed().as_secs_f64();
-    eprintln!(
-        "trained {} steps in {train_seconds:.0} s ({:.2} steps/s)",
-        config.train.steps,
-        config.train.steps as f64 / train_seconds
-    );
-    write_losses(&dir, &trained.losses)?;
+    report_trained(config.train.steps, train_seconds);
+    write_losses(&dir, &config.train.loss.objective.label(), &trained.losses)?;
 
     let sample_seconds = pictures(
         &dir,

@@ -69,6 +69,9 @@ pub struct SampleArgs {
 /// DDIM's step count when `--steps` is not given (the DDIM paper's usual setting).
 pub const DEFAULT_DDIM_STEPS: usize = 50;
 
+/// Said when DDIM samples a model with a learned variance, which it cannot use.
+pub const DDIM_LEARNED_VARIANCE_NOTE: &str = "note: DDIM's noise is set by --eta alone (DDIM eq. 16); this model's learned variance is not used (--sampler ddpm uses it)";
+
 /// Points drawn from a 2-D run when `--n` is not given.
 const DEFAULT_POINTS: usize = 1000;
 
@@ -116,6 +119,9 @@ pub fn draw<M: Denoiser<2>>(
             sampler::sample(model, &s, x_T, &mut rng, &mut observe)?
         }
         SamplerKind::Ddim => {
+            if config.model.learned_variance {
+                eprintln!("{DDIM_LEARNED_VARIANCE_NOTE}");
+            }
             let s = DdimSampler::new(
                 schedule,
                 DdimConfig {

@@ -14,7 +14,7 @@ use diffuse_nn::diffusers::Pipeline;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::sample::{DEFAULT_DDIM_STEPS, SampleArgs};
+use crate::sample::{DDIM_LEARNED_VARIANCE_NOTE, DEFAULT_DDIM_STEPS, SampleArgs};
 use crate::{SamplerKind, progress};
 
 /// Images drawn when neither `--n` nor `--init-noise` gives the count.
@@ -100,7 +100,11 @@ pub fn run(dir: &Path, args: &SampleArgs) -> Result<()> {
         }
         SamplerKind::Ddim => {
             let steps = args.steps.unwrap_or(DEFAULT_DDIM_STEPS);
-            let s = DdimSampler::new(&schedule, pipeline.scheduler.ddim(steps, args.eta))?;
+            let config = pipeline.scheduler.ddim(steps, args.eta);
+            if config.learned_variance {
+                eprintln!("{DDIM_LEARNED_VARIANCE_NOTE}");
+            }
+            let s = DdimSampler::new(&schedule, config)?;
             let pb = progress::bar(steps, "sampling");
             let x = sample(model, &s, x_T, &mut rng, |_, _, _| pb.inc(1))?;
             pb.finish_and_clear();

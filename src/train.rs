@@ -6,6 +6,7 @@
 //! - `loss.csv`, `loss.png`: the loss at every step
 //! - `forward.png`: the data at 10 evenly spaced steps of the forward process
 //! - `reverse.png`: the reverse process (DDPM) at 10 evenly spaced steps
+//! - `reverse.csv`: per reverse step, the RMS and largest |coordinate| of x_{t-1}
 //! - `samples.png`: generated points over held-out data
 //! - `metrics.json`: sliced Wasserstein distances of samples and baselines to held-out points
 
@@ -252,13 +253,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     )?;
     hooks.pb.finish_and_clear();
     let train_seconds = start.elapsed().as_secs_f64();
-    eprintln!(
-        "trained {} steps in {train_seconds:.1} s ({:.1} steps/s)",
-        config.train.steps,
-        config.train.steps as f64 / train_seconds
-    );
+    report_trained(config.train.steps, train_seconds);
 
-    write_losses(&dir, &trained.losses)?;
+    write_losses(&dir, &config.train.loss.objective.label(), &trained.losses)?;
     forward_picture(
         &dir,
         &schedule,
@@ -273,6 +270,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .map(|k| k * (schedule.num_timesteps() - 1) / 9)
         .collect();
     let mut panels = Vec::new();
+    // Per step: the root mean square and the largest |coordinate| of x_{t-1} (model space), to see
+    // where a chain leaves the data's range.
+    let mut trajectory = String::from("t,rms,max_abs\n");
     let choice = SamplerChoice {
         kind: SamplerKind::Ddpm,
         steps: None,
@@ -289,18 +289,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &device,
         |_, t, out| {
             pb.inc(1);
+            let pts = out
+                .prev_sample
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap_or_default();
+            let sq = pts.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+            let max = pts.iter().fold(0f32, |m, v| m.max(v.abs()));
+            trajectory.push_str(&format!("{t},{},{max}\n", (sq / pts.len() as f64).sqrt()));
             if record.contains(&t) {
-                let pts = out
-                    .prev_sample
-                    .clone()
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default();
                 panels.push((format!("t = {t}"), pts));
             }
         },
     )?;
     pb.finish_and_clear();
+    std::fs::write(dir.join("reverse.csv"), trajectory).context("cannot write reverse.csv")?;
     strip(
         &dir.join("reverse.png"),
         "reverse process (DDPM, model space): x_{t-1} after the step at t",
@@ -350,13 +354,21 @@ pub fn run(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn write_losses(dir: &Path, losses: &[f32]) -> Result<()> {
+/// The line every run prints when its training loop ends.
+pub fn report_trained(steps: usize, seconds: f64) {
+    eprintln!(
+        "trained {steps} steps in {seconds:.1} s ({:.2} steps/s)",
+        steps as f64 / seconds
+    );
+}
+
+pub fn write_losses(dir: &Path, loss_name: &str, losses: &[f32]) -> Result<()> {
     let mut csv = String::from("step,loss\n");
     for (i, l) in losses.iter().enumerate() {
         csv.push_str(&format!("{},{l}\n", i + 1));
     }
     std::fs::write(dir.join("loss.csv"), csv).context("cannot write loss.csv")?;
-    loss_curve(&dir.join("loss.png"), losses, 200)?;
+    loss_curve(&dir.join("loss.png"), loss_name, losses, 200)?;
     Ok(())
 }
 

@@ -81,9 +81,26 @@ fn short_run_beats_a_gaussian_and_samples_back() {
         "forward.png",
         "reverse.png",
         "loss.csv",
+        "reverse.csv",
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
+    // One line per reverse step, t = 999 down to 0; the chain ends at the data's scale (the
+    // points are standardized, so an RMS near 1).
+    let trajectory = std::fs::read_to_string(run.join("reverse.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = trajectory
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 1000);
+    assert_eq!((rows[0][0], rows[999][0]), (999.0, 0.0));
+    assert!(rows.iter().flatten().all(|v| v.is_finite()));
+    assert!(
+        (0.7..1.3).contains(&rows[999][1]),
+        "final RMS {}",
+        rows[999][1]
+    );
     let m = metrics(&run);
     let (sw, gauss) = (
         m["sw_samples"].as_f64().unwrap(),
@@ -142,6 +159,42 @@ fn short_run_beats_a_gaussian_and_samples_back() {
     let nll = eval_nll(&run);
     assert!(nll.0.is_finite() && nll.1 > 0.0 && nll.1 < 0.2, "{nll:?}");
     assert!(run.join("nll_per_t.png").is_file() && run.join("nll_per_t.csv").is_file());
+
+    // --clip-x0 writes nll_clip_x0.* beside nll.*: a clamp no estimate reaches changes nothing,
+    // a tight one (x_0 estimates squeezed to [-0.01, 0.01]) makes the bound worse.
+    let plain = std::fs::read_to_string(run.join("nll.json")).unwrap();
+    let clipped = |r: &str| -> f64 {
+        let args = ["--n", "200", "--t-samples", "40", "--clip-x0", r];
+        let mut cmd = vec!["eval", "--run", run.to_str().unwrap(), "--nll"];
+        cmd.extend(args);
+        ok(&diffuse(&cmd));
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("nll_clip_x0.json")).unwrap())
+                .unwrap();
+        assert_eq!(v["clip_x0"].as_f64(), Some(r.parse().unwrap()));
+        v["bits_per_dim"].as_f64().unwrap()
+    };
+    let (wide, tight) = (clipped("1e6"), clipped("0.01"));
+    assert_eq!(
+        plain,
+        std::fs::read_to_string(run.join("nll.json")).unwrap()
+    );
+    ok(&diffuse(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--nll",
+        "--n",
+        "200",
+        "--t-samples",
+        "40",
+    ]));
+    let unclamped: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("nll.json")).unwrap()).unwrap();
+    assert_eq!(unclamped["bits_per_dim"].as_f64(), Some(wide));
+    assert!(unclamped["clip_x0"].is_null());
+    assert!(tight > wide + 0.1, "tight clamp {tight} vs none {wide}");
+    assert!(run.join("nll_clip_x0_per_t.csv").is_file());
 }
 
 /// `diffuse eval --nll` on a run: (bits/dim, 95% half-width, NLL of a Gaussian with the data's

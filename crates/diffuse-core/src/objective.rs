@@ -37,6 +37,17 @@ pub enum Objective {
     },
 }
 
+impl Objective {
+    /// How plots and logs name the loss.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Simple => "L_simple".into(),
+            Self::Vlb => "L_vlb: T x L_t, bits/dim".into(),
+            Self::Hybrid { lambda } => format!("L_hybrid = L_simple + {lambda} L_vlb"),
+        }
+    }
+}
+
 /// What the trainer optimizes, and how it draws t.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

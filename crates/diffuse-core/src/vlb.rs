@@ -256,17 +256,27 @@ pub struct BoundEstimate {
     pub prior: f64,
 }
 
-/// Evaluates the bound of `model` on the examples `x0` (one batch): for each (t, weight) in
-/// `timesteps` (every t with weight 1 for the whole bound), x_t ~ q(x_t | x_0) with noise from `rng`, the model's mean
-/// and variance, and the term L_t. `variance` says how the model's variance is read (a learned
-/// one from the second half of its output). `progress(i)` is called after each timestep.
-#[allow(clippy::too_many_arguments)]
+/// How a network's output is read as p(x_{t-1} | x_t) when the bound is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReverseProcess {
+    pub prediction: Prediction,
+    /// How the variance is read (a learned one from the second half of the output).
+    pub variance: ReverseVariance,
+    pub decoder: Decoder,
+    /// Clamp the x_0 estimate to [-r, r] before forming the mean, as a sampler with
+    /// `clip_sample` does (DDPM's and improved DDPM's `clip_denoised`); `None`: the mean the
+    /// network defines.
+    pub clip_x0: Option<f64>,
+}
+
+/// Evaluates the bound of `model`, read as `process`, on the examples `x0` (one batch): for each
+/// (t, weight) in `timesteps` (every t with weight 1 for the whole bound), x_t ~ q(x_t | x_0) with
+/// noise from `rng`, the model's mean and variance, and the term L_t. `progress(i)` is called
+/// after each timestep.
 pub fn evaluate_bound<const D: usize, M: crate::Denoiser<D> + ?Sized>(
     model: &M,
     schedule: &NoiseSchedule,
-    prediction: Prediction,
-    variance: ReverseVariance,
-    decoder: Decoder,
+    process: ReverseProcess,
     x0: Tensor<D>,
     timesteps: &[(usize, f64)],
     rng: &mut impl rand::Rng,
@@ -288,8 +298,13 @@ pub fn evaluate_bound<const D: usize, M: crate::Denoiser<D> + ?Sized>(
         let x_t = crate::process::q_sample(schedule, x0.clone(), &t_batch, eps);
         let output = model.denoise(x_t.clone(), crate::coef::timestep_tensor(&t_batch, &device));
         let (out, log_variance) =
-            crate::objective::split_output(schedule, variance, output, &t_batch);
-        let (mean, _) = reverse_mean(schedule, prediction, out, x_t.clone(), &t_batch);
+            crate::objective::split_output(schedule, process.variance, output, &t_batch);
+        let (mut mean, x0_hat) =
+            reverse_mean(schedule, process.prediction, out, x_t.clone(), &t_batch);
+        if let Some(r) = process.clip_x0 {
+            let x0_hat = x0_hat.clamp(-r as f32, r as f32);
+            mean = q_posterior(schedule, x0_hat, x_t.clone(), &t_batch).mean;
+        }
         let term: Vec<f32> = vlb_term(
             schedule,
             x0.clone(),
@@ -297,7 +312,7 @@ pub fn evaluate_bound<const D: usize, M: crate::Denoiser<D> + ?Sized>(
             &t_batch,
             mean,
             log_variance,
-            decoder,
+            process.decoder,
         )
         .into_data()
         .try_to_vec()
@@ -356,6 +371,31 @@ mod tests {
             s.posterior_log_variance_clipped[500] as f32
         );
         assert_eq!(values(large)[2], s.betas[500].ln() as f32);
+    }
+
+    /// With `clip_x0`, an x_0 estimate of 10 is read as 1: the bound equals that of a model that
+    /// predicts 1, and differs from the unclamped one.
+    #[test]
+    fn clip_x0_clamps_the_estimate_before_the_mean() {
+        let device = Device::default();
+        let s = ScheduleConfig::default().build().unwrap();
+        let x0 = randn::<2>(&mut ChaCha8Rng::seed_from_u64(3), [8, 2], &device).clamp(-1.0, 1.0);
+        let ts: Vec<(usize, f64)> = [0usize, 1, 40, 700].iter().map(|&t| (t, 1.0)).collect();
+        let bound = |value: f32, clip_x0: Option<f64>| {
+            let model = |x_t: Tensor<2>, _t: Tensor<1>| x_t.zeros_like().add_scalar(value);
+            let process = ReverseProcess {
+                prediction: Prediction::Sample,
+                variance: ReverseVariance::FixedSmall,
+                decoder: Decoder::Discretized,
+                clip_x0,
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(5);
+            evaluate_bound(&model, &s, process, x0.clone(), &ts, &mut rng, |_| {}).per_example
+        };
+        assert_eq!(bound(10.0, Some(1.0)), bound(1.0, None));
+        assert_eq!(bound(10.0, Some(1e9)), bound(10.0, None));
+        let (clamped, raw) = (bound(10.0, Some(1.0)), bound(10.0, None));
+        assert!(clamped.iter().zip(&raw).all(|(c, r)| c < r));
     }
 
     /// The whole bound, E over x_0 of L_T + sum_t L_t, for a 1-D Gaussian x_0 ~ N(m, s^2) and the

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
@@ -138,8 +140,14 @@ pub fn strip(path: &Path, title: &str, panels: &[(String, Vec<f32>)]) -> Result<
 }
 
 /// The loss per step (gray) and its moving average over `window` steps (blue), on a linear axis
-/// from 0 to 1.2x the largest moving average (single noisy steps above it are clipped).
-pub fn loss_curve(path: &Path, losses: &[f32], window: usize) -> Result<(), EvalError> {
+/// from 0 to 1.2x the largest moving average (single noisy steps above it are clipped);
+/// `loss_name` goes in the title.
+pub fn loss_curve(
+    path: &Path,
+    loss_name: &str,
+    losses: &[f32],
+    window: usize,
+) -> Result<(), EvalError> {
     ensure_font();
     let e = err(path);
     let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
@@ -157,7 +165,7 @@ pub fn loss_curve(path: &Path, losses: &[f32], window: usize) -> Result<(), Eval
         .collect();
     let top = avg.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-12) * 1.2;
     let mut chart = ChartBuilder::on(&root)
-        .caption("training loss (L_simple)", ("sans-serif", 22))
+        .caption(format!("training loss ({loss_name})"), ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(35)
         .y_label_area_size(60)
@@ -230,30 +238,73 @@ pub fn line_plot(
         .y_label_area_size(70);
     if log_y {
         let (lo, hi) = (y0 * 0.8, (y1 * 1.25).max(y0 * 1.01));
-        let mut c = chart
+        let c = chart
             .build_cartesian_2d(x0..x1, (lo..hi).log_scale())
             .map_err(|x| e(x.to_string()))?;
-        c.configure_mesh()
-            .light_line_style(WHITE)
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .draw()
-            .map_err(|x| e(x.to_string()))?;
-        c.draw_series(LineSeries::new(pts, SAMPLE_COLOR.stroke_width(2)))
-            .map_err(|x| e(x.to_string()))?;
+        draw_lines(c, pts, x_label, y_label).map_err(&e)?;
     } else {
         let pad = ((y1 - y0) * 0.05).max(1e-12);
-        let mut c = chart
+        let c = chart
             .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
             .map_err(|x| e(x.to_string()))?;
-        c.configure_mesh()
-            .light_line_style(WHITE)
-            .x_desc(x_label)
-            .y_desc(y_label)
-            .draw()
-            .map_err(|x| e(x.to_string()))?;
-        c.draw_series(LineSeries::new(pts, SAMPLE_COLOR.stroke_width(2)))
-            .map_err(|x| e(x.to_string()))?;
+        draw_lines(c, pts, x_label, y_label).map_err(&e)?;
     }
     root.present().map_err(|x| e(x.to_string()))
+}
+
+/// The mesh, labels and line of [`line_plot`] on either y axis.
+fn draw_lines<Y>(
+    mut chart: ChartContext<'_, BitMapBackend<'_>, Cartesian2d<RangedCoordf64, Y>>,
+    pts: Vec<(f64, f64)>,
+    x_label: &str,
+    y_label: &str,
+) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .y_label_formatter(&|v| tick_label(*v))
+        .draw()
+        .map_err(|x| x.to_string())?;
+    chart
+        .draw_series(LineSeries::new(pts, SAMPLE_COLOR.stroke_width(2)))
+        .map_err(|x| x.to_string())?;
+    Ok(())
+}
+
+/// A short tick label: at most 3 significant digits, scientific notation outside [1e-3, 1e4).
+fn tick_label(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    if !(1e-3..1e4).contains(&v.abs()) {
+        return format!("{v:.2e}");
+    }
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick_label;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(0.800000000001), "0.8");
+        assert_eq!(tick_label(0.0400000000004), "0.04");
+        assert_eq!(tick_label(0.1234567), "0.123");
+        assert_eq!(tick_label(12.5), "12.5");
+        assert_eq!(tick_label(2000.0), "2000");
+        assert_eq!(tick_label(1.5e-5), "1.50e-5");
+        assert_eq!(tick_label(0.0), "0");
+    }
 }
