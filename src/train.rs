@@ -271,7 +271,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .collect();
     let mut panels = Vec::new();
     // Per step: the root mean square and the largest |coordinate| of x_{t-1} (model space), to see
-    // where a chain leaves the data's range.
+    // where a chain leaves the data's range (a NaN coordinate makes the RMS NaN; the largest
+    // skips it).
     let mut trajectory = String::from("t,rms,max_abs\n");
     let choice = SamplerChoice {
         kind: SamplerKind::Ddpm,
