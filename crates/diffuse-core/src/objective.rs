@@ -140,7 +140,7 @@ pub fn training_loss<const D: usize>(
     let (out, log_variance) = split_output(schedule, config.variance, output, t);
     let dims: usize = x0.dims()[1..].iter().product();
     let vlb_bits = |mean_source: Tensor<D>, log_variance: Tensor<D>| {
-        let (mean, _) = reverse_mean(schedule, prediction, mean_source, x_t.clone(), t);
+        let (mean, _) = reverse_mean(schedule, prediction, mean_source, x_t.clone(), t, None);
         vlb_term(
             schedule,
             x0.clone(),

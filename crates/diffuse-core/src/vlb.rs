@@ -154,18 +154,24 @@ pub fn learned_range_log_variance<const D: usize>(
     frac.clone() * large + frac.neg().add_scalar(1.0) * small
 }
 
-/// The mean of p(x_{t-1} | x_t) implied by a network output: x_0 from the parameterization, then
-/// the posterior mean mu-tilde_t(x_t, x_0) (DDPM eq. 7). Returns (mean, predicted x_0).
+/// The mean of p(x_{t-1} | x_t) implied by a network output: x_0 from the parameterization
+/// (clamped to [-r, r] with `clip_x0`, as a sampler with `clip_sample` does), then the posterior
+/// mean mu-tilde_t(x_t, x_0) (DDPM eq. 7). Returns (mean, the x_0 estimate used).
 pub fn reverse_mean<const D: usize>(
     schedule: &NoiseSchedule,
     prediction: Prediction,
     output: Tensor<D>,
     x_t: Tensor<D>,
     t: &[usize],
+    clip_x0: Option<f64>,
 ) -> (Tensor<D>, Tensor<D>) {
     let device = x_t.device();
     let level = NoiseLevel::at(schedule, t, &device);
     let (x0, _) = prediction.split(output, x_t.clone(), &level);
+    let x0 = match clip_x0 {
+        Some(r) => x0.clamp(-r as f32, r as f32),
+        None => x0,
+    };
     let posterior = q_posterior(schedule, x0.clone(), x_t, t);
     (posterior.mean, x0)
 }
@@ -299,12 +305,14 @@ pub fn evaluate_bound<const D: usize, M: crate::Denoiser<D> + ?Sized>(
         let output = model.denoise(x_t.clone(), crate::coef::timestep_tensor(&t_batch, &device));
         let (out, log_variance) =
             crate::objective::split_output(schedule, process.variance, output, &t_batch);
-        let (mut mean, x0_hat) =
-            reverse_mean(schedule, process.prediction, out, x_t.clone(), &t_batch);
-        if let Some(r) = process.clip_x0 {
-            let x0_hat = x0_hat.clamp(-r as f32, r as f32);
-            mean = q_posterior(schedule, x0_hat, x_t.clone(), &t_batch).mean;
-        }
+        let (mean, _) = reverse_mean(
+            schedule,
+            process.prediction,
+            out,
+            x_t.clone(),
+            &t_batch,
+            process.clip_x0,
+        );
         let term: Vec<f32> = vlb_term(
             schedule,
             x0.clone(),
