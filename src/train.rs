@@ -125,12 +125,17 @@ fn apply_args(args: &TrainArgs) -> Result<RunConfig> {
         config.data.dataset = name.clone();
         config.data.path = None;
     }
-    let t = &mut config.train;
+    override_train(&mut config.train, args);
+    Ok(config)
+}
+
+/// The command line's --steps, --batch-size, --lr and --seed over the config's, for either kind
+/// of run.
+fn override_train(t: &mut diffuse_train::TrainConfig, args: &TrainArgs) {
     t.steps = args.steps.unwrap_or(t.steps);
     t.batch_size = args.batch_size.unwrap_or(t.batch_size);
     t.lr = args.lr.unwrap_or(t.lr);
     t.seed = args.seed.unwrap_or(t.seed);
-    Ok(config)
 }
 
 /// Progress bar, loss log and atomic checkpoints.
@@ -179,11 +184,7 @@ fn image_config(args: &TrainArgs, dataset: ImageDataset) -> Result<ImageRunConfi
     if let Some(dir) = &args.data_dir {
         config.data.dir = Some(dir.clone());
     }
-    let t = &mut config.train;
-    t.steps = args.steps.unwrap_or(t.steps);
-    t.batch_size = args.batch_size.unwrap_or(t.batch_size);
-    t.lr = args.lr.unwrap_or(t.lr);
-    t.seed = args.seed.unwrap_or(t.seed);
+    override_train(&mut config.train, args);
     Ok(config)
 }
 

@@ -47,9 +47,6 @@ row_config() {
   esac
   {
     echo "prediction = \"$prediction\""
-    if $mnist && [[ $variance == learned_range ]]; then
-      printf '[unet]\nout_channels = 2\n'
-    fi
     printf '[train]\nsteps = %s\nseed = %s\n' "$steps" "$seed"
     printf '[train.loss]\nobjective = %s\nvariance = "%s"\n' "$objective" "$variance"
   } > "$out/$name.toml"
