@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use diffuse_core::sampler::VarianceType;
+use diffuse_core::sampler::{DdpmConfig, DdpmSampler, VarianceType};
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_data::Standardizer;
 use diffuse_nn::MlpConfig;
@@ -93,6 +93,27 @@ impl RunConfig {
         if self.sample.n == 0 {
             bail!("sample.n must be at least 1");
         }
+        if self.model.data_dim != 2 {
+            bail!(
+                "model.data_dim must be 2, got {}: point runs draw 2-D pictures and metrics",
+                self.model.data_dim
+            );
+        }
+        if let Some(std) = &self.standardizer {
+            std.check_dim(self.model.data_dim)?;
+        }
+        // The sampler `train` draws its samples with, built now so that a bad sampling field
+        // fails before training rather than after it.
+        let schedule = self.schedule.build()?;
+        DdpmSampler::new(
+            &schedule,
+            DdpmConfig {
+                prediction: self.prediction,
+                clip_sample: self.sample.clip_sample,
+                ..Default::default()
+            },
+        )
+        .context("sample.clip_sample")?;
         if self.sample.variance_type == VarianceType::LearnedRange && !self.model.learned_variance {
             bail!(
                 "sample.variance_type = \"learned_range\" needs a model that learns its variance: set train.loss.variance = \"learned_range\" (with the vlb or hybrid objective)"

@@ -15,7 +15,7 @@
 //!
 //! Weights are written atomically every `checkpoint_every` steps and at the end.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -30,16 +30,16 @@ use diffuse_data::{ImageSet, Split, load_cifar10, load_image_folder, load_mnist,
 use diffuse_eval::grid::{Images, image_grid};
 use diffuse_nn::Unet;
 use diffuse_nn::diffusers::{SchedulerConfig, save_pipeline, save_unet};
-use diffuse_train::checkpoint::save_json;
-use diffuse_train::{TrainError, TrainHooks, train};
-use indicatif::ProgressBar;
+use diffuse_train::checkpoint::{load_checkpoint, save_json};
+use diffuse_train::{Checkpoint, Start, TrainError, train};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::image_config::{ImageDataset, ImageRunConfig};
 use crate::train::{report_trained, write_losses};
-use crate::{default_run_dir, progress};
+use crate::progress;
+use crate::run_dir::{self, LossLog, RunHooks};
 
 /// Images per picture row (progressive generation, forward noising).
 const PICTURE_ROWS: usize = 8;
@@ -159,35 +159,6 @@ fn grid(path: &Path, title: &str, pixels: &[u8], shape: [usize; 4], cols: usize)
     Ok(())
 }
 
-/// Progress bar and atomic checkpoints in the diffusers layout.
-struct Hooks<'a> {
-    dir: &'a Path,
-    config: &'a ImageRunConfig,
-    scheduler: SchedulerConfig,
-    pb: ProgressBar,
-}
-
-impl TrainHooks<Unet> for Hooks<'_> {
-    fn on_step(&mut self, step: usize, loss: f32, _lr: f64) -> Result<(), TrainError> {
-        progress::training_step(&self.pb, step, loss, 10);
-        Ok(())
-    }
-
-    fn on_checkpoint(
-        &mut self,
-        _step: usize,
-        sampling: &Unet,
-        raw: &Unet,
-    ) -> Result<(), TrainError> {
-        let err = |e: diffuse_nn::NnError| TrainError::Checkpoint {
-            path: self.dir.into(),
-            reason: e.to_string(),
-        };
-        save_pipeline(self.dir, &self.config.unet, sampling, &self.scheduler).map_err(err)?;
-        save_unet(&self.dir.join("raw"), &self.config.unet, raw).map_err(err)
-    }
-}
-
 #[derive(Serialize)]
 struct Metrics {
     dataset: String,
@@ -201,18 +172,23 @@ struct Metrics {
     sample_seconds: f64,
 }
 
-/// Trains on images; `dir` is the run directory (None: `runs/<dataset>-<time>`).
-pub fn run(config: ImageRunConfig, dir: Option<PathBuf>) -> Result<()> {
+/// Trains on images in the run directory `dir`: a new run (`Some(overwrite)`: see
+/// [`run_dir::claim_new`]) or, with `None`, the run already there, from its checkpoint.
+pub fn run(config: ImageRunConfig, dir: &Path, new: Option<bool>) -> Result<()> {
     config.validate()?;
     let schedule = config.schedule.build()?;
     if let Some(w) = schedule.terminal_warning() {
         eprintln!("warning: {w}");
     }
+    let scheduler = SchedulerConfig::for_trained(
+        &config.schedule,
+        config.prediction,
+        config.sample.clip_sample,
+        config.train.loss.variance == ReverseVariance::LearnedRange,
+    );
+    // The pictures' sampler, built now so a bad sampling field fails before training.
+    DdimSampler::new(&schedule, scheduler.ddim(config.sample.ddim_steps, 0.0))?;
     let data = load_images(&config)?;
-    let dir = dir.unwrap_or_else(|| default_run_dir(config.data.dataset.name()));
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
-    save_json(&config, &dir.join("diffuse_config.json"))?;
     let seed = config.train.seed;
     let device = Device::default();
     device.seed(seed);
@@ -222,30 +198,58 @@ pub fn run(config: ImageRunConfig, dir: Option<PathBuf>) -> Result<()> {
         use burn::module::Module;
         model.num_params()
     };
+    let start = match new {
+        Some(overwrite) => {
+            run_dir::claim_new(dir, overwrite)?;
+            save_json(&config, &dir.join("diffuse_config.json"))?;
+            Start::Fresh(model)
+        }
+        None => {
+            let checkpoint = load_checkpoint(dir, model)?;
+            run_dir::check_resumable(checkpoint.state.step, config.train.steps, dir)?;
+            save_json(&config, &dir.join("diffuse_config.json"))?;
+            Start::Resume(checkpoint)
+        }
+    };
+    run_dir::clean(dir);
+    let (done, losses_so_far) = match &start {
+        Start::Resume(c) => (c.state.step, c.state.losses.clone()),
+        Start::Fresh(_) => (0, Vec::new()),
+    };
     eprintln!(
-        "training a {parameters}-parameter U-Net on {} ({} images) for {} steps of {}; run directory {}",
+        "training a {parameters}-parameter U-Net on {} ({} images) for {} steps of {}{}; run directory {}",
         config.data.dataset.name(),
         data.train.len(),
         config.train.steps,
         config.train.batch_size,
+        if done > 0 {
+            format!(", resuming after step {done}")
+        } else {
+            String::new()
+        },
         dir.display()
     );
-    let scheduler = SchedulerConfig::for_trained(
-        &config.schedule,
-        config.prediction,
-        config.sample.clip_sample,
-        config.train.loss.variance == ReverseVariance::LearnedRange,
-    );
-    let mut hooks = Hooks {
-        dir: &dir,
-        config: &config,
-        scheduler: scheduler.clone(),
-        pb: progress::bar(config.train.steps, "training"),
+    let pb = progress::bar(config.train.steps, "training");
+    pb.set_position(done as u64);
+    let mut hooks = RunHooks {
+        dir,
+        pb,
+        every: 10,
+        log: LossLog::create(dir, &losses_so_far)?,
+        save: Box::new(|c: &Checkpoint<Unet>| {
+            let err = |e: diffuse_nn::NnError| TrainError::Checkpoint {
+                path: dir.into(),
+                reason: e.to_string(),
+            };
+            save_pipeline(dir, &config.unet, c.sampling_model(), &scheduler).map_err(err)?;
+            save_unet(&dir.join("raw"), &config.unet, &c.model).map_err(err)
+        }),
     };
     let (batch, flip) = (config.train.batch_size, config.data.random_flip);
-    let start = Instant::now();
+    run_dir::catch_interrupts();
+    let timer = Instant::now();
     let trained = train(
-        model,
+        start,
         &schedule,
         config.prediction,
         &config.train,
@@ -253,9 +257,13 @@ pub fn run(config: ImageRunConfig, dir: Option<PathBuf>) -> Result<()> {
         &mut hooks,
     )?;
     hooks.pb.finish_and_clear();
-    let train_seconds = start.elapsed().as_secs_f64();
-    report_trained(config.train.steps, train_seconds);
-    write_losses(&dir, &config.train.loss.objective.label(), &trained.losses)?;
+    if let Some(step) = trained.stopped_at {
+        run_dir::exit_interrupted(dir, step, config.train.steps);
+    }
+    let train_seconds = timer.elapsed().as_secs_f64();
+    let trained_steps = config.train.steps - done;
+    report_trained(trained_steps, train_seconds);
+    write_losses(dir, &config.train.loss.objective.label(), &trained.losses)?;
 
     let sample_seconds = pictures(
         &dir,
@@ -276,7 +284,7 @@ pub fn run(config: ImageRunConfig, dir: Option<PathBuf>) -> Result<()> {
             batch_size: batch,
             parameters,
             train_seconds,
-            steps_per_second: config.train.steps as f64 / train_seconds,
+            steps_per_second: trained_steps as f64 / train_seconds,
             final_loss_avg100: tail.iter().map(|v| *v as f64).sum::<f64>() / tail.len() as f64,
             sample_seconds,
         },
@@ -450,6 +458,9 @@ fn denoise_from(
     for &t in sampler.timesteps().iter().filter(|&&t| t <= t_start) {
         let output = model.denoise(x.clone(), Tensor::<1>::full([b], t as f32, &device));
         x = sampler.step(output, t, x, None)?.prev_sample;
+        if !diffuse_core::sampler::is_finite(&x) {
+            bail!("denoising for the interpolation picture produced NaN or inf at t = {t}");
+        }
     }
     Ok(x)
 }

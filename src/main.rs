@@ -6,6 +6,7 @@ mod eval;
 mod image_config;
 mod image_train;
 mod progress;
+mod run_dir;
 mod sample;
 mod sample_images;
 mod train;

@@ -146,7 +146,14 @@ pub fn to_points(x: Tensor<2>, standardizer: &Standardizer) -> Result<Points> {
         .into_data()
         .try_to_vec::<f32>()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    Ok(standardizer.inverse(&Points::new(data, dim)))
+    let points = standardizer.inverse(&Points::new(data, dim));
+    if let Some(v) = points.data.iter().find(|v| !v.is_finite()) {
+        bail!(
+            "a sample is {v} in the data's units: the data's scale (std up to {:e}) overflows float32; rescale the data",
+            standardizer.std.iter().fold(0.0f64, |m, s| m.max(*s))
+        );
+    }
+    Ok(points)
 }
 
 /// Loads a run's config and weights.
@@ -158,6 +165,9 @@ pub fn load_run(dir: &Path, ema: bool, device: &Device) -> Result<(RunConfig, Ml
     } else {
         "model.safetensors"
     };
+    config
+        .validate()
+        .with_context(|| format!("{} holds an invalid config", dir.join("config.json").display()))?;
     let model = config.model.init(device)?;
     let model = load_weights(model, &dir.join(file))?;
     Ok((config, model))
@@ -166,6 +176,11 @@ pub fn load_run(dir: &Path, ema: bool, device: &Device) -> Result<(RunConfig, Ml
 pub fn run(args: SampleArgs) -> Result<()> {
     if args.n == Some(0) {
         bail!("--n must be at least 1");
+    }
+    let inputs: Vec<&Path> = args.init_noise.iter().map(|p| p.as_path()).collect();
+    crate::run_dir::check_output(&args.out, &inputs)?;
+    if let Some(png) = &args.png {
+        crate::run_dir::check_output(png, &inputs)?;
     }
     if args.pictures {
         let dir = args

@@ -23,9 +23,8 @@ use diffuse_data::{Points, Standardizer, ToyDataset, load_points};
 use diffuse_eval::metrics::{gaussian_fit_2d, sample_gaussian_2d, sliced_wasserstein};
 use diffuse_eval::plots::{DATA_COLOR, Layer, SAMPLE_COLOR, loss_curve, scatter, strip};
 use diffuse_nn::Mlp;
-use diffuse_train::checkpoint::{save_json, save_weights};
-use diffuse_train::{TrainError, TrainHooks, random_batch, train};
-use indicatif::ProgressBar;
+use diffuse_train::checkpoint::{load_checkpoint, save_json, save_weights};
+use diffuse_train::{Checkpoint, Start, random_batch, train};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -34,6 +33,7 @@ use crate::config::{MIN_HELD_OUT, RunConfig};
 use crate::image_config::{ImageDataset, ImageRunConfig};
 use crate::sample::{SamplerChoice, draw, to_points};
 use crate::{SamplerKind, default_run_dir, progress};
+use crate::run_dir::{self, LossLog, RunHooks};
 use crate::{download, image_train};
 
 #[derive(Args)]
@@ -67,6 +67,15 @@ pub struct TrainArgs {
     /// A TOML or JSON file with any fields of the run config (see README).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Continue the run in DIR from its last checkpoint, to its configured steps (--steps N
+    /// extends it). The result is the same, bit for bit, as a run that was never stopped.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "data", "dataset", "download", "batch_size", "lr", "seed", "out", "config", "overwrite"
+    ])]
+    resume: Option<PathBuf>,
+    /// Replace the run already in --out (without it, an existing run is never overwritten).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// Training and held-out points, in data space.
@@ -138,24 +147,6 @@ fn override_train(t: &mut diffuse_train::TrainConfig, args: &TrainArgs) {
     t.seed = args.seed.unwrap_or(t.seed);
 }
 
-/// Progress bar, loss log and atomic checkpoints.
-struct Hooks<'a> {
-    dir: &'a Path,
-    pb: ProgressBar,
-}
-
-impl TrainHooks<Mlp> for Hooks<'_> {
-    fn on_step(&mut self, step: usize, loss: f32, _lr: f64) -> Result<(), TrainError> {
-        progress::training_step(&self.pb, step, loss, 25);
-        Ok(())
-    }
-
-    fn on_checkpoint(&mut self, _step: usize, sampling: &Mlp, raw: &Mlp) -> Result<(), TrainError> {
-        save_weights(raw, &self.dir.join("model.safetensors"))?;
-        save_weights(sampling, &self.dir.join("model_ema.safetensors"))
-    }
-}
-
 #[derive(Serialize)]
 struct Metrics {
     dataset: String,
@@ -189,12 +180,22 @@ fn image_config(args: &TrainArgs, dataset: ImageDataset) -> Result<ImageRunConfi
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    if let Some(dir) = &args.resume {
+        return resume(dir, &args);
+    }
     if let Some(dataset) = args.dataset.as_deref().and_then(ImageDataset::from_name) {
         let config = image_config(&args, dataset)?;
+        let dir = args
+            .out
+            .clone()
+            .unwrap_or_else(|| default_run_dir(dataset.name()));
+        // Everything is checked before anything is fetched or written.
+        config.validate()?;
+        run_dir::check_new(&dir, args.overwrite)?;
         if args.download {
             download::fetch(dataset, &config.data_dir())?;
         }
-        return image_train::run(config, args.out.clone());
+        return image_train::run(config, &dir, Some(args.overwrite));
     }
     if args.data_dir.is_some() || args.download {
         bail!(
@@ -205,47 +206,115 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // A learned variance is an output of the network (improved DDPM): the MLP doubles its outputs.
     config.model.learned_variance = config.train.loss.variance == ReverseVariance::LearnedRange;
     config.validate()?;
-    let schedule = config.schedule.build()?;
-    if let Some(w) = schedule.terminal_warning() {
-        eprintln!("warning: {w}");
-    }
-    let seed = config.train.seed;
-    let data = load_data(&config, seed)?;
+    let data = load_data(&config, config.train.seed)?;
     let standardizer = if config.data.standardize {
         Standardizer::fit(&data.train)
     } else {
         Standardizer::identity(data.train.dim)
     };
-    config.standardizer = Some(standardizer.clone());
+    config.standardizer = Some(standardizer);
     let dir = args
         .out
         .clone()
         .unwrap_or_else(|| default_run_dir(&data.name));
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    run_dir::claim_new(&dir, args.overwrite)?;
     save_json(&config, &dir.join("config.json"))?;
+    train_points(config, data, &dir, None)
+}
+
+/// `train --resume DIR`: the run's own config (with --steps), its data, its checkpoint.
+fn resume(dir: &Path, args: &TrainArgs) -> Result<()> {
+    if dir.join("diffuse_config.json").is_file() {
+        let mut config = image_train::load_image_run_config(dir)?;
+        if let Some(data_dir) = &args.data_dir {
+            config.data.dir = Some(data_dir.clone());
+        }
+        config.train.steps = args.steps.unwrap_or(config.train.steps);
+        config.validate()?;
+        return image_train::run(config, dir, None);
+    }
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        bail!(
+            "{} is not a diffuse run directory (no config.json or diffuse_config.json)",
+            dir.display()
+        );
+    }
+    if args.data_dir.is_some() {
+        bail!("--data-dir applies to image runs");
+    }
+    let mut config = RunConfig::load(&path)?;
+    config.train.steps = args.steps.unwrap_or(config.train.steps);
+    config.validate()?;
+    let data = load_data(&config, config.train.seed)?;
+    let ad_device = Device::default().autodiff();
+    let checkpoint = load_checkpoint(dir, config.model.init(&ad_device)?)?;
+    run_dir::check_resumable(checkpoint.state.step, config.train.steps, dir)?;
+    save_json(&config, &path)?;
+    train_points(config, data, dir, Some(checkpoint))
+}
+
+/// Trains (from the start, or on from `checkpoint`) and writes everything a 2-D run shows.
+fn train_points(
+    config: RunConfig,
+    data: Data,
+    dir: &Path,
+    checkpoint: Option<Checkpoint<Mlp>>,
+) -> Result<()> {
+    let schedule = config.schedule.build()?;
+    if let Some(w) = schedule.terminal_warning() {
+        eprintln!("warning: {w}");
+    }
+    let standardizer = config
+        .standardizer
+        .clone()
+        .context("the run config has no standardizer")?;
+    standardizer.check_dim(data.train.dim)?;
+    run_dir::clean(dir);
+    let done = checkpoint.as_ref().map_or(0, |c| c.state.step);
     eprintln!(
-        "training on {} ({} points, {} held out) for {} steps; run directory {}",
+        "training on {} ({} points, {} held out) for {} steps{}; run directory {}",
         data.name,
         data.train.len(),
         data.held_out.len(),
         config.train.steps,
+        if done > 0 {
+            format!(", resuming after step {done}")
+        } else {
+            String::new()
+        },
         dir.display()
     );
-
+    let seed = config.train.seed;
     let device = Device::default();
     device.seed(seed);
     let ad_device = device.clone().autodiff();
-    let model = config.model.init(&ad_device)?;
+    let start = match checkpoint {
+        Some(c) => Start::Resume(c),
+        None => Start::Fresh(config.model.init(&ad_device)?),
+    };
+    let losses_so_far = match &start {
+        Start::Resume(c) => c.state.losses.clone(),
+        Start::Fresh(_) => Vec::new(),
+    };
     let train_z = standardizer.forward(&data.train);
     let batch = config.train.batch_size;
-    let mut hooks = Hooks {
-        dir: &dir,
-        pb: progress::bar(config.train.steps, "training"),
+    let pb = progress::bar(config.train.steps, "training");
+    pb.set_position(done as u64);
+    let mut hooks = RunHooks {
+        dir,
+        pb,
+        every: 25,
+        log: LossLog::create(dir, &losses_so_far)?,
+        save: Box::new(|c: &Checkpoint<Mlp>| {
+            save_weights(&c.model, &dir.join("model.safetensors"))?;
+            save_weights(c.sampling_model(), &dir.join("model_ema.safetensors"))
+        }),
     };
-    let start = Instant::now();
+    run_dir::catch_interrupts();
+    let timer = Instant::now();
     let trained = train(
-        model,
+        start,
         &schedule,
         config.prediction,
         &config.train,
@@ -253,12 +322,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &mut hooks,
     )?;
     hooks.pb.finish_and_clear();
-    let train_seconds = start.elapsed().as_secs_f64();
-    report_trained(config.train.steps, train_seconds);
+    if let Some(step) = trained.stopped_at {
+        run_dir::exit_interrupted(dir, step, config.train.steps);
+    }
+    let train_seconds = timer.elapsed().as_secs_f64();
+    report_trained(config.train.steps - done, train_seconds);
 
-    write_losses(&dir, &config.train.loss.objective.label(), &trained.losses)?;
+    write_losses(dir, &config.train.loss.objective.label(), &trained.losses)?;
     forward_picture(
-        &dir,
+        dir,
         &schedule,
         &standardizer.forward(&data.held_out),
         &device,
@@ -304,9 +376,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 panels.push((format!("t = {t}"), pts));
             }
         },
-    )?;
+    );
     pb.finish_and_clear();
+    // Written whether or not sampling went non-finite: it shows how the chain got there.
     std::fs::write(dir.join("reverse.csv"), trajectory).context("cannot write reverse.csv")?;
+    let x = x.with_context(|| {
+        format!(
+            "the weights are saved in {}, but sampling from them failed; reverse.csv lists each step before it",
+            dir.display()
+        )
+    })?;
     strip(
         &dir.join("reverse.png"),
         "reverse process (DDPM, model space): x_{t-1} after the step at t",

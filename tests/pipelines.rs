@@ -415,10 +415,13 @@ fn missing_image_data_says_what_to_do() {
         "{err}"
     );
     // --download with verified copies already in place fetches nothing (no network needed here);
-    // the run then stops at the invalid step count.
+    // the run then stops where the images disagree with the U-Net (the config alone is checked
+    // before the download).
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist");
     if shared.is_dir() {
         copy_dir(&shared, &dir);
+        let config = dir.join("size32.json");
+        std::fs::write(&config, r#"{"unet": {"sample_size": 32}}"#).unwrap();
         let out = diffuse(&[
             "train",
             "--dataset",
@@ -427,12 +430,16 @@ fn missing_image_data_says_what_to_do() {
             "--data-dir",
             dir.to_str().unwrap(),
             "--steps",
-            "0",
+            "1",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            dir.join("run").to_str().unwrap(),
         ]);
         assert!(!out.status.success());
         let err = stderr(&out);
         assert_eq!(err.matches("present and verified").count(), 4, "{err}");
-        assert!(err.contains("steps"), "{err}");
+        assert!(err.contains("1x32x32"), "{err}");
     } else {
         eprintln!(
             "skipping the --download check: {} is absent",

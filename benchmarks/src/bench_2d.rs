@@ -16,7 +16,7 @@ use diffuse_core::coef::randn;
 use diffuse_core::sampler::{DdpmConfig, DdpmSampler, sample};
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_nn::MlpConfig;
-use diffuse_train::train;
+use diffuse_train::{Start, train};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -48,7 +48,7 @@ fn main() {
     // Data: a fixed Gaussian batch, as in the PyTorch script (data loading is not measured).
     let x0: Tensor<2> = randn(&mut ChaCha8Rng::seed_from_u64(1), [1024, 2], &ad);
     let trained = train(
-        model,
+        Start::Fresh(model),
         &schedule,
         Prediction::Epsilon,
         &config,

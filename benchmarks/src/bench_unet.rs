@@ -14,7 +14,7 @@ use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_nn::unet::{DownBlockType, UnetConfig, UpBlockType};
-use diffuse_train::train;
+use diffuse_train::{Start, train};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -64,7 +64,7 @@ fn main() {
     // Data: a fixed Gaussian batch, as in the PyTorch script (data loading is not measured).
     let x0: Tensor<4> = randn(&mut ChaCha8Rng::seed_from_u64(1), [64, 1, 28, 28], &ad);
     let trained = train(
-        model,
+        Start::Fresh(model),
         &schedule,
         Prediction::Epsilon,
         &train_config,

@@ -6,11 +6,17 @@ use thiserror::Error;
 pub enum CoreError {
     #[error("num_train_timesteps must be at least 1, got 0")]
     ZeroTimesteps,
-    #[error("{name} must be in (0, 1], got {value}")]
+    #[error(
+        "{name} must be in (0, 1), got {value} (a beta of 1 leaves no signal: alphas_cumprod \
+         becomes 0 and the x_0 estimate infinite)"
+    )]
     InvalidBetaParameter { name: &'static str, value: f64 },
     #[error("beta_start ({start}) must not exceed beta_end ({end})")]
     BetaStartAfterEnd { start: f64, end: f64 },
-    #[error("beta at t = {t} is {value}, outside (0, 1]")]
+    #[error(
+        "beta at t = {t} is {value}, outside (0, 1) (a beta of 1 leaves no signal: \
+         alphas_cumprod becomes 0 and the x_0 estimate infinite)"
+    )]
     InvalidBeta { t: usize, value: f64 },
     #[error(
         "{requested} sampling steps requested but the model was trained with {train_steps}; \
@@ -44,6 +50,14 @@ pub enum CoreError {
     LearnedVarianceShape { expected: usize, got: usize },
     #[error("invalid training objective: {0}")]
     InvalidObjective(String),
+    #[error("the initial noise x_T holds NaN or inf values")]
+    NonFiniteInput,
+    #[error(
+        "sampling produced NaN or inf at step {step} (t = {t}); nothing was written. The \
+         model's weights or its config (schedule, prediction type) are likely at fault; \
+         clip_sample bounds the x_0 estimate"
+    )]
+    NonFiniteSample { step: usize, t: usize },
     #[error("timestep {t} is not one of this sampler's timesteps")]
     UnknownTimestep { t: usize },
 }

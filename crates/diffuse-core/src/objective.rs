@@ -175,7 +175,7 @@ const HISTORY: usize = 10;
 const UNIFORM_MASS: f64 = 0.001;
 
 /// t ~ p_t with p_t proportional to sqrt(E[L_t^2]); weights 1 / (T p_t) keep the loss unbiased.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImportanceSampler {
     history: Vec<VecDeque<f64>>,
 }

@@ -88,7 +88,7 @@ impl ScheduleConfig {
         let (b0, b1) = (self.beta_start, self.beta_end);
         if self.beta_schedule != BetaSchedule::SquaredCosCapV2 {
             for (name, value) in [("beta_start", b0), ("beta_end", b1)] {
-                if !(value > 0.0 && value <= 1.0) {
+                if !(value > 0.0 && value < 1.0) {
                     return Err(CoreError::InvalidBetaParameter { name, value });
                 }
             }
@@ -113,7 +113,7 @@ impl ScheduleConfig {
                 .collect(),
         };
         for (t, &value) in betas.iter().enumerate() {
-            if !(value > 0.0 && value <= 1.0) {
+            if !(value > 0.0 && value < 1.0) {
                 return Err(CoreError::InvalidBeta { t, value });
             }
         }
@@ -135,7 +135,7 @@ impl NoiseSchedule {
         if let Some((t, &value)) = betas
             .iter()
             .enumerate()
-            .find(|(_, b)| !(**b > 0.0 && **b <= 1.0))
+            .find(|(_, b)| !(**b > 0.0 && **b < 1.0))
         {
             return Err(CoreError::InvalidBeta { t, value });
         }
@@ -317,6 +317,15 @@ mod tests {
             Err(CoreError::BetaStartAfterEnd { .. })
         ));
         let err = NoiseSchedule::from_betas(ScheduleConfig::default(), vec![0.1, f64::NAN]);
+        assert!(matches!(err, Err(CoreError::InvalidBeta { t: 1, .. })));
+        // beta = 1 makes alphas_cumprod 0 from there on, and x_0 = x_t / sqrt(abar) infinite.
+        let c = ScheduleConfig {
+            beta_end: 1.0,
+            ..Default::default()
+        };
+        let err = c.build().unwrap_err().to_string();
+        assert!(err.contains("beta_end") && err.contains("(0, 1)"), "{err}");
+        let err = NoiseSchedule::from_betas(ScheduleConfig::default(), vec![0.1, 1.0]);
         assert!(matches!(err, Err(CoreError::InvalidBeta { t: 1, .. })));
     }
 

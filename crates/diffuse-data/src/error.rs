@@ -47,6 +47,8 @@ pub enum DataError {
         what: &'static str,
         looked_for: String,
     },
+    #[error("the run config's standardizer {0}")]
+    Standardizer(String),
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,

@@ -79,6 +79,24 @@ impl Standardizer {
         }
     }
 
+    /// Checks that the map has one finite mean and one positive finite std per dimension.
+    pub fn check_dim(&self, dim: usize) -> Result<(), DataError> {
+        if self.mean.len() != dim || self.std.len() != dim {
+            return Err(DataError::Standardizer(format!(
+                "has {} means and {} stds for {dim}-D points",
+                self.mean.len(),
+                self.std.len()
+            )));
+        }
+        if let Some(s) = self.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(DataError::Standardizer(format!("std {s} is not positive and finite")));
+        }
+        if let Some(m) = self.mean.iter().find(|m| !m.is_finite()) {
+            return Err(DataError::Standardizer(format!("mean {m} is not finite")));
+        }
+        Ok(())
+    }
+
     pub fn identity(dim: usize) -> Self {
         Self {
             mean: vec![0.0; dim],

@@ -8,6 +8,8 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::Serialize;
 
 use crate::error::TrainError;
+use crate::state::TrainState;
+use crate::trainer::Checkpoint;
 
 fn temp_path(path: &Path) -> PathBuf {
     let name = path
@@ -27,11 +29,27 @@ fn rename_into_place(tmp: &Path, path: &Path) -> Result<(), TrainError> {
     })
 }
 
-/// Writes the module's weights to `path` (safetensors), atomically.
+/// Writes the module's weights to `path` (safetensors), atomically. The same weights give the
+/// same bytes (no metadata, whose order burn does not fix), and the file gets the mode of any
+/// other file the process creates.
 pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<(), TrainError> {
+    let err = |e: String| TrainError::Checkpoint {
+        path: path.into(),
+        reason: e,
+    };
+    let mut store = SafetensorsStore::from_bytes(None).clear_metadata();
+    model
+        .clone()
+        .save_into(&mut store)
+        .map_err(|e| err(e.to_string()))?;
+    let bytes = store.get_bytes().map_err(|e| err(e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to a temporary file beside `path` and renames it into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let tmp = temp_path(path);
-    let mut store = SafetensorsStore::from_file(&tmp);
-    model.clone().save_into(&mut store).map_err(|e| {
+    std::fs::write(&tmp, bytes).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         TrainError::Checkpoint {
             path: path.into(),
@@ -72,9 +90,143 @@ pub fn save_json<T: Serialize>(value: &T, path: &Path) -> Result<(), TrainError>
         reason: e,
     };
     let text = serde_json::to_string_pretty(value).map_err(|e| err(e.to_string()))?;
-    let tmp = temp_path(path);
-    std::fs::write(&tmp, text + "\n").map_err(|e| err(e.to_string()))?;
-    rename_into_place(&tmp, path)
+    write_atomic(path, (text + "\n").as_bytes())
+}
+
+/// The folder of a run's resume state, inside the run directory.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+const STATE: &str = "state.json";
+const MODEL: &str = "model.safetensors";
+const MODEL_EMA: &str = "model_ema.safetensors";
+const OPTIMIZER: &str = "optimizer.bpk";
+
+/// Writes `checkpoint` as `run_dir/checkpoint/` (weights, EMA, optimizer, `state.json`): built
+/// in a temporary folder and swapped in, so the folder on disk is always one whole checkpoint.
+pub fn save_checkpoint<M: Module>(
+    run_dir: &Path,
+    checkpoint: &Checkpoint<M>,
+) -> Result<(), TrainError> {
+    let target = run_dir.join(CHECKPOINT_DIR);
+    let tmp = run_dir.join(format!(".{CHECKPOINT_DIR}.tmp-{}", std::process::id()));
+    let old = run_dir.join(format!(".{CHECKPOINT_DIR}.old-{}", std::process::id()));
+    let err = |path: &Path, e: std::io::Error| TrainError::Checkpoint {
+        path: path.into(),
+        reason: e.to_string(),
+    };
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
+    save_weights(&checkpoint.model, &tmp.join(MODEL))?;
+    if let Some(ema) = &checkpoint.ema {
+        save_weights(ema, &tmp.join(MODEL_EMA))?;
+    }
+    write_atomic(&tmp.join(OPTIMIZER), &checkpoint.optimizer)?;
+    save_json(&checkpoint.state, &tmp.join(STATE))?;
+    if target.exists() {
+        std::fs::rename(&target, &old).map_err(|e| err(&target, e))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| err(&target, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// The checkpoint folder of a run: `checkpoint/`, or the previous one if a process was killed
+/// while swapping them.
+pub fn find_checkpoint(run_dir: &Path) -> Option<PathBuf> {
+    let current = run_dir.join(CHECKPOINT_DIR);
+    if current.join(STATE).is_file() {
+        return Some(current);
+    }
+    let prefix = format!(".{CHECKPOINT_DIR}.old-");
+    std::fs::read_dir(run_dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                && p.join(STATE).is_file()
+        })
+}
+
+/// Loads a run's checkpoint into `model` and, where the checkpoint has EMA weights, into a copy
+/// of it; both fix the architecture and the device (an autodiff one to train on).
+pub fn load_checkpoint<M: Module>(run_dir: &Path, model: M) -> Result<Checkpoint<M>, TrainError> {
+    let Some(dir) = find_checkpoint(run_dir) else {
+        return Err(TrainError::Load {
+            path: run_dir.join(CHECKPOINT_DIR),
+            reason: "no checkpoint to resume from (the run wrote none yet)".into(),
+        });
+    };
+    let text = std::fs::read_to_string(dir.join(STATE)).map_err(|e| TrainError::Load {
+        path: dir.join(STATE),
+        reason: e.to_string(),
+    })?;
+    let state: TrainState = serde_json::from_str(&text).map_err(|e| TrainError::Load {
+        path: dir.join(STATE),
+        reason: e.to_string(),
+    })?;
+    if state.losses.len() != state.step {
+        return Err(TrainError::Load {
+            path: dir.join(STATE),
+            reason: format!(
+                "step {} but {} losses recorded",
+                state.step,
+                state.losses.len()
+            ),
+        });
+    }
+    let ema = if dir.join(MODEL_EMA).is_file() {
+        Some(load_weights(model.clone(), &dir.join(MODEL_EMA))?)
+    } else {
+        None
+    };
+    let model = load_weights(model, &dir.join(MODEL))?;
+    let optimizer = std::fs::read(dir.join(OPTIMIZER)).map_err(|e| TrainError::Load {
+        path: dir.join(OPTIMIZER),
+        reason: e.to_string(),
+    })?;
+    Ok(Checkpoint {
+        model,
+        ema,
+        state,
+        optimizer,
+    })
+}
+
+/// Removes what killed processes left behind in a run directory: `.NAME.tmp-PID` files (here and
+/// one folder down) and unfinished checkpoint folders. Returns how many entries it removed.
+pub fn clean_temporaries(run_dir: &Path) -> usize {
+    let is_temp = |p: &Path| {
+        p.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with('.') && (n.contains(".tmp-") || n.starts_with(".checkpoint.old-"))
+        })
+    };
+    let mut removed = 0;
+    let mut dirs = vec![run_dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(run_dir) {
+        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir() && !is_temp(p)));
+    }
+    let has_current = find_checkpoint(run_dir).is_some_and(|p| p.ends_with(CHECKPOINT_DIR));
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()).filter(|p| is_temp(p)) {
+            // The previous checkpoint is kept while it is the only whole one.
+            let old = path.to_string_lossy().contains(".checkpoint.old-");
+            if old && !has_current {
+                continue;
+            }
+            let ok = if path.is_dir() {
+                std::fs::remove_dir_all(&path).is_ok()
+            } else {
+                std::fs::remove_file(&path).is_ok()
+            };
+            removed += usize::from(ok);
+        }
+    }
+    removed
 }
 
 #[cfg(test)]

@@ -45,6 +45,10 @@ pub struct TrainConfig {
     /// Write a checkpoint every this many steps (and always at the end); 0 only at the end.
     pub checkpoint_every: usize,
     pub seed: u64,
+    /// Stop with an error when a step's loss exceeds this many times the first step's (or 1,
+    /// whichever is larger): a run that has diverged while its loss is still finite. `None`
+    /// disables the check; a non-finite loss or weight always stops the run.
+    pub divergence_factor: Option<f64>,
     /// The objective (L_simple by default), the reverse variance and the sampling of t.
     pub loss: LossConfig,
 }
@@ -66,6 +70,7 @@ impl Default for TrainConfig {
             ema_decay: Some(0.995),
             checkpoint_every: 1000,
             seed: 0,
+            divergence_factor: Some(1e6),
             loss: LossConfig::default(),
         }
     }
@@ -98,11 +103,23 @@ impl TrainConfig {
                 return bad(field, &format!("must be in [0, 1), got {v}"));
             }
         }
-        if !(self.adam_epsilon > 0.0) {
-            return bad("adam_epsilon", "must be positive");
+        if !(self.adam_epsilon > 0.0 && self.adam_epsilon.is_finite()) {
+            return bad(
+                "adam_epsilon",
+                &format!("must be positive and finite, got {}", self.adam_epsilon),
+            );
         }
-        if !(self.weight_decay >= 0.0) {
-            return bad("weight_decay", "must be non-negative");
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad(
+                "weight_decay",
+                &format!("must be non-negative and finite, got {}", self.weight_decay),
+            );
+        }
+        if let Some(f) = self.divergence_factor.filter(|f| !(*f > 1.0)) {
+            return bad(
+                "divergence_factor",
+                &format!("must be greater than 1 (or null to disable), got {f}"),
+            );
         }
         if let Some(c) = self.grad_clip_norm.filter(|c| !(*c > 0.0)) {
             return bad("grad_clip_norm", &format!("must be positive, got {c}"));

@@ -4,8 +4,10 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod params;
+pub mod state;
 pub mod trainer;
 
 pub use config::{LrDecay, OptimizerKind, TrainConfig};
 pub use error::TrainError;
-pub use trainer::{TrainHooks, Trained, random_batch, train};
+pub use state::{TrainState, canonical_param_ids};
+pub use trainer::{Checkpoint, Start, TrainHooks, Trained, random_batch, train};

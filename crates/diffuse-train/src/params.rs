@@ -73,6 +73,15 @@ impl<M: Module> Ema<M> {
         }
     }
 
+    /// Continues an average from saved weights (a checkpoint's), whose parameter ids must be
+    /// those of the model it follows.
+    pub fn from_weights(weights: M, decay: f64) -> Self {
+        Self {
+            model: Some(weights.valid()),
+            decay,
+        }
+    }
+
     /// The averaged weights.
     pub fn model(&self) -> &M {
         self.model

@@ -22,27 +22,52 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::error::TrainError;
 use crate::params::{Ema, clip_grad_norm};
+use crate::state::{RngState, TrainState, all_finite, canonical_param_ids};
 
-/// What the caller sees of a run: progress and checkpoints. Only the binary prints.
+/// What the caller sees of a run: progress, checkpoints and interruption. Only the binary prints.
 pub trait TrainHooks<M> {
     /// After step `step` (1-based) with its loss and learning rate.
     fn on_step(&mut self, _step: usize, _loss: f32, _lr: f64) -> Result<(), TrainError> {
         Ok(())
     }
-    /// Every `checkpoint_every` steps and at the end, with the weights sampling should use
-    /// (the EMA where enabled) and the raw weights.
-    fn on_checkpoint(&mut self, _step: usize, _sampling: &M, _raw: &M) -> Result<(), TrainError> {
+    /// Every `checkpoint_every` steps, at the end, and when a stop is requested; only with
+    /// weights that are all finite.
+    fn on_checkpoint(&mut self, _checkpoint: &Checkpoint<M>) -> Result<(), TrainError> {
         Ok(())
+    }
+    /// Asked after every step: `true` ends the run there, with a checkpoint (SIGINT, SIGTERM).
+    fn stop_requested(&mut self) -> bool {
+        false
     }
 }
 
 impl<M> TrainHooks<M> for () {}
+
+/// Everything a run needs to go on from `state.step` exactly as if it had not stopped.
+pub struct Checkpoint<M> {
+    /// The raw weights, without autodiff.
+    pub model: M,
+    /// The EMA weights, where enabled.
+    pub ema: Option<M>,
+    pub state: TrainState,
+    /// The optimizer's moments and step counts (burnpack bytes, tensors sorted by name).
+    pub optimizer: Vec<u8>,
+}
+
+impl<M> Checkpoint<M> {
+    /// The weights sampling uses: the EMA where enabled.
+    pub fn sampling_model(&self) -> &M {
+        self.ema.as_ref().unwrap_or(&self.model)
+    }
+}
 
 /// The outcome of a run: weights without autodiff, and the loss at every step.
 pub struct Trained<M> {
     pub model: M,
     pub ema: Option<M>,
     pub losses: Vec<f32>,
+    /// `Some(step)` when a stop was requested and the run ended after `step` steps.
+    pub stopped_at: Option<usize>,
 }
 
 impl<M> Trained<M> {
@@ -77,10 +102,120 @@ fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
     }
 }
 
-/// Trains `model` (created on an autodiff device) with L_simple. `data(rng)` returns a batch of
-/// clean x_0 on that device. All randomness flows from `config.seed`.
+/// Where a run starts: fresh weights, or a checkpoint to continue from.
+pub enum Start<M> {
+    Fresh(M),
+    /// A checkpoint whose weights are already on the autodiff device.
+    Resume(Checkpoint<M>),
+}
+
+/// The mutable state of the loop, apart from the weights.
+struct Loop<M: Module> {
+    rng: ChaCha8Rng,
+    optim: ModuleOptimizer,
+    ema: Option<Ema<M>>,
+    losses: Vec<f32>,
+    importance: Option<ImportanceSampler>,
+}
+
+impl<M: Module> Loop<M> {
+    fn start(start: Start<M>, config: &TrainConfig, schedule: &NoiseSchedule) -> Result<(M, Self), TrainError> {
+        match start {
+            Start::Fresh(model) => {
+                let model = canonical_param_ids(model);
+                let state = Self {
+                    rng: ChaCha8Rng::seed_from_u64(config.seed),
+                    optim: optimizer(config),
+                    ema: config.ema_decay.map(|d| Ema::new(&model, d)),
+                    losses: Vec::with_capacity(config.steps),
+                    importance: config
+                        .loss
+                        .importance_sampling
+                        .then(|| ImportanceSampler::new(schedule.num_timesteps())),
+                };
+                Ok((model, state))
+            }
+            Start::Resume(c) => {
+                let bad = |reason: String| TrainError::Resume { reason };
+                let rng = c.state.rng.restore().ok_or_else(|| bad("the RNG position is not a number".into()))?;
+                let optim = optimizer(config)
+                    .from_bytes(burn::tensor::Bytes::from_bytes_vec(c.optimizer))
+                    .map_err(|e| bad(format!("the optimizer state does not load: {e}")))?;
+                let ema = match (config.ema_decay, c.ema) {
+                    (Some(d), Some(e)) => Some(Ema::from_weights(canonical_param_ids(e), d)),
+                    (None, None) => None,
+                    _ => return Err(bad("the checkpoint and the config disagree on ema_decay".into())),
+                };
+                if config.loss.importance_sampling != c.state.importance.is_some() {
+                    return Err(bad("the checkpoint and the config disagree on loss.importance_sampling".into()));
+                }
+                let model = canonical_param_ids(c.model);
+                let state = Self {
+                    rng,
+                    optim,
+                    ema,
+                    losses: c.state.losses,
+                    importance: c.state.importance,
+                };
+                Ok((model, state))
+            }
+        }
+    }
+
+    fn checkpoint(&self, model: &M) -> Result<Checkpoint<M>, TrainError> {
+        let step = self.losses.len();
+        let raw = model.valid();
+        let ema = self.ema.as_ref().map(|e| e.model().clone());
+        if !all_finite(&raw) || !ema.as_ref().is_none_or(all_finite) {
+            return Err(TrainError::NonFiniteWeights { step });
+        }
+        Ok(Checkpoint {
+            model: raw,
+            ema,
+            state: TrainState {
+                step,
+                rng: RngState::of(&self.rng),
+                losses: self.losses.clone(),
+                importance: self.importance.clone(),
+            },
+            optimizer: canonical_record(&self.optim)?,
+        })
+    }
+}
+
+/// The optimizer state as burnpack bytes with its tensors in name order (burn writes them in
+/// hash-map order, which differs from run to run).
+fn canonical_record(optim: &ModuleOptimizer) -> Result<Vec<u8>, TrainError> {
+    let err = |e: String| TrainError::Resume { reason: format!("cannot serialize the optimizer: {e}") };
+    let bytes = optim.into_bytes().map_err(|e| err(e.to_string()))?;
+    let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| err(e.to_string()))?;
+    let scalars = reader.scalars().clone();
+    let metadata = reader.metadata().clone();
+    let mut tensors = Vec::new();
+    for t in reader.into_tensors().map_err(|e| err(e.to_string()))? {
+        let (name, dtype, shape, id, data) = t.into_parts().map_err(|e| err(e.to_string()))?;
+        tensors.push(burn_pack::Tensor::new(name, dtype, shape, id, data));
+    }
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut writer = burn_pack::Writer::new(tensors);
+    for (k, v) in &scalars {
+        writer = writer.with_scalar(k, *v);
+    }
+    for (k, v) in &metadata {
+        writer = writer.with_metadata(k, v);
+    }
+    Ok(writer.into_bytes().map_err(|e| err(e.to_string()))?.to_vec())
+}
+
+/// Trains `model` (created on an autodiff device), or continues a checkpoint, with the objective
+/// of `config.loss`. `data(rng)` returns a batch of clean x_0 on that device. All randomness flows
+/// from `config.seed`; a resumed run draws exactly what the uninterrupted one would have.
+///
+/// Before a checkpoint is handed to the hooks, the loss and the weights are checked: a
+/// non-finite loss or weight, or a loss `divergence_factor` times the first one, ends the run
+/// with an error naming the step, and the last checkpoint written stays the last good one.
 pub fn train<const D: usize, M>(
-    mut model: M,
+    start: Start<M>,
     schedule: &NoiseSchedule,
     prediction: Prediction,
     config: &TrainConfig,
@@ -91,34 +226,29 @@ where
     M: Module + Denoiser<D>,
 {
     config.validate()?;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut optim = optimizer(config);
-    let mut ema = config.ema_decay.map(|d| Ema::new(&model, d));
-    let mut losses = Vec::with_capacity(config.steps);
-    let mut importance = config
-        .loss
-        .importance_sampling
-        .then(|| ImportanceSampler::new(schedule.num_timesteps()));
-    for step in 0..config.steps {
-        let x0 = data(&mut rng);
+    let (mut model, mut s) = Loop::start(start, config, schedule)?;
+    let first = s.losses.len();
+    let mut stopped_at = None;
+    for step in first..config.steps {
+        let x0 = data(&mut s.rng);
         let device = x0.device();
         let shape: [usize; D] = x0.dims();
-        let (t, weights) = match &importance {
+        let (t, weights) = match &s.importance {
             Some(sampler) => {
-                let (t, w) = sampler.sample(&mut rng, shape[0]);
+                let (t, w) = sampler.sample(&mut s.rng, shape[0]);
                 (t, Some(w))
             }
             None => (
-                sample_timesteps(&mut rng, schedule.num_timesteps(), shape[0]),
+                sample_timesteps(&mut s.rng, schedule.num_timesteps(), shape[0]),
                 None,
             ),
         };
-        let eps = randn(&mut rng, shape, &device);
+        let eps = randn(&mut s.rng, shape, &device);
         let x_t = q_sample(schedule, x0.clone(), &t, eps.clone());
         let output = model.denoise(x_t.clone(), timestep_tensor(&t, &device));
         let per_example =
             training_loss(schedule, prediction, &config.loss, x0, x_t, eps, &t, output);
-        if let Some(sampler) = importance.as_mut() {
+        if let Some(sampler) = s.importance.as_mut() {
             let values: Vec<f32> = per_example
                 .clone()
                 .inner()
@@ -136,34 +266,55 @@ where
             None => per_example.mean(),
         };
         let value: f32 = loss.clone().into_scalar();
-        if !value.is_finite() {
-            return Err(TrainError::NonFiniteLoss {
-                step: step + 1,
-                value,
-            });
-        }
+        check_loss(config, step + 1, value, s.losses.first().copied())?;
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         if let Some(max_norm) = config.grad_clip_norm {
             grads = clip_grad_norm(&model, grads, max_norm);
         }
         let lr = config.lr_at(step);
-        model = optim.step(lr, model, grads);
-        if let Some(ema) = ema.as_mut() {
+        model = s.optim.step(lr, model, grads);
+        if let Some(ema) = s.ema.as_mut() {
             ema.update(&model);
         }
-        losses.push(value);
+        s.losses.push(value);
         hooks.on_step(step + 1, value, lr)?;
         let done = step + 1 == config.steps;
-        if done || (config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0) {
-            let raw = model.valid();
-            hooks.on_checkpoint(step + 1, ema.as_ref().map_or(&raw, Ema::model), &raw)?;
+        let stop = !done && hooks.stop_requested();
+        if done
+            || stop
+            || (config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0)
+        {
+            hooks.on_checkpoint(&s.checkpoint(&model)?)?;
+        }
+        if stop {
+            stopped_at = Some(step + 1);
+            break;
         }
     }
     Ok(Trained {
         model: model.valid(),
-        ema: ema.map(Ema::into_model),
-        losses,
+        ema: s.ema.map(Ema::into_model),
+        losses: s.losses,
+        stopped_at,
     })
+}
+
+/// A non-finite loss, or one `divergence_factor` times the run's first, ends the run.
+fn check_loss(config: &TrainConfig, step: usize, value: f32, first: Option<f32>) -> Result<(), TrainError> {
+    if !value.is_finite() {
+        return Err(TrainError::NonFiniteLoss { step, value });
+    }
+    if let (Some(factor), Some(first)) = (config.divergence_factor, first)
+        && f64::from(value) > factor * f64::from(first.abs()).max(1.0)
+    {
+        return Err(TrainError::Diverged {
+            step,
+            value,
+            first,
+            factor,
+        });
+    }
+    Ok(())
 }
 
 /// A batch of `batch` points drawn uniformly with replacement from `points` (row-major, `dim`

@@ -44,6 +44,9 @@ pub trait Sampler {
 /// The reverse process: starting from `x_T`, applies the sampler's step at each of its timesteps.
 /// Noise comes from `rng` (host-side, so a seed replays bit for bit). `observe(i, t, &step)` sees
 /// every step, for progress bars and progressive-generation pictures.
+///
+/// A non-finite value in `x_T` or in any step's x_{t-1} is an error naming the first step where
+/// it appeared ([`CoreError::NonFiniteSample`]), so no NaN or inf is ever returned as a sample.
 pub fn sample<const D: usize, M, S>(
     model: &M,
     sampler: &S,
@@ -57,16 +60,27 @@ where
 {
     let device = x_T.device();
     let shape: [usize; D] = x_T.dims();
+    if !is_finite(&x_T) {
+        return Err(CoreError::NonFiniteInput);
+    }
     let mut x = x_T;
     for (i, &t) in sampler.timesteps().iter().enumerate() {
         let t_batch = Tensor::<1>::full([shape[0]], t as f32, &device);
         let output = model.denoise(x.clone(), t_batch);
         let noise = sampler.needs_noise(t).then(|| randn(rng, shape, &device));
         let out = sampler.step(output, t, x, noise)?;
+        if !is_finite(&out.prev_sample) {
+            return Err(CoreError::NonFiniteSample { step: i + 1, t });
+        }
         observe(i, t, &out);
         x = out.prev_sample;
     }
     Ok(x)
+}
+
+/// Whether every value of `x` is finite (x - x is 0 for finite values, NaN for NaN and inf).
+pub fn is_finite<const D: usize>(x: &Tensor<D>) -> bool {
+    !(x.clone() - x.clone()).is_nan().any().into_scalar::<bool>()
 }
 
 /// Clamps the x_0 estimate to [-range, range] when clipping is on.

@@ -105,9 +105,12 @@ fn write_err(path: &Path, e: impl ToString) -> NnError {
     }
 }
 
-fn write_atomic(path: &Path, text: &str) -> Result<(), NnError> {
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
     let tmp = temp_path(path);
-    std::fs::write(&tmp, text).map_err(|e| write_err(path, e))?;
+    std::fs::write(&tmp, bytes).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write_err(path, e)
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         write_err(path, e)
@@ -116,30 +119,29 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), NnError> {
 
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), NnError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| write_err(path, e))?;
-    write_atomic(path, &(text + "\n"))
+    write_atomic(path, (text + "\n").as_bytes())
 }
 
 /// Writes a diffusers model folder: `dir/config.json` and `dir/diffusion_pytorch_model.safetensors`
-/// (PyTorch layouts and names), each atomically.
+/// (PyTorch layouts and names), each atomically. The same weights give the same bytes (one
+/// metadata entry, `format: pt`, as diffusers writes).
 pub fn save_unet(dir: &Path, config: &UnetConfig, unet: &Unet) -> Result<(), NnError> {
     std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
     let mut config_json = serde_json::to_value(config).map_err(|e| write_err(dir, e))?;
     config_json["_class_name"] = json!("UNet2DModel");
     config_json["_diffusers_version"] = json!(DIFFUSERS_VERSION);
     let weights = dir.join("diffusion_pytorch_model.safetensors");
-    let tmp = temp_path(&weights);
-    let mut store = SafetensorsStore::from_file(&tmp)
+    // In memory, then written as any other file: burn's own file writer leaves mode 0600, and
+    // its default metadata (several keys in hash-map order) would change the bytes run to run.
+    let mut store = SafetensorsStore::from_bytes(None)
         .with_to_adapter(BurnToPyTorchAdapter)
-        .metadata("format", "pt")
-        .overwrite(true);
-    unet.clone().save_into(&mut store).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        write_err(&weights, e)
-    })?;
-    std::fs::rename(&tmp, &weights).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        write_err(&weights, e)
-    })?;
+        .clear_metadata()
+        .metadata("format", "pt");
+    unet.clone()
+        .save_into(&mut store)
+        .map_err(|e| write_err(&weights, e))?;
+    let bytes = store.get_bytes().map_err(|e| write_err(&weights, e))?;
+    write_atomic(&weights, &bytes)?;
     write_json(&dir.join("config.json"), &config_json)
 }
 

@@ -195,7 +195,9 @@ impl Unet {
                 reason: format!("weights do not match the config: {result}"),
             });
         }
-        Ok((config, model))
+        // Hub checkpoints often ship float16 or bfloat16 weights (diffusers' `torch_dtype`), some
+        // float64: computed in float32, as `from_pretrained(..., torch_dtype=torch.float32)`.
+        Ok((config, crate::cast_to_f32(model)))
     }
 
     pub fn forward(&self, x_t: Tensor<4>, t: Tensor<1>) -> Tensor<4> {

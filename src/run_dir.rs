@@ -1,0 +1,208 @@
+//! What every training run shares: claiming the run directory (never over another run by
+//! accident), the loss log appended as training goes, SIGINT/SIGTERM handling, and the hooks that
+//! write checkpoints and report progress.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use diffuse_train::checkpoint::{clean_temporaries, save_checkpoint};
+use diffuse_train::{Checkpoint, TrainError, TrainHooks};
+use indicatif::ProgressBar;
+
+use crate::progress;
+
+/// The file that marks a 2-D run directory, and the one that marks an image run.
+pub const RUN_CONFIGS: [&str; 2] = ["config.json", "diffuse_config.json"];
+
+/// Prepares `dir` for a new run. An existing non-empty directory is refused unless `overwrite`
+/// is set and it is a diffuse run, which is then removed whole, so no old weights can sit beside
+/// the new config.
+pub fn claim_new(dir: &Path, overwrite: bool) -> Result<()> {
+    if check_new(dir, overwrite)? {
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot remove the old run {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))
+}
+
+/// The checks of [`claim_new`], without touching anything; `true` if an old run is to go.
+pub fn check_new(dir: &Path, overwrite: bool) -> Result<bool> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--out {} is a file, not a directory", dir.display());
+    }
+    let non_empty = dir.is_dir()
+        && std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_some();
+    if non_empty {
+        let is_run = RUN_CONFIGS.iter().any(|f| dir.join(f).is_file());
+        if !is_run {
+            bail!(
+                "--out {} is a non-empty directory that is not a diffuse run; choose another --out",
+                dir.display()
+            );
+        }
+        if !overwrite {
+            bail!(
+                "{} already holds a run; pass --resume {} to continue it, --overwrite to replace it, or choose another --out",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(non_empty)
+}
+
+/// Refuses to write `out` where it would replace one of a run's own files (its weights,
+/// config or checkpoint) or one of the command's inputs.
+pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<()> {
+    let canon = |p: &Path| {
+        let parent = p.parent().filter(|q| !q.as_os_str().is_empty());
+        let dir = parent.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        dir.canonicalize()
+            .ok()
+            .map(|d| d.join(p.file_name().unwrap_or_default()))
+    };
+    let Some(target) = canon(out) else {
+        return Ok(()); // its folder does not exist: the write will fail with its own message
+    };
+    for input in inputs {
+        if canon(input).is_some_and(|i| i == target) {
+            bail!("--out {} is one of this command's inputs; choose another path", out.display());
+        }
+    }
+    // A run directory, a pipeline folder, or a model folder inside one (unet/, raw/,
+    // checkpoint/): their weights and configs are never an output.
+    let is_run = |d: &Path| {
+        RUN_CONFIGS.iter().any(|f| d.join(f).is_file()) || d.join("model_index.json").is_file()
+    };
+    let weights_or_config = target
+        .extension()
+        .is_some_and(|e| e == "safetensors" || e == "json" || e == "bpk");
+    let parent = target.parent();
+    let near_run = parent.is_some_and(|p| is_run(p) || p.parent().is_some_and(is_run));
+    if weights_or_config && near_run {
+        bail!(
+            "--out {} would overwrite a run's weights, config or checkpoint; choose another path",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// From here on, the first SIGINT or SIGTERM asks the trainer to stop after the current step
+/// (with a checkpoint); a second one ends the process at once (the handler resets itself).
+pub fn catch_interrupts() {
+    #[cfg(unix)]
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the sigaction
+    // struct is zeroed and then filled as sigaction(2) documents.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_signal as *const () as usize;
+        action.sa_flags = libc::SA_RESETHAND;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+    }
+}
+
+/// `loss.csv`, one line per step, appended as training goes. A resumed run starts it again from
+/// the checkpoint's losses, so steps trained after the last checkpoint are not listed twice.
+pub struct LossLog {
+    file: std::fs::File,
+}
+
+impl LossLog {
+    pub fn create(dir: &Path, losses: &[f32]) -> Result<Self> {
+        let mut text = String::from("step,loss\n");
+        for (i, l) in losses.iter().enumerate() {
+            text.push_str(&format!("{},{l}\n", i + 1));
+        }
+        let path = dir.join("loss.csv");
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot append to {}", path.display()))?;
+        Ok(Self { file })
+    }
+
+    fn push(&mut self, step: usize, loss: f32) -> Result<(), TrainError> {
+        writeln!(self.file, "{step},{loss}").map_err(|e| TrainError::Hook(format!(
+            "cannot append to loss.csv: {e}"
+        )))
+    }
+}
+
+/// Writes a run's user-facing weights (the layout differs between 2-D and image runs).
+pub type SaveWeights<'a, M> = Box<dyn FnMut(&Checkpoint<M>) -> Result<(), TrainError> + 'a>;
+
+/// Progress bar, loss log, checkpoints (the run's weights, then `checkpoint/` to resume from)
+/// and the stop request of a signal.
+pub struct RunHooks<'a, M> {
+    pub dir: &'a Path,
+    pub pb: ProgressBar,
+    /// Show the loss every this many steps.
+    pub every: usize,
+    pub log: LossLog,
+    pub save: SaveWeights<'a, M>,
+}
+
+impl<M: Module> TrainHooks<M> for RunHooks<'_, M> {
+    fn on_step(&mut self, step: usize, loss: f32, _lr: f64) -> Result<(), TrainError> {
+        progress::training_step(&self.pb, step, loss, self.every);
+        self.log.push(step, loss)
+    }
+
+    fn on_checkpoint(&mut self, checkpoint: &Checkpoint<M>) -> Result<(), TrainError> {
+        (self.save)(checkpoint)?;
+        save_checkpoint(self.dir, checkpoint)
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        STOP.load(Ordering::SeqCst)
+    }
+}
+
+/// Removes what killed runs left behind, and says so.
+pub fn clean(dir: &Path) {
+    let n = clean_temporaries(dir);
+    if n > 0 {
+        eprintln!("removed {n} temporary file(s) left in {} by an interrupted run", dir.display());
+    }
+}
+
+/// Exit status of a run stopped by a signal (128 + SIGINT, as shells report it).
+pub const INTERRUPTED_EXIT: i32 = 130;
+
+/// Tells the user how to go on after a stop, and exits.
+pub fn exit_interrupted(dir: &Path, step: usize, steps: usize) -> ! {
+    eprintln!(
+        "interrupted: stopped after step {step} of {steps}; the checkpoint and loss.csv are saved in {}.\ncontinue with: diffuse train --resume {}",
+        dir.display(),
+        dir.display()
+    );
+    std::process::exit(INTERRUPTED_EXIT);
+}
+
+/// A checkpoint after `done` steps can go on to `steps` only if steps remain.
+pub fn check_resumable(done: usize, steps: usize, dir: &Path) -> Result<()> {
+    if done >= steps {
+        bail!(
+            "{} already trained {done} of its {steps} steps; pass --steps N with N > {done} to train further",
+            dir.display()
+        );
+    }
+    Ok(())
+}
