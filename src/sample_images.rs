@@ -39,6 +39,13 @@ fn initial_noise(
         return Ok(randn(rng, [n, c, size, size], device));
     };
     let noise = read_npy(path)?;
+    if let Some(i) = noise.data.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{}: value {} at flat index {i} is not finite; initial noise must be finite",
+            path.display(),
+            noise.data[i]
+        );
+    }
     let shape: [usize; 4] = match noise.shape.as_slice() {
         &[n, ch, h, w] if ch == c && n > 0 => [n, ch, h, w],
         s => bail!(

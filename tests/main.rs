@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod pipelines;
+mod reliability;
 mod reference;
 mod samplers;
 mod unet;

@@ -16,24 +16,43 @@ pub enum Split {
     Test,
 }
 
-/// Reads a whole file, decompressing it when it starts with the gzip magic bytes.
-pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
+/// Reads a whole file, decompressing it when it starts with the gzip magic bytes. Inflation
+/// stops one byte past the size the IDX header inside declares, so a gzip bomb costs no more
+/// memory than an honest file of its declared size.
+fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
     let raw = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.into(),
         source,
     })?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Corrupt {
-                path: path.into(),
-                reason: format!("gzip data is corrupt or truncated ({e})"),
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let corrupt = |e: std::io::Error| DataError::Corrupt {
+        path: path.into(),
+        reason: format!("gzip data is corrupt or truncated ({e})"),
+    };
+    let mut decoder = flate2::read::GzDecoder::new(raw.as_slice());
+    let mut out = vec![0u8; 4];
+    decoder.read_exact(&mut out).map_err(corrupt)?;
+    let ndim = out[3] as usize;
+    out.resize(4 + 4 * ndim, 0);
+    decoder.read_exact(&mut out[4..]).map_err(corrupt)?;
+    let declared = data_size(&out, ndim).ok_or_else(|| DataError::Corrupt {
+        path: path.into(),
+        reason: "IDX dimensions overflow".into(),
+    })?;
+    decoder
+        .take(declared as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    Ok(out)
+}
+
+/// The data bytes the dimensions in `header` declare; `None` on overflow.
+fn data_size(header: &[u8], ndim: usize) -> Option<usize> {
+    (0..ndim)
+        .map(|i| u32::from_be_bytes(header[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
+        .try_fold(1usize, |acc, d| acc.checked_mul(d))
 }
 
 /// An IDX array of unsigned bytes: its dimensions and data.
@@ -60,7 +79,8 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     let dims: Vec<usize> = (0..ndim)
         .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
         .collect();
-    let count: usize = dims.iter().product();
+    let count = data_size(&bytes, ndim)
+        .ok_or_else(|| corrupt(format!("IDX dimensions {dims:?} overflow")))?;
     let body = &bytes[header..];
     if body.len() != count {
         return Err(corrupt(format!(
@@ -190,6 +210,24 @@ mod tests {
     }
 
     /// The real MNIST and Fashion-MNIST in ../shared/data, when present (sizes from its README).
+    #[test]
+    fn a_gzip_bomb_inflates_no_further_than_its_header_declares() {
+        let dir = tmpdir("bomb");
+        // Declares 2x3x4 = 24 bytes but inflates to 64 MiB.
+        let mut bytes = idx_bytes(&[2, 3, 4], &[0; 24]);
+        bytes.resize(64 << 20, 0);
+        let path = dir.join("bomb.gz");
+        std::fs::write(&path, gzip(&bytes)).unwrap();
+        let err = read_idx(&path).unwrap_err().to_string();
+        assert!(err.contains("need 24 bytes of data, found 25"), "{err}");
+        // Dimensions whose product overflows are an error, not a wrapped size.
+        let path = dir.join("huge");
+        std::fs::write(&path, idx_bytes(&[u32::MAX, u32::MAX, u32::MAX], &[])).unwrap();
+        let err = read_idx(&path).unwrap_err().to_string();
+        assert!(err.contains("overflow"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn real_mnist_when_present() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");

@@ -66,7 +66,12 @@ fn parse_npy(bytes: &[u8]) -> Result<NpyArray, ParseError> {
         ));
     }
     let shape = parse_shape(header).ok_or_else(|| fmt("header has no valid 'shape'"))?;
-    let count: usize = shape.iter().product();
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|c| c.checked_mul(8))
+        .map(|c| c / 8)
+        .ok_or_else(|| fmt(&format!("shape {shape:?} is too large to address")))?;
     let body = &bytes[start + header_len..];
     let (width, little) = match descr {
         "<f4" | "=f4" => (4, true),
@@ -171,6 +176,31 @@ mod tests {
             let back = read_npy(&path).unwrap();
             assert_eq!(back, NpyArray { shape, data });
         }
+    }
+
+    #[test]
+    fn a_shape_too_large_to_address_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("diffuse-npy-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("big.npy");
+        write_npy(&path, &[2, 2], &[0.0; 4]).unwrap();
+        // The same file with a header declaring shape (2^62, 2), padded to the same length.
+        let text = std::fs::read(&path).unwrap();
+        let len = u16::from_le_bytes([text[8], text[9]]) as usize;
+        let mut h =
+            String::from("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 2), }");
+        while h.len() + 1 < len {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut file = text[..8].to_vec();
+        file.extend((h.len() as u16).to_le_bytes());
+        file.extend(h.as_bytes());
+        file.extend(&text[10 + len..]);
+        std::fs::write(&path, file).unwrap();
+        let err = read_npy(&path).unwrap_err().to_string();
+        assert!(err.contains("too large"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,0 +1,302 @@
+//! Never a silent NaN, never lost work: interrupt and resume, divergence, refusals to overwrite,
+//! half-precision weights.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{diffuse, scratch, stderr};
+
+/// A small 2-D run: 3,000 steps at batch 64, a checkpoint every 250 steps.
+const SMALL: &str = "[train]\nsteps = 3000\nbatch_size = 64\ncheckpoint_every = 250\n[sample]\nn = 200\n";
+
+fn small_config(dir: &Path) -> String {
+    let path = dir.join("small.toml");
+    std::fs::write(&path, SMALL).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Files whose bytes a run determines (not the timings in metrics.json, nor PNGs).
+const RUN_FILES: [&str; 8] = [
+    "config.json",
+    "model.safetensors",
+    "model_ema.safetensors",
+    "loss.csv",
+    "reverse.csv",
+    "checkpoint/model.safetensors",
+    "checkpoint/optimizer.bpk",
+    "checkpoint/state.json",
+];
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
+}
+
+#[test]
+fn resume_after_sigint_gives_the_bytes_of_an_uninterrupted_run() {
+    let dir = scratch("resume");
+    let config = small_config(&dir);
+    let full = dir.join("full");
+    let out = diffuse(&["train", "--config", &config, "--out", full.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Interrupt at a step that differs from run to run (the clock picks it).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    let target = 100 + nanos % 2000;
+    let part = dir.join("part");
+    let child = Command::new(env!("CARGO_BIN_EXE_diffuse"))
+        .args(["train", "--config", &config, "--out", part.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while lines(&part.join("loss.csv")) < target + 1 && start.elapsed() < Duration::from_secs(120)
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(part.join("checkpoint/state.json")).unwrap())
+            .unwrap();
+    let stopped = state["step"].as_u64().unwrap() as usize;
+    assert!(stopped >= target && stopped < 3000, "stopped at {stopped}");
+    eprintln!("interrupted at step {stopped} (aimed at {target})");
+    // loss.csv holds every step up to the stop.
+    assert_eq!(lines(&part.join("loss.csv")), stopped + 1);
+
+    // A second `train --out` onto the run is refused; --resume goes on.
+    let again = diffuse(&["train", "--config", &config, "--out", part.to_str().unwrap()]);
+    assert!(stderr(&again).contains("--resume"), "{}", stderr(&again));
+    let out = diffuse(&["train", "--resume", part.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for f in RUN_FILES {
+        let (a, b) = (std::fs::read(full.join(f)).unwrap(), std::fs::read(part.join(f)).unwrap());
+        assert!(a == b, "{f} differs between the resumed and the uninterrupted run");
+    }
+    // Weights get the mode of the run's other files.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| std::fs::metadata(part.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode("model.safetensors"), mode("config.json"));
+        assert_eq!(mode("checkpoint/optimizer.bpk"), mode("config.json"));
+    }
+    // A finished run has nothing left to resume; --steps extends it.
+    let out = diffuse(&["train", "--resume", part.to_str().unwrap()]);
+    assert!(stderr(&out).contains("--steps"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Reads a float32 safetensors file's values (all tensors).
+fn safetensors_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut out = Vec::new();
+    for (name, t) in header.as_object().unwrap() {
+        if name == "__metadata__" {
+            continue;
+        }
+        assert_eq!(t["dtype"], "F32");
+        let off = &t["data_offsets"];
+        let (a, b) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
+        out.extend(
+            data[a..b]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
+        );
+    }
+    out
+}
+
+#[test]
+fn a_diverging_run_stops_and_leaves_finite_weights() {
+    let dir = scratch("diverge");
+    let config = dir.join("d.json");
+    std::fs::write(
+        &config,
+        r#"{"train":{"lr":1e20,"grad_clip_norm":null,"checkpoint_every":1,"warmup_steps":0}}"#,
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let out = diffuse(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "200",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("at step"), "{err}");
+    for f in ["model.safetensors", "model_ema.safetensors", "checkpoint/model.safetensors"] {
+        let w = safetensors_f32(&run.join(f));
+        assert!(!w.is_empty() && w.iter().all(|v| v.is_finite()), "{f}");
+    }
+    // Sampling those weights goes non-finite: an error naming the step, and no file written.
+    let samples = dir.join("x.npy");
+    let out = diffuse(&[
+        "sample",
+        "--run",
+        run.to_str().unwrap(),
+        "--n",
+        "5",
+        "--out",
+        samples.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success() && err.contains("at step"), "{err}");
+    assert!(!samples.exists());
+    // --out onto the run's own checkpoint is refused, and the weights stay as they were.
+    let before = std::fs::read(run.join("model_ema.safetensors")).unwrap();
+    let target = run.join("model_ema.safetensors");
+    let out = diffuse(&["sample", "--run", run.to_str().unwrap(), "--out", target.to_str().unwrap()]);
+    assert!(stderr(&out).contains("would overwrite"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&target).unwrap(), before);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn configs_that_make_nan_certain_are_refused_up_front() {
+    let dir = scratch("badconfig");
+    for (name, text, field) in [
+        ("b.toml", "[schedule]\nbeta_end = 1.0\n", "beta_end"),
+        ("w.toml", "[train]\nweight_decay = inf\n", "weight_decay"),
+        ("c.toml", "[sample]\nclip_sample = -1\n", "clip_sample"),
+        ("m.toml", "[model]\ndata_dim = 3\n", "data_dim"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let run = dir.join(format!("run-{name}"));
+        let out = diffuse(&["train", "--config", path.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(field), "{name}: {err}");
+        assert!(!run.exists(), "{name}: a refused config wrote {}", run.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Rewrites a float32 safetensors file with every tensor converted by `convert` to `dtype`.
+fn convert_safetensors(src: &Path, dst: &Path, dtype: &str, convert: impl Fn(f32) -> Vec<u8>) {
+    let bytes = std::fs::read(src).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut new_header = serde_json::Map::new();
+    let mut new_data = Vec::new();
+    for (name, t) in header.as_object().unwrap() {
+        if name == "__metadata__" {
+            new_header.insert(name.clone(), t.clone());
+            continue;
+        }
+        let off = &t["data_offsets"];
+        let (a, b) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
+        let start = new_data.len();
+        for c in data[a..b].chunks_exact(4) {
+            new_data.extend(convert(f32::from_le_bytes(c.try_into().unwrap())));
+        }
+        let mut t = t.clone();
+        t["dtype"] = dtype.into();
+        t["data_offsets"] = serde_json::json!([start, new_data.len()]);
+        new_header.insert(name.clone(), t);
+    }
+    let text = serde_json::to_string(&new_header).unwrap();
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text.as_bytes());
+    out.extend(new_data);
+    std::fs::write(dst, out).unwrap();
+}
+
+fn copy_pipeline(src: &Path, dst: &Path) {
+    for sub in ["", "unet", "scheduler"] {
+        std::fs::create_dir_all(dst.join(sub)).unwrap();
+        for entry in std::fs::read_dir(src.join(sub)).unwrap().flatten() {
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), dst.join(sub).join(entry.file_name())).unwrap();
+            }
+        }
+    }
+}
+
+fn sample_pipeline(pipeline: &Path, noise: &Path, out: &Path) -> Vec<f32> {
+    let o = diffuse(&[
+        "sample",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--sampler",
+        "ddim",
+        "--steps",
+        "20",
+        "--init-noise",
+        noise.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(out).unwrap();
+    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    bytes[10 + header..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// fp16, bf16 and fp64 copies of a diffusers pipeline load (cast to float32, as
+/// `torch_dtype=torch.float32` does). Casting a half value to float32 is exact, so each copy must
+/// give, bit for bit, the samples of a float32 file holding the same rounded weights; against the
+/// original float32 weights the difference is the fp16 rounding's (printed).
+#[test]
+fn half_and_double_precision_weights_load() {
+    use half::{bf16, f16};
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipelines");
+    let src = fixtures.join("ddim_epsilon");
+    let noise = fixtures.join("ddim_epsilon.noise.npy");
+    let dir = scratch("half");
+    let weights = "unet/diffusion_pytorch_model.safetensors";
+    let reference = sample_pipeline(&src, &noise, &dir.join("f32.npy"));
+    type Conv = fn(f32) -> Vec<u8>;
+    let cases: [(&str, Conv, Conv); 3] = [
+        ("F16", |v| f16::from_f32(v).to_le_bytes().to_vec(), |v| {
+            f16::from_f32(v).to_f32().to_le_bytes().to_vec()
+        }),
+        ("BF16", |v| bf16::from_f32(v).to_le_bytes().to_vec(), |v| {
+            bf16::from_f32(v).to_f32().to_le_bytes().to_vec()
+        }),
+        ("F64", |v| (v as f64).to_le_bytes().to_vec(), |v| v.to_le_bytes().to_vec()),
+    ];
+    for (dtype, to_dtype, rounded_f32) in cases {
+        let low = dir.join(dtype);
+        copy_pipeline(&src, &low);
+        convert_safetensors(&src.join(weights), &low.join(weights), dtype, to_dtype);
+        let got = sample_pipeline(&low, &noise, &dir.join(format!("{dtype}.npy")));
+        let same = dir.join(format!("{dtype}-as-f32"));
+        copy_pipeline(&src, &same);
+        convert_safetensors(&src.join(weights), &same.join(weights), "F32", rounded_f32);
+        let want = sample_pipeline(&same, &noise, &dir.join(format!("{dtype}-as-f32.npy")));
+        assert!(got == want, "{dtype}: differs from float32 with the same rounded weights");
+        let diff = got
+            .iter()
+            .zip(&reference)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!("{dtype} weights: max |x - x_f32| = {diff:e} over 20 DDIM steps");
+        if dtype == "F64" {
+            assert_eq!(diff, 0.0);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
