@@ -75,6 +75,10 @@ pub struct RunConfig {
 
 /// Fewest held-out points the quality figure is computed on.
 pub const MIN_HELD_OUT: usize = 10;
+/// Most held-out points: the sliced Wasserstein distance sorts them 256 times.
+pub const MAX_HELD_OUT: usize = 1_000_000;
+/// Most points drawn from a built-in set.
+pub const MAX_TRAIN_POINTS: usize = 10_000_000;
 
 impl RunConfig {
     /// Checks every part of the config that can be checked before any data is read.
@@ -90,6 +94,20 @@ impl RunConfig {
         if self.data.path.is_none() && self.data.train_points == 0 {
             bail!("data.train_points must be at least 1");
         }
+        if self.data.held_out > MAX_HELD_OUT {
+            bail!(
+                "data.held_out must be at most {MAX_HELD_OUT} (the quality figure's cost grows with it), got {}",
+                self.data.held_out
+            );
+        }
+        if self.data.path.is_none() && self.data.train_points > MAX_TRAIN_POINTS {
+            bail!(
+                "data.train_points must be at most {MAX_TRAIN_POINTS} for a built-in set (batches are drawn with replacement; more points add nothing), got {}",
+                self.data.train_points
+            );
+        }
+        crate::memory::check_mlp_training(&self.model, self.train.batch_size)?;
+        crate::memory::check_mlp_sampling(&self.model, self.sample.n)?;
         if self.sample.n == 0 {
             bail!("sample.n must be at least 1");
         }

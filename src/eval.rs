@@ -178,6 +178,20 @@ fn report(
     timesteps: &[(usize, f64)],
 ) -> Result<NllReport> {
     let t_evaluated = timesteps.len();
+    // A bound that is NaN or inf is not a result: say which term, write nothing.
+    if let Some(t) = timesteps
+        .iter()
+        .map(|&(t, _)| t)
+        .find(|&t| !est.per_t[t].is_finite())
+    {
+        bail!(
+            "the bound's term at t = {t} is {}; the model's output is not finite there (nothing was written)",
+            est.per_t[t]
+        );
+    }
+    if !est.prior.is_finite() || est.per_example.iter().any(|v| !v.is_finite()) {
+        bail!("the bound is not finite for every example (nothing was written)");
+    }
     let mut weight = vec![0.0; est.per_t.len()];
     for &(t, w) in timesteps {
         weight[t] = w;

@@ -200,6 +200,8 @@ impl ImageRunConfig {
         if self.sample.n == 0 {
             bail!("sample.n must be at least 1");
         }
+        crate::memory::check_unet_training(&self.unet, size, self.train.batch_size)?;
+        crate::memory::check_unet_sampling(&self.unet, size, self.sample.n)?;
         if self.sample.ddim_steps == 0 || self.sample.ddim_steps > self.schedule.num_train_timesteps
         {
             bail!(

@@ -5,6 +5,7 @@ mod download;
 mod eval;
 mod image_config;
 mod image_train;
+mod memory;
 mod progress;
 mod run_dir;
 mod sample;

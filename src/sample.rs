@@ -203,6 +203,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let n = args.n.unwrap_or(DEFAULT_POINTS);
     let device = Device::default();
     let (config, model) = load_run(&dir, !args.no_ema, &device)?;
+    crate::memory::check_mlp_sampling(&config.model, n)?;
     let schedule = config.schedule.build()?;
     let choice = SamplerChoice {
         kind: args.sampler,

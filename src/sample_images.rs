@@ -36,6 +36,7 @@ fn initial_noise(
             );
         };
         let n = args.n.unwrap_or(DEFAULT_IMAGES);
+        crate::memory::check_unet_sampling(&pipeline.unet_config, size, n)?;
         return Ok(randn(rng, [n, c, size, size], device));
     };
     let noise = read_npy(path)?;

@@ -300,3 +300,98 @@ fn half_and_double_precision_weights_load() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Inputs that used to panic (exit 101) or abort: each is now an error naming the field or file.
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let dir = scratch("nopanic");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipelines");
+    let run = |args: &[&str], needle: &str| {
+        let out = diffuse(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    };
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let out = dir.join("run");
+    let out = out.to_str().unwrap();
+    // Sizes no machine here holds: refused with the estimate, before allocating.
+    for (text, field) in [
+        ("[model]\nhidden_width = 30000\n", "hidden_width"),
+        ("[train]\nbatch_size = 100000000\n", "batch_size"),
+        ("[sample]\nn = 100000000000\n", "sample.n"),
+        ("[data]\nheld_out = 100000000\n", "held_out"),
+    ] {
+        run(&["train", "--config", &file("size.toml", text), "--out", out], field);
+    }
+    // U-Net configs.
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/samples.png"),
+        images.join("a.png"),
+    )
+    .unwrap();
+    let images = images.to_str().unwrap();
+    for (text, needle) in [
+        (r#"{"unet":{"norm_num_groups":0}}"#, "norm_num_groups"),
+        (r#"{"unet":{"in_channels":4,"out_channels":4}}"#, "1 or 3"),
+    ] {
+        let config = file("unet.json", text);
+        run(
+            &["train", "--dataset", "folder", "--data-dir", images, "--config", &config, "--out", out],
+            needle,
+        );
+    }
+    // Pipelines whose sample_size the U-Net cannot take.
+    for size in [0, 27] {
+        let pipeline = dir.join(format!("p{size}"));
+        copy_pipeline(&fixtures.join("ddim_epsilon"), &pipeline);
+        let config = pipeline.join("unet/config.json");
+        let mut c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        c["sample_size"] = size.into();
+        std::fs::write(&config, c.to_string()).unwrap();
+        let x = dir.join("x.npy");
+        run(
+            &["sample", "--pipeline", pipeline.to_str().unwrap(), "--out", x.to_str().unwrap()],
+            "sample_size",
+        );
+    }
+    // A run config whose standardizer has one entry for 2-D points.
+    let r = diffuse(&["train", "--steps", "2", "--config", &file("s.toml", SMALL_SAMPLE), "--out", out]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let config = Path::new(out).join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    c["standardizer"]["mean"] = serde_json::json!([0.0]);
+    std::fs::write(&config, c.to_string()).unwrap();
+    let x = dir.join("x.npy");
+    run(&["sample", "--run", out, "--out", x.to_str().unwrap()], "standardizer");
+    // NaN initial noise names the file.
+    let noise = fixtures.join("ddim_epsilon.noise.npy");
+    let mut bytes = std::fs::read(&noise).unwrap();
+    let at = bytes.len() - 4;
+    bytes[at..].copy_from_slice(&f32::NAN.to_le_bytes());
+    let nan = dir.join("nan.npy");
+    std::fs::write(&nan, bytes).unwrap();
+    run(
+        &[
+            "sample",
+            "--pipeline",
+            fixtures.join("ddim_epsilon").to_str().unwrap(),
+            "--init-noise",
+            nan.to_str().unwrap(),
+            "--out",
+            x.to_str().unwrap(),
+        ],
+        "nan.npy",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const SMALL_SAMPLE: &str = "[sample]\nn = 20\n[data]\ntrain_points = 100\nheld_out = 20\n";

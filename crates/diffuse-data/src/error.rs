@@ -47,6 +47,10 @@ pub enum DataError {
         what: &'static str,
         looked_for: String,
     },
+    #[error(
+        "image folders are read as gray (1 channel) or RGB (3 channels), not {channels}; set unet.in_channels to 1 or 3"
+    )]
+    Channels { channels: usize },
     #[error("the run config's standardizer {0}")]
     Standardizer(String),
     #[error("cannot write {path}: {source}")]

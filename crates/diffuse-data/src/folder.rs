@@ -20,7 +20,15 @@ fn is_image(path: &Path) -> bool {
 
 /// Every PNG/JPEG directly in `dir`, sorted by name, as `channels` (1 or 3) x size x size.
 pub fn load_image_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet, DataError> {
-    assert!(channels == 1 || channels == 3, "channels must be 1 or 3");
+    if channels != 1 && channels != 3 {
+        return Err(DataError::Channels { channels });
+    }
+    if size == 0 {
+        return Err(DataError::Corrupt {
+            path: dir.into(),
+            reason: "the image size to resize to is 0; set unet.sample_size".into(),
+        });
+    }
     let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io {
         path: dir.into(),
         source,

@@ -169,6 +169,29 @@ impl UnetConfig {
         if self.layers_per_block == 0 {
             return bad("layers_per_block", "must be at least 1".into());
         }
+        if self.norm_num_groups == 0 {
+            return bad("norm_num_groups", "must be at least 1".into());
+        }
+        for (field, v) in [
+            ("in_channels", self.in_channels),
+            ("out_channels", self.out_channels),
+        ] {
+            if v == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        if let Some(size) = self.sample_size {
+            // Each down block but the last halves the side; the up path must meet the skips.
+            let factor = 1usize << (n - 1).min(usize::BITS as usize - 1);
+            if size == 0 || !size.is_multiple_of(factor) {
+                return bad(
+                    "sample_size",
+                    format!(
+                        "{size} must be a positive multiple of {factor} (2^(levels - 1) for {n} levels)"
+                    ),
+                );
+            }
+        }
         for &c in &self.block_out_channels {
             if c == 0 || c % self.norm_num_groups.max(1) != 0 {
                 return bad(
