@@ -200,6 +200,20 @@ impl ImageRunConfig {
         if self.sample.n == 0 {
             bail!("sample.n must be at least 1");
         }
+        // The pictures' sampler, built now so a bad sampling field (clip_sample) fails before
+        // anything is downloaded or trained.
+        let schedule = self.schedule.build()?;
+        let scheduler = diffuse_nn::diffusers::SchedulerConfig::for_trained(
+            &self.schedule,
+            self.prediction,
+            self.sample.clip_sample,
+            self.train.loss.variance == diffuse_core::vlb::ReverseVariance::LearnedRange,
+        );
+        diffuse_core::sampler::DdimSampler::new(
+            &schedule,
+            scheduler.ddim(self.sample.ddim_steps, 0.0),
+        )
+        .context("sample.clip_sample")?;
         crate::memory::check_unet_training(&self.unet, size, self.train.batch_size)?;
         crate::memory::check_unet_sampling(&self.unet, size, self.sample.n)?;
         if self.sample.ddim_steps == 0 || self.sample.ddim_steps > self.schedule.num_train_timesteps

@@ -37,9 +37,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::image_config::{ImageDataset, ImageRunConfig};
-use crate::train::{report_trained, write_losses};
 use crate::progress;
 use crate::run_dir::{self, LossLog, RunHooks};
+use crate::train::{report_trained, write_losses};
 
 /// Images per picture row (progressive generation, forward noising).
 const PICTURE_ROWS: usize = 8;
@@ -186,8 +186,6 @@ pub fn run(config: ImageRunConfig, dir: &Path, new: Option<bool>) -> Result<()> 
         config.sample.clip_sample,
         config.train.loss.variance == ReverseVariance::LearnedRange,
     );
-    // The pictures' sampler, built now so a bad sampling field fails before training.
-    DdimSampler::new(&schedule, scheduler.ddim(config.sample.ddim_steps, 0.0))?;
     let data = load_images(&config)?;
     let seed = config.train.seed;
     let device = Device::default();

@@ -127,7 +127,10 @@ mod tests {
             ..Default::default()
         };
         let err = check_mlp_training(&m, 100_000_000).unwrap_err().to_string();
-        assert!(err.contains("needs about") && err.contains("hidden_width"), "{err}");
+        assert!(
+            err.contains("needs about") && err.contains("hidden_width"),
+            "{err}"
+        );
         let err = check_mlp_sampling(&MlpConfig::default(), 100_000_000_000)
             .unwrap_err()
             .to_string();

@@ -73,7 +73,10 @@ pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<()> {
     };
     for input in inputs {
         if canon(input).is_some_and(|i| i == target) {
-            bail!("--out {} is one of this command's inputs; choose another path", out.display());
+            bail!(
+                "--out {} is one of this command's inputs; choose another path",
+                out.display()
+            );
         }
     }
     // A run directory, a pipeline folder, or a model folder inside one (unet/, raw/,
@@ -139,9 +142,8 @@ impl LossLog {
     }
 
     fn push(&mut self, step: usize, loss: f32) -> Result<(), TrainError> {
-        writeln!(self.file, "{step},{loss}").map_err(|e| TrainError::Hook(format!(
-            "cannot append to loss.csv: {e}"
-        )))
+        writeln!(self.file, "{step},{loss}")
+            .map_err(|e| TrainError::Hook(format!("cannot append to loss.csv: {e}")))
     }
 }
 
@@ -179,7 +181,10 @@ impl<M: Module> TrainHooks<M> for RunHooks<'_, M> {
 pub fn clean(dir: &Path) {
     let n = clean_temporaries(dir);
     if n > 0 {
-        eprintln!("removed {n} temporary file(s) left in {} by an interrupted run", dir.display());
+        eprintln!(
+            "removed {n} temporary file(s) left in {} by an interrupted run",
+            dir.display()
+        );
     }
 }
 

@@ -165,9 +165,12 @@ pub fn load_run(dir: &Path, ema: bool, device: &Device) -> Result<(RunConfig, Ml
     } else {
         "model.safetensors"
     };
-    config
-        .validate()
-        .with_context(|| format!("{} holds an invalid config", dir.join("config.json").display()))?;
+    config.validate().with_context(|| {
+        format!(
+            "{} holds an invalid config",
+            dir.join("config.json").display()
+        )
+    })?;
     let model = config.model.init(device)?;
     let model = load_weights(model, &dir.join(file))?;
     Ok((config, model))

@@ -31,9 +31,9 @@ use serde::Serialize;
 
 use crate::config::{MIN_HELD_OUT, RunConfig};
 use crate::image_config::{ImageDataset, ImageRunConfig};
+use crate::run_dir::{self, LossLog, RunHooks};
 use crate::sample::{SamplerChoice, draw, to_points};
 use crate::{SamplerKind, default_run_dir, progress};
-use crate::run_dir::{self, LossLog, RunHooks};
 use crate::{download, image_train};
 
 #[derive(Args)]

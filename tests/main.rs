@@ -1,11 +1,13 @@
 //! The one integration test binary (STYLE.md): reference fixtures against diffusers, the sampler
-//! contract suite, sampler identities, diffusers pipelines both ways, and end-to-end CLI runs.
+//! contract suite, sampler identities, diffusers pipelines both ways, end-to-end CLI runs,
+//! reliability (resume, divergence, refusals) and the fuzzers' inputs.
 
 mod cli;
 mod common;
+mod fuzz_regressions;
 mod pipelines;
-mod reliability;
 mod reference;
+mod reliability;
 mod samplers;
 mod unet;
 mod vlb;

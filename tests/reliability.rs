@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use crate::common::{diffuse, scratch, stderr};
 
 /// A small 2-D run: 3,000 steps at batch 64, a checkpoint every 250 steps.
-const SMALL: &str = "[train]\nsteps = 3000\nbatch_size = 64\ncheckpoint_every = 250\n[sample]\nn = 200\n";
+const SMALL: &str =
+    "[train]\nsteps = 3000\nbatch_size = 64\ncheckpoint_every = 250\n[sample]\nn = 200\n";
 
 fn small_config(dir: &Path) -> String {
     let path = dir.join("small.toml");
@@ -37,7 +38,13 @@ fn resume_after_sigint_gives_the_bytes_of_an_uninterrupted_run() {
     let dir = scratch("resume");
     let config = small_config(&dir);
     let full = dir.join("full");
-    let out = diffuse(&["train", "--config", &config, "--out", full.to_str().unwrap()]);
+    let out = diffuse(&[
+        "train",
+        "--config",
+        &config,
+        "--out",
+        full.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Interrupt at a step that differs from run to run (the clock picks it).
@@ -48,13 +55,18 @@ fn resume_after_sigint_gives_the_bytes_of_an_uninterrupted_run() {
     let target = 100 + nanos % 2000;
     let part = dir.join("part");
     let child = Command::new(env!("CARGO_BIN_EXE_diffuse"))
-        .args(["train", "--config", &config, "--out", part.to_str().unwrap()])
+        .args([
+            "train",
+            "--config",
+            &config,
+            "--out",
+            part.to_str().unwrap(),
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while lines(&part.join("loss.csv")) < target + 1 && start.elapsed() < Duration::from_secs(120)
-    {
+    while lines(&part.join("loss.csv")) < target + 1 && start.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(2));
     }
     let kill = Command::new("kill")
@@ -76,19 +88,40 @@ fn resume_after_sigint_gives_the_bytes_of_an_uninterrupted_run() {
     assert_eq!(lines(&part.join("loss.csv")), stopped + 1);
 
     // A second `train --out` onto the run is refused; --resume goes on.
-    let again = diffuse(&["train", "--config", &config, "--out", part.to_str().unwrap()]);
+    let again = diffuse(&[
+        "train",
+        "--config",
+        &config,
+        "--out",
+        part.to_str().unwrap(),
+    ]);
     assert!(stderr(&again).contains("--resume"), "{}", stderr(&again));
+    // What a killed process leaves behind is cleaned when the run resumes.
+    let leftover = part.join(".model.safetensors.tmp-4194304");
+    std::fs::write(&leftover, b"partial").unwrap();
     let out = diffuse(&["train", "--resume", part.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!leftover.exists());
     for f in RUN_FILES {
-        let (a, b) = (std::fs::read(full.join(f)).unwrap(), std::fs::read(part.join(f)).unwrap());
-        assert!(a == b, "{f} differs between the resumed and the uninterrupted run");
+        let (a, b) = (
+            std::fs::read(full.join(f)).unwrap(),
+            std::fs::read(part.join(f)).unwrap(),
+        );
+        assert!(
+            a == b,
+            "{f} differs between the resumed and the uninterrupted run"
+        );
     }
     // Weights get the mode of the run's other files.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = |f: &str| std::fs::metadata(part.join(f)).unwrap().permissions().mode();
+        let mode = |f: &str| {
+            std::fs::metadata(part.join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+        };
         assert_eq!(mode("model.safetensors"), mode("config.json"));
         assert_eq!(mode("checkpoint/optimizer.bpk"), mode("config.json"));
     }
@@ -111,7 +144,10 @@ fn safetensors_f32(path: &Path) -> Vec<f32> {
         }
         assert_eq!(t["dtype"], "F32");
         let off = &t["data_offsets"];
-        let (a, b) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
+        let (a, b) = (
+            off[0].as_u64().unwrap() as usize,
+            off[1].as_u64().unwrap() as usize,
+        );
         out.extend(
             data[a..b]
                 .chunks_exact(4)
@@ -143,7 +179,11 @@ fn a_diverging_run_stops_and_leaves_finite_weights() {
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(err.contains("at step"), "{err}");
-    for f in ["model.safetensors", "model_ema.safetensors", "checkpoint/model.safetensors"] {
+    for f in [
+        "model.safetensors",
+        "model_ema.safetensors",
+        "checkpoint/model.safetensors",
+    ] {
         let w = safetensors_f32(&run.join(f));
         assert!(!w.is_empty() && w.iter().all(|v| v.is_finite()), "{f}");
     }
@@ -164,7 +204,13 @@ fn a_diverging_run_stops_and_leaves_finite_weights() {
     // --out onto the run's own checkpoint is refused, and the weights stay as they were.
     let before = std::fs::read(run.join("model_ema.safetensors")).unwrap();
     let target = run.join("model_ema.safetensors");
-    let out = diffuse(&["sample", "--run", run.to_str().unwrap(), "--out", target.to_str().unwrap()]);
+    let out = diffuse(&[
+        "sample",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        target.to_str().unwrap(),
+    ]);
     assert!(stderr(&out).contains("would overwrite"), "{}", stderr(&out));
     assert_eq!(std::fs::read(&target).unwrap(), before);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -182,11 +228,21 @@ fn configs_that_make_nan_certain_are_refused_up_front() {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         let run = dir.join(format!("run-{name}"));
-        let out = diffuse(&["train", "--config", path.to_str().unwrap(), "--out", run.to_str().unwrap()]);
+        let out = diffuse(&[
+            "train",
+            "--config",
+            path.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{name}: {err}");
         assert!(err.contains(field), "{name}: {err}");
-        assert!(!run.exists(), "{name}: a refused config wrote {}", run.display());
+        assert!(
+            !run.exists(),
+            "{name}: a refused config wrote {}",
+            run.display()
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -205,7 +261,10 @@ fn convert_safetensors(src: &Path, dst: &Path, dtype: &str, convert: impl Fn(f32
             continue;
         }
         let off = &t["data_offsets"];
-        let (a, b) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
+        let (a, b) = (
+            off[0].as_u64().unwrap() as usize,
+            off[1].as_u64().unwrap() as usize,
+        );
         let start = new_data.len();
         for c in data[a..b].chunks_exact(4) {
             new_data.extend(convert(f32::from_le_bytes(c.try_into().unwrap())));
@@ -271,13 +330,21 @@ fn half_and_double_precision_weights_load() {
     let reference = sample_pipeline(&src, &noise, &dir.join("f32.npy"));
     type Conv = fn(f32) -> Vec<u8>;
     let cases: [(&str, Conv, Conv); 3] = [
-        ("F16", |v| f16::from_f32(v).to_le_bytes().to_vec(), |v| {
-            f16::from_f32(v).to_f32().to_le_bytes().to_vec()
-        }),
-        ("BF16", |v| bf16::from_f32(v).to_le_bytes().to_vec(), |v| {
-            bf16::from_f32(v).to_f32().to_le_bytes().to_vec()
-        }),
-        ("F64", |v| (v as f64).to_le_bytes().to_vec(), |v| v.to_le_bytes().to_vec()),
+        (
+            "F16",
+            |v| f16::from_f32(v).to_le_bytes().to_vec(),
+            |v| f16::from_f32(v).to_f32().to_le_bytes().to_vec(),
+        ),
+        (
+            "BF16",
+            |v| bf16::from_f32(v).to_le_bytes().to_vec(),
+            |v| bf16::from_f32(v).to_f32().to_le_bytes().to_vec(),
+        ),
+        (
+            "F64",
+            |v| (v as f64).to_le_bytes().to_vec(),
+            |v| v.to_le_bytes().to_vec(),
+        ),
     ];
     for (dtype, to_dtype, rounded_f32) in cases {
         let low = dir.join(dtype);
@@ -288,7 +355,10 @@ fn half_and_double_precision_weights_load() {
         copy_pipeline(&src, &same);
         convert_safetensors(&src.join(weights), &same.join(weights), "F32", rounded_f32);
         let want = sample_pipeline(&same, &noise, &dir.join(format!("{dtype}-as-f32.npy")));
-        assert!(got == want, "{dtype}: differs from float32 with the same rounded weights");
+        assert!(
+            got == want,
+            "{dtype}: differs from float32 with the same rounded weights"
+        );
         let diff = got
             .iter()
             .zip(&reference)
@@ -326,7 +396,10 @@ fn bad_inputs_are_errors_not_panics() {
         ("[sample]\nn = 100000000000\n", "sample.n"),
         ("[data]\nheld_out = 100000000\n", "held_out"),
     ] {
-        run(&["train", "--config", &file("size.toml", text), "--out", out], field);
+        run(
+            &["train", "--config", &file("size.toml", text), "--out", out],
+            field,
+        );
     }
     // U-Net configs.
     let images = dir.join("images");
@@ -343,7 +416,17 @@ fn bad_inputs_are_errors_not_panics() {
     ] {
         let config = file("unet.json", text);
         run(
-            &["train", "--dataset", "folder", "--data-dir", images, "--config", &config, "--out", out],
+            &[
+                "train",
+                "--dataset",
+                "folder",
+                "--data-dir",
+                images,
+                "--config",
+                &config,
+                "--out",
+                out,
+            ],
             needle,
         );
     }
@@ -358,12 +441,26 @@ fn bad_inputs_are_errors_not_panics() {
         std::fs::write(&config, c.to_string()).unwrap();
         let x = dir.join("x.npy");
         run(
-            &["sample", "--pipeline", pipeline.to_str().unwrap(), "--out", x.to_str().unwrap()],
+            &[
+                "sample",
+                "--pipeline",
+                pipeline.to_str().unwrap(),
+                "--out",
+                x.to_str().unwrap(),
+            ],
             "sample_size",
         );
     }
     // A run config whose standardizer has one entry for 2-D points.
-    let r = diffuse(&["train", "--steps", "2", "--config", &file("s.toml", SMALL_SAMPLE), "--out", out]);
+    let r = diffuse(&[
+        "train",
+        "--steps",
+        "2",
+        "--config",
+        &file("s.toml", SMALL_SAMPLE),
+        "--out",
+        out,
+    ]);
     assert!(r.status.success(), "{}", stderr(&r));
     let config = Path::new(out).join("config.json");
     let mut c: serde_json::Value =
@@ -371,7 +468,10 @@ fn bad_inputs_are_errors_not_panics() {
     c["standardizer"]["mean"] = serde_json::json!([0.0]);
     std::fs::write(&config, c.to_string()).unwrap();
     let x = dir.join("x.npy");
-    run(&["sample", "--run", out, "--out", x.to_str().unwrap()], "standardizer");
+    run(
+        &["sample", "--run", out, "--out", x.to_str().unwrap()],
+        "standardizer",
+    );
     // NaN initial noise names the file.
     let noise = fixtures.join("ddim_epsilon.noise.npy");
     let mut bytes = std::fs::read(&noise).unwrap();

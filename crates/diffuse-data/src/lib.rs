@@ -10,10 +10,10 @@ pub mod npy;
 pub mod points;
 pub mod toy;
 
-pub use cifar::load_cifar10;
+pub use cifar::{load_cifar10, read_cifar_batch};
 pub use error::DataError;
 pub use folder::load_image_folder;
-pub use idx::{Split, load_mnist};
+pub use idx::{Split, load_mnist, read_idx};
 pub use images::ImageSet;
 pub use npy::{NpyArray, read_npy, write_npy};
 pub use points::{Points, Standardizer, load_points};

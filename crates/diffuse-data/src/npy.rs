@@ -187,8 +187,9 @@ mod tests {
         // The same file with a header declaring shape (2^62, 2), padded to the same length.
         let text = std::fs::read(&path).unwrap();
         let len = u16::from_le_bytes([text[8], text[9]]) as usize;
-        let mut h =
-            String::from("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 2), }");
+        let mut h = String::from(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 2), }",
+        );
         while h.len() + 1 < len {
             h.push(' ');
         }

@@ -89,7 +89,9 @@ impl Standardizer {
             )));
         }
         if let Some(s) = self.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
-            return Err(DataError::Standardizer(format!("std {s} is not positive and finite")));
+            return Err(DataError::Standardizer(format!(
+                "std {s} is not positive and finite"
+            )));
         }
         if let Some(m) = self.mean.iter().find(|m| !m.is_finite()) {
             return Err(DataError::Standardizer(format!("mean {m} is not finite")));

@@ -205,7 +205,12 @@ pub fn clean_temporaries(run_dir: &Path) -> usize {
     let mut removed = 0;
     let mut dirs = vec![run_dir.to_path_buf()];
     if let Ok(entries) = std::fs::read_dir(run_dir) {
-        dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir() && !is_temp(p)));
+        dirs.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && !is_temp(p)),
+        );
     }
     let has_current = find_checkpoint(run_dir).is_some_and(|p| p.ends_with(CHECKPOINT_DIR));
     for dir in dirs {

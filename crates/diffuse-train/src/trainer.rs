@@ -119,7 +119,11 @@ struct Loop<M: Module> {
 }
 
 impl<M: Module> Loop<M> {
-    fn start(start: Start<M>, config: &TrainConfig, schedule: &NoiseSchedule) -> Result<(M, Self), TrainError> {
+    fn start(
+        start: Start<M>,
+        config: &TrainConfig,
+        schedule: &NoiseSchedule,
+    ) -> Result<(M, Self), TrainError> {
         match start {
             Start::Fresh(model) => {
                 let model = canonical_param_ids(model);
@@ -137,17 +141,27 @@ impl<M: Module> Loop<M> {
             }
             Start::Resume(c) => {
                 let bad = |reason: String| TrainError::Resume { reason };
-                let rng = c.state.rng.restore().ok_or_else(|| bad("the RNG position is not a number".into()))?;
+                let rng = c
+                    .state
+                    .rng
+                    .restore()
+                    .ok_or_else(|| bad("the RNG position is not a number".into()))?;
                 let optim = optimizer(config)
                     .from_bytes(burn::tensor::Bytes::from_bytes_vec(c.optimizer))
                     .map_err(|e| bad(format!("the optimizer state does not load: {e}")))?;
                 let ema = match (config.ema_decay, c.ema) {
                     (Some(d), Some(e)) => Some(Ema::from_weights(canonical_param_ids(e), d)),
                     (None, None) => None,
-                    _ => return Err(bad("the checkpoint and the config disagree on ema_decay".into())),
+                    _ => {
+                        return Err(bad(
+                            "the checkpoint and the config disagree on ema_decay".into()
+                        ));
+                    }
                 };
                 if config.loss.importance_sampling != c.state.importance.is_some() {
-                    return Err(bad("the checkpoint and the config disagree on loss.importance_sampling".into()));
+                    return Err(bad(
+                        "the checkpoint and the config disagree on loss.importance_sampling".into(),
+                    ));
                 }
                 let model = canonical_param_ids(c.model);
                 let state = Self {
@@ -186,7 +200,9 @@ impl<M: Module> Loop<M> {
 /// The optimizer state as burnpack bytes with its tensors in name order (burn writes them in
 /// hash-map order, which differs from run to run).
 fn canonical_record(optim: &ModuleOptimizer) -> Result<Vec<u8>, TrainError> {
-    let err = |e: String| TrainError::Resume { reason: format!("cannot serialize the optimizer: {e}") };
+    let err = |e: String| TrainError::Resume {
+        reason: format!("cannot serialize the optimizer: {e}"),
+    };
     let bytes = optim.into_bytes().map_err(|e| err(e.to_string()))?;
     let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| err(e.to_string()))?;
     let scalars = reader.scalars().clone();
@@ -204,7 +220,10 @@ fn canonical_record(optim: &ModuleOptimizer) -> Result<Vec<u8>, TrainError> {
     for (k, v) in &metadata {
         writer = writer.with_metadata(k, v);
     }
-    Ok(writer.into_bytes().map_err(|e| err(e.to_string()))?.to_vec())
+    Ok(writer
+        .into_bytes()
+        .map_err(|e| err(e.to_string()))?
+        .to_vec())
 }
 
 /// Trains `model` (created on an autodiff device), or continues a checkpoint, with the objective
@@ -300,7 +319,12 @@ where
 }
 
 /// A non-finite loss, or one `divergence_factor` times the run's first, ends the run.
-fn check_loss(config: &TrainConfig, step: usize, value: f32, first: Option<f32>) -> Result<(), TrainError> {
+fn check_loss(
+    config: &TrainConfig,
+    step: usize,
+    value: f32,
+    first: Option<f32>,
+) -> Result<(), TrainError> {
     if !value.is_finite() {
         return Err(TrainError::NonFiniteLoss { step, value });
     }

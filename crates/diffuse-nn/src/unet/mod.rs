@@ -8,11 +8,12 @@ mod blocks;
 mod config;
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear, LinearConfig};
-use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 use diffuse_core::Denoiser;
@@ -159,6 +160,22 @@ const LEGACY_ATTENTION_NAMES: [(&str, &str); 4] = [
     ("proj_attn", "to_out.0"),
 ];
 
+/// Attention weights of early diffusers checkpoints (e.g. google/ddpm-cifar10-32) carry the old
+/// names, which diffusers renames on load (`_fix_state_dict_keys_on_load`); so do we. Compiled
+/// once: the regexes cost more than loading a small model.
+fn legacy_attention_remapper() -> &'static KeyRemapper {
+    static REMAPPER: OnceLock<KeyRemapper> = OnceLock::new();
+    REMAPPER.get_or_init(|| {
+        KeyRemapper::from_pattern_iter(LEGACY_ATTENTION_NAMES.iter().map(|(old, new)| {
+            (
+                format!(r"^(.*\.attentions\.\d+)\.{old}\.(weight|bias)$"),
+                format!("${{1}}.{new}.${{2}}"),
+            )
+        }))
+        .expect("the legacy attention patterns are valid regexes")
+    })
+}
+
 impl Unet {
     /// Loads a diffusers model folder: `config.json` and `diffusion_pytorch_model.safetensors`
     /// (PyTorch layouts: linear weights are transposed, norm weight/bias become gamma/beta).
@@ -167,37 +184,38 @@ impl Unet {
         let text = std::fs::read_to_string(&config_path)
             .map_err(|e| NnError::Config(format!("cannot read {}: {e}", config_path.display())))?;
         let config = UnetConfig::from_json(&text)?;
-        let mut model = config.init(device)?;
-        let weights = dir.join("diffusion_pytorch_model.safetensors");
+        let model = config.init(device)?;
+        let model =
+            model.load_diffusers_weights(&dir.join("diffusion_pytorch_model.safetensors"))?;
+        Ok((config, model))
+    }
+
+    /// Loads diffusers' `diffusion_pytorch_model.safetensors` into this U-Net (whose config fixes
+    /// the architecture) by parameter name. A missing, extra or misshapen tensor is an error;
+    /// float16, bfloat16 and float64 weights are converted to float32.
+    pub fn load_diffusers_weights(mut self, weights: &Path) -> Result<Unet, NnError> {
         if !weights.is_file() {
             return Err(NnError::Weights {
-                path: weights,
+                path: weights.into(),
                 reason: "file not found".into(),
             });
         }
-        let mut store =
-            SafetensorsStore::from_file(&weights).with_from_adapter(PyTorchToBurnAdapter);
-        // Attention weights of early diffusers checkpoints (e.g. google/ddpm-cifar10-32) carry the
-        // old names, which diffusers renames on load (`_fix_state_dict_keys_on_load`); so do we.
-        for (old, new) in LEGACY_ATTENTION_NAMES {
-            store = store.with_key_remapping(
-                format!(r"^(.*\.attentions\.\d+)\.{old}\.(weight|bias)$"),
-                format!("${{1}}.{new}.${{2}}"),
-            );
-        }
-        let result = model.load_from(&mut store).map_err(|e| NnError::Weights {
-            path: weights.clone(),
+        let mut store = SafetensorsStore::from_file(weights)
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .remap(legacy_attention_remapper().clone());
+        let result = self.load_from(&mut store).map_err(|e| NnError::Weights {
+            path: weights.into(),
             reason: e.to_string(),
         })?;
         if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
             return Err(NnError::Weights {
-                path: weights,
+                path: weights.into(),
                 reason: format!("weights do not match the config: {result}"),
             });
         }
         // Hub checkpoints often ship float16 or bfloat16 weights (diffusers' `torch_dtype`), some
         // float64: computed in float32, as `from_pretrained(..., torch_dtype=torch.float32)`.
-        Ok((config, crate::cast_to_f32(model)))
+        Ok(crate::cast_to_f32(self))
     }
 
     pub fn forward(&self, x_t: Tensor<4>, t: Tensor<1>) -> Tensor<4> {

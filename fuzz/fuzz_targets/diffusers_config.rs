@@ -1,0 +1,20 @@
+#![no_main]
+// diffusers configs: a U-Net `config.json` and a scheduler `scheduler_config.json` (parsed,
+// validated, and the scheduler's noise schedule and samplers built).
+use diffuse_core::sampler::{DdimSampler, DdpmSampler};
+use diffuse_nn::UnetConfig;
+use diffuse_nn::diffusers::SchedulerConfig;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = UnetConfig::from_json(text);
+    if let Ok(s) = SchedulerConfig::from_json(text)
+        && let Ok(schedule) = s.schedule()
+    {
+        let _ = DdpmSampler::new(&schedule, s.ddpm(Some(10)));
+        let _ = DdimSampler::new(&schedule, s.ddim(10, 0.5));
+    }
+});

@@ -1,0 +1,111 @@
+//! Every input in `fuzz/seeds/<target>/` and `fuzz/regressions/<target>/` (crashing inputs the
+//! fuzzers found, kept once fixed) goes through the parser its fuzz target drives, without a
+//! panic. The fuzzers themselves run outside this suite (fuzz/README.md).
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use diffuse_nn::diffusers::SchedulerConfig;
+use diffuse_nn::{MlpConfig, UnetConfig};
+
+use crate::common::{diffuse, scratch};
+
+/// The files of one fuzz target: seeds and regressions.
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut files: Vec<PathBuf> = ["seeds", "regressions"]
+        .iter()
+        .filter_map(|kind| std::fs::read_dir(root.join(kind).join(target)).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no seeds for fuzz target {target}");
+    files
+}
+
+/// A copy of `input` named `name` in `dir` (the parsers read paths and look at extensions).
+fn copy_as(input: &Path, dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::copy(input, &path).unwrap();
+    path
+}
+
+#[test]
+fn fuzz_inputs_of_the_data_parsers_do_not_panic() {
+    let dir = scratch("fuzz-data");
+    for input in inputs("npy") {
+        let path = copy_as(&input, &dir, "x.npy");
+        let _ = diffuse_data::read_npy(&path);
+        let _ = diffuse_data::load_points(&path, 2);
+    }
+    for input in inputs("csv") {
+        let _ = diffuse_data::load_points(&copy_as(&input, &dir, "x.csv"), 2);
+    }
+    for input in inputs("idx") {
+        let _ = diffuse_data::read_idx(&input);
+    }
+    for input in inputs("cifar") {
+        let _ = diffuse_data::read_cifar_batch(&input);
+    }
+    for input in inputs("image") {
+        // As the fuzz target: the first byte picks the extension and the channels.
+        let bytes = std::fs::read(&input).unwrap();
+        let Some((&pick, image)) = bytes.split_first() else {
+            continue;
+        };
+        let images = dir.join("images");
+        let _ = std::fs::remove_dir_all(&images);
+        std::fs::create_dir_all(&images).unwrap();
+        let name = if pick & 1 == 0 { "a.png" } else { "a.jpg" };
+        std::fs::write(images.join(name), image).unwrap();
+        let channels = if pick & 2 == 0 { 1 } else { 3 };
+        let _ = diffuse_data::load_image_folder(&images, 8, channels);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The tiny U-Net of the `safetensors` fuzz target.
+const UNET: &str = r#"{"sample_size": 8, "in_channels": 1, "out_channels": 1,
+  "block_out_channels": [4, 8], "layers_per_block": 1, "norm_num_groups": 2,
+  "attention_head_dim": 4, "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+  "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]}"#;
+
+#[test]
+fn fuzz_inputs_of_weights_and_configs_do_not_panic() {
+    let device = Device::default();
+    let unet = UnetConfig::from_json(UNET).unwrap().init(&device).unwrap();
+    let mlp = MlpConfig::default().init(&device).unwrap();
+    for input in inputs("safetensors") {
+        let _ = unet.clone().load_diffusers_weights(&input);
+        let _ = diffuse_train::checkpoint::load_weights(mlp.clone(), &input);
+    }
+    for input in inputs("diffusers_config") {
+        let Ok(text) = std::fs::read_to_string(&input) else {
+            continue;
+        };
+        let _ = UnetConfig::from_json(&text);
+        if let Ok(s) = SchedulerConfig::from_json(&text) {
+            let _ = s.schedule();
+        }
+    }
+    // Run configs go through the binary's own reader, as TOML and as JSON: an error (exit 1),
+    // never a panic (exit 101). --steps 0 stops every config that parses before training.
+    let dir = scratch("fuzz-config");
+    for input in inputs("run_config") {
+        for ext in ["toml", "json"] {
+            let path = copy_as(&input, &dir, &format!("c.{ext}"));
+            let out = diffuse(&[
+                "train",
+                "--config",
+                path.to_str().unwrap(),
+                "--steps",
+                "0",
+                "--out",
+                dir.join("run").to_str().unwrap(),
+            ]);
+            assert_eq!(out.status.code(), Some(1), "{}", input.display());
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
