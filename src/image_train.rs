@@ -264,7 +264,7 @@ pub fn run(config: ImageRunConfig, dir: &Path, new: Option<bool>) -> Result<()> 
     write_losses(dir, &config.train.loss.objective.label(), &trained.losses)?;
 
     let sample_seconds = pictures(
-        &dir,
+        dir,
         trained.sampling_model(),
         &scheduler,
         &schedule,

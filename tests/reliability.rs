@@ -11,9 +11,13 @@ use crate::common::{diffuse, scratch, stderr};
 const SMALL: &str =
     "[train]\nsteps = 3000\nbatch_size = 64\ncheckpoint_every = 250\n[sample]\nn = 200\n";
 
-fn small_config(dir: &Path) -> String {
-    let path = dir.join("small.toml");
-    std::fs::write(&path, SMALL).unwrap();
+/// The same with improved DDPM's objective: a learned variance, L_hybrid, and t importance-
+/// sampled (its per-t loss history is part of the checkpoint).
+const HYBRID: &str = "[train.loss]\nobjective = { kind = \"hybrid\", lambda = 0.001 }\nvariance = \"learned_range\"\nimportance_sampling = true\n";
+
+fn config_file(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_string()
 }
 
@@ -36,7 +40,15 @@ fn lines(path: &Path) -> usize {
 #[test]
 fn resume_after_sigint_gives_the_bytes_of_an_uninterrupted_run() {
     let dir = scratch("resume");
-    let config = small_config(&dir);
+    resume_case(&dir.join("simple"), SMALL);
+    resume_case(&dir.join("hybrid"), &format!("{SMALL}{HYBRID}"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Trains `config` once through, and once interrupted and resumed; compares the two.
+fn resume_case(dir: &Path, config: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = config_file(dir, "run.toml", config);
     let full = dir.join("full");
     let out = diffuse(&[
         "train",
@@ -128,7 +140,6 @@ fn resume_after_sigint_gives_the_bytes_of_an_uninterrupted_run() {
     // A finished run has nothing left to resume; --steps extends it.
     let out = diffuse(&["train", "--resume", part.to_str().unwrap()]);
     assert!(stderr(&out).contains("--steps"), "{}", stderr(&out));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Reads a float32 safetensors file's values (all tensors).
