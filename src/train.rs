@@ -393,14 +393,8 @@ fn train_points(
     )?;
     let samples = to_points(x, &standardizer)?;
 
-    let metrics = quality(
-        &data,
-        &samples,
-        &config,
-        train_seconds,
-        &trained.losses,
-        seed,
-    )?;
+    let timing = (config.train.steps - done, train_seconds);
+    let metrics = quality(&data, &samples, &config, timing, &trained.losses, seed)?;
     scatter(
         &dir.join("samples.png"),
         &format!(
@@ -487,7 +481,7 @@ fn quality(
     data: &Data,
     samples: &Points,
     config: &RunConfig,
-    secs: f64,
+    (trained_steps, secs): (usize, f64),
     losses: &[f32],
     seed: u64,
 ) -> Result<Metrics> {
@@ -514,7 +508,8 @@ fn quality(
         dataset: data.name.clone(),
         steps: config.train.steps,
         train_seconds: secs,
-        steps_per_second: config.train.steps as f64 / secs,
+        // This invocation's steps: a resumed run trained only those after its checkpoint.
+        steps_per_second: trained_steps as f64 / secs,
         final_loss_avg100: tail.iter().map(|v| *v as f64).sum::<f64>() / tail.len().max(1) as f64,
         sw_samples: sw(&samples.data),
         sw_data_vs_data: sw(reference),

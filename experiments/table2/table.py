@@ -60,11 +60,18 @@ def table_2d(out):
         bounds, cis, sws, finals = [], [], [], []
         for seed, run in seed_runs(out, f"{pred}_{loss}"):
             try:
-                m = json.loads((run / "metrics.json").read_text())
                 n = json.loads((run / "nll.json").read_text())
             except FileNotFoundError:
                 continue
-            baselines[seed] = (m["sw_data_vs_data"], m["sw_gaussian_fit"])
+            # Since issue 9, a run whose sampling goes non-finite exits with an error and writes
+            # no metrics.json (its loss.csv, reverse.csv and bound are there): count it diverged.
+            try:
+                m = json.loads((run / "metrics.json").read_text())
+                baselines[seed] = (m["sw_data_vs_data"], m["sw_gaussian_fit"])
+            except FileNotFoundError:
+                import numpy as np
+                losses = np.loadtxt(run / "loss.csv", delimiter=",", skiprows=1)[:, 1]
+                m = {"sw_samples": float("nan"), "final_loss_avg100": float(losses[-100:].mean())}
             bounds.append(n["bits_per_dim"])
             cis.append(n["bits_per_dim_ci95"])
             sws.append(m["sw_samples"])
