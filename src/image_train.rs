@@ -38,8 +38,8 @@ use serde::Serialize;
 
 use crate::image_config::{ImageDataset, ImageRunConfig};
 use crate::progress;
-use crate::run_dir::{self, LossLog, RunHooks};
-use crate::train::{report_trained, write_losses};
+use crate::run_dir::{self, RunHooks};
+use crate::train::{checkpoint_step, report_trained, write_losses};
 
 /// Images per picture row (progressive generation, forward noising).
 const PICTURE_ROWS: usize = 8;
@@ -210,39 +210,25 @@ pub fn run(config: ImageRunConfig, dir: &Path, new: Option<bool>) -> Result<()> 
         }
     };
     run_dir::clean(dir);
-    let (done, losses_so_far) = match &start {
-        Start::Resume(c) => (c.state.step, c.state.losses.clone()),
-        Start::Fresh(_) => (0, Vec::new()),
-    };
+    let done = checkpoint_step(&start);
     eprintln!(
         "training a {parameters}-parameter U-Net on {} ({} images) for {} steps of {}{}; run directory {}",
         config.data.dataset.name(),
         data.train.len(),
         config.train.steps,
         config.train.batch_size,
-        if done > 0 {
-            format!(", resuming after step {done}")
-        } else {
-            String::new()
-        },
+        run_dir::resuming_note(&start),
         dir.display()
     );
-    let pb = progress::bar(config.train.steps, "training");
-    pb.set_position(done as u64);
-    let mut hooks = RunHooks {
-        dir,
-        pb,
-        every: 10,
-        log: LossLog::create(dir, &losses_so_far)?,
-        save: Box::new(|c: &Checkpoint<Unet>| {
-            let err = |e: diffuse_nn::NnError| TrainError::Checkpoint {
-                path: dir.into(),
-                reason: e.to_string(),
-            };
-            save_pipeline(dir, &config.unet, c.sampling_model(), &scheduler).map_err(err)?;
-            save_unet(&dir.join("raw"), &config.unet, &c.model).map_err(err)
-        }),
-    };
+    let save = Box::new(|c: &Checkpoint<Unet>| {
+        let err = |e: diffuse_nn::NnError| TrainError::Checkpoint {
+            path: dir.into(),
+            reason: e.to_string(),
+        };
+        save_pipeline(dir, &config.unet, c.sampling_model(), &scheduler).map_err(err)?;
+        save_unet(&dir.join("raw"), &config.unet, &c.model).map_err(err)
+    });
+    let mut hooks = RunHooks::new(dir, config.train.steps, 10, &start, save)?;
     let (batch, flip) = (config.train.batch_size, config.data.random_flip);
     run_dir::catch_interrupts();
     let timer = Instant::now();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use diffuse_train::checkpoint::{clean_temporaries, save_checkpoint};
-use diffuse_train::{Checkpoint, TrainError, TrainHooks};
+use diffuse_train::{Checkpoint, Start, TrainError, TrainHooks};
 use indicatif::ProgressBar;
 
 use crate::progress;
@@ -153,12 +153,46 @@ pub type SaveWeights<'a, M> = Box<dyn FnMut(&Checkpoint<M>) -> Result<(), TrainE
 /// Progress bar, loss log, checkpoints (the run's weights, then `checkpoint/` to resume from)
 /// and the stop request of a signal.
 pub struct RunHooks<'a, M> {
-    pub dir: &'a Path,
+    dir: &'a Path,
     pub pb: ProgressBar,
     /// Show the loss every this many steps.
-    pub every: usize,
-    pub log: LossLog,
-    pub save: SaveWeights<'a, M>,
+    every: usize,
+    log: LossLog,
+    save: SaveWeights<'a, M>,
+}
+
+impl<'a, M> RunHooks<'a, M> {
+    /// Hooks for a run of `steps` steps that starts at `start`: the bar at its step, and
+    /// `loss.csv` holding its losses so far.
+    pub fn new(
+        dir: &'a Path,
+        steps: usize,
+        every: usize,
+        start: &Start<M>,
+        save: SaveWeights<'a, M>,
+    ) -> Result<Self> {
+        let losses: &[f32] = match start {
+            Start::Resume(c) => &c.state.losses,
+            Start::Fresh(_) => &[],
+        };
+        let pb = progress::bar(steps, "training");
+        pb.set_position(losses.len() as u64);
+        Ok(Self {
+            dir,
+            pb,
+            every,
+            log: LossLog::create(dir, losses)?,
+            save,
+        })
+    }
+}
+
+/// ", resuming after step N" for the line a run prints when it starts (empty for a fresh run).
+pub fn resuming_note<M>(start: &Start<M>) -> String {
+    match start {
+        Start::Resume(c) => format!(", resuming after step {}", c.state.step),
+        Start::Fresh(_) => String::new(),
+    }
 }
 
 impl<M: Module> TrainHooks<M> for RunHooks<'_, M> {

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::config::{MIN_HELD_OUT, RunConfig};
 use crate::image_config::{ImageDataset, ImageRunConfig};
-use crate::run_dir::{self, LossLog, RunHooks};
+use crate::run_dir::{self, RunHooks};
 use crate::sample::{SamplerChoice, draw, to_points};
 use crate::{SamplerKind, default_run_dir, progress};
 use crate::{download, image_train};
@@ -271,20 +271,6 @@ fn train_points(
         .context("the run config has no standardizer")?;
     standardizer.check_dim(data.train.dim)?;
     run_dir::clean(dir);
-    let done = checkpoint.as_ref().map_or(0, |c| c.state.step);
-    eprintln!(
-        "training on {} ({} points, {} held out) for {} steps{}; run directory {}",
-        data.name,
-        data.train.len(),
-        data.held_out.len(),
-        config.train.steps,
-        if done > 0 {
-            format!(", resuming after step {done}")
-        } else {
-            String::new()
-        },
-        dir.display()
-    );
     let seed = config.train.seed;
     let device = Device::default();
     device.seed(seed);
@@ -293,24 +279,23 @@ fn train_points(
         Some(c) => Start::Resume(c),
         None => Start::Fresh(config.model.init(&ad_device)?),
     };
-    let losses_so_far = match &start {
-        Start::Resume(c) => c.state.losses.clone(),
-        Start::Fresh(_) => Vec::new(),
-    };
+    let done = checkpoint_step(&start);
+    eprintln!(
+        "training on {} ({} points, {} held out) for {} steps{}; run directory {}",
+        data.name,
+        data.train.len(),
+        data.held_out.len(),
+        config.train.steps,
+        run_dir::resuming_note(&start),
+        dir.display()
+    );
     let train_z = standardizer.forward(&data.train);
     let batch = config.train.batch_size;
-    let pb = progress::bar(config.train.steps, "training");
-    pb.set_position(done as u64);
-    let mut hooks = RunHooks {
-        dir,
-        pb,
-        every: 25,
-        log: LossLog::create(dir, &losses_so_far)?,
-        save: Box::new(|c: &Checkpoint<Mlp>| {
-            save_weights(&c.model, &dir.join("model.safetensors"))?;
-            save_weights(c.sampling_model(), &dir.join("model_ema.safetensors"))
-        }),
-    };
+    let save = Box::new(|c: &Checkpoint<Mlp>| {
+        save_weights(&c.model, &dir.join("model.safetensors"))?;
+        save_weights(c.sampling_model(), &dir.join("model_ema.safetensors"))
+    });
+    let mut hooks = RunHooks::new(dir, config.train.steps, 25, &start, save)?;
     run_dir::catch_interrupts();
     let timer = Instant::now();
     let trained = train(
@@ -427,6 +412,14 @@ fn train_points(
     );
     println!("wrote {}", dir.display());
     Ok(())
+}
+
+/// The steps a run has already trained when it starts.
+pub fn checkpoint_step<M>(start: &Start<M>) -> usize {
+    match start {
+        Start::Resume(c) => c.state.step,
+        Start::Fresh(_) => 0,
+    }
 }
 
 /// The line every run prints when its training loop ends.

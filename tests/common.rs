@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: running the binary, scratch folders, fixtures.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -11,6 +11,26 @@ pub fn diffuse(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run diffuse")
+}
+
+/// diffusers' 20-step DDIM loop as `diffuse sample --pipeline` runs it, from `--init-noise`,
+/// with `extra` flags after.
+pub fn sample_ddim20(pipeline: &Path, noise: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "sample",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--sampler",
+        "ddim",
+        "--steps",
+        "20",
+        "--init-noise",
+        noise.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    diffuse(&args)
 }
 
 /// An empty folder for one test (names are unique across the test binary).

@@ -10,7 +10,7 @@ use diffuse_data::{read_npy, write_npy};
 use diffuse_nn::diffusers::{Pipeline, save_pipeline};
 use serde_json::Value;
 
-use crate::common::{diffuse, scratch, stderr};
+use crate::common::{diffuse, sample_ddim20, scratch, stderr};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipelines")
@@ -56,23 +56,12 @@ fn sample_pipeline_matches_diffusers_ddim_loop() {
         let noise = fixtures().join(format!("{name}.noise.npy"));
         let out = dir.join(format!("{name}.npy"));
         let png = dir.join(format!("{name}.png"));
-        let run = diffuse(&[
-            "sample",
-            "--pipeline",
-            pipeline.to_str().unwrap(),
-            "--sampler",
-            "ddim",
-            "--steps",
-            "20",
-            "--eta",
-            "0",
-            "--init-noise",
-            noise.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--png",
-            png.to_str().unwrap(),
-        ]);
+        let run = sample_ddim20(
+            &pipeline,
+            &noise,
+            &out,
+            &["--eta", "0", "--png", png.to_str().unwrap()],
+        );
         assert!(run.status.success(), "{name}: {}", stderr(&run));
         let ours = read_npy(&out).unwrap();
         let expected = read_npy(&fixtures().join(format!("{name}.ddim20.npy"))).unwrap();
@@ -487,19 +476,7 @@ fn model_trained_by_diffuse_gives_diffusers_output() {
 
     let dir = scratch("trained");
     let out = dir.join("out.npy");
-    let run = diffuse(&[
-        "sample",
-        "--pipeline",
-        folder.to_str().unwrap(),
-        "--sampler",
-        "ddim",
-        "--steps",
-        "20",
-        "--init-noise",
-        noise_path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let run = sample_ddim20(&folder, &noise_path, &out, &[]);
     assert!(run.status.success(), "{}", stderr(&run));
     let expected = read_npy(&fixtures.join("trained_mnist.ddim20.npy")).unwrap();
     let err = max_abs(&read_npy(&out).unwrap().data, &expected.data);

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{diffuse, scratch, stderr};
+use crate::common::{diffuse, sample_ddim20, scratch, stderr};
 
 /// A small 2-D run: 3,000 steps at batch 64, a checkpoint every 250 steps.
 const SMALL: &str =
@@ -304,19 +304,7 @@ fn copy_pipeline(src: &Path, dst: &Path) {
 }
 
 fn sample_pipeline(pipeline: &Path, noise: &Path, out: &Path) -> Vec<f32> {
-    let o = diffuse(&[
-        "sample",
-        "--pipeline",
-        pipeline.to_str().unwrap(),
-        "--sampler",
-        "ddim",
-        "--steps",
-        "20",
-        "--init-noise",
-        noise.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = sample_ddim20(pipeline, noise, out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(out).unwrap();
     let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
