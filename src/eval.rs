@@ -20,7 +20,6 @@ use clap::Args;
 use diffuse_core::vlb::{BoundEstimate, Decoder, ReverseProcess, bits_per_dim, evaluate_bound};
 use diffuse_data::images::to_model_space;
 use diffuse_eval::plots::line_plot;
-use diffuse_nn::diffusers::Pipeline;
 use diffuse_train::checkpoint::save_json;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -341,7 +340,7 @@ fn eval_points(args: &EvalArgs, device: &Device) -> Result<NllReport> {
 fn eval_images(args: &EvalArgs, device: &Device) -> Result<NllReport> {
     let dir = &args.run;
     let config = crate::image_train::load_image_run_config(dir)?;
-    let pipeline = Pipeline::from_dir(dir, device)?;
+    let pipeline = crate::memory::load_pipeline(dir, device)?;
     let schedule = pipeline.scheduler.schedule()?;
     let test = crate::image_train::load_test_images(&config)?;
     let n = args.n.unwrap_or(100).min(test.len());

@@ -303,7 +303,7 @@ fn pictures(
 pub fn redraw_pictures(dir: &Path) -> Result<()> {
     let config = load_image_run_config(dir)?;
     let device = Device::default();
-    let pipeline = diffuse_nn::diffusers::Pipeline::from_dir(dir, &device)?;
+    let pipeline = crate::memory::load_pipeline(dir, &device)?;
     let schedule = pipeline.scheduler.schedule()?;
     let test = load_test_images(&config)?;
     pictures(

@@ -1,11 +1,16 @@
 //! Rough memory estimates of a run, checked against what the machine has before anything is
 //! allocated, so an oversized config is a clear error rather than an abort after gigabytes.
 //!
-//! The estimates count float32 values: parameters four times over while training (weights,
-//! gradients, Adam's two moments) plus the EMA copy, and the activations autodiff keeps for the
-//! backward pass. They aim at the right order of magnitude, not the byte.
+//! The estimates count float32 values: the model is its parameters four times over while
+//! training (weights, gradients, Adam's two moments) plus the EMA copy, and the activations are
+//! those autodiff keeps for the backward pass. They aim at the right order of magnitude, not the
+//! byte.
 
-use anyhow::{Result, bail};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use diffuse_nn::diffusers::Pipeline;
 use diffuse_nn::{MlpConfig, UnetConfig};
 
 const F32: f64 = 4.0;
@@ -34,7 +39,7 @@ fn check(what: &str, params: f64, activations: f64, advice: &str) -> Result<()> 
     };
     if total > free {
         bail!(
-            "{what} needs about {} (parameters and optimizer state {}, activations {}), more than the {} this machine has available; {advice}",
+            "{what} needs about {} (model {}, activations {}), more than the {} this machine has available; {advice}",
             gib(total),
             gib(params),
             gib(activations),
@@ -104,6 +109,23 @@ pub fn check_unet_training(u: &UnetConfig, size: usize, batch: usize) -> Result<
         batch as f64 * unet_activations(u, size) * UNET_TENSORS_PER_LEVEL * F32,
         "lower train.batch_size or unet.block_out_channels",
     )
+}
+
+/// Loading a diffusers pipeline's U-Net (its `unet/config.json`), before any weight is built.
+pub fn load_pipeline(dir: &Path, device: &Device) -> Result<Pipeline> {
+    let config_path = dir.join("unet").join("config.json");
+    if let Ok(text) = std::fs::read_to_string(&config_path)
+        && let Ok(config) = UnetConfig::from_json(&text)
+    {
+        check(
+            &format!("loading the U-Net of {}", dir.display()),
+            unet_params(&config) * 2.0 * F32,
+            0.0,
+            "this machine cannot hold the model",
+        )?;
+    }
+    Pipeline::from_dir(dir, device)
+        .with_context(|| format!("cannot load the pipeline in {}", dir.display()))
 }
 
 /// Sampling `n` images in one batch (no autodiff).

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::coef::randn;
 use diffuse_core::sampler::{DdimSampler, DdpmSampler, Sampler, sample};
@@ -88,8 +88,7 @@ pub fn run(dir: &Path, args: &SampleArgs) -> Result<()> {
         );
     }
     let device = Device::default();
-    let pipeline = Pipeline::from_dir(dir, &device)
-        .with_context(|| format!("cannot load the pipeline in {}", dir.display()))?;
+    let pipeline = crate::memory::load_pipeline(dir, &device)?;
     let schedule = pipeline.scheduler.schedule()?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let x_T = initial_noise(args, &pipeline, &mut rng, &device)?;

@@ -71,6 +71,18 @@ const UNET: &str = r#"{"sample_size": 8, "in_channels": 1, "out_channels": 1,
   "attention_head_dim": 4, "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
   "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]}"#;
 
+/// The part of a run config the `run_config` fuzz target parses.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Parts {
+    #[serde(default)]
+    schedule: diffuse_core::ScheduleConfig,
+    #[serde(default)]
+    model: MlpConfig,
+    #[serde(default)]
+    train: diffuse_train::TrainConfig,
+}
+
 #[test]
 fn fuzz_inputs_of_weights_and_configs_do_not_panic() {
     let device = Device::default();
@@ -89,20 +101,31 @@ fn fuzz_inputs_of_weights_and_configs_do_not_panic() {
             let _ = s.schedule();
         }
     }
-    // Run configs go through the binary's own reader, as TOML and as JSON: an error (exit 1),
-    // never a panic (exit 101). --steps 0 stops every config that parses before training.
+    // Run configs: the fuzz target's library parts (schedule, model, train), then the binary's
+    // own reader, as TOML and as JSON: an error (exit 1), never a panic (101) or an abort (134).
+    // An --out that is a file stops every config that passes validation before training.
     let dir = scratch("fuzz-config");
+    let not_a_dir = dir.join("file");
+    std::fs::write(&not_a_dir, b"").unwrap();
     for input in inputs("run_config") {
+        let text = std::fs::read_to_string(&input).unwrap_or_default();
+        let parts = [
+            toml::from_str::<Parts>(&text).ok(),
+            serde_json::from_str::<Parts>(&text).ok(),
+        ];
+        for p in parts.into_iter().flatten() {
+            let _ = p.schedule.build();
+            let _ = p.model.validate();
+            let _ = p.train.validate();
+        }
         for ext in ["toml", "json"] {
             let path = copy_as(&input, &dir, &format!("c.{ext}"));
             let out = diffuse(&[
                 "train",
                 "--config",
                 path.to_str().unwrap(),
-                "--steps",
-                "0",
                 "--out",
-                dir.join("run").to_str().unwrap(),
+                not_a_dir.to_str().unwrap(),
             ]);
             assert_eq!(out.status.code(), Some(1), "{}", input.display());
         }

@@ -6,6 +6,8 @@ use thiserror::Error;
 pub enum CoreError {
     #[error("num_train_timesteps must be at least 1, got 0")]
     ZeroTimesteps,
+    #[error("num_train_timesteps must be at most {max}, got {value}", max = crate::schedule::MAX_TIMESTEPS)]
+    TooManyTimesteps { value: usize },
     #[error(
         "{name} must be in (0, 1), got {value} (a beta of 1 leaves no signal: alphas_cumprod \
          becomes 0 and the x_0 estimate infinite)"

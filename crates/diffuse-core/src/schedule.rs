@@ -78,12 +78,19 @@ pub struct NoiseSchedule {
     pub posterior_mean_coef2: Vec<f64>,
 }
 
+/// The most training timesteps a schedule may have: far above any published model (DDPM 1000,
+/// diffusers at most a few thousand), low enough that its coefficients fit in memory.
+pub const MAX_TIMESTEPS: usize = 100_000;
+
 impl ScheduleConfig {
     /// The raw betas, validated.
     pub fn betas(&self) -> Result<Vec<f64>, CoreError> {
         let t_max = self.num_train_timesteps;
         if t_max == 0 {
             return Err(CoreError::ZeroTimesteps);
+        }
+        if t_max > MAX_TIMESTEPS {
+            return Err(CoreError::TooManyTimesteps { value: t_max });
         }
         let (b0, b1) = (self.beta_start, self.beta_end);
         if self.beta_schedule != BetaSchedule::SquaredCosCapV2 {
@@ -327,6 +334,17 @@ mod tests {
         assert!(err.contains("beta_end") && err.contains("(0, 1)"), "{err}");
         let err = NoiseSchedule::from_betas(ScheduleConfig::default(), vec![0.1, 1.0]);
         assert!(matches!(err, Err(CoreError::InvalidBeta { t: 1, .. })));
+        // Found by the run_config fuzzer: 15.5e9 timesteps asked for 124 GB and aborted.
+        let c = ScheduleConfig {
+            num_train_timesteps: 15_555_555_553,
+            ..Default::default()
+        };
+        assert!(matches!(
+            c.build(),
+            Err(CoreError::TooManyTimesteps {
+                value: 15_555_555_553
+            })
+        ));
     }
 
     #[test]

@@ -131,7 +131,8 @@ impl<M: Module> Loop<M> {
                     rng: ChaCha8Rng::seed_from_u64(config.seed),
                     optim: optimizer(config),
                     ema: config.ema_decay.map(|d| Ema::new(&model, d)),
-                    losses: Vec::with_capacity(config.steps),
+                    // Grown as needed: `steps` is the user's number, not a size to allocate.
+                    losses: Vec::with_capacity(config.steps.min(1 << 20)),
                     importance: config
                         .loss
                         .importance_sampling
