@@ -29,6 +29,17 @@ pub fn claim_new(dir: &Path, overwrite: bool) -> Result<()> {
         .with_context(|| format!("cannot create run directory {}", dir.display()))
 }
 
+/// Whether `dir` holds a diffuse run: a run config with a `train` section (a diffusers model
+/// folder's `config.json` has none, and is never taken for a run).
+fn is_run(dir: &Path) -> bool {
+    RUN_CONFIGS.iter().any(|f| {
+        std::fs::read_to_string(dir.join(f))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|v| v.get("train").is_some())
+    })
+}
+
 /// The checks of [`claim_new`], without touching anything; `true` if an old run is to go.
 pub fn check_new(dir: &Path, overwrite: bool) -> Result<bool> {
     if dir.exists() && !dir.is_dir() {
@@ -40,8 +51,7 @@ pub fn check_new(dir: &Path, overwrite: bool) -> Result<bool> {
             .next()
             .is_some();
     if non_empty {
-        let is_run = RUN_CONFIGS.iter().any(|f| dir.join(f).is_file());
-        if !is_run {
+        if !is_run(dir) {
             bail!(
                 "--out {} is a non-empty directory that is not a diffuse run; choose another --out",
                 dir.display()
