@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use diffuse_core::objective::LossConfig;
 use diffuse_core::vlb::Decoder;
+use diffuse_core::vlb::ReverseVariance;
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_nn::UnetConfig;
+use diffuse_nn::diffusers::SchedulerConfig;
 use diffuse_nn::unet::{DownBlockType, UpBlockType};
 use diffuse_train::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -171,19 +173,23 @@ impl ImageRunConfig {
             .unwrap_or_else(|| PathBuf::from("data").join(self.data.dataset.name()))
     }
 
+    /// The scheduler config the run directory is saved with (and its pictures are drawn by).
+    pub fn scheduler(&self) -> SchedulerConfig {
+        SchedulerConfig::for_trained(
+            &self.schedule,
+            self.prediction,
+            self.sample.clip_sample,
+            self.train.loss.variance == ReverseVariance::LearnedRange,
+        )
+    }
+
     pub fn validate(&self) -> Result<()> {
         self.train.validate()?;
         self.unet.validate()?;
+        // unet.validate checks that the size suits the U-Net's levels.
         let Some(size) = self.unet.sample_size else {
             bail!("unet.sample_size must be set for training (the image side in pixels)");
         };
-        let levels = self.unet.block_out_channels.len() as u32;
-        let factor = 1usize << (levels - 1);
-        if !size.is_multiple_of(factor) {
-            bail!(
-                "unet.sample_size {size} must be divisible by {factor} (2^(levels - 1) for {levels} levels)"
-            );
-        }
         let out = self.train.loss.output_channels(self.unet.in_channels);
         if self.unet.out_channels != out {
             bail!(
@@ -203,15 +209,9 @@ impl ImageRunConfig {
         // The pictures' sampler, built now so a bad sampling field (clip_sample) fails before
         // anything is downloaded or trained.
         let schedule = self.schedule.build()?;
-        let scheduler = diffuse_nn::diffusers::SchedulerConfig::for_trained(
-            &self.schedule,
-            self.prediction,
-            self.sample.clip_sample,
-            self.train.loss.variance == diffuse_core::vlb::ReverseVariance::LearnedRange,
-        );
         diffuse_core::sampler::DdimSampler::new(
             &schedule,
-            scheduler.ddim(self.sample.ddim_steps, 0.0),
+            self.scheduler().ddim(self.sample.ddim_steps, 0.0),
         )
         .context("sample.clip_sample")?;
         crate::memory::check_unet_training(&self.unet, size, self.train.batch_size)?;

@@ -23,7 +23,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::coef::randn;
 use diffuse_core::process::q_sample;
 use diffuse_core::sampler::{DdimSampler, Sampler, sample};
-use diffuse_core::vlb::ReverseVariance;
 use diffuse_core::{Denoiser, NoiseSchedule};
 use diffuse_data::images::{flip_horizontal, to_model_space, to_pixel};
 use diffuse_data::{ImageSet, Split, load_cifar10, load_image_folder, load_mnist, write_npy};
@@ -173,19 +172,14 @@ struct Metrics {
 }
 
 /// Trains on images in the run directory `dir`: a new run (`Some(overwrite)`: see
-/// [`run_dir::claim_new`]) or, with `None`, the run already there, from its checkpoint.
+/// [`run_dir::claim_new`]) or, with `None`, the run already there, from its checkpoint. The
+/// caller has validated `config` (before any download).
 pub fn run(config: ImageRunConfig, dir: &Path, new: Option<bool>) -> Result<()> {
-    config.validate()?;
     let schedule = config.schedule.build()?;
     if let Some(w) = schedule.terminal_warning() {
         eprintln!("warning: {w}");
     }
-    let scheduler = SchedulerConfig::for_trained(
-        &config.schedule,
-        config.prediction,
-        config.sample.clip_sample,
-        config.train.loss.variance == ReverseVariance::LearnedRange,
-    );
+    let scheduler = config.scheduler();
     let data = load_images(&config)?;
     let seed = config.train.seed;
     let device = Device::default();
@@ -442,7 +436,7 @@ fn denoise_from(
     for &t in sampler.timesteps().iter().filter(|&&t| t <= t_start) {
         let output = model.denoise(x.clone(), Tensor::<1>::full([b], t as f32, &device));
         x = sampler.step(output, t, x, None)?.prev_sample;
-        if !diffuse_core::sampler::is_finite(&x) {
+        if !diffuse_core::coef::is_finite(&x) {
             bail!("denoising for the interpolation picture produced NaN or inf at t = {t}");
         }
     }

@@ -269,7 +269,6 @@ fn train_points(
         .standardizer
         .clone()
         .context("the run config has no standardizer")?;
-    standardizer.check_dim(data.train.dim)?;
     run_dir::clean(dir);
     let seed = config.train.seed;
     let device = Device::default();

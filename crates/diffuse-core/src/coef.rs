@@ -59,6 +59,12 @@ pub fn randn<const D: usize>(rng: &mut impl Rng, shape: [usize; D], device: &Dev
     Tensor::from_data(TensorData::new(data, shape), device)
 }
 
+/// Whether every value of `x` is finite (one host read: x - x is 0 for finite values, NaN for NaN
+/// and inf).
+pub fn is_finite<const D: usize>(x: &Tensor<D>) -> bool {
+    !(x.clone() - x.clone()).is_nan().any().into_scalar::<bool>()
+}
+
 /// A [B] tensor holding the discrete timestep `t` for every item, as the model expects it.
 pub fn timestep_tensor(t: &[usize], device: &Device) -> Tensor<1> {
     let data: Vec<f32> = t.iter().map(|&ti| ti as f32).collect();

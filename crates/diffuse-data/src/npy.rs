@@ -66,12 +66,6 @@ fn parse_npy(bytes: &[u8]) -> Result<NpyArray, ParseError> {
         ));
     }
     let shape = parse_shape(header).ok_or_else(|| fmt("header has no valid 'shape'"))?;
-    let count = shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .and_then(|c| c.checked_mul(8))
-        .map(|c| c / 8)
-        .ok_or_else(|| fmt(&format!("shape {shape:?} is too large to address")))?;
     let body = &bytes[start + header_len..];
     let (width, little) = match descr {
         "<f4" | "=f4" => (4, true),
@@ -80,14 +74,17 @@ fn parse_npy(bytes: &[u8]) -> Result<NpyArray, ParseError> {
         ">f8" => (8, false),
         other => return Err(ParseError::Dtype(other.to_string())),
     };
-    if body.len() < count * width {
+    let size = shape
+        .iter()
+        .try_fold(width, |acc: usize, &d| acc.checked_mul(d))
+        .ok_or_else(|| fmt(&format!("shape {shape:?} is too large to address")))?;
+    if body.len() < size {
         return Err(ParseError::Format(format!(
-            "data is truncated: shape {shape:?} needs {} bytes, found {}",
-            count * width,
+            "data is truncated: shape {shape:?} needs {size} bytes, found {}",
             body.len()
         )));
     }
-    let data = body[..count * width]
+    let data = body[..size]
         .chunks_exact(width)
         .map(|c| match (width, little) {
             (4, true) => f32::from_le_bytes(c.try_into().unwrap()),

@@ -4,6 +4,7 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
+use diffuse_core::coef::is_finite;
 use diffuse_core::objective::ImportanceSampler;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -69,11 +70,7 @@ pub fn all_finite<M: Module>(module: &M) -> bool {
     struct Check(bool);
     impl ModuleVisitor for Check {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if self.0 {
-                // x - x is 0 for a finite x and NaN for NaN or an infinity.
-                let x = param.val();
-                self.0 = !(x.clone() - x).is_nan().any().into_scalar::<bool>();
-            }
+            self.0 = self.0 && is_finite(&param.val());
         }
     }
     let mut check = Check(true);

@@ -12,7 +12,7 @@ pub use ddpm::{DdpmConfig, DdpmSampler, VarianceType};
 use burn::tensor::Tensor;
 use rand::Rng;
 
-use crate::coef::randn;
+use crate::coef::{is_finite, randn};
 use crate::error::CoreError;
 use crate::model::Denoiser;
 
@@ -76,11 +76,6 @@ where
         x = out.prev_sample;
     }
     Ok(x)
-}
-
-/// Whether every value of `x` is finite (x - x is 0 for finite values, NaN for NaN and inf).
-pub fn is_finite<const D: usize>(x: &Tensor<D>) -> bool {
-    !(x.clone() - x.clone()).is_nan().any().into_scalar::<bool>()
 }
 
 /// Clamps the x_0 estimate to [-range, range] when clipping is on.
