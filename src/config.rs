@@ -8,6 +8,7 @@ use diffuse_core::sampler::{DdpmConfig, DdpmSampler, VarianceType};
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_data::Standardizer;
 use diffuse_nn::MlpConfig;
+use diffuse_nn::diffusers::{DiffusersVariance, SchedulerClass, SchedulerConfig};
 use diffuse_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +139,25 @@ impl RunConfig {
             );
         }
         Ok(())
+    }
+
+    /// The run's sampling settings as a diffusers scheduler config (a DDPM chain with its
+    /// prediction, variance and clipping), from which every `--sampler` is built.
+    pub fn scheduler_config(&self) -> SchedulerConfig {
+        let learned = self.model.learned_variance;
+        let mut c = SchedulerConfig::for_trained(
+            &self.schedule,
+            self.prediction,
+            self.sample.clip_sample,
+            learned,
+        );
+        c.class = SchedulerClass::Ddpm;
+        c.variance_type = match (learned, self.sample.variance_type) {
+            (true, _) => Some(DiffusersVariance::LearnedRange),
+            (false, VarianceType::FixedLarge) => Some(DiffusersVariance::FixedLarge),
+            (false, _) => None,
+        };
+        c
     }
 
     /// Reads a config file; the format follows the extension (`.toml` or `.json`).

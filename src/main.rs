@@ -10,12 +10,13 @@ mod progress;
 mod run_dir;
 mod sample;
 mod sample_images;
+mod solvers;
 mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 // mimalloc instead of glibc malloc: glibc's mmap threshold makes large, short-lived tensor
 // buffers expensive (benchmarks/README.md has the numbers).
@@ -26,7 +27,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "diffuse",
     version,
-    about = "Diffusion models in Rust: DDPM and DDIM, checked against diffusers"
+    about = "Diffusion models in Rust: DDPM, DDIM, Euler, Heun, DPM-Solver++, the probability-flow ODE and the reverse SDE, checked against diffusers"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,14 +43,6 @@ enum Command {
     Sample(sample::SampleArgs),
     /// Evaluate a trained run: --nll computes the variational bound on held-out data.
     Eval(eval::EvalArgs),
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum SamplerKind {
-    /// DDPM ancestral sampling (Algorithm 2).
-    Ddpm,
-    /// DDIM (eta = 0: deterministic).
-    Ddim,
 }
 
 /// Where runs go when `--out` is not given: `runs/<dataset>-<unix time>`.

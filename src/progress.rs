@@ -18,3 +18,11 @@ pub fn training_step(pb: &ProgressBar, step: usize, loss: f32, every: usize) {
         pb.set_message(format!("loss {loss:.4}"));
     }
 }
+
+/// A counter without a known end (an adaptive solver's network evaluations).
+pub fn spinner(what: &str) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    let template = format!("{what} {{spinner}} {{pos}} [{{per_sec}}, {{elapsed_precise}} elapsed]");
+    pb.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+    pb
+}

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
 use clap::Args;
+use diffuse_core::Denoiser;
 use diffuse_core::coef::randn;
-use diffuse_core::sampler::{
-    self, DdimConfig, DdimSampler, DdpmConfig, DdpmSampler, StepOutput, VarianceType,
-};
-use diffuse_core::{Denoiser, NoiseSchedule};
+use diffuse_core::sampler::{self, DdpmSampler, StepOutput};
+use diffuse_core::solver::Solver;
 use diffuse_data::{Points, Standardizer, write_npy};
 use diffuse_eval::plots::{Layer, SAMPLE_COLOR, scatter};
 use diffuse_nn::Mlp;
@@ -17,9 +16,9 @@ use diffuse_train::checkpoint::load_weights;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::SamplerKind;
 use crate::config::RunConfig;
 use crate::progress;
+use crate::solvers::{SolverChoice, build};
 
 #[derive(Args)]
 pub struct SampleArgs {
@@ -34,14 +33,8 @@ pub struct SampleArgs {
     /// `google/ddpm-cifar10-32`, or an image run directory.
     #[arg(long)]
     pub pipeline: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "ddpm")]
-    pub sampler: SamplerKind,
-    /// Sampling steps (default: all T for DDPM, 50 for DDIM).
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// DDIM's eta in [0, 1] (0: deterministic).
-    #[arg(long, default_value_t = 0.0)]
-    pub eta: f64,
+    #[command(flatten)]
+    pub solver: SolverChoice,
     /// Number of samples (default: 1000 points, 16 images; with --init-noise, its N).
     #[arg(long)]
     pub n: Option<usize>,
@@ -54,7 +47,9 @@ pub struct SampleArgs {
     /// Also write a PNG: a scatter plot of points, or a grid of the 8-bit images.
     #[arg(long)]
     pub png: Option<PathBuf>,
-    /// Images: x_T from a float32/float64 `.npy` of shape [N, C, H, W] instead of the seed.
+    /// Images: x_T from a float32/float64 `.npy` of shape [N, C, H, W] instead of the seed: a
+    /// standard-normal draw, scaled by the solver's first noise level as diffusers' pipelines
+    /// scale by `init_noise_sigma`.
     #[arg(long)]
     pub init_noise: Option<PathBuf>,
     /// 2-D runs: use the raw weights instead of the EMA weights.
@@ -66,77 +61,51 @@ pub struct SampleArgs {
     pub pictures: bool,
 }
 
-/// DDIM's step count when `--steps` is not given (the DDIM paper's usual setting).
-pub const DEFAULT_DDIM_STEPS: usize = 50;
-
-/// Said when DDIM samples a model with a learned variance, which it cannot use.
-pub const DDIM_LEARNED_VARIANCE_NOTE: &str = "note: DDIM's noise is set by --eta alone (DDIM eq. 16); this model's learned variance is not used (--sampler ddpm uses it)";
-
 /// Points drawn from a 2-D run when `--n` is not given.
 const DEFAULT_POINTS: usize = 1000;
 
-/// Which sampler and how, for [`draw`].
-pub struct SamplerChoice {
-    pub kind: SamplerKind,
-    pub steps: Option<usize>,
-    pub eta: f64,
-}
-
-/// Runs the reverse process from N(0, I) for `n` points (model space). `observe` sees each step.
-#[allow(non_snake_case, clippy::too_many_arguments)] // x_T, as in the papers.
-pub fn draw<M: Denoiser<2>>(
+/// DDPM from N(0, I) for `n` points (model space), as `train` draws its pictures; `observe`
+/// sees each step.
+#[allow(non_snake_case)] // x_T, as in the papers.
+pub fn draw_ddpm<M: Denoiser<2>>(
     model: &M,
-    schedule: &NoiseSchedule,
     config: &RunConfig,
-    choice: &SamplerChoice,
     n: usize,
     seed: u64,
     device: &Device,
-    mut observe: impl FnMut(usize, usize, &StepOutput<2>),
+    observe: impl FnMut(usize, usize, &StepOutput<2>),
 ) -> Result<Tensor<2>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x_T = randn(&mut rng, [n, config.model.data_dim], device);
-    let out = match choice.kind {
-        SamplerKind::Ddpm => {
-            if choice.eta != 0.0 {
-                bail!("--eta applies to DDIM only; DDPM's noise is fixed by its variance type");
-            }
-            let s = DdpmSampler::new(
-                schedule,
-                DdpmConfig {
-                    prediction: config.prediction,
-                    // A model that learned its variance samples with it.
-                    variance_type: if config.model.learned_variance {
-                        VarianceType::LearnedRange
-                    } else {
-                        config.sample.variance_type
-                    },
-                    clip_sample: config.sample.clip_sample,
-                    num_inference_steps: choice.steps,
-                    ..Default::default()
-                },
-            )?;
-            sampler::sample(model, &s, x_T, &mut rng, &mut observe)?
-        }
-        SamplerKind::Ddim => {
-            if config.model.learned_variance {
-                eprintln!("{DDIM_LEARNED_VARIANCE_NOTE}");
-            }
-            let s = DdimSampler::new(
-                schedule,
-                DdimConfig {
-                    prediction: config.prediction,
-                    num_inference_steps: choice.steps.unwrap_or(DEFAULT_DDIM_STEPS),
-                    eta: choice.eta,
-                    clip_sample: config.sample.clip_sample,
-                    learned_variance: config.model.learned_variance,
-                    ..Default::default()
-                },
-            )?;
-            sampler::sample(model, &s, x_T, &mut rng, &mut observe)?
-        }
+    let scheduler = config.scheduler_config();
+    let s = DdpmSampler::new(&scheduler.schedule()?, scheduler.ddpm(None))?;
+    Ok(sampler::sample(model, &s, x_T, &mut rng, observe)?)
+}
+
+/// Runs a solver with a progress bar, and says how many network evaluations it made.
+pub fn run_solver<const D: usize>(
+    solver: &dyn Solver<D>,
+    net: &dyn Denoiser<D>,
+    z: Tensor<D>,
+    rng: &mut ChaCha8Rng,
+) -> Result<Tensor<D>> {
+    let pb = match solver.model_calls() {
+        Some(calls) => progress::bar(calls, "sampling"),
+        None => progress::spinner("sampling (adaptive ODE): network evaluations"),
     };
-    Ok(out)
+    let out = solver.sample(net, z, rng, &mut |calls| pb.set_position(calls as u64));
+    pb.finish_and_clear();
+    let out = out?;
+    eprintln!("{} network evaluations", out.nfe);
+    Ok(out.x0)
+}
+
+/// "N steps" or "adaptive" for titles.
+pub fn steps_label(choice: &SolverChoice, train_steps: usize) -> String {
+    match choice.steps_or_default(train_steps) {
+        Some(n) => format!("{n} steps"),
+        None => format!("rtol {:e}", choice.rtol),
+    }
 }
 
 /// A [n, dim] tensor back to points in the data's own units.
@@ -207,41 +176,23 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let device = Device::default();
     let (config, model) = load_run(&dir, !args.no_ema, &device)?;
     crate::memory::check_mlp_sampling(&config.model, n)?;
-    let schedule = config.schedule.build()?;
-    let choice = SamplerChoice {
-        kind: args.sampler,
-        steps: args.steps,
-        eta: args.eta,
-    };
+    let solver = build::<2>(&args.solver, &config.scheduler_config())?;
     let standardizer = config
         .standardizer
         .clone()
         .unwrap_or(Standardizer::identity(config.model.data_dim));
-    let steps = match (args.sampler, args.steps) {
-        (_, Some(s)) => s,
-        (SamplerKind::Ddpm, None) => schedule.num_timesteps(),
-        (SamplerKind::Ddim, None) => DEFAULT_DDIM_STEPS,
-    };
-    let pb = progress::bar(steps, "sampling");
-    let x = draw(
-        &model,
-        &schedule,
-        &config,
-        &choice,
-        n,
-        args.seed,
-        &device,
-        |_, _, _| pb.inc(1),
-    )?;
-    pb.finish_and_clear();
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let z = randn(&mut rng, [n, config.model.data_dim], &device);
+    let x = run_solver(solver.as_ref(), &model, z, &mut rng)?;
     let points = to_points(x, &standardizer)?;
     write_npy(&args.out, &[points.len(), points.dim], &points.data)?;
     println!("wrote {} samples to {}", points.len(), args.out.display());
     if let Some(png) = &args.png {
         let title = format!(
-            "{} samples ({:?}, {steps} steps)",
+            "{} samples ({}, {})",
             points.len(),
-            args.sampler
+            args.solver.sampler.label(),
+            steps_label(&args.solver, config.schedule.num_train_timesteps)
         );
         scatter(
             png,

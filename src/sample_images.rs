@@ -1,12 +1,11 @@
 //! `diffuse sample --pipeline DIR`: samples from a diffusers pipeline folder (or an image run
-//! directory, which is one) with DDPM or DDIM, from seeded noise or from `--init-noise`.
+//! directory, which is one) with any `--sampler`, from seeded noise or from `--init-noise`.
 
 use std::path::Path;
 
 use anyhow::{Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::coef::randn;
-use diffuse_core::sampler::{DdimSampler, DdpmSampler, Sampler, sample};
 use diffuse_data::images::to_pixel;
 use diffuse_data::{read_npy, write_npy};
 use diffuse_eval::grid::{Images, image_grid};
@@ -14,8 +13,8 @@ use diffuse_nn::diffusers::Pipeline;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::sample::{DDIM_LEARNED_VARIANCE_NOTE, DEFAULT_DDIM_STEPS, SampleArgs};
-use crate::{SamplerKind, progress};
+use crate::sample::{SampleArgs, run_solver, steps_label};
+use crate::solvers::build;
 
 /// Images drawn when neither `--n` nor `--init-noise` gives the count.
 const DEFAULT_IMAGES: usize = 16;
@@ -89,35 +88,11 @@ pub fn run(dir: &Path, args: &SampleArgs) -> Result<()> {
     }
     let device = Device::default();
     let pipeline = crate::memory::load_pipeline(dir, &device)?;
-    let schedule = pipeline.scheduler.schedule()?;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let x_T = initial_noise(args, &pipeline, &mut rng, &device)?;
     let shape: [usize; 4] = x_T.dims();
-    let model = &pipeline.unet;
-    let x = match args.sampler {
-        SamplerKind::Ddpm => {
-            if args.eta != 0.0 {
-                bail!("--eta applies to DDIM only; DDPM's noise is fixed by its variance type");
-            }
-            let s = DdpmSampler::new(&schedule, pipeline.scheduler.ddpm(args.steps))?;
-            let pb = progress::bar(s.timesteps().len(), "sampling");
-            let x = sample(model, &s, x_T, &mut rng, |_, _, _| pb.inc(1))?;
-            pb.finish_and_clear();
-            x
-        }
-        SamplerKind::Ddim => {
-            let steps = args.steps.unwrap_or(DEFAULT_DDIM_STEPS);
-            let config = pipeline.scheduler.ddim(steps, args.eta);
-            if config.learned_variance {
-                eprintln!("{DDIM_LEARNED_VARIANCE_NOTE}");
-            }
-            let s = DdimSampler::new(&schedule, config)?;
-            let pb = progress::bar(steps, "sampling");
-            let x = sample(model, &s, x_T, &mut rng, |_, _, _| pb.inc(1))?;
-            pb.finish_and_clear();
-            x
-        }
-    };
+    let solver = build::<4>(&args.solver, &pipeline.scheduler)?;
+    let x = run_solver(solver.as_ref(), &pipeline.unet, x_T, &mut rng)?;
     let values: Vec<f32> = x
         .into_data()
         .try_to_vec::<f32>()
@@ -138,12 +113,10 @@ pub fn run(dir: &Path, args: &SampleArgs) -> Result<()> {
         image_grid(
             png,
             &format!(
-                "{} samples ({})",
+                "{} samples ({}, {})",
                 shape[0],
-                match args.sampler {
-                    SamplerKind::Ddpm => "DDPM",
-                    SamplerKind::Ddim => "DDIM",
-                }
+                args.solver.sampler.label(),
+                steps_label(&args.solver, pipeline.scheduler.num_train_timesteps)
             ),
             &Images {
                 pixels: &pixels,

@@ -32,8 +32,8 @@ use serde::Serialize;
 use crate::config::{MIN_HELD_OUT, RunConfig};
 use crate::image_config::{ImageDataset, ImageRunConfig};
 use crate::run_dir::{self, RunHooks};
-use crate::sample::{SamplerChoice, draw, to_points};
-use crate::{SamplerKind, default_run_dir, progress};
+use crate::sample::{draw_ddpm, to_points};
+use crate::{default_run_dir, progress};
 use crate::{download, image_train};
 
 #[derive(Args)]
@@ -331,17 +331,10 @@ fn train_points(
     // where a chain leaves the data's range (a NaN coordinate makes the RMS NaN; the largest
     // skips it).
     let mut trajectory = String::from("t,rms,max_abs\n");
-    let choice = SamplerChoice {
-        kind: SamplerKind::Ddpm,
-        steps: None,
-        eta: 0.0,
-    };
     let pb = progress::bar(schedule.num_timesteps(), "sampling");
-    let x = draw(
+    let x = draw_ddpm(
         trained.sampling_model(),
-        &schedule,
         &config,
-        &choice,
         n,
         seed + 1,
         &device,

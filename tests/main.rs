@@ -5,9 +5,11 @@
 mod cli;
 mod common;
 mod fuzz_regressions;
+mod gaussian;
 mod pipelines;
 mod reference;
 mod reliability;
 mod samplers;
+mod solvers;
 mod unet;
 mod vlb;

@@ -62,4 +62,21 @@ pub enum CoreError {
     NonFiniteSample { step: usize, t: usize },
     #[error("timestep {t} is not one of this sampler's timesteps")]
     UnknownTimestep { t: usize },
+    #[error(
+        "mean prediction is defined on the chain's own timesteps only; timestep {0} lies \
+         between them (use --sampler ddpm or ddim for this model)"
+    )]
+    MeanPredictionOffChain(f64),
+    #[error(
+        "sampling produced NaN or inf at step {step} (sigma = {sigma}); nothing was written. \
+         The model's weights or its config (schedule, prediction type) are likely at fault"
+    )]
+    NonFiniteAtSigma { step: usize, sigma: f64 },
+    #[error("invalid solver setting: {0}")]
+    InvalidSolver(String),
+    #[error(
+        "the adaptive ODE solver took more than {max} steps (step size {h:e} at sigma \
+         {sigma}); loosen --rtol/--atol"
+    )]
+    OdeStepLimit { max: usize, h: f64, sigma: f64 },
 }

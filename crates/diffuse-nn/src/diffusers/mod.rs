@@ -4,6 +4,8 @@
 
 mod pipeline;
 mod scheduler;
+mod solvers;
 
 pub use pipeline::{Pipeline, save_pipeline, save_unet};
 pub use scheduler::{DIFFUSERS_VERSION, DiffusersVariance, SchedulerClass, SchedulerConfig};
+pub use solvers::SigmaScheduler;

@@ -85,8 +85,10 @@ pub struct SchedulerConfig {
     /// Betas given outright; they override `beta_schedule`, `beta_start` and `beta_end`.
     #[serde(default)]
     pub trained_betas: Option<Vec<f64>>,
-    #[serde(default = "d_true")]
-    pub clip_sample: bool,
+    /// `None`: absent from the file (DDPM and DDIM then clip, Heun does not: each scheduler's
+    /// own default, as `from_config` gives it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_sample: Option<bool>,
     #[serde(default = "d_one")]
     pub clip_sample_range: f64,
     #[serde(default)]
@@ -96,8 +98,10 @@ pub struct SchedulerConfig {
     pub set_alpha_to_one: bool,
     #[serde(default)]
     pub steps_offset: usize,
-    #[serde(default)]
-    pub timestep_spacing: TimestepSpacing,
+    /// `None`: absent from the file; DDPM and DDIM then use "leading", Euler, Heun and
+    /// DPM-Solver "linspace" (their `__init__` defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestep_spacing: Option<TimestepSpacing>,
     /// DDPM only (`None`: diffusers' default, `fixed_small`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variance_type: Option<DiffusersVariance>,
@@ -153,12 +157,12 @@ impl SchedulerConfig {
             beta_end: schedule.beta_end,
             beta_schedule: schedule.beta_schedule,
             trained_betas: None,
-            clip_sample: clip.is_some(),
+            clip_sample: Some(clip.is_some()),
             clip_sample_range: clip.unwrap_or(1.0),
             prediction_type: prediction,
             set_alpha_to_one: true,
             steps_offset: 0,
-            timestep_spacing: TimestepSpacing::Leading,
+            timestep_spacing: Some(TimestepSpacing::Leading),
             variance_type: learned_variance.then_some(DiffusersVariance::LearnedRange),
             other: [
                 ("thresholding".to_string(), Value::Bool(false)),
@@ -188,7 +192,8 @@ impl SchedulerConfig {
                 "is `learned` (an unbounded log-variance); diffuse supports fixed_small, fixed_large and learned_range".into(),
             );
         }
-        if self.clip_sample && !(self.clip_sample_range > 0.0 && self.clip_sample_range.is_finite())
+        if self.clip_sample.unwrap_or(true)
+            && !(self.clip_sample_range > 0.0 && self.clip_sample_range.is_finite())
         {
             return bad(
                 "clip_sample_range",
@@ -226,7 +231,9 @@ impl SchedulerConfig {
     }
 
     fn clip(&self) -> Option<f64> {
-        self.clip_sample.then_some(self.clip_sample_range)
+        self.clip_sample
+            .unwrap_or(true)
+            .then_some(self.clip_sample_range)
     }
 
     /// DDPM ancestral sampling as this scheduler config describes it, over `steps` steps (`None`:
@@ -243,7 +250,7 @@ impl SchedulerConfig {
             },
             clip_sample: self.clip(),
             num_inference_steps: steps,
-            timestep_spacing: self.timestep_spacing,
+            timestep_spacing: self.timestep_spacing.unwrap_or_default(),
             steps_offset: self.steps_offset,
         }
     }
@@ -255,7 +262,7 @@ impl SchedulerConfig {
             prediction: self.prediction_type,
             num_inference_steps: steps,
             eta,
-            timestep_spacing: self.timestep_spacing,
+            timestep_spacing: self.timestep_spacing.unwrap_or_default(),
             steps_offset: self.steps_offset,
             set_alpha_to_one: self.set_alpha_to_one,
             clip_sample: self.clip(),

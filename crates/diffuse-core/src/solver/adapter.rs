@@ -1,0 +1,109 @@
+//! Model adapters, in the manner of k-diffusion's `external.py`: whatever a network outputs
+//! (eps, x_0, v, the posterior mean) becomes a denoiser D(y, sigma), the estimate of x_0 from
+//! y = x_0 + sigma eps, which is all a sigma solver needs. Tweedie's formula gives the score from
+//! it: grad log p_sigma(y) = (D(y, sigma) - y) / sigma^2.
+//!
+//! A network trained on a discrete variance-preserving chain sees x = alpha y with
+//! alpha = 1 / sqrt(1 + sigma^2) and its own clock (a fractional timestep between the chain's
+//! steps, see [`crate::level::SigmaTable::timestep_of`]).
+
+use burn::tensor::Tensor;
+
+use crate::coef::is_finite;
+use crate::error::CoreError;
+use crate::level::{Clock, Level, Sigma};
+use crate::model::Denoiser;
+use crate::param::{NoiseLevel, Prediction};
+
+/// D(y, sigma): the x_0 estimate at a noise level, in sigma coordinates (y = x_0 + sigma eps).
+pub trait SigmaDenoiser<const D: usize> {
+    fn x0(&self, y: Tensor<D>, at: Level) -> Result<Tensor<D>, CoreError>;
+}
+
+/// The score grad log p_sigma(y) = (D(y, sigma) - y) / sigma^2 (Tweedie's formula).
+pub fn score<const D: usize>(
+    model: &dyn SigmaDenoiser<D>,
+    y: Tensor<D>,
+    at: Level,
+) -> Result<Tensor<D>, CoreError> {
+    let s = at.sigma.0;
+    Ok((model.x0(y.clone(), at)? - y).div_scalar((s * s) as f32))
+}
+
+/// How a discrete-chain network's output is read (the fields of a run's or a diffusers
+/// scheduler's config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscreteVp {
+    pub prediction: Prediction,
+    /// The network outputs twice x's channels; the second half (a variance) is dropped.
+    pub learned_variance: bool,
+    /// Clamp the x_0 estimate to [-r, r] (diffusers' Heun `clip_sample`).
+    pub clip_sample: Option<f64>,
+    /// The chain's alpha-bars: mean prediction needs the chain's posterior coefficients.
+    pub alphas_cumprod: Vec<f64>,
+}
+
+/// A network wrapped by [`DiscreteVp`].
+pub struct Wrapped<'a, const D: usize> {
+    pub net: &'a dyn Denoiser<D>,
+    pub how: &'a DiscreteVp,
+}
+
+impl DiscreteVp {
+    pub fn wrap<'a, const D: usize>(&'a self, net: &'a dyn Denoiser<D>) -> Wrapped<'a, D> {
+        Wrapped { net, how: self }
+    }
+}
+
+impl<const D: usize> SigmaDenoiser<D> for Wrapped<'_, D> {
+    fn x0(&self, y: Tensor<D>, at: Level) -> Result<Tensor<D>, CoreError> {
+        let Sigma(s) = at.sigma;
+        let (alpha, sigma_vp) = at.sigma.alpha_sigma_vp();
+        let batch = y.dims()[0];
+        let t = Tensor::<1>::full([batch], at.clock.value() as f32, &y.device());
+        let mut out = self.net.denoise(y.clone().mul_scalar(alpha as f32), t);
+        if self.how.learned_variance {
+            let (c, got) = (y.dims()[1], out.dims()[1]);
+            if got != 2 * c {
+                return Err(CoreError::LearnedVarianceShape {
+                    expected: 2 * c,
+                    got,
+                });
+            }
+            out = out.narrow(1, 0, c);
+        }
+        let x0 = match self.how.prediction {
+            Prediction::Epsilon => y - out.mul_scalar(s as f32),
+            Prediction::Sample => out,
+            // x_0 = alpha x - sigma_vp v, with x = alpha y.
+            Prediction::VPrediction => {
+                y.mul_scalar((alpha * alpha) as f32) - out.mul_scalar(sigma_vp as f32)
+            }
+            Prediction::Mean => {
+                let t = match at.clock {
+                    Clock::Discrete(t) if t.0.fract() == 0.0 => t.0 as usize,
+                    clock => return Err(CoreError::MeanPredictionOffChain(clock.value())),
+                };
+                let level = NoiseLevel::<D>::from_chain(&self.how.alphas_cumprod, t);
+                level.x0_from_mean(y.mul_scalar(alpha as f32), out)
+            }
+        };
+        Ok(match self.how.clip_sample {
+            Some(r) => x0.clamp(-r as f32, r as f32),
+            None => x0,
+        })
+    }
+}
+
+/// Errors out when a solver's state is no longer finite, naming the step and noise level.
+pub(crate) fn check_finite<const D: usize>(
+    y: &Tensor<D>,
+    step: usize,
+    sigma: f64,
+) -> Result<(), CoreError> {
+    if is_finite(y) {
+        Ok(())
+    } else {
+        Err(CoreError::NonFiniteAtSigma { step, sigma })
+    }
+}
