@@ -10,6 +10,7 @@ mod pipelines;
 mod reference;
 mod reliability;
 mod samplers;
+mod sde;
 mod solvers;
 mod unet;
 mod vlb;

@@ -8,6 +8,8 @@
 //! - [`level`] — noise levels (sigma, log-SNR) and the clocks networks are told
 //! - [`solver`] — one object-safe sampling interface: DDPM/DDIM, Euler, Heun, DPM-Solver++,
 //!   the probability-flow ODE (RK45) and the reverse SDE, through model adapters
+//! - [`sde`] — the VP, sub-VP and VE SDEs, their reverse SDE and probability-flow ODE
+//! - [`likelihood`] — exact log-likelihood through the probability-flow ODE
 //! - [`vlb`] — the variational bound term by term: KLs, decoders, learned variances
 //! - [`objective`] — L_simple, L_vlb and L_hybrid for training, importance sampling of t
 #![allow(non_snake_case)] // x_T, as in the papers.
@@ -23,6 +25,7 @@ pub mod param;
 pub mod process;
 pub mod sampler;
 pub mod schedule;
+pub mod sde;
 pub mod solver;
 pub mod timesteps;
 pub mod vlb;
