@@ -19,6 +19,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use clap::Args;
 use diffuse_core::vlb::{BoundEstimate, Decoder, ReverseProcess, bits_per_dim, evaluate_bound};
 use diffuse_data::images::to_model_space;
+use diffuse_data::{Points, load_points};
+use rand::RngExt;
 use diffuse_eval::plots::line_plot;
 use diffuse_train::checkpoint::save_json;
 use rand::SeedableRng;
@@ -33,9 +35,23 @@ pub struct EvalArgs {
     /// A run directory written by `diffuse train` (2-D or image).
     #[arg(long)]
     run: std::path::PathBuf,
-    /// Compute the variational bound on held-out data (the only evaluation so far).
+    /// Compute the negative log-likelihood on held-out data (`--method`).
     #[arg(long)]
     nll: bool,
+    /// vlb: the variational bound (DDPM eq. 5), term by term; ode: the exact likelihood of the
+    /// probability-flow ODE (RK45 with --rtol/--atol), written to nll_ode.json.
+    #[arg(long, value_enum, default_value = "vlb")]
+    method: Method,
+    /// 2-D runs: evaluate these points (`.npy` or `.csv`, [n, 2], in the data's own units)
+    /// instead of the run's held-out split; the files are named `nll*_data.*`.
+    #[arg(long, value_name = "FILE")]
+    data: Option<std::path::PathBuf>,
+    /// The ODE solver's relative tolerance (--method ode).
+    #[arg(long, default_value_t = 1e-5)]
+    rtol: f64,
+    /// The ODE solver's absolute tolerance (--method ode).
+    #[arg(long, default_value_t = 1e-5)]
+    atol: f64,
     /// Examples to evaluate (default: all held-out points of a 2-D run; 100 test images).
     #[arg(long)]
     n: Option<usize>,
@@ -54,6 +70,12 @@ pub struct EvalArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Method {
+    Vlb,
+    Ode,
 }
 
 #[derive(Serialize)]
@@ -160,16 +182,21 @@ fn batches<const D: usize>(
 }
 
 /// The files' stem: `nll`, or `nll_clip_x0` for a clamped evaluation.
-fn stem(clip_x0: Option<f64>) -> &'static str {
-    if clip_x0.is_some() {
-        "nll_clip_x0"
-    } else {
-        "nll"
+fn stem(args: &EvalArgs) -> String {
+    let base = match (args.method, args.clip_x0) {
+        (Method::Ode, _) => "nll_ode",
+        (Method::Vlb, Some(_)) => "nll_clip_x0",
+        (Method::Vlb, None) => "nll",
+    };
+    match args.data {
+        Some(_) => format!("{base}_data"),
+        None => base.to_string(),
     }
 }
 
 fn report(
     dir: &Path,
+    stem: &str,
     est: &BoundEstimate,
     dims: usize,
     process: &ReverseProcess,
@@ -238,7 +265,6 @@ fn report(
         log_det_standardizer: log_det,
         per_t_ranges,
     };
-    let stem = stem(process.clip_x0);
     save_json(&r, &dir.join(format!("{stem}.json")))?;
     let mut csv = String::from("t,mean_term_nats,mean_term_bits_per_dim\n");
     let mut points = Vec::new();
@@ -269,9 +295,28 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.clip_x0.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--clip-x0 must be a positive number (the x_0 estimate is clamped to [-R, R])");
     }
+    if args.method == Method::Ode && args.clip_x0.is_some() {
+        bail!("--clip-x0 applies to the bound (--method vlb); the ODE has no x_0 clamp");
+    }
+    if !(args.rtol > 0.0 && args.atol > 0.0) {
+        bail!("--rtol and --atol must be positive");
+    }
     let device = Device::default();
     let dir = &args.run;
-    let r = if dir.join("model_index.json").is_file() {
+    let images = dir.join("model_index.json").is_file();
+    if images && args.data.is_some() {
+        bail!("--data applies to 2-D runs; an image run evaluates its dataset's test split");
+    }
+    if args.method == Method::Ode {
+        let r = if images { eval_images_ode(&args, &device)? } else { eval_points_ode(&args, &device)? };
+        println!(
+            "NLL (probability-flow ODE, {} divergence): {:.4} +- {:.4} bits/dim (95% CI over {} examples; {} network evaluations)",
+            r.divergence, r.bits_per_dim, r.bits_per_dim_ci95, r.examples, r.nfe
+        );
+        println!("wrote {}", dir.join(format!("{}.json", stem(&args))).display());
+        return Ok(());
+    }
+    let r = if images {
         eval_images(&args, &device)?
     } else {
         eval_points(&args, &device)?
@@ -301,20 +346,76 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     println!(
         "wrote {}",
-        dir.join(format!("{}.json", stem(args.clip_x0))).display()
+        dir.join(format!("{}.json", stem(&args))).display()
     );
     Ok(())
+}
+
+/// The points a 2-D evaluation runs on, in model space: `--data` or the run's held-out split,
+/// and the standardization's log-determinant.
+fn points(args: &EvalArgs, config: &crate::config::RunConfig) -> Result<(Points, f64)> {
+    let standardizer = config
+        .standardizer
+        .clone()
+        .context("config.json has no standardizer; was it written by diffuse train?")?;
+    let raw = match &args.data {
+        Some(path) => {
+            let p = load_points(path, config.model.data_dim)?;
+            if let Some(v) = p.data.iter().find(|v| !v.is_finite()) {
+                bail!("{}: holds {v}; points must be finite", path.display());
+            }
+            p
+        }
+        None => crate::train::load_data(config, config.train.seed)?.held_out,
+    };
+    // Density in data units: p_data(x) = p_model(z) / prod std, so NLL_data = NLL_model + sum ln std.
+    let log_det: f64 = standardizer.std.iter().map(|s| s.ln()).sum();
+    Ok((standardizer.forward(&raw), log_det))
+}
+
+fn eval_points_ode(args: &EvalArgs, device: &Device) -> Result<crate::eval_ode::OdeReport> {
+    let ad = device.clone().autodiff();
+    let (config, model) = load_run(&args.run, true, &ad)?;
+    let (held, log_det) = points(args, &config)?;
+    let n = args.n.unwrap_or(held.len()).min(held.len());
+    let scheduler = config.scheduler_config();
+    let eval = ode_eval(args, &scheduler, log_det);
+    let (nats, nfe) = eval.nats::<2>(&model, &held.data[..n * held.dim], &[held.dim], &ad, false)?;
+    crate::eval_ode::report(&nats, held.dim, nfe, &eval, 0.0, &args.run.join(format!("{}.json", stem(args))))
+}
+
+fn ode_eval<'a>(args: &EvalArgs, scheduler: &'a diffuse_nn::diffusers::SchedulerConfig, log_det: f64) -> crate::eval_ode::OdeEval<'a> {
+    crate::eval_ode::OdeEval {
+        scheduler,
+        tol: diffuse_core::solver::Tolerance { rtol: args.rtol, atol: args.atol, ..Default::default() },
+        batch_size: args.batch_size,
+        log_det,
+        seed: args.seed,
+    }
+}
+
+fn eval_images_ode(args: &EvalArgs, device: &Device) -> Result<crate::eval_ode::OdeReport> {
+    let ad = device.clone().autodiff();
+    let config = crate::image_train::load_image_run_config(&args.run)?;
+    let pipeline = crate::memory::load_pipeline(&args.run, &ad)?;
+    let test = crate::image_train::load_test_images(&config)?;
+    let n = args.n.unwrap_or(100).min(test.len());
+    // Uniform dequantization: (k + u) / 256 in [0, 1], mapped to [-1, 1].
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xDE9);
+    let data: Vec<f32> = test.pixels[..n * test.image_size()]
+        .iter()
+        .map(|&k| ((k as f32 + rng.random::<f32>()) / 256.0) * 2.0 - 1.0)
+        .collect();
+    let one = [test.channels, test.height, test.width];
+    let eval = ode_eval(args, &pipeline.scheduler, 0.0);
+    let (nats, nfe) = eval.nats::<4>(&pipeline.unet, &data, &one, &ad, true)?;
+    crate::eval_ode::report(&nats, one.iter().product(), nfe, &eval, 7.0, &args.run.join(format!("{}.json", stem(args))))
 }
 
 fn eval_points(args: &EvalArgs, device: &Device) -> Result<NllReport> {
     let (config, model) = load_run(&args.run, true, device)?;
     let schedule = config.schedule.build()?;
-    let data = crate::train::load_data(&config, config.train.seed)?;
-    let standardizer = config
-        .standardizer
-        .clone()
-        .context("config.json has no standardizer; was it written by diffuse train?")?;
-    let held = standardizer.forward(&data.held_out);
+    let (held, log_det) = points(args, &config)?;
     let n = args.n.unwrap_or(held.len()).min(held.len());
     let dim = held.dim;
     let ts = visited_timesteps(schedule.num_timesteps(), args.t_samples, args.seed);
@@ -332,9 +433,7 @@ fn eval_points(args: &EvalArgs, device: &Device) -> Result<NllReport> {
         &ts,
         args.seed,
     );
-    // Density in data units: p_data(x) = p_model(z) / prod std, so NLL_data = NLL_model + sum ln std.
-    let log_det: f64 = standardizer.std.iter().map(|s| s.ln()).sum();
-    report(&args.run, &est, dim, &process, log_det, &ts)
+    report(&args.run, &stem(args), &est, dim, &process, log_det, &ts)
 }
 
 fn eval_images(args: &EvalArgs, device: &Device) -> Result<NllReport> {
@@ -364,7 +463,7 @@ fn eval_images(args: &EvalArgs, device: &Device) -> Result<NllReport> {
         &ts,
         args.seed,
     );
-    report(dir, &est, one.iter().product(), &process, 0.0, &ts)
+    report(dir, &stem(args), &est, one.iter().product(), &process, 0.0, &ts)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod config;
 mod download;
 mod eval;
+mod eval_ode;
 mod image_config;
 mod image_train;
 mod memory;

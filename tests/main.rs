@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod fuzz_regressions;
 mod gaussian;
+mod likelihood;
 mod pipelines;
 mod reference;
 mod reliability;
