@@ -20,9 +20,9 @@ use clap::Args;
 use diffuse_core::vlb::{BoundEstimate, Decoder, ReverseProcess, bits_per_dim, evaluate_bound};
 use diffuse_data::images::to_model_space;
 use diffuse_data::{Points, load_points};
-use rand::RngExt;
 use diffuse_eval::plots::line_plot;
 use diffuse_train::checkpoint::save_json;
+use rand::RngExt;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -42,6 +42,10 @@ pub struct EvalArgs {
     /// probability-flow ODE (RK45 with --rtol/--atol), written to nll_ode.json.
     #[arg(long, value_enum, default_value = "vlb")]
     method: Method,
+    /// 2-D runs: the sliced Wasserstein distance of these samples (`diffuse sample`'s `.npy`) to
+    /// the data, next to the distance between two draws of the data; writes FILE.sw.json.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["nll", "data"])]
+    samples: Option<std::path::PathBuf>,
     /// 2-D runs: evaluate these points (`.npy` or `.csv`, [n, 2], in the data's own units)
     /// instead of the run's held-out split; the files are named `nll*_data.*`.
     #[arg(long, value_name = "FILE")]
@@ -286,8 +290,13 @@ fn report(
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    if let Some(file) = &args.samples {
+        return crate::eval_samples::run(&args.run, file, args.seed);
+    }
     if !args.nll {
-        bail!("say what to evaluate: --nll (the variational bound on held-out data)");
+        bail!(
+            "say what to evaluate: --nll (the likelihood of held-out data) or --samples FILE.npy"
+        );
     }
     if args.n == Some(0) || args.batch_size == 0 || args.t_samples == Some(0) {
         bail!("--n, --batch-size and --t-samples must be at least 1");
@@ -308,12 +317,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!("--data applies to 2-D runs; an image run evaluates its dataset's test split");
     }
     if args.method == Method::Ode {
-        let r = if images { eval_images_ode(&args, &device)? } else { eval_points_ode(&args, &device)? };
+        let r = if images {
+            eval_images_ode(&args, &device)?
+        } else {
+            eval_points_ode(&args, &device)?
+        };
         println!(
             "NLL (probability-flow ODE, {} divergence): {:.4} +- {:.4} bits/dim (95% CI over {} examples; {} network evaluations)",
             r.divergence, r.bits_per_dim, r.bits_per_dim_ci95, r.examples, r.nfe
         );
-        println!("wrote {}", dir.join(format!("{}.json", stem(&args))).display());
+        println!(
+            "wrote {}",
+            dir.join(format!("{}.json", stem(&args))).display()
+        );
         return Ok(());
     }
     let r = if images {
@@ -380,14 +396,30 @@ fn eval_points_ode(args: &EvalArgs, device: &Device) -> Result<crate::eval_ode::
     let n = args.n.unwrap_or(held.len()).min(held.len());
     let scheduler = config.scheduler_config();
     let eval = ode_eval(args, &scheduler, log_det);
-    let (nats, nfe) = eval.nats::<2>(&model, &held.data[..n * held.dim], &[held.dim], &ad, false)?;
-    crate::eval_ode::report(&nats, held.dim, nfe, &eval, 0.0, &args.run.join(format!("{}.json", stem(args))))
+    let (nats, nfe) =
+        eval.nats::<2>(&model, &held.data[..n * held.dim], &[held.dim], &ad, false)?;
+    crate::eval_ode::report(
+        &nats,
+        held.dim,
+        nfe,
+        &eval,
+        0.0,
+        &args.run.join(format!("{}.json", stem(args))),
+    )
 }
 
-fn ode_eval<'a>(args: &EvalArgs, scheduler: &'a diffuse_nn::diffusers::SchedulerConfig, log_det: f64) -> crate::eval_ode::OdeEval<'a> {
+fn ode_eval<'a>(
+    args: &EvalArgs,
+    scheduler: &'a diffuse_nn::diffusers::SchedulerConfig,
+    log_det: f64,
+) -> crate::eval_ode::OdeEval<'a> {
     crate::eval_ode::OdeEval {
         scheduler,
-        tol: diffuse_core::solver::Tolerance { rtol: args.rtol, atol: args.atol, ..Default::default() },
+        tol: diffuse_core::solver::Tolerance {
+            rtol: args.rtol,
+            atol: args.atol,
+            ..Default::default()
+        },
         batch_size: args.batch_size,
         log_det,
         seed: args.seed,
@@ -409,7 +441,14 @@ fn eval_images_ode(args: &EvalArgs, device: &Device) -> Result<crate::eval_ode::
     let one = [test.channels, test.height, test.width];
     let eval = ode_eval(args, &pipeline.scheduler, 0.0);
     let (nats, nfe) = eval.nats::<4>(&pipeline.unet, &data, &one, &ad, true)?;
-    crate::eval_ode::report(&nats, one.iter().product(), nfe, &eval, 7.0, &args.run.join(format!("{}.json", stem(args))))
+    crate::eval_ode::report(
+        &nats,
+        one.iter().product(),
+        nfe,
+        &eval,
+        7.0,
+        &args.run.join(format!("{}.json", stem(args))),
+    )
 }
 
 fn eval_points(args: &EvalArgs, device: &Device) -> Result<NllReport> {
@@ -463,7 +502,15 @@ fn eval_images(args: &EvalArgs, device: &Device) -> Result<NllReport> {
         &ts,
         args.seed,
     );
-    report(dir, &stem(args), &est, one.iter().product(), &process, 0.0, &ts)
+    report(
+        dir,
+        &stem(args),
+        &est,
+        one.iter().product(),
+        &process,
+        0.0,
+        &ts,
+    )
 }
 
 #[cfg(test)]

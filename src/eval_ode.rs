@@ -58,7 +58,9 @@ pub struct OdeEval<'a> {
 impl OdeEval<'_> {
     fn adapter(&self) -> Result<(DiscreteVp, SigmaTable)> {
         if self.scheduler.prediction_type == Prediction::Mean {
-            bail!("--method ode needs the network's estimate between the chain's steps; mean prediction is defined on them only (use --method vlb)");
+            bail!(
+                "--method ode needs the network's estimate between the chain's steps; mean prediction is defined on them only (use --method vlb)"
+            );
         }
         let schedule = self.scheduler.schedule()?;
         Ok((
@@ -95,16 +97,26 @@ impl OdeEval<'_> {
             let mut shape = [0usize; D];
             shape[0] = m;
             shape[1..].copy_from_slice(shape_of_one);
-            let x = Tensor::<D>::from_data(TensorData::new(data[start * per..(start + m) * per].to_vec(), shape), device);
+            let x = Tensor::<D>::from_data(
+                TensorData::new(data[start * per..(start + m) * per].to_vec(), shape),
+                device,
+            );
             let divergence = if hutchinson {
                 Divergence::Hutchinson(diffuse_core::coef::randn(&mut rng, shape, device))
             } else {
                 Divergence::Exact
             };
             let done = nfe;
-            let got = ode_log_likelihood(&model, &table, x, table.sigma_min(), table.sigma_max(), &divergence, self.tol, &mut |k| {
-                pb.set_position((done + k) as u64)
-            })?;
+            let got = ode_log_likelihood(
+                &model,
+                &table,
+                x,
+                table.sigma_min(),
+                table.sigma_max(),
+                &divergence,
+                self.tol,
+                &mut |k| pb.set_position((done + k) as u64),
+            )?;
             nfe += got.stats.nfe;
             nats.extend(got.log_p.iter().map(|lp| -lp + self.log_det));
         }
@@ -114,7 +126,14 @@ impl OdeEval<'_> {
 }
 
 /// The report from per-example nats; written to `path`.
-pub fn report(nats: &[f64], dims: usize, nfe: usize, eval: &OdeEval, dequantization: f64, path: &std::path::Path) -> Result<OdeReport> {
+pub fn report(
+    nats: &[f64],
+    dims: usize,
+    nfe: usize,
+    eval: &OdeEval,
+    dequantization: f64,
+    path: &std::path::Path,
+) -> Result<OdeReport> {
     let n = nats.len();
     if let Some(v) = nats.iter().find(|v| !v.is_finite()) {
         bail!("the ODE likelihood is {v} for some example (nothing was written)");
@@ -126,7 +145,11 @@ pub fn report(nats: &[f64], dims: usize, nfe: usize, eval: &OdeEval, dequantizat
         examples: n,
         dims,
         method: "ode",
-        divergence: if dequantization > 0.0 { "hutchinson" } else { "exact" },
+        divergence: if dequantization > 0.0 {
+            "hutchinson"
+        } else {
+            "exact"
+        },
         rtol: eval.tol.rtol,
         atol: eval.tol.atol,
         nfe,

@@ -30,7 +30,7 @@ use diffuse_eval::grid::{Images, image_grid};
 use diffuse_nn::Unet;
 use diffuse_nn::diffusers::{SchedulerConfig, save_pipeline, save_unet};
 use diffuse_train::checkpoint::{load_checkpoint, save_json};
-use diffuse_train::{Checkpoint, Start, TrainError, train};
+use diffuse_train::{Checkpoint, Ddpm, Start, TrainError, train};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -97,6 +97,11 @@ fn load_images(config: &ImageRunConfig) -> Result<ImageData> {
         _ => load_split(config, Split::Test)?,
     };
     Ok(ImageData { train, test })
+}
+
+/// The training images of a run's dataset.
+pub fn load_train_images(config: &ImageRunConfig) -> Result<ImageSet> {
+    load_split(config, Split::Train)
 }
 
 /// The held-out images of a run's dataset: the test split (a folder has none: its own images).
@@ -228,8 +233,7 @@ pub fn run(config: ImageRunConfig, dir: &Path, new: Option<bool>) -> Result<()> 
     let timer = Instant::now();
     let trained = train(
         start,
-        &schedule,
-        config.prediction,
+        &mut Ddpm::new(&schedule, config.prediction, config.train.loss.clone()),
         &config.train,
         |rng| random_image_batch(&data.train, batch, flip, rng, &ad_device),
         &mut hooks,

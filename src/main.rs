@@ -4,6 +4,7 @@ mod config;
 mod download;
 mod eval;
 mod eval_ode;
+mod eval_samples;
 mod image_config;
 mod image_train;
 mod memory;
@@ -42,7 +43,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Draw samples from a trained run or a diffusers pipeline folder.
     Sample(sample::SampleArgs),
-    /// Evaluate a trained run: --nll computes the variational bound on held-out data.
+    /// Evaluate a trained run: --nll (the variational bound, or --method ode the exact
+    /// likelihood) on held-out data; --samples FILE the distance of samples to the data.
     Eval(eval::EvalArgs),
 }
 

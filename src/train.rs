@@ -24,7 +24,7 @@ use diffuse_eval::metrics::{gaussian_fit_2d, sample_gaussian_2d, sliced_wasserst
 use diffuse_eval::plots::{DATA_COLOR, Layer, SAMPLE_COLOR, loss_curve, scatter, strip};
 use diffuse_nn::Mlp;
 use diffuse_train::checkpoint::{load_checkpoint, save_json, save_weights};
-use diffuse_train::{Checkpoint, Start, random_batch, train};
+use diffuse_train::{Checkpoint, Ddpm, Start, random_batch, train};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -299,8 +299,7 @@ fn train_points(
     let timer = Instant::now();
     let trained = train(
         start,
-        &schedule,
-        config.prediction,
+        &mut Ddpm::new(&schedule, config.prediction, config.train.loss.clone()),
         &config.train,
         |rng| random_batch(&train_z.data, train_z.dim, batch, rng, &ad_device),
         &mut hooks,

@@ -37,14 +37,25 @@ fn true_bits_per_dim(points: &[[f64; 2]]) -> f64 {
 
 fn bits(dir: &std::path::Path, file: &str) -> (f64, f64) {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
-    (v["bits_per_dim"].as_f64().unwrap(), v["bits_per_dim_ci95"].as_f64().unwrap())
+    (
+        v["bits_per_dim"].as_f64().unwrap(),
+        v["bits_per_dim_ci95"].as_f64().unwrap(),
+    )
 }
 
 #[test]
 fn ode_likelihood_lies_between_the_truth_and_the_bound() {
     let dir = scratch("ode-nll");
     let run = dir.join("run");
-    let out = diffuse(&["train", "--dataset", "eight_gaussians", "--steps", "5000", "--out", run.to_str().unwrap()]);
+    let out = diffuse(&[
+        "train",
+        "--dataset",
+        "eight_gaussians",
+        "--steps",
+        "5000",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     // 2,000 fresh points from the mixture, evaluated with --data.
     let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -60,12 +71,29 @@ fn ode_likelihood_lies_between_the_truth_and_the_bound() {
     write_npy(&file, &[2000, 2], &flat).unwrap();
     let truth = true_bits_per_dim(&points);
     for method in ["vlb", "ode"] {
-        let out = diffuse(&["eval", "--run", run.to_str().unwrap(), "--nll", "--method", method, "--data", file.to_str().unwrap()]);
+        let out = diffuse(&[
+            "eval",
+            "--run",
+            run.to_str().unwrap(),
+            "--nll",
+            "--method",
+            method,
+            "--data",
+            file.to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{method}: {}", stderr(&out));
     }
     let (vlb, vlb_ci) = bits(&run, "nll_data.json");
     let (ode, ode_ci) = bits(&run, "nll_ode_data.json");
-    eprintln!("true {truth:.4}, ODE {ode:.4} +- {ode_ci:.4}, bound {vlb:.4} +- {vlb_ci:.4} bits/dim");
-    assert!(ode + ode_ci > truth, "the ODE ({ode} +- {ode_ci}) beats the true density ({truth})");
-    assert!(ode < vlb, "the ODE ({ode}) is not tighter than the bound ({vlb})");
+    eprintln!(
+        "true {truth:.4}, ODE {ode:.4} +- {ode_ci:.4}, bound {vlb:.4} +- {vlb_ci:.4} bits/dim"
+    );
+    assert!(
+        ode + ode_ci > truth,
+        "the ODE ({ode} +- {ode_ci}) beats the true density ({truth})"
+    );
+    assert!(
+        ode < vlb,
+        "the ODE ({ode}) is not tighter than the bound ({vlb})"
+    );
 }

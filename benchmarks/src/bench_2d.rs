@@ -16,7 +16,7 @@ use diffuse_core::coef::randn;
 use diffuse_core::sampler::{DdpmConfig, DdpmSampler, sample};
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_nn::MlpConfig;
-use diffuse_train::{Start, train};
+use diffuse_train::{Ddpm, Start, train};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -49,8 +49,7 @@ fn main() {
     let x0: Tensor<2> = randn(&mut ChaCha8Rng::seed_from_u64(1), [1024, 2], &ad);
     let trained = train(
         Start::Fresh(model),
-        &schedule,
-        Prediction::Epsilon,
+        &mut Ddpm::new(&schedule, Prediction::Epsilon, config.loss.clone()),
         &config,
         |_| x0.clone(),
         &mut timer,

@@ -14,7 +14,7 @@ use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_nn::unet::{DownBlockType, UnetConfig, UpBlockType};
-use diffuse_train::{Start, train};
+use diffuse_train::{Ddpm, Start, train};
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -65,8 +65,7 @@ fn main() {
     let x0: Tensor<4> = randn(&mut ChaCha8Rng::seed_from_u64(1), [64, 1, 28, 28], &ad);
     let trained = train(
         Start::Fresh(model),
-        &schedule,
-        Prediction::Epsilon,
+        &mut Ddpm::new(&schedule, Prediction::Epsilon, train_config.loss.clone()),
         &train_config,
         |_| x0.clone(),
         &mut timer,

@@ -1,9 +1,9 @@
 #![no_main]
 // diffusers configs: a U-Net `config.json` and a scheduler `scheduler_config.json` (parsed,
-// validated, and the scheduler's noise schedule and samplers built).
+// validated, and the scheduler's noise schedule and samplers built, the sigma solvers too).
 use diffuse_core::sampler::{DdimSampler, DdpmSampler};
 use diffuse_nn::UnetConfig;
-use diffuse_nn::diffusers::SchedulerConfig;
+use diffuse_nn::diffusers::{SchedulerConfig, SigmaScheduler};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,5 +16,10 @@ fuzz_target!(|data: &[u8]| {
     {
         let _ = DdpmSampler::new(&schedule, s.ddpm(Some(10)));
         let _ = DdimSampler::new(&schedule, s.ddim(10, 0.5));
+        for which in [SigmaScheduler::Euler, SigmaScheduler::Heun, SigmaScheduler::DpmSolverPp] {
+            for karras in [false, true] {
+                let _ = s.sigma_solver(which, 10, karras);
+            }
+        }
     }
 });

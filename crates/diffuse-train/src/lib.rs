@@ -3,11 +3,13 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod objective;
 pub mod params;
 pub mod state;
 pub mod trainer;
 
 pub use config::{LrDecay, OptimizerKind, TrainConfig};
 pub use error::TrainError;
+pub use objective::{Ddpm, Objective};
 pub use state::{TrainState, canonical_param_ids};
 pub use trainer::{Checkpoint, Start, TrainHooks, Trained, random_batch, train};

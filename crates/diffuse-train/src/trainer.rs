@@ -1,26 +1,21 @@
-//! The training loop: DDPM Algorithm 1 with Adam/AdamW, warm-up, global-norm clipping and EMA.
+//! The training loop over any [`Objective`], with Adam/AdamW, warm-up, global-norm clipping and
+//! EMA:
 //!
-//! repeat: x_0 ~ q(x_0); t ~ Uniform({0..T-1}); eps ~ N(0, I);
-//!         take a gradient step on ||target - net(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t)||^2
+//! repeat: x_0 ~ q(x_0); take a gradient step on objective.loss(model, x_0)
 //!
-//! or, with `config.loss`, on L_vlb or L_hybrid (improved DDPM), with t optionally
-//! importance-sampled (`diffuse_core::objective`).
+//! ([`crate::objective::Ddpm`] is DDPM Algorithm 1 and improved DDPM's L_vlb / L_hybrid).
 
 use burn::module::Module;
 use burn::optim::{
     AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, decay::WeightDecayConfig,
 };
 use burn::tensor::{Device, Tensor, TensorData};
-use diffuse_core::coef::{randn, timestep_tensor};
-use diffuse_core::loss::sample_timesteps;
-use diffuse_core::objective::{ImportanceSampler, training_loss};
-use diffuse_core::process::q_sample;
-use diffuse_core::{Denoiser, NoiseSchedule, Prediction};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::error::TrainError;
+use crate::objective::Objective;
 use crate::params::{Ema, clip_grad_norm};
 use crate::state::{RngState, TrainState, all_finite, canonical_param_ids};
 
@@ -115,14 +110,13 @@ struct Loop<M: Module> {
     optim: ModuleOptimizer,
     ema: Option<Ema<M>>,
     losses: Vec<f32>,
-    importance: Option<ImportanceSampler>,
 }
 
 impl<M: Module> Loop<M> {
-    fn start(
+    fn start<const D: usize>(
         start: Start<M>,
         config: &TrainConfig,
-        schedule: &NoiseSchedule,
+        objective: &mut impl Objective<D, M>,
     ) -> Result<(M, Self), TrainError> {
         match start {
             Start::Fresh(model) => {
@@ -133,10 +127,6 @@ impl<M: Module> Loop<M> {
                     ema: config.ema_decay.map(|d| Ema::new(&model, d)),
                     // Grown as needed: `steps` is the user's number, not a size to allocate.
                     losses: Vec::with_capacity(config.steps.min(1 << 20)),
-                    importance: config
-                        .loss
-                        .importance_sampling
-                        .then(|| ImportanceSampler::new(schedule.num_timesteps())),
                 };
                 Ok((model, state))
             }
@@ -159,25 +149,24 @@ impl<M: Module> Loop<M> {
                         ));
                     }
                 };
-                if config.loss.importance_sampling != c.state.importance.is_some() {
-                    return Err(bad(
-                        "the checkpoint and the config disagree on loss.importance_sampling".into(),
-                    ));
-                }
+                objective.restore(c.state.importance)?;
                 let model = canonical_param_ids(c.model);
                 let state = Self {
                     rng,
                     optim,
                     ema,
                     losses: c.state.losses,
-                    importance: c.state.importance,
                 };
                 Ok((model, state))
             }
         }
     }
 
-    fn checkpoint(&self, model: &M) -> Result<Checkpoint<M>, TrainError> {
+    fn checkpoint<const D: usize>(
+        &self,
+        model: &M,
+        objective: &impl Objective<D, M>,
+    ) -> Result<Checkpoint<M>, TrainError> {
         let step = self.losses.len();
         let raw = model.valid();
         let ema = self.ema.as_ref().map(|e| e.model().clone());
@@ -191,7 +180,7 @@ impl<M: Module> Loop<M> {
                 step,
                 rng: RngState::of(&self.rng),
                 losses: self.losses.clone(),
-                importance: self.importance.clone(),
+                importance: objective.importance().cloned(),
             },
             optimizer: canonical_record(&self.optim)?,
         })
@@ -227,64 +216,27 @@ fn canonical_record(optim: &ModuleOptimizer) -> Result<Vec<u8>, TrainError> {
         .to_vec())
 }
 
-/// Trains `model` (created on an autodiff device), or continues a checkpoint, with the objective
-/// of `config.loss`. `data(rng)` returns a batch of clean x_0 on that device. All randomness flows
+/// Trains `model` (created on an autodiff device), or continues a checkpoint, on `objective`.
+/// `data(rng)` returns a batch of clean x_0 on that device. All randomness flows
 /// from `config.seed`; a resumed run draws exactly what the uninterrupted one would have.
 ///
 /// Before a checkpoint is handed to the hooks, the loss and the weights are checked: a
 /// non-finite loss or weight, or a loss `divergence_factor` times the first one, ends the run
 /// with an error naming the step, and the last checkpoint written stays the last good one.
-pub fn train<const D: usize, M>(
+pub fn train<const D: usize, M: Module>(
     start: Start<M>,
-    schedule: &NoiseSchedule,
-    prediction: Prediction,
+    objective: &mut impl Objective<D, M>,
     config: &TrainConfig,
     mut data: impl FnMut(&mut ChaCha8Rng) -> Tensor<D>,
     hooks: &mut impl TrainHooks<M>,
-) -> Result<Trained<M>, TrainError>
-where
-    M: Module + Denoiser<D>,
-{
+) -> Result<Trained<M>, TrainError> {
     config.validate()?;
-    let (mut model, mut s) = Loop::start(start, config, schedule)?;
+    let (mut model, mut s) = Loop::start(start, config, objective)?;
     let first = s.losses.len();
     let mut stopped_at = None;
     for step in first..config.steps {
         let x0 = data(&mut s.rng);
-        let device = x0.device();
-        let shape: [usize; D] = x0.dims();
-        let (t, weights) = match &s.importance {
-            Some(sampler) => {
-                let (t, w) = sampler.sample(&mut s.rng, shape[0]);
-                (t, Some(w))
-            }
-            None => (
-                sample_timesteps(&mut s.rng, schedule.num_timesteps(), shape[0]),
-                None,
-            ),
-        };
-        let eps = randn(&mut s.rng, shape, &device);
-        let x_t = q_sample(schedule, x0.clone(), &t, eps.clone());
-        let output = model.denoise(x_t.clone(), timestep_tensor(&t, &device));
-        let per_example =
-            training_loss(schedule, prediction, &config.loss, x0, x_t, eps, &t, output);
-        if let Some(sampler) = s.importance.as_mut() {
-            let values: Vec<f32> = per_example
-                .clone()
-                .inner()
-                .into_data()
-                .try_to_vec()
-                .unwrap_or_default();
-            sampler.update(&t, &values);
-        }
-        let loss = match weights {
-            Some(w) => {
-                let w: Vec<f32> = w.iter().map(|&v| v as f32).collect();
-                let n = w.len();
-                (per_example * Tensor::<1>::from_data(TensorData::new(w, [n]), &device)).mean()
-            }
-            None => per_example.mean(),
-        };
+        let loss = objective.loss(&model, x0, &mut s.rng);
         let value: f32 = loss.clone().into_scalar();
         check_loss(config, step + 1, value, s.losses.first().copied())?;
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -304,7 +256,7 @@ where
             || stop
             || (config.checkpoint_every > 0 && (step + 1) % config.checkpoint_every == 0)
         {
-            hooks.on_checkpoint(&s.checkpoint(&model)?)?;
+            hooks.on_checkpoint(&s.checkpoint(&model, objective)?)?;
         }
         if stop {
             stopped_at = Some(step + 1);

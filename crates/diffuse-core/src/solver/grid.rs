@@ -77,7 +77,7 @@ impl Grid {
                 let ratio = t_max / n;
                 (0..n)
                     .rev()
-                    .map(|i| (i * ratio + steps_offset) as f64)
+                    .map(|i| (i * ratio).saturating_add(steps_offset) as f64)
                     .collect()
             }
             TimestepSpacing::Trailing => trailing(t_max, n),
@@ -138,7 +138,10 @@ impl Grid {
                 .collect(),
             TimestepSpacing::Leading => {
                 let ratio = t_max / (n + 1);
-                (1..=n).rev().map(|i| i * ratio + steps_offset).collect()
+                (1..=n)
+                    .rev()
+                    .map(|i| (i * ratio).saturating_add(steps_offset))
+                    .collect()
             }
             TimestepSpacing::Trailing => {
                 trailing(t_max, n).into_iter().map(|t| t as usize).collect()
@@ -168,6 +171,7 @@ impl Grid {
                 .map(|&t| discrete(table.sigmas[t], t as f64))
                 .collect()
         };
+        check_decreasing(&levels.iter().map(|l| l.sigma.0).collect::<Vec<_>>())?;
         let final_sigma = if final_sigma_min {
             f32_round(table.sigmas[0])
         } else {

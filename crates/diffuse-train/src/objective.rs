@@ -1,0 +1,125 @@
+//! What the trainer minimizes: any [`Objective`], a loss of one batch of clean data. The trainer
+//! owns everything else (the optimizer, warm-up, clipping, EMA, checkpoints, divergence checks,
+//! hooks), so score matching or a VAE's ELBO plugs in as one more implementation.
+//!
+//! [`Ddpm`] is DDPM Algorithm 1 and improved DDPM's objectives:
+//!
+//!   t ~ Uniform({0..T-1}) (or importance-sampled); eps ~ N(0, I);
+//!   x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps;
+//!   loss = L_simple (||target - net(x_t, t)||^2), L_vlb or L_hybrid (`diffuse_core::objective`).
+
+use burn::tensor::{Tensor, TensorData};
+use diffuse_core::coef::{randn, timestep_tensor};
+use diffuse_core::loss::sample_timesteps;
+use diffuse_core::objective::{ImportanceSampler, LossConfig, training_loss};
+use diffuse_core::process::q_sample;
+use diffuse_core::{Denoiser, NoiseSchedule, Prediction};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::TrainError;
+
+/// A training objective over batches of clean data x_0 of rank `D`, for a model `M`.
+pub trait Objective<const D: usize, M> {
+    /// The scalar loss of one batch (on x_0's autodiff device); every random draw comes from
+    /// `rng`, so a resumed run draws what the uninterrupted one would have.
+    fn loss(&mut self, model: &M, x0: Tensor<D>, rng: &mut ChaCha8Rng) -> Tensor<1>;
+
+    /// The state the objective carries from step to step (improved DDPM's importance history),
+    /// saved in checkpoints.
+    fn importance(&self) -> Option<&ImportanceSampler> {
+        None
+    }
+
+    /// Takes back the state of a checkpoint; an error when it does not fit this objective.
+    fn restore(&mut self, importance: Option<ImportanceSampler>) -> Result<(), TrainError> {
+        match importance {
+            None => Ok(()),
+            Some(_) => Err(TrainError::Resume {
+                reason: "the checkpoint holds an importance-sampling history this objective does not use".into(),
+            }),
+        }
+    }
+}
+
+/// The DDPM family of objectives on one noise schedule.
+pub struct Ddpm<'a> {
+    pub schedule: &'a NoiseSchedule,
+    pub prediction: Prediction,
+    pub loss: LossConfig,
+    importance: Option<ImportanceSampler>,
+}
+
+impl<'a> Ddpm<'a> {
+    pub fn new(schedule: &'a NoiseSchedule, prediction: Prediction, loss: LossConfig) -> Self {
+        let importance = loss
+            .importance_sampling
+            .then(|| ImportanceSampler::new(schedule.num_timesteps()));
+        Self {
+            schedule,
+            prediction,
+            loss,
+            importance,
+        }
+    }
+}
+
+impl<const D: usize, M: Denoiser<D>> Objective<D, M> for Ddpm<'_> {
+    fn loss(&mut self, model: &M, x0: Tensor<D>, rng: &mut ChaCha8Rng) -> Tensor<1> {
+        let device = x0.device();
+        let shape: [usize; D] = x0.dims();
+        let (t, weights) = match &self.importance {
+            Some(sampler) => {
+                let (t, w) = sampler.sample(rng, shape[0]);
+                (t, Some(w))
+            }
+            None => (
+                sample_timesteps(rng, self.schedule.num_timesteps(), shape[0]),
+                None,
+            ),
+        };
+        let eps = randn(rng, shape, &device);
+        let x_t = q_sample(self.schedule, x0.clone(), &t, eps.clone());
+        let output = model.denoise(x_t.clone(), timestep_tensor(&t, &device));
+        let per_example = training_loss(
+            self.schedule,
+            self.prediction,
+            &self.loss,
+            x0,
+            x_t,
+            eps,
+            &t,
+            output,
+        );
+        if let Some(sampler) = self.importance.as_mut() {
+            let values: Vec<f32> = per_example
+                .clone()
+                .inner()
+                .into_data()
+                .try_to_vec()
+                .unwrap_or_default();
+            sampler.update(&t, &values);
+        }
+        match weights {
+            Some(w) => {
+                let w: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+                let n = w.len();
+                (per_example * Tensor::<1>::from_data(TensorData::new(w, [n]), &device)).mean()
+            }
+            None => per_example.mean(),
+        }
+    }
+
+    fn importance(&self) -> Option<&ImportanceSampler> {
+        self.importance.as_ref()
+    }
+
+    fn restore(&mut self, importance: Option<ImportanceSampler>) -> Result<(), TrainError> {
+        if self.loss.importance_sampling != importance.is_some() {
+            return Err(TrainError::Resume {
+                reason: "the checkpoint and the config disagree on loss.importance_sampling".into(),
+            });
+        }
+        self.importance = importance;
+        Ok(())
+    }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# How many network evaluations does each sampler need? Sample quality against NFE on the
+# README's default 2-D run (swiss roll, `diffuse train` with no flags), 20,000 points per figure.
+#
+#   experiments/nfe/run.sh [RUN_DIR] [OUT_DIR]
+#
+# Trains the default run into RUN_DIR when it has none (about a minute on 2 cores), then for each
+# sampler and budget draws 20,000 points (`diffuse sample --n 20000 --seed 1`) and measures their
+# sliced Wasserstein distance to 20,000 fresh points of the data, next to the distance between two
+# fresh draws (`diffuse eval --samples`). Appends to OUT_DIR/results.jsonl (rows already there are
+# skipped, so a rerun finishes an interrupted sweep); table.py prints the table
+# and draws the plot. Takes about 15 minutes on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUN=${1:-experiments/nfe/out/run}
+OUT=${2:-experiments/nfe/out}
+N=${N:-20000}
+cargo build --release --quiet
+BIN=target/release/diffuse
+mkdir -p "$OUT"
+[ -f "$RUN/model_ema.safetensors" ] || $BIN train --out "$RUN" --overwrite
+touch "$OUT/results.jsonl"   # rows already there are kept (rerun to finish an interrupted sweep)
+
+one() { # label, sampler flags...
+  local label=$1; shift
+  if grep -q "\"label\": \"$label\"" "$OUT/results.jsonl"; then return; fi
+  local file="$OUT/$(echo "$label" | tr ' +/' '_pp_').npy"
+  local log
+  log=$($BIN sample --run "$RUN" --n "$N" --seed 1 --out "$file" "$@" 2>&1 >/dev/null | tr '\r' '\n')
+  local nfe
+  nfe=$(echo "$log" | grep -o '[0-9]* network evaluations' | tail -1 | cut -d' ' -f1)
+  $BIN eval --run "$RUN" --samples "$file" --seed 2 > /dev/null
+  python3 - "$label" "$nfe" "${file%.npy}.sw.json" >> "$OUT/results.jsonl" <<'PY'
+import json, sys
+label, nfe, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+q = json.load(open(path))
+print(json.dumps({"label": label, "sampler": label.split(" @")[0], "nfe": nfe, "sw": q["sliced_wasserstein"], "floor": q["data_vs_data"]}))
+PY
+  tail -1 "$OUT/results.jsonl"
+}
+
+for nfe in 10 20 50 100 1000; do
+  one "DDPM @$nfe" --sampler ddpm --steps "$nfe"
+  one "DDIM @$nfe" --sampler ddim --steps "$nfe"
+  one "Euler @$nfe" --sampler euler --steps "$nfe"
+  one "Heun @$nfe" --sampler heun --steps $(( (nfe + 1) / 2 ))
+  # DPM-Solver's leading spacing steps T // (n + 1): at most T - 1 steps.
+  one "DPM-Solver++(2M) @$nfe" --sampler dpm-solver++ --steps $(( nfe < 1000 ? nfe : 999 ))
+  one "DPM-Solver++(2M) Karras @$nfe" --sampler dpm-solver++ --karras --steps "$nfe"
+done
+for tol in 1e-1 1e-2 1e-3 1e-4 1e-5; do
+  one "RK45 @$tol" --sampler ode --rtol "$tol" --atol "$tol"
+done
+python3 experiments/nfe/table.py "$OUT/results.jsonl"
