@@ -233,7 +233,7 @@ pub fn run(config: ImageRunConfig, dir: &Path, new: Option<bool>) -> Result<()> 
     let timer = Instant::now();
     let trained = train(
         start,
-        &mut Ddpm::new(&schedule, config.prediction, config.train.loss.clone()),
+        &mut Ddpm::new(&schedule, config.prediction, config.train.loss),
         &config.train,
         |rng| random_image_batch(&data.train, batch, flip, rng, &ad_device),
         &mut hooks,

@@ -299,7 +299,7 @@ fn train_points(
     let timer = Instant::now();
     let trained = train(
         start,
-        &mut Ddpm::new(&schedule, config.prediction, config.train.loss.clone()),
+        &mut Ddpm::new(&schedule, config.prediction, config.train.loss),
         &config.train,
         |rng| random_batch(&train_z.data, train_z.dim, batch, rng, &ad_device),
         &mut hooks,

@@ -96,4 +96,39 @@ fn ode_likelihood_lies_between_the_truth_and_the_bound() {
         ode < vlb,
         "the ODE ({ode}) is not tighter than the bound ({vlb})"
     );
+
+    // Every sampler at its default steps draws points near the data: within 2x the distance
+    // between two draws of 2,000 data points (the NFE experiment compares them properly).
+    for sampler in crate::sampling_cli::ALL_SAMPLERS {
+        let file = dir.join(format!("{sampler}.npy"));
+        let out = diffuse(&[
+            "sample",
+            "--run",
+            run.to_str().unwrap(),
+            "--sampler",
+            sampler,
+            "--n",
+            "2000",
+            "--out",
+            file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{sampler}: {}", stderr(&out));
+        let out = diffuse(&[
+            "eval",
+            "--run",
+            run.to_str().unwrap(),
+            "--samples",
+            file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{sampler}: {}", stderr(&out));
+        let q: Value =
+            serde_json::from_str(&std::fs::read_to_string(file.with_extension("sw.json")).unwrap())
+                .unwrap();
+        let (sw, floor) = (
+            q["sliced_wasserstein"].as_f64().unwrap(),
+            q["data_vs_data"].as_f64().unwrap(),
+        );
+        eprintln!("{sampler}: {sw:.4} (floor {floor:.4})");
+        assert!(sw < 2.0 * floor, "{sampler}: {sw} vs floor {floor}");
+    }
 }

@@ -11,6 +11,7 @@ mod pipelines;
 mod reference;
 mod reliability;
 mod samplers;
+mod sampling_cli;
 mod sde;
 mod solvers;
 mod unet;

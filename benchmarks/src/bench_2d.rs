@@ -49,7 +49,7 @@ fn main() {
     let x0: Tensor<2> = randn(&mut ChaCha8Rng::seed_from_u64(1), [1024, 2], &ad);
     let trained = train(
         Start::Fresh(model),
-        &mut Ddpm::new(&schedule, Prediction::Epsilon, config.loss.clone()),
+        &mut Ddpm::new(&schedule, Prediction::Epsilon, config.loss),
         &config,
         |_| x0.clone(),
         &mut timer,

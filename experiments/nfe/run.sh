@@ -21,23 +21,8 @@ mkdir -p "$OUT"
 [ -f "$RUN/model_ema.safetensors" ] || $BIN train --out "$RUN" --overwrite
 touch "$OUT/results.jsonl"   # rows already there are kept (rerun to finish an interrupted sweep)
 
-one() { # label, sampler flags...
-  local label=$1; shift
-  if grep -q "\"label\": \"$label\"" "$OUT/results.jsonl"; then return; fi
-  local file="$OUT/$(echo "$label" | tr ' +/' '_pp_').npy"
-  local log
-  log=$($BIN sample --run "$RUN" --n "$N" --seed 1 --out "$file" "$@" 2>&1 >/dev/null | tr '\r' '\n')
-  local nfe
-  nfe=$(echo "$log" | grep -o '[0-9]* network evaluations' | tail -1 | cut -d' ' -f1)
-  $BIN eval --run "$RUN" --samples "$file" --seed 2 > /dev/null
-  python3 - "$label" "$nfe" "${file%.npy}.sw.json" >> "$OUT/results.jsonl" <<'PY'
-import json, sys
-label, nfe, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-q = json.load(open(path))
-print(json.dumps({"label": label, "sampler": label.split(" @")[0], "nfe": nfe, "sw": q["sliced_wasserstein"], "floor": q["data_vs_data"]}))
-PY
-  tail -1 "$OUT/results.jsonl"
-}
+source experiments/nfe/common.sh
+one() { measure "$OUT/results.jsonl" --run "$RUN" "$@"; }
 
 for nfe in 10 20 50 100 1000; do
   one "DDPM @$nfe" --sampler ddpm --steps "$nfe"
