@@ -3,7 +3,8 @@
 #   measure RESULTS.jsonl TARGET_FLAG TARGET LABEL SAMPLE_FLAGS...
 #
 # draws $N samples with `diffuse sample TARGET_FLAG TARGET --seed 1 SAMPLE_FLAGS...`, measures them
-# with `diffuse eval --samples` and appends {label, sampler, nfe, sw, floor} to RESULTS.jsonl,
+# with `diffuse eval --samples` and appends {label, sampler, nfe, sw, floor (and for images fd,
+# fd_floor)} to RESULTS.jsonl,
 # unless LABEL is already there (a rerun finishes an interrupted sweep).
 measure() {
   local results=$1 flag=$2 target=$3 label=$4; shift 4
@@ -18,8 +19,11 @@ measure() {
 import json, sys
 label, nfe, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 q = json.load(open(path))
-print(json.dumps({"label": label, "sampler": label.split(" @")[0], "nfe": nfe,
-                  "sw": q["sliced_wasserstein"], "floor": q["data_vs_data"]}))
+row = {"label": label, "sampler": label.split(" @")[0], "nfe": nfe,
+       "sw": q["sliced_wasserstein"], "floor": q["data_vs_data"]}
+if "frechet" in q:
+    row.update(fd=q["frechet"], fd_floor=q["frechet_data_vs_data"])
+print(json.dumps(row))
 PY
   tail -1 "$results"
 }
