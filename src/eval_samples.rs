@@ -173,11 +173,19 @@ fn images(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
         idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ salt));
         idx[..m]
             .iter()
-            .flat_map(|&i| pixels[i * size..(i + 1) * size].iter().map(|&v| to_model_space(v)))
+            .flat_map(|&i| {
+                pixels[i * size..(i + 1) * size]
+                    .iter()
+                    .map(|&v| to_model_space(v))
+            })
             .take(count * size)
             .collect()
     };
-    let samples: Vec<f32> = arr.data.iter().map(|&v| to_model_space(to_pixel(v))).collect();
+    let samples: Vec<f32> = arr
+        .data
+        .iter()
+        .map(|&v| to_model_space(to_pixel(v)))
+        .collect();
     let dim = c * (h / POOL) * (w / POOL);
     let (s, t, r) = (
         pooled(&samples, [n, c, h, w]),

@@ -81,7 +81,12 @@ fn jacobi_eigen(m: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     for i in 0..n {
         v[i * n + i] = 1.0;
     }
-    let scale: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+    let scale: f64 = a
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
     for _sweep in 0..100 {
         let off: f64 = (0..n)
             .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
@@ -135,14 +140,19 @@ mod tests {
             // A deterministic sample with mean m and (n - 1)-std s: +-s sqrt((n - 1) / n).
             let n = 1000;
             let k = s * ((n - 1) as f32 / n as f32).sqrt();
-            (0..n).map(|i| if i % 2 == 0 { m + k } else { m - k }).collect()
+            (0..n)
+                .map(|i| if i % 2 == 0 { m + k } else { m - k })
+                .collect()
         };
         let d = frechet_distance(&grid(0.0, 1.0), &grid(3.0, 2.0), 1);
         assert!((d - (9.0 + 1.0)).abs() < 1e-4, "{d}");
         let m = [2.0, 1.0, 1.0, 2.0];
         let (mut eig, _) = jacobi_eigen(&m, 2);
         eig.sort_by(f64::total_cmp);
-        assert!((eig[0] - 1.0).abs() < 1e-12 && (eig[1] - 3.0).abs() < 1e-12, "{eig:?}");
+        assert!(
+            (eig[0] - 1.0).abs() < 1e-12 && (eig[1] - 3.0).abs() < 1e-12,
+            "{eig:?}"
+        );
         let s = sqrt_psd(&m, 2);
         let back = matmul(&s, &s, 2);
         for (x, y) in back.iter().zip(m) {

@@ -59,8 +59,16 @@ impl<const D: usize> SigmaDenoiser<D> for Wrapped<'_, D> {
     fn x0(&self, y: Tensor<D>, at: Level) -> Result<Tensor<D>, CoreError> {
         let Sigma(s) = at.sigma;
         let (alpha, sigma_vp) = at.sigma.alpha_sigma_vp();
+        // A discrete-chain network knows timesteps only: a continuous SDE time is refused, not
+        // passed through as if it were one.
+        let Clock::Discrete(timestep) = at.clock else {
+            return Err(CoreError::InvalidSolver(format!(
+                "a discrete-chain network was asked at continuous time {:?}; give it timesteps",
+                at.clock
+            )));
+        };
         let batch = y.dims()[0];
-        let t = Tensor::<1>::full([batch], at.clock.value() as f32, &y.device());
+        let t = Tensor::<1>::full([batch], timestep.0 as f32, &y.device());
         let mut out = self.net.denoise(y.clone().mul_scalar(alpha as f32), t);
         if self.how.learned_variance {
             let (c, got) = (y.dims()[1], out.dims()[1]);
@@ -105,5 +113,56 @@ pub(crate) fn check_finite<const D: usize>(
         Ok(())
     } else {
         Err(CoreError::NonFiniteAtSigma { step, sigma })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::level::{Time, Timestep};
+    use burn::tensor::Device;
+
+    /// eps, x_0 and v outputs of the same exact network give the same x_0; a continuous clock is
+    /// refused.
+    #[test]
+    fn every_prediction_type_gives_the_same_x0() {
+        let device = Device::default();
+        let (x0, eps, sigma) = (0.3f32, -1.2f32, 2.0f64);
+        let (alpha, sigma_vp) = Sigma(sigma).alpha_sigma_vp();
+        let y = Tensor::<2>::full([1, 1], x0 + sigma as f32 * eps, &device);
+        let at = Level {
+            sigma: Sigma(sigma),
+            clock: Clock::Discrete(Timestep(10.0)),
+        };
+        for (prediction, out) in [
+            (Prediction::Epsilon, eps),
+            (Prediction::Sample, x0),
+            (
+                Prediction::VPrediction,
+                (alpha as f32) * eps - (sigma_vp as f32) * x0,
+            ),
+        ] {
+            let net = move |x: Tensor<2>, _t: Tensor<1>| x.zeros_like().add_scalar(out);
+            let how = DiscreteVp {
+                prediction,
+                learned_variance: false,
+                clip_sample: None,
+                alphas_cumprod: vec![0.5; 20],
+            };
+            let got: f32 = how.wrap(&net).x0(y.clone(), at).unwrap().into_scalar();
+            assert!((got - x0).abs() < 1e-5, "{prediction:?}: {got}");
+        }
+        let net = |x: Tensor<2>, _t: Tensor<1>| x;
+        let how = DiscreteVp {
+            prediction: Prediction::Epsilon,
+            learned_variance: false,
+            clip_sample: None,
+            alphas_cumprod: vec![0.5; 20],
+        };
+        let continuous = Level {
+            sigma: Sigma(1.0),
+            clock: Clock::Continuous(Time(0.5)),
+        };
+        assert!(how.wrap(&net).x0(y, continuous).is_err());
     }
 }
