@@ -14,17 +14,17 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
 
 
-def load(path):
+def load(path, key="sw", floor_key="floor"):
     rows = [json.loads(line) for line in open(path) if line.strip()]
     series, tols = {}, []
     for r in rows:
-        series.setdefault(r["sampler"], []).append((r["nfe"], r["sw"], r["floor"]))
+        series.setdefault(r["sampler"], []).append((r["nfe"], r[key], r[floor_key]))
         if r["sampler"] == "RK45":
             tols.append(r["label"].split("@")[1])
     return series, tols
 
 
-def table(series, tols, budgets):
+def table(series, tols, budgets, metric="sliced Wasserstein"):
     floor = sum(f for pts in series.values() for _, _, f in pts) / sum(len(p) for p in series.values())
     print("| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |")
     print("|---|" + "---|" * len(budgets))
@@ -38,7 +38,7 @@ def table(series, tols, budgets):
         print(f"| {name} | " + " | ".join(by_nfe.get(b, "") for b in budgets) + " |")
     rk = series.get("RK45", [])
     print()
-    print("| RK45 rtol = atol | NFE | sliced Wasserstein |")
+    print(f"| RK45 rtol = atol | NFE | {metric} |")
     print("|---|---|---|")
     for tol, (nfe, sw, _) in zip(tols, rk):
         print(f"| {tol} | {nfe} | {sw:.4f} |")
@@ -47,7 +47,7 @@ def table(series, tols, budgets):
     return floor
 
 
-def svg(series, floor, path, title):
+def svg(series, floor, path, title, y_label="sliced Wasserstein"):
     w, h, m = 760, 440, 70
     xs = [n for pts in series.values() for n, _, _ in pts]
     ys = [s for pts in series.values() for _, s, _ in pts] + [floor]
@@ -61,7 +61,7 @@ def svg(series, floor, path, title):
            f'<line x1="{m}" y1="{h-m}" x2="{w-m}" y2="{h-m}" stroke="black"/>',
            f'<line x1="{m}" y1="{m}" x2="{m}" y2="{h-m}" stroke="black"/>',
            f'<text x="{w/2}" y="{h-25}" text-anchor="middle">network evaluations (log)</text>',
-           f'<text x="18" y="{h/2}" text-anchor="middle" transform="rotate(-90 18 {h/2})">sliced Wasserstein (log)</text>']
+           f'<text x="18" y="{h/2}" text-anchor="middle" transform="rotate(-90 18 {h/2})">{y_label} (log)</text>']
     for n in [10, 20, 50, 100, 200, 500, 1000, 2000]:
         if lx0 <= math.log10(n) <= lx1:
             out.append(f'<line x1="{X(n):.1f}" y1="{h-m}" x2="{X(n):.1f}" y2="{h-m+5}" stroke="black"/><text x="{X(n):.1f}" y="{h-m+18}" text-anchor="middle">{n}</text>')
@@ -89,12 +89,16 @@ def svg(series, floor, path, title):
 
 
 def main():
-    series, tols = load(sys.argv[1])
     if "--mnist" in sys.argv:
-        floor = table(series, tols, [10, 20, 50])
+        for key, floor_key, name in [("sw", "floor", "sliced Wasserstein"), ("fd", "fd_floor", "Fréchet distance")]:
+            series, tols = load(sys.argv[1], key, floor_key)
+            print(f"\n{name} of 4x4-pooled images\n")
+            floor = table(series, tols, [10, 20, 50], name)
         svg(series, floor, ROOT / "docs" / "images" / "nfe_mnist.svg",
-            "MNIST (README model), 1,000 samples: pooled-image sliced Wasserstein vs evaluations")
+            "MNIST (README model), 1,000 samples: Fréchet distance of pooled images vs evaluations",
+            "Fréchet distance, 4x4-pooled pixels")
     else:
+        series, tols = load(sys.argv[1])
         floor = table(series, tols, [10, 20, 50, 100, 1000])
         svg(series, floor, ROOT / "docs" / "images" / "nfe_swiss_roll.svg",
             "Swiss roll, 20,000 samples: sliced Wasserstein vs network evaluations")
