@@ -439,6 +439,9 @@ fn eval_images_ode(args: &EvalArgs, device: &Device) -> Result<crate::eval_ode::
         .map(|&k| ((k as f32 + rng.random::<f32>()) / 256.0) * 2.0 - 1.0)
         .collect();
     let one = [test.channels, test.height, test.width];
+    // Each evaluation keeps a backward pass through the U-Net for a whole batch, as training does.
+    crate::memory::check_unet_training(&pipeline.unet_config, test.height, args.batch_size.min(n))
+        .context("lower --batch-size")?;
     let eval = ode_eval(args, &pipeline.scheduler, 0.0);
     let (nats, nfe) = eval.nats::<4>(&pipeline.unet, &data, &one, &ad, true)?;
     crate::eval_ode::report(
