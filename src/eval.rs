@@ -22,7 +22,6 @@ use diffuse_data::images::to_model_space;
 use diffuse_data::{Points, load_points};
 use diffuse_eval::plots::line_plot;
 use diffuse_train::checkpoint::save_json;
-use rand::RngExt;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -34,36 +33,36 @@ use crate::sample::load_run;
 pub struct EvalArgs {
     /// A run directory written by `diffuse train` (2-D or image).
     #[arg(long)]
-    run: std::path::PathBuf,
+    pub(crate) run: std::path::PathBuf,
     /// Compute the negative log-likelihood on held-out data (`--method`).
     #[arg(long)]
-    nll: bool,
+    pub(crate) nll: bool,
     /// vlb: the variational bound (DDPM eq. 5), term by term; ode: the exact likelihood of the
     /// probability-flow ODE (RK45 with --rtol/--atol), written to nll_ode.json.
     #[arg(long, value_enum, default_value = "vlb")]
-    method: Method,
+    pub(crate) method: Method,
     /// 2-D runs: the sliced Wasserstein distance of these samples (`diffuse sample`'s `.npy`) to
     /// the data, next to the distance between two draws of the data; writes FILE.sw.json.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["nll", "data"])]
-    samples: Option<std::path::PathBuf>,
+    pub(crate) samples: Option<std::path::PathBuf>,
     /// 2-D runs: evaluate these points (`.npy` or `.csv`, [n, 2], in the data's own units)
     /// instead of the run's held-out split; the files are named `nll*_data.*`.
     #[arg(long, value_name = "FILE")]
-    data: Option<std::path::PathBuf>,
+    pub(crate) data: Option<std::path::PathBuf>,
     /// The ODE solver's relative tolerance (--method ode).
     #[arg(long, default_value_t = 1e-5)]
-    rtol: f64,
+    pub(crate) rtol: f64,
     /// The ODE solver's absolute tolerance (--method ode).
     #[arg(long, default_value_t = 1e-5)]
-    atol: f64,
+    pub(crate) atol: f64,
     /// Examples to evaluate (default: all held-out points of a 2-D run; 100 test images).
     #[arg(long)]
-    n: Option<usize>,
+    pub(crate) n: Option<usize>,
     /// Estimate the bound from about this many timesteps instead of all T: t = 0 and the first
     /// K / 2 KL terms exactly, the rest from K / 2 drawn uniformly (once, shared by all examples).
     /// Unbiased, faster; the printed interval covers the examples, not the draw of t.
     #[arg(long)]
-    t_samples: Option<usize>,
+    pub(crate) t_samples: Option<usize>,
     /// Clamp the model's x_0 estimate to [-R, R] before forming the reverse mean, as a sampler with
     /// `clip_sample` does and as DDPM's and improved DDPM's bits/dim code do (`clip_denoised`).
     /// Default: the mean the network defines. Writes `nll_clip_x0.*` instead of `nll.*`.
@@ -71,13 +70,13 @@ pub struct EvalArgs {
     clip_x0: Option<f64>,
     /// Examples per forward pass.
     #[arg(long, default_value_t = 500)]
-    batch_size: usize,
+    pub(crate) batch_size: usize,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(crate) seed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum Method {
+pub(crate) enum Method {
     Vlb,
     Ode,
 }
@@ -186,7 +185,7 @@ fn batches<const D: usize>(
 }
 
 /// The files' stem: `nll`, or `nll_clip_x0` for a clamped evaluation.
-fn stem(args: &EvalArgs) -> String {
+pub(crate) fn stem(args: &EvalArgs) -> String {
     let base = match (args.method, args.clip_x0) {
         (Method::Ode, _) => "nll_ode",
         (Method::Vlb, Some(_)) => "nll_clip_x0",
@@ -318,9 +317,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     if args.method == Method::Ode {
         let r = if images {
-            eval_images_ode(&args, &device)?
+            crate::eval_ode::eval_images(&args, &device)?
         } else {
-            eval_points_ode(&args, &device)?
+            crate::eval_ode::eval_points(&args, &device)?
         };
         println!(
             "NLL (probability-flow ODE, {} divergence): {:.4} +- {:.4} bits/dim (95% CI over {} examples; {} network evaluations)",
@@ -369,7 +368,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
 
 /// The points a 2-D evaluation runs on, in model space: `--data` or the run's held-out split,
 /// and the standardization's log-determinant.
-fn points(args: &EvalArgs, config: &crate::config::RunConfig) -> Result<(Points, f64)> {
+pub(crate) fn points(args: &EvalArgs, config: &crate::config::RunConfig) -> Result<(Points, f64)> {
     let standardizer = config
         .standardizer
         .clone()
@@ -387,71 +386,6 @@ fn points(args: &EvalArgs, config: &crate::config::RunConfig) -> Result<(Points,
     // Density in data units: p_data(x) = p_model(z) / prod std, so NLL_data = NLL_model + sum ln std.
     let log_det: f64 = standardizer.std.iter().map(|s| s.ln()).sum();
     Ok((standardizer.forward(&raw), log_det))
-}
-
-fn eval_points_ode(args: &EvalArgs, device: &Device) -> Result<crate::eval_ode::OdeReport> {
-    let ad = device.clone().autodiff();
-    let (config, model) = load_run(&args.run, true, &ad)?;
-    let (held, log_det) = points(args, &config)?;
-    let n = args.n.unwrap_or(held.len()).min(held.len());
-    let scheduler = config.scheduler_config();
-    let eval = ode_eval(args, &scheduler, log_det);
-    let (nats, nfe) =
-        eval.nats::<2>(&model, &held.data[..n * held.dim], &[held.dim], &ad, false)?;
-    crate::eval_ode::report(
-        &nats,
-        held.dim,
-        nfe,
-        &eval,
-        0.0,
-        &args.run.join(format!("{}.json", stem(args))),
-    )
-}
-
-fn ode_eval<'a>(
-    args: &EvalArgs,
-    scheduler: &'a diffuse_nn::diffusers::SchedulerConfig,
-    log_det: f64,
-) -> crate::eval_ode::OdeEval<'a> {
-    crate::eval_ode::OdeEval {
-        scheduler,
-        tol: diffuse_core::solver::Tolerance {
-            rtol: args.rtol,
-            atol: args.atol,
-            ..Default::default()
-        },
-        batch_size: args.batch_size,
-        log_det,
-        seed: args.seed,
-    }
-}
-
-fn eval_images_ode(args: &EvalArgs, device: &Device) -> Result<crate::eval_ode::OdeReport> {
-    let ad = device.clone().autodiff();
-    let config = crate::image_train::load_image_run_config(&args.run)?;
-    let pipeline = crate::memory::load_pipeline(&args.run, &ad)?;
-    let test = crate::image_train::load_test_images(&config)?;
-    let n = args.n.unwrap_or(100).min(test.len());
-    // Uniform dequantization: (k + u) / 256 in [0, 1], mapped to [-1, 1].
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xDE9);
-    let data: Vec<f32> = test.pixels[..n * test.image_size()]
-        .iter()
-        .map(|&k| ((k as f32 + rng.random::<f32>()) / 256.0) * 2.0 - 1.0)
-        .collect();
-    let one = [test.channels, test.height, test.width];
-    // Each evaluation keeps a backward pass through the U-Net for a whole batch, as training does.
-    crate::memory::check_unet_training(&pipeline.unet_config, test.height, args.batch_size.min(n))
-        .context("lower --batch-size")?;
-    let eval = ode_eval(args, &pipeline.scheduler, 0.0);
-    let (nats, nfe) = eval.nats::<4>(&pipeline.unet, &data, &one, &ad, true)?;
-    crate::eval_ode::report(
-        &nats,
-        one.iter().product(),
-        nfe,
-        &eval,
-        7.0,
-        &args.run.join(format!("{}.json", stem(args))),
-    )
 }
 
 fn eval_points(args: &EvalArgs, device: &Device) -> Result<NllReport> {

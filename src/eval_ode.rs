@@ -10,7 +10,7 @@
 //!
 //! Writes `nll_ode.json` with the fields of `nll.json` that apply to it, and the solver's cost.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::level::SigmaTable;
 use diffuse_core::likelihood::{Divergence, ode_log_likelihood};
@@ -19,11 +19,13 @@ use diffuse_core::solver::adapter::DiscreteVp;
 use diffuse_core::{Denoiser, Prediction};
 use diffuse_nn::diffusers::{DiffusersVariance, SchedulerConfig};
 use diffuse_train::checkpoint::save_json;
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::eval::EvalArgs;
 use crate::progress;
+use crate::sample::load_run;
 
 #[derive(Serialize)]
 pub struct OdeReport {
@@ -161,4 +163,69 @@ pub fn report(
     };
     save_json(&r, path)?;
     Ok(r)
+}
+
+pub fn eval_points(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
+    let ad = device.clone().autodiff();
+    let (config, model) = load_run(&args.run, true, &ad)?;
+    let (held, log_det) = crate::eval::points(args, &config)?;
+    let n = args.n.unwrap_or(held.len()).min(held.len());
+    let scheduler = config.scheduler_config();
+    let eval = ode_eval(args, &scheduler, log_det);
+    let (nats, nfe) =
+        eval.nats::<2>(&model, &held.data[..n * held.dim], &[held.dim], &ad, false)?;
+    report(
+        &nats,
+        held.dim,
+        nfe,
+        &eval,
+        0.0,
+        &args.run.join(format!("{}.json", crate::eval::stem(args))),
+    )
+}
+
+fn ode_eval<'a>(
+    args: &EvalArgs,
+    scheduler: &'a diffuse_nn::diffusers::SchedulerConfig,
+    log_det: f64,
+) -> OdeEval<'a> {
+    OdeEval {
+        scheduler,
+        tol: diffuse_core::solver::Tolerance {
+            rtol: args.rtol,
+            atol: args.atol,
+            ..Default::default()
+        },
+        batch_size: args.batch_size,
+        log_det,
+        seed: args.seed,
+    }
+}
+
+pub fn eval_images(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
+    let ad = device.clone().autodiff();
+    let config = crate::image_train::load_image_run_config(&args.run)?;
+    let pipeline = crate::memory::load_pipeline(&args.run, &ad)?;
+    let test = crate::image_train::load_test_images(&config)?;
+    let n = args.n.unwrap_or(100).min(test.len());
+    // Uniform dequantization: (k + u) / 256 in [0, 1], mapped to [-1, 1].
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xDE9);
+    let data: Vec<f32> = test.pixels[..n * test.image_size()]
+        .iter()
+        .map(|&k| ((k as f32 + rng.random::<f32>()) / 256.0) * 2.0 - 1.0)
+        .collect();
+    let one = [test.channels, test.height, test.width];
+    // Each evaluation keeps a backward pass through the U-Net for a whole batch, as training does.
+    crate::memory::check_unet_training(&pipeline.unet_config, test.height, args.batch_size.min(n))
+        .context("lower --batch-size")?;
+    let eval = ode_eval(args, &pipeline.scheduler, 0.0);
+    let (nats, nfe) = eval.nats::<4>(&pipeline.unet, &data, &one, &ad, true)?;
+    report(
+        &nats,
+        one.iter().product(),
+        nfe,
+        &eval,
+        7.0,
+        &args.run.join(format!("{}.json", crate::eval::stem(args))),
+    )
 }
