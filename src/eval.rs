@@ -311,7 +311,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let device = Device::default();
     let dir = &args.run;
-    let images = dir.join("model_index.json").is_file();
+    let images = crate::run_dir::ModelFamily::of(dir)? == crate::run_dir::ModelFamily::Unet;
     if images && args.data.is_some() {
         bail!("--data applies to 2-D runs; an image run evaluates its dataset's test split");
     }

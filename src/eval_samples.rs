@@ -50,7 +50,7 @@ pub struct Quality {
 }
 
 pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
-    if run_dir.join("model_index.json").is_file() {
+    if crate::run_dir::ModelFamily::of(run_dir)? == crate::run_dir::ModelFamily::Unet {
         return images(run_dir, file, seed);
     }
     let config = RunConfig::load(&run_dir.join("config.json"))?;

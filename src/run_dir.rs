@@ -255,3 +255,29 @@ pub fn check_resumable(done: usize, steps: usize, dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The model family of a run directory or pipeline folder: what every command dispatches on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelFamily {
+    /// An MLP denoiser on points (`config.json` with a `train` section, weights as safetensors).
+    Mlp,
+    /// A diffusers `UNet2DModel` on images (a pipeline folder: `model_index.json`, `unet/`,
+    /// `scheduler/`).
+    Unet,
+}
+
+impl ModelFamily {
+    /// Which family the folder holds; an error naming what is missing when it holds neither.
+    pub fn of(dir: &Path) -> Result<Self> {
+        if dir.join("model_index.json").is_file() {
+            Ok(ModelFamily::Unet)
+        } else if dir.join("config.json").is_file() {
+            Ok(ModelFamily::Mlp)
+        } else {
+            bail!(
+                "{} is not a diffuse run directory: neither a 2-D run (config.json) nor a pipeline folder (model_index.json)",
+                dir.display()
+            )
+        }
+    }
+}

@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::RunConfig;
 use crate::progress;
+use crate::run_dir::ModelFamily;
 use crate::solvers::{SolverChoice, build};
 
 #[derive(Args)]
@@ -163,7 +164,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     }
     let dir = match (&args.pipeline, &args.run) {
         (Some(dir), _) => return crate::sample_images::run(dir, &args),
-        (None, Some(dir)) if dir.join("model_index.json").is_file() => {
+        (None, Some(dir)) if ModelFamily::of(dir)? == ModelFamily::Unet => {
             return crate::sample_images::run(dir, &args);
         }
         (None, Some(dir)) => dir.clone(),
