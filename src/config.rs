@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use diffuse_core::sampler::{DdpmConfig, DdpmSampler, VarianceType};
+use diffuse_core::sampler::{DdpmSampler, VarianceType};
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_data::Standardizer;
 use diffuse_nn::MlpConfig;
@@ -124,15 +124,8 @@ impl RunConfig {
         // The sampler `train` draws its samples with, built now so that a bad sampling field
         // fails before training rather than after it.
         let schedule = self.schedule.build()?;
-        DdpmSampler::new(
-            &schedule,
-            DdpmConfig {
-                prediction: self.prediction,
-                clip_sample: self.sample.clip_sample,
-                ..Default::default()
-            },
-        )
-        .context("sample.clip_sample")?;
+        DdpmSampler::new(&schedule, self.scheduler_config().ddpm(None))
+            .context("sample.clip_sample")?;
         if self.sample.variance_type == VarianceType::LearnedRange && !self.model.learned_variance {
             bail!(
                 "sample.variance_type = \"learned_range\" needs a model that learns its variance: set train.loss.variance = \"learned_range\" (with the vlb or hybrid objective)"

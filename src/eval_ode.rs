@@ -12,12 +12,12 @@
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
+use diffuse_core::Denoiser;
 use diffuse_core::level::SigmaTable;
 use diffuse_core::likelihood::{Divergence, ode_log_likelihood};
 use diffuse_core::solver::Tolerance;
 use diffuse_core::solver::adapter::DiscreteVp;
-use diffuse_core::{Denoiser, Prediction};
-use diffuse_nn::diffusers::{DiffusersVariance, SchedulerConfig};
+use diffuse_nn::diffusers::SchedulerConfig;
 use diffuse_train::checkpoint::save_json;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -55,24 +55,19 @@ pub struct OdeEval<'a> {
     pub batch_size: usize,
     pub log_det: f64,
     pub seed: u64,
+    /// 8-bit images: Hutchinson's divergence and uniform dequantization; else points, with the
+    /// exact divergence.
+    pub images: bool,
 }
+
+/// log2 of the 128 bins per unit of [-1, 1]: -log2 of a pixel bin's width 2 / 256.
+const DEQUANTIZATION_BITS: f64 = 7.0;
 
 impl OdeEval<'_> {
     fn adapter(&self) -> Result<(DiscreteVp, SigmaTable)> {
-        if self.scheduler.prediction_type == Prediction::Mean {
-            bail!(
-                "--method ode needs the network's estimate between the chain's steps; mean prediction is defined on them only (use --method vlb)"
-            );
-        }
         let schedule = self.scheduler.schedule()?;
         Ok((
-            DiscreteVp {
-                prediction: self.scheduler.prediction_type,
-                learned_variance: self.scheduler.variance_type
-                    == Some(DiffusersVariance::LearnedRange),
-                clip_sample: None,
-                alphas_cumprod: schedule.alphas_cumprod.clone(),
-            },
+            self.scheduler.adapter(&schedule, None)?,
             SigmaTable::new(&schedule.alphas_cumprod),
         ))
     }
@@ -85,7 +80,6 @@ impl OdeEval<'_> {
         data: &[f32],
         shape_of_one: &[usize],
         device: &Device,
-        hutchinson: bool,
     ) -> Result<(Vec<f64>, usize)> {
         let (adapter, table) = self.adapter()?;
         let model = adapter.wrap(net);
@@ -103,7 +97,7 @@ impl OdeEval<'_> {
                 TensorData::new(data[start * per..(start + m) * per].to_vec(), shape),
                 device,
             );
-            let divergence = if hutchinson {
+            let divergence = if self.images {
                 Divergence::Hutchinson(diffuse_core::coef::randn(&mut rng, shape, device))
             } else {
                 Divergence::Exact
@@ -133,7 +127,6 @@ pub fn report(
     dims: usize,
     nfe: usize,
     eval: &OdeEval,
-    dequantization: f64,
     path: &std::path::Path,
 ) -> Result<OdeReport> {
     let n = nats.len();
@@ -143,15 +136,16 @@ pub fn report(
     let mean = nats.iter().sum::<f64>() / n as f64;
     let var = nats.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
     let to_bits = |nats: f64| nats / (dims as f64 * std::f64::consts::LN_2);
+    let dequantization = if eval.images {
+        DEQUANTIZATION_BITS
+    } else {
+        0.0
+    };
     let r = OdeReport {
         examples: n,
         dims,
         method: "ode",
-        divergence: if dequantization > 0.0 {
-            "hutchinson"
-        } else {
-            "exact"
-        },
+        divergence: if eval.images { "hutchinson" } else { "exact" },
         rtol: eval.tol.rtol,
         atol: eval.tol.atol,
         nfe,
@@ -171,15 +165,13 @@ pub fn eval_points(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
     let (held, log_det) = crate::eval::points(args, &config)?;
     let n = args.n.unwrap_or(held.len()).min(held.len());
     let scheduler = config.scheduler_config();
-    let eval = ode_eval(args, &scheduler, log_det);
-    let (nats, nfe) =
-        eval.nats::<2>(&model, &held.data[..n * held.dim], &[held.dim], &ad, false)?;
+    let eval = ode_eval(args, &scheduler, log_det, false);
+    let (nats, nfe) = eval.nats::<2>(&model, &held.data[..n * held.dim], &[held.dim], &ad)?;
     report(
         &nats,
         held.dim,
         nfe,
         &eval,
-        0.0,
         &args.run.join(format!("{}.json", crate::eval::stem(args))),
     )
 }
@@ -188,6 +180,7 @@ fn ode_eval<'a>(
     args: &EvalArgs,
     scheduler: &'a diffuse_nn::diffusers::SchedulerConfig,
     log_det: f64,
+    images: bool,
 ) -> OdeEval<'a> {
     OdeEval {
         scheduler,
@@ -199,6 +192,7 @@ fn ode_eval<'a>(
         batch_size: args.batch_size,
         log_det,
         seed: args.seed,
+        images,
     }
 }
 
@@ -218,14 +212,13 @@ pub fn eval_images(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
     // Each evaluation keeps a backward pass through the U-Net for a whole batch, as training does.
     crate::memory::check_unet_training(&pipeline.unet_config, test.height, args.batch_size.min(n))
         .context("lower --batch-size")?;
-    let eval = ode_eval(args, &pipeline.scheduler, 0.0);
-    let (nats, nfe) = eval.nats::<4>(&pipeline.unet, &data, &one, &ad, true)?;
+    let eval = ode_eval(args, &pipeline.scheduler, 0.0, true);
+    let (nats, nfe) = eval.nats::<4>(&pipeline.unet, &data, &one, &ad)?;
     report(
         &nats,
         one.iter().product(),
         nfe,
         &eval,
-        7.0,
         &args.run.join(format!("{}.json", crate::eval::stem(args))),
     )
 }

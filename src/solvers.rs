@@ -6,7 +6,6 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use diffuse_core::level::SigmaTable;
 use diffuse_core::sampler::{DdimSampler, DdpmSampler};
-use diffuse_core::solver::adapter::DiscreteVp;
 use diffuse_core::solver::grid::{Grid, karras_sigmas};
 use diffuse_core::solver::{Method, SigmaSolver, Solver, Stepwise, Tolerance};
 use diffuse_core::timesteps::TimestepSpacing;
@@ -133,11 +132,7 @@ pub fn build<const D: usize>(
         SamplerKind::Heun => sigma(SigmaScheduler::Heun)?,
         SamplerKind::DpmSolverPp => sigma(SigmaScheduler::DpmSolverPp)?,
         SamplerKind::Ode | SamplerKind::Sde => {
-            if scheduler.prediction_type == diffuse_core::Prediction::Mean {
-                bail!(
-                    "mean prediction is defined on the chain's own timesteps only; use --sampler ddpm or ddim"
-                );
-            }
+            let adapter = scheduler.adapter(&schedule, None)?;
             let table = SigmaTable::new(&schedule.alphas_cumprod);
             let (method, grid) = if choice.sampler == SamplerKind::Ode {
                 let tol = Tolerance {
@@ -161,12 +156,6 @@ pub fn build<const D: usize>(
                     Method::Sde,
                     Grid::euler(&table, n, spacing, scheduler.steps_offset, false)?,
                 )
-            };
-            let adapter = DiscreteVp {
-                prediction: scheduler.prediction_type,
-                learned_variance: learned,
-                clip_sample: None,
-                alphas_cumprod: schedule.alphas_cumprod.clone(),
             };
             Box::new(SigmaSolver {
                 method,

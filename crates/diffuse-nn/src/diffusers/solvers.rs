@@ -11,7 +11,7 @@ use diffuse_core::solver::adapter::DiscreteVp;
 use diffuse_core::solver::grid::Grid;
 use diffuse_core::solver::{DpmOrder, Method, SigmaSolver};
 use diffuse_core::timesteps::TimestepSpacing;
-use diffuse_core::{BetaSchedule, Prediction};
+use diffuse_core::{BetaSchedule, NoiseSchedule, Prediction};
 
 use super::scheduler::{DiffusersVariance, SchedulerConfig};
 use crate::error::NnError;
@@ -28,6 +28,27 @@ pub enum SigmaScheduler {
 }
 
 impl SchedulerConfig {
+    /// How a solver between the chain's steps reads this model's output: its prediction type and
+    /// learned variance, with `clip_sample` as given. Mean prediction is refused: it is defined
+    /// on the chain's own timesteps only.
+    pub fn adapter(
+        &self,
+        schedule: &NoiseSchedule,
+        clip_sample: Option<f64>,
+    ) -> Result<DiscreteVp, NnError> {
+        if self.prediction_type == Prediction::Mean {
+            return Err(NnError::Scheduler(
+                "mean prediction is defined on the chain's own timesteps only, and this method evaluates the network between them; use --sampler ddpm or ddim (for the likelihood, --method vlb)".into(),
+            ));
+        }
+        Ok(DiscreteVp {
+            prediction: self.prediction_type,
+            learned_variance: self.variance_type == Some(DiffusersVariance::LearnedRange),
+            clip_sample,
+            alphas_cumprod: schedule.alphas_cumprod.clone(),
+        })
+    }
+
     /// The solver `steps` inference steps of `which` would take, from this config.
     pub fn sigma_solver(
         &self,
@@ -35,11 +56,6 @@ impl SchedulerConfig {
         steps: usize,
         karras: bool,
     ) -> Result<SigmaSolver, NnError> {
-        if self.prediction_type == Prediction::Mean {
-            return Err(NnError::Scheduler(
-                "mean prediction is not a diffusers prediction type; sample this model with --sampler ddpm or ddim".into(),
-            ));
-        }
         let schedule = self.schedule()?;
         let table = SigmaTable::diffusers_f32(&schedule.betas);
         let spacing = self.timestep_spacing.unwrap_or(TimestepSpacing::Linspace);
@@ -75,14 +91,10 @@ impl SchedulerConfig {
                 (Method::DpmSolverPp(order), grid)
             }
         };
-        let adapter = DiscreteVp {
-            prediction: self.prediction_type,
-            learned_variance: self.variance_type == Some(DiffusersVariance::LearnedRange),
-            // Of the three, only Heun has `clip_sample`; its default is off.
-            clip_sample: (which == SigmaScheduler::Heun && self.clip_sample == Some(true))
-                .then_some(self.clip_sample_range),
-            alphas_cumprod: schedule.alphas_cumprod.clone(),
-        };
+        // Of the three, only Heun has `clip_sample`; its default is off.
+        let clip = (which == SigmaScheduler::Heun && self.clip_sample == Some(true))
+            .then_some(self.clip_sample_range);
+        let adapter = self.adapter(&schedule, clip)?;
         Ok(SigmaSolver {
             method,
             grid,
