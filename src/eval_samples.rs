@@ -68,19 +68,19 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
     }
     let n = arr.shape[0];
     let dim = arr.shape[1];
-    let (reference, floor_a, floor_b) = match &config.data.path {
+    // The reference points, and a second draw of the data measured against them (the floor).
+    let (reference, other) = match &config.data.path {
         None => {
             let set = ToyDataset::from_name(&config.data.dataset)?;
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A3D);
             let a = set.sample(n, &mut rng);
-            let b = set.sample(n, &mut rng);
-            (a.clone(), a, b)
+            (a, set.sample(n, &mut rng))
         }
         Some(_) => {
             let data = crate::train::load_data(&config, config.train.seed)?;
             let m = data.held_out.len().min(data.train.len());
             let train = Points::new(data.train.data[..m * dim].to_vec(), dim);
-            (data.held_out.clone(), data.held_out, train)
+            (data.held_out, train)
         }
     };
     let sw = |a: &[f32], b: &[f32]| {
@@ -97,7 +97,7 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
         reference: reference.len(),
         projections: PROJECTIONS,
         sliced_wasserstein: sw(&arr.data, &reference.data),
-        data_vs_data: sw(&floor_a.data, &floor_b.data),
+        data_vs_data: sw(&other.data, &reference.data),
         frechet: None,
         frechet_data_vs_data: None,
     };

@@ -45,6 +45,17 @@ fn exact_eps(schedule: &NoiseSchedule) -> impl Fn(Tensor<2>, Tensor<1>) -> Tenso
     }
 }
 
+/// The chain's sigma table and how an eps-prediction network on it is read.
+fn chain(schedule: &NoiseSchedule) -> (SigmaTable, DiscreteVp) {
+    let adapter = DiscreteVp {
+        prediction: Prediction::Epsilon,
+        learned_variance: false,
+        clip_sample: None,
+        alphas_cumprod: schedule.alphas_cumprod.clone(),
+    };
+    (SigmaTable::new(&schedule.alphas_cumprod), adapter)
+}
+
 fn moments(x: Tensor<2>) -> [(f64, f64); 2] {
     let n = x.dims()[0];
     let v: Vec<f32> = x.into_data().try_to_vec().unwrap();
@@ -85,14 +96,8 @@ fn assert_gaussian(name: &str, x: Tensor<2>) {
 fn every_solver_given_the_exact_score_draws_the_data() {
     let device = Device::default();
     let schedule = ScheduleConfig::default().build().unwrap();
-    let table = SigmaTable::new(&schedule.alphas_cumprod);
+    let (table, adapter) = chain(&schedule);
     let net = exact_eps(&schedule);
-    let adapter = DiscreteVp {
-        prediction: Prediction::Epsilon,
-        learned_variance: false,
-        clip_sample: None,
-        alphas_cumprod: schedule.alphas_cumprod.clone(),
-    };
     let euler_grid = |n| Grid::euler(&table, n, TimestepSpacing::Leading, 0, false).unwrap();
     let karras = Grid::from_sigmas(
         &table,
@@ -161,14 +166,8 @@ fn every_solver_given_the_exact_score_draws_the_data() {
 fn ode_likelihood_with_the_exact_score_is_the_true_density() {
     let device = Device::default().autodiff();
     let schedule = ScheduleConfig::default().build().unwrap();
-    let table = SigmaTable::new(&schedule.alphas_cumprod);
+    let (table, adapter) = chain(&schedule);
     let net = exact_eps(&schedule);
-    let adapter = DiscreteVp {
-        prediction: Prediction::Epsilon,
-        learned_variance: false,
-        clip_sample: None,
-        alphas_cumprod: schedule.alphas_cumprod.clone(),
-    };
     let model = adapter.wrap(&net);
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let n = 256;

@@ -12,9 +12,10 @@ use crate::error::CoreError;
 pub trait OdeState: Clone {
     /// self + sum_k c_k v_k.
     fn add_scaled(&self, terms: &[(f64, &Self)]) -> Self;
-    /// (sum of squares of err_i / (atol + rtol max(|y_i|, |y_new_i|)), number of elements).
-    fn error_sum(err: &Self, y: &Self, y_new: &Self, rtol: f64, atol: f64) -> (f64, usize);
-    /// Sum of squares and element count of self / (atol + rtol |self|) (the initial step).
+    /// max(|self_i|, |other_i|), element by element.
+    fn abs_max(&self, other: &Self) -> Self;
+    /// Sum of squares and element count of self_i / (atol + rtol |by_i|): scipy's error norm
+    /// with `by` = max(|y|, |y_new|), and its initial-step estimate with `by` = y.
     fn scaled_sum(&self, by: &Self, rtol: f64, atol: f64) -> (f64, usize);
 }
 
@@ -29,18 +30,8 @@ impl<const D: usize> OdeState for Tensor<D> {
         })
     }
 
-    fn error_sum(err: &Self, y: &Self, y_new: &Self, rtol: f64, atol: f64) -> (f64, usize) {
-        let scale = y
-            .clone()
-            .abs()
-            .max_pair(y_new.clone().abs())
-            .mul_scalar(rtol as f32)
-            .add_scalar(atol as f32);
-        let r = err.clone().div(scale);
-        (
-            r.clone().mul(r).sum().into_scalar::<f64>(),
-            err.shape().num_elements(),
-        )
+    fn abs_max(&self, other: &Self) -> Self {
+        self.clone().abs().max_pair(other.clone().abs())
     }
 
     fn scaled_sum(&self, by: &Self, rtol: f64, atol: f64) -> (f64, usize) {
@@ -176,7 +167,7 @@ pub fn rk45<S: OdeState>(
         let zero = y.add_scaled(&[(-1.0, &y)]);
         let terms: Vec<(f64, &S)> = E.iter().zip(&k).map(|(e, ki)| (dir * h * e, ki)).collect();
         let err = zero.add_scaled(&terms);
-        let (sum, count) = S::error_sum(&err, &y, &y_new, tol.rtol, tol.atol);
+        let (sum, count) = err.scaled_sum(&y.abs_max(&y_new), tol.rtol, tol.atol);
         let norm = (sum / count as f64).sqrt();
         if !norm.is_finite() {
             return Err(CoreError::NonFiniteAtSigma {
