@@ -1,32 +1,100 @@
-//! The full configuration of a 2-D run, as written to `config.json` in the run directory and read
-//! from `--config FILE` (TOML or JSON). Every field has a default; command-line flags override.
+//! The one configuration of a run, for every model family: written into the run directory
+//! (`config.json` for an MLP on points, `diffuse_config.json` for a U-Net on images, whose folder
+//! is also a diffusers pipeline and keeps `config.json` free for diffusers' model loaders) and
+//! read from `--config FILE` (TOML or JSON), whose fields are laid over the dataset's preset.
+//!
+//! The model section names the family: `[model]` is an MLP denoiser on points, `[unet]` a
+//! diffusers `UNet2DModel` on images. A config holds exactly one of them.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use diffuse_core::sampler::{DdpmSampler, VarianceType};
+use diffuse_core::objective::LossConfig;
+use diffuse_core::sampler::{DdimSampler, DdpmSampler, VarianceType};
+use diffuse_core::vlb::{Decoder, ReverseVariance};
 use diffuse_core::{Prediction, ScheduleConfig};
-use diffuse_data::Standardizer;
-use diffuse_nn::MlpConfig;
+use diffuse_data::{Standardizer, ToyDataset};
 use diffuse_nn::diffusers::{DiffusersVariance, SchedulerClass, SchedulerConfig};
+use diffuse_nn::unet::{DownBlockType, UpBlockType};
+use diffuse_nn::{MlpConfig, UnetConfig};
 use diffuse_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
-/// Where the training points come from.
+use crate::run_dir::ModelFamily;
+
+/// The image datasets `train` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageDataset {
+    Mnist,
+    FashionMnist,
+    Cifar10,
+    /// A folder of PNG/JPEG images (`data.dir`), resized and center-cropped to the U-Net's
+    /// `sample_size`, read with its `in_channels` (1 gray, 3 RGB).
+    Folder,
+}
+
+impl ImageDataset {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "mnist" => Self::Mnist,
+            "fashion_mnist" | "fashion-mnist" => Self::FashionMnist,
+            "cifar10" | "cifar-10" => Self::Cifar10,
+            "folder" => Self::Folder,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mnist => "mnist",
+            Self::FashionMnist => "fashion_mnist",
+            Self::Cifar10 => "cifar10",
+            Self::Folder => "folder",
+        }
+    }
+}
+
+/// Where a run's data comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Source<'a> {
+    /// The user's own points (`data.path`).
+    File(&'a Path),
+    /// A built-in 2-D set.
+    Toy(ToyDataset),
+    Images(ImageDataset),
+}
+
+/// Where the training data comes from. The fields after `dataset` belong to one kind of data;
+/// the other kind's are left out (and refused when set). A field a file leaves out is unset:
+/// `train` lays files over the dataset's preset, which sets its kind's fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// A built-in set (`swiss_roll`, `two_moons`, `eight_gaussians`, `circles`, `checkerboard`);
-    /// ignored when `path` is set.
+    /// A built-in 2-D set (`swiss_roll`, `two_moons`, `eight_gaussians`, `circles`,
+    /// `checkerboard`) or an image set (`mnist`, `fashion_mnist`, `cifar10`, `folder`); ignored
+    /// when `path` is set.
+    #[serde(default = "swiss_roll")]
     pub dataset: String,
-    /// The user's own points: `.npy` (float32/float64, [N, 2]) or `.csv`.
+    /// Points: the user's own, `.npy` (float32/float64, [N, 2]) or `.csv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
     /// Points drawn from a built-in set for training.
-    pub train_points: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_points: Option<usize>,
     /// Points held out for evaluation (drawn from a built-in set, or split off a file).
-    pub held_out: usize,
-    /// Standardize each dimension to zero mean and unit variance before training.
-    pub standardize: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<usize>,
+    /// Points: standardize each dimension to zero mean and unit variance before training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standardize: Option<bool>,
+    /// Images: where the files are (default: `data/<dataset>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// Images: random horizontal flips while training (on for CIFAR-10 and folders: digits and
+    /// letters are not mirror-symmetric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_flip: Option<bool>,
 }
 
 impl Default for DataConfig {
@@ -34,44 +102,203 @@ impl Default for DataConfig {
         Self {
             dataset: "swiss_roll".into(),
             path: None,
-            train_points: 10_000,
-            held_out: 2_000,
-            standardize: true,
+            train_points: Some(10_000),
+            held_out: Some(2_000),
+            standardize: Some(true),
+            dir: None,
+            random_flip: None,
         }
     }
 }
 
-/// How `train` draws its final samples and pictures.
+impl DataConfig {
+    /// What `dataset` and `path` name: an unknown name is an error listing the built-in sets.
+    pub fn source(&self) -> Result<Source<'_>> {
+        if let Some(path) = &self.path {
+            return Ok(Source::File(path));
+        }
+        if let Some(set) = ImageDataset::from_name(&self.dataset) {
+            return Ok(Source::Images(set));
+        }
+        Ok(Source::Toy(ToyDataset::from_name(&self.dataset)?))
+    }
+
+    /// The model family that trains on this data.
+    fn family(&self) -> ModelFamily {
+        match self.source() {
+            Ok(Source::Images(_)) => ModelFamily::Unet,
+            _ => ModelFamily::Mlp,
+        }
+    }
+
+    pub fn train_points(&self) -> usize {
+        self.train_points.unwrap_or(10_000)
+    }
+
+    pub fn held_out(&self) -> usize {
+        self.held_out.unwrap_or(2_000)
+    }
+
+    /// The image set these fields name (the caller has checked the family).
+    pub fn image_dataset(&self) -> Result<ImageDataset> {
+        match self.source()? {
+            Source::Images(set) => Ok(set),
+            _ => bail!("data.dataset {:?} is not an image set", self.dataset),
+        }
+    }
+
+    /// The image folder: `dir`, or `data/<dataset>`.
+    pub fn image_dir(&self) -> Result<PathBuf> {
+        let set = self.image_dataset()?;
+        Ok(self
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data").join(set.name())))
+    }
+}
+
+/// How `train` draws its final samples and pictures: points with DDPM over all T steps (its
+/// `variance_type`), images with DDIM (`ddim_steps`, eta 0). As in [`DataConfig`], a field a
+/// file leaves out is unset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct SampleConfig {
-    pub variance_type: VarianceType,
-    pub clip_sample: Option<f64>,
-    /// Points drawn for `samples.png` and the quality figure.
+    /// Points drawn for `samples.png` and the quality figure, or images in `samples.png`.
     pub n: usize,
+    /// Clamp the x_0 estimate to [-r, r] (model space); written to the scheduler config.
+    #[serde(default)]
+    pub clip_sample: Option<f64>,
+    /// Points: DDPM's reverse variance for a model with a fixed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variance_type: Option<VarianceType>,
+    /// Images: DDIM steps (eta = 0) for the pictures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ddim_steps: Option<usize>,
 }
 
 impl Default for SampleConfig {
     fn default() -> Self {
         Self {
-            variance_type: VarianceType::FixedSmall,
-            clip_sample: None,
             n: 2000,
+            clip_sample: None,
+            variance_type: Some(VarianceType::FixedSmall),
+            ddim_steps: None,
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+/// The network, and with it the model family.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelConfig {
+    /// An MLP denoiser on points (`[model]`).
+    Mlp(MlpConfig),
+    /// diffusers' `UNet2DModel` on images (`[unet]`).
+    Unet(UnetConfig),
+}
+
+impl ModelConfig {
+    pub fn family(&self) -> ModelFamily {
+        match self {
+            Self::Mlp(_) => ModelFamily::Mlp,
+            Self::Unet(_) => ModelFamily::Unet,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RunConfigFile", into = "RunConfigFile")]
 pub struct RunConfig {
     pub data: DataConfig,
     pub schedule: ScheduleConfig,
     pub prediction: Prediction,
-    pub model: MlpConfig,
+    pub model: ModelConfig,
     pub train: TrainConfig,
     pub sample: SampleConfig,
-    /// Filled in by `train`: the map from data space to model space.
+    /// Points: filled in by `train`, the map from data space to model space.
     pub standardizer: Option<Standardizer>,
+}
+
+/// A run config as a file holds it: the model under `model` (MLP) or `unet` (U-Net).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunConfigFile {
+    #[serde(default)]
+    data: DataConfig,
+    #[serde(default)]
+    schedule: ScheduleConfig,
+    #[serde(default)]
+    prediction: Prediction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<MlpConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unet: Option<UnetConfig>,
+    #[serde(default)]
+    train: TrainConfig,
+    #[serde(default)]
+    sample: SampleConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    standardizer: Option<Standardizer>,
+}
+
+impl TryFrom<RunConfigFile> for RunConfig {
+    type Error = String;
+
+    fn try_from(f: RunConfigFile) -> Result<Self, String> {
+        let model = match (f.model, f.unet) {
+            (Some(m), None) => ModelConfig::Mlp(m),
+            (None, Some(u)) => ModelConfig::Unet(u),
+            (None, None) => ModelConfig::Mlp(MlpConfig::default()),
+            (Some(_), Some(_)) => {
+                return Err("a run has one model: a `model` section (an MLP on points) or a `unet` section (a U-Net on images), not both".into());
+            }
+        };
+        Ok(Self {
+            data: f.data,
+            schedule: f.schedule,
+            prediction: f.prediction,
+            model,
+            train: f.train,
+            sample: f.sample,
+            standardizer: f.standardizer,
+        })
+    }
+}
+
+impl From<RunConfig> for RunConfigFile {
+    fn from(c: RunConfig) -> Self {
+        let (model, unet) = match c.model {
+            ModelConfig::Mlp(m) => (Some(m), None),
+            ModelConfig::Unet(u) => (None, Some(u)),
+        };
+        Self {
+            data: c.data,
+            schedule: c.schedule,
+            prediction: c.prediction,
+            model,
+            unet,
+            train: c.train,
+            sample: c.sample,
+            standardizer: c.standardizer,
+        }
+    }
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            data: DataConfig::default(),
+            schedule: ScheduleConfig::default(),
+            prediction: Prediction::default(),
+            model: ModelConfig::Mlp(MlpConfig::default()),
+            train: TrainConfig::default(),
+            sample: SampleConfig::default(),
+            standardizer: None,
+        }
+    }
+}
+
+fn swiss_roll() -> String {
+    "swiss_roll".into()
 }
 
 /// Fewest held-out points the quality figure is computed on.
@@ -81,52 +308,207 @@ pub const MAX_HELD_OUT: usize = 1_000_000;
 /// Most points drawn from a built-in set.
 pub const MAX_TRAIN_POINTS: usize = 10_000_000;
 
+/// The CPU preset U-Net: `widths.len()` levels, attention at the lowest and in the middle.
+fn unet(size: usize, channels: usize, widths: &[usize], head_dim: usize) -> UnetConfig {
+    let mut c: UnetConfig = serde_json::from_str("{}").expect("all fields have defaults");
+    let n = widths.len();
+    c.sample_size = Some(size);
+    c.in_channels = channels;
+    c.out_channels = channels;
+    c.block_out_channels = widths.to_vec();
+    c.down_block_types = (0..n)
+        .map(|i| {
+            if i == n - 1 {
+                DownBlockType::AttnDownBlock2D
+            } else {
+                DownBlockType::DownBlock2D
+            }
+        })
+        .collect();
+    c.up_block_types = (0..n)
+        .map(|i| {
+            if i == 0 {
+                UpBlockType::AttnUpBlock2D
+            } else {
+                UpBlockType::UpBlock2D
+            }
+        })
+        .collect();
+    c.layers_per_block = 1;
+    c.norm_num_groups = 8;
+    c.attention_head_dim = Some(head_dim);
+    c
+}
+
 impl RunConfig {
+    /// The preset for a dataset name: the MLP defaults for points, the CPU U-Net presets for
+    /// images (README, "Images", has their time and pictures).
+    pub fn preset(dataset: &str) -> Self {
+        let Some(set) = ImageDataset::from_name(dataset) else {
+            let mut c = Self::default();
+            c.data.dataset = dataset.into();
+            return c;
+        };
+        let (unet, random_flip) = match set {
+            // 28 -> 14 -> 7, attention at 7x7 and in the middle block: 280k parameters, about
+            // 2.3 steps/s at batch 32 on 2 cores (README, "Images").
+            ImageDataset::Mnist | ImageDataset::FashionMnist => {
+                (unet(28, 1, &[16, 32, 32], 16), false)
+            }
+            // 32 -> 16 -> 8, attention at 8x8 and in the middle block.
+            ImageDataset::Cifar10 | ImageDataset::Folder => (unet(32, 3, &[32, 64, 64], 32), true),
+        };
+        Self {
+            data: DataConfig {
+                dataset: set.name().into(),
+                path: None,
+                train_points: None,
+                held_out: None,
+                standardize: None,
+                dir: None,
+                random_flip: Some(random_flip),
+            },
+            schedule: ScheduleConfig::default(),
+            prediction: Prediction::Epsilon,
+            model: ModelConfig::Unet(unet),
+            train: TrainConfig {
+                steps: 5000,
+                batch_size: 32,
+                lr: 1e-3,
+                warmup_steps: 200,
+                ema_decay: Some(0.995),
+                checkpoint_every: 500,
+                loss: LossConfig {
+                    decoder: Decoder::Discretized,
+                    ..LossConfig::default()
+                },
+                ..TrainConfig::default()
+            },
+            sample: SampleConfig {
+                n: 64,
+                clip_sample: Some(1.0),
+                variance_type: None,
+                ddim_steps: Some(50),
+            },
+            standardizer: None,
+        }
+    }
+
+    pub fn family(&self) -> ModelFamily {
+        self.model.family()
+    }
+
+    /// Whether the network also outputs its reverse variance (improved DDPM): the loss's
+    /// `variance` is the one place this is chosen.
+    pub fn learned_variance(&self) -> bool {
+        self.train.loss.variance == ReverseVariance::LearnedRange
+    }
+
+    /// Sizes the network's output for the loss: twice the data's channels (coordinates) for a
+    /// learned variance.
+    pub fn fit_output_to_loss(&mut self) {
+        let learned = self.learned_variance();
+        match &mut self.model {
+            ModelConfig::Mlp(m) => m.learned_variance = learned,
+            ModelConfig::Unet(u) => u.out_channels = self.train.loss.output_channels(u.in_channels),
+        }
+    }
+
+    /// The run directory's config file.
+    pub fn file_name(&self) -> &'static str {
+        self.family().run_config_file()
+    }
+
     /// Checks every part of the config that can be checked before any data is read.
     pub fn validate(&self) -> Result<()> {
         self.train.validate()?;
-        self.model.validate()?;
-        if self.data.held_out < MIN_HELD_OUT {
-            bail!(
-                "data.held_out must be at least {MIN_HELD_OUT}, got {}",
-                self.data.held_out
-            );
-        }
-        if self.data.path.is_none() && self.data.train_points == 0 {
-            bail!("data.train_points must be at least 1");
-        }
-        if self.data.held_out > MAX_HELD_OUT {
-            bail!(
-                "data.held_out must be at most {MAX_HELD_OUT} (the quality figure's cost grows with it), got {}",
-                self.data.held_out
-            );
-        }
-        if self.data.path.is_none() && self.data.train_points > MAX_TRAIN_POINTS {
-            bail!(
-                "data.train_points must be at most {MAX_TRAIN_POINTS} for a built-in set (batches are drawn with replacement; more points add nothing), got {}",
-                self.data.train_points
-            );
-        }
-        crate::memory::check_mlp_training(&self.model, self.train.batch_size)?;
-        crate::memory::check_mlp_sampling(&self.model, self.sample.n)?;
         if self.sample.n == 0 {
             bail!("sample.n must be at least 1");
         }
-        if self.model.data_dim != 2 {
+        match self.data.family() {
+            ModelFamily::Mlp => self.validate_points()?,
+            ModelFamily::Unet => self.validate_images()?,
+        }
+        // The sampler `train` draws its pictures with, built now so that a bad sampling field
+        // fails before training (and any download) rather than after it.
+        let schedule = self.schedule.build()?;
+        let scheduler = self.scheduler_config();
+        match self.sample.ddim_steps {
+            Some(steps) => DdimSampler::new(&schedule, scheduler.ddim(steps, 0.0)).map(drop),
+            None => DdpmSampler::new(&schedule, scheduler.ddpm(None)).map(drop),
+        }
+        .context("sample.clip_sample")?;
+        Ok(())
+    }
+
+    /// The family's fields are set and the other family's are not.
+    fn check_fields(&self, family: &str, other: &[(&str, bool)]) -> Result<()> {
+        for (field, set) in other {
+            if *set {
+                bail!(
+                    "{field} does not apply to {family}; data.dataset is {:?}",
+                    self.data.dataset
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_points(&self) -> Result<()> {
+        let ModelConfig::Mlp(model) = &self.model else {
+            bail!(
+                "data.dataset {:?} is a set of points, which an MLP (a `model` section) trains on, not a U-Net (`unet`)",
+                self.data.dataset
+            );
+        };
+        let (d, s) = (&self.data, &self.sample);
+        self.check_fields(
+            "points",
+            &[
+                ("data.dir", d.dir.is_some()),
+                ("data.random_flip", d.random_flip.is_some()),
+                ("sample.ddim_steps", s.ddim_steps.is_some()),
+            ],
+        )?;
+        model.validate()?;
+        let held_out = d.held_out();
+        if held_out < MIN_HELD_OUT {
+            bail!("data.held_out must be at least {MIN_HELD_OUT}, got {held_out}");
+        }
+        if d.path.is_none() && d.train_points() == 0 {
+            bail!("data.train_points must be at least 1");
+        }
+        if held_out > MAX_HELD_OUT {
+            bail!(
+                "data.held_out must be at most {MAX_HELD_OUT} (the quality figure's cost grows with it), got {held_out}"
+            );
+        }
+        if d.path.is_none() && d.train_points() > MAX_TRAIN_POINTS {
+            bail!(
+                "data.train_points must be at most {MAX_TRAIN_POINTS} for a built-in set (batches are drawn with replacement; more points add nothing), got {}",
+                d.train_points()
+            );
+        }
+        crate::memory::check_mlp_training(model, self.train.batch_size)?;
+        crate::memory::check_mlp_sampling(model, self.sample.n)?;
+        if model.data_dim != 2 {
             bail!(
                 "model.data_dim must be 2, got {}: point runs draw 2-D pictures and metrics",
-                self.model.data_dim
+                model.data_dim
             );
         }
         if let Some(std) = &self.standardizer {
-            std.check_dim(self.model.data_dim)?;
+            std.check_dim(model.data_dim)?;
         }
-        // The sampler `train` draws its samples with, built now so that a bad sampling field
-        // fails before training rather than after it.
-        let schedule = self.schedule.build()?;
-        DdpmSampler::new(&schedule, self.scheduler_config().ddpm(None))
-            .context("sample.clip_sample")?;
-        if self.sample.variance_type == VarianceType::LearnedRange && !self.model.learned_variance {
+        if model.learned_variance != self.learned_variance() {
+            bail!(
+                "model.learned_variance is {} but train.loss.variance is {:?}: the network learns its variance exactly when the loss does",
+                model.learned_variance,
+                self.train.loss.variance
+            );
+        }
+        if self.sample.variance_type == Some(VarianceType::LearnedRange) && !self.learned_variance()
+        {
             bail!(
                 "sample.variance_type = \"learned_range\" needs a model that learns its variance: set train.loss.variance = \"learned_range\" (with the vlb or hybrid objective)"
             );
@@ -134,35 +516,248 @@ impl RunConfig {
         Ok(())
     }
 
-    /// The run's sampling settings as a diffusers scheduler config (a DDPM chain with its
-    /// prediction, variance and clipping), from which every `--sampler` is built.
+    fn validate_images(&self) -> Result<()> {
+        let ModelConfig::Unet(unet) = &self.model else {
+            bail!(
+                "data.dataset {:?} is a set of images, which a U-Net (a `unet` section) trains on, not an MLP (`model`)",
+                self.data.dataset
+            );
+        };
+        let (d, s) = (&self.data, &self.sample);
+        self.check_fields(
+            "images",
+            &[
+                ("data.path", d.path.is_some()),
+                ("data.train_points", d.train_points.is_some()),
+                ("data.held_out", d.held_out.is_some()),
+                ("data.standardize", d.standardize.is_some()),
+                ("sample.variance_type", s.variance_type.is_some()),
+                ("standardizer", self.standardizer.is_some()),
+            ],
+        )?;
+        unet.validate()?;
+        // unet.validate checks that the size suits the U-Net's levels.
+        let Some(size) = unet.sample_size else {
+            bail!("unet.sample_size must be set for training (the image side in pixels)");
+        };
+        let out = self.train.loss.output_channels(unet.in_channels);
+        if unet.out_channels != out {
+            bail!(
+                "unet.out_channels is {} but must be {out}: in_channels ({}){}",
+                unet.out_channels,
+                unet.in_channels,
+                if out > unet.in_channels {
+                    ", twice for a learned variance"
+                } else {
+                    ""
+                }
+            );
+        }
+        crate::memory::check_unet_training(unet, size, self.train.batch_size)?;
+        crate::memory::check_unet_sampling(unet, size, self.sample.n)?;
+        let steps = s.ddim_steps.unwrap_or(0);
+        if steps == 0 || steps > self.schedule.num_train_timesteps {
+            bail!(
+                "sample.ddim_steps must be in 1..={}, got {steps}",
+                self.schedule.num_train_timesteps
+            );
+        }
+        Ok(())
+    }
+
+    /// The run's sampling settings as a diffusers scheduler config, from which every `--sampler`
+    /// is built; an image run directory is saved with it. A `DDIMScheduler`, or a
+    /// `DDPMScheduler` with `learned_range` for a learned variance (diffusers' DDIM cannot read
+    /// one); a point run, which draws its pictures with DDPM, always a `DDPMScheduler` with its
+    /// `variance_type`.
     pub fn scheduler_config(&self) -> SchedulerConfig {
-        let learned = self.model.learned_variance;
+        let learned = self.learned_variance();
         let mut c = SchedulerConfig::for_trained(
             &self.schedule,
             self.prediction,
             self.sample.clip_sample,
             learned,
         );
-        c.class = SchedulerClass::Ddpm;
-        c.variance_type = match (learned, self.sample.variance_type) {
-            (true, _) => Some(DiffusersVariance::LearnedRange),
-            (false, VarianceType::FixedLarge) => Some(DiffusersVariance::FixedLarge),
-            (false, _) => None,
-        };
+        if self.family() == ModelFamily::Mlp {
+            c.class = SchedulerClass::Ddpm;
+            c.variance_type = match (learned, self.sample.variance_type) {
+                (true, _) => Some(DiffusersVariance::LearnedRange),
+                (false, Some(VarianceType::FixedLarge)) => Some(DiffusersVariance::FixedLarge),
+                (false, _) => None,
+            };
+        }
         c
     }
 
+    /// `self` with the fields of a config file laid over it: any subset of the fields, nested
+    /// tables merged key by key.
+    pub fn overlay(&self, file: &ConfigFile) -> Result<Self> {
+        let what = || format!("invalid run config {}", file.path.display());
+        match &file.fields {
+            // TOML is merged as TOML: its values (inf, for one) need not be JSON's.
+            Fields::Toml(overlay) => {
+                let mut merged = toml::Value::try_from(self)?;
+                merge_toml(&mut merged, toml::Value::Table(overlay.clone()));
+                merged.try_into().with_context(what)
+            }
+            Fields::Json(overlay) => {
+                let mut merged = serde_json::to_value(self)?;
+                merge_json(&mut merged, overlay.clone());
+                serde_json::from_value(merged).with_context(what)
+            }
+        }
+    }
+
+    /// The run config a run directory holds (`config.json` or `diffuse_config.json`), checked.
+    pub fn load_run(dir: &Path) -> Result<Self> {
+        let Some(path) = ModelFamily::ALL
+            .iter()
+            .map(|f| dir.join(f.run_config_file()))
+            .find(|p| p.is_file())
+        else {
+            bail!(
+                "{} is not a diffuse run directory (no config.json or diffuse_config.json)",
+                dir.display()
+            );
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let config: Self =
+            serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("{} holds an invalid config", path.display()))?;
+        Ok(config)
+    }
+}
+
+/// A `--config` file: any subset of a run config's fields.
+pub struct ConfigFile {
+    path: PathBuf,
+    fields: Fields,
+}
+
+enum Fields {
+    Toml(toml::Table),
+    Json(serde_json::Value),
+}
+
+impl ConfigFile {
     /// Reads a config file; the format follows the extension (`.toml` or `.json`).
-    pub fn load(path: &Path) -> Result<Self> {
+    pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => toml::from_str(&text)
-                .with_context(|| format!("invalid TOML config {}", path.display())),
-            Some("json") => serde_json::from_str(&text)
-                .with_context(|| format!("invalid JSON config {}", path.display())),
+        let fields = match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => Fields::Toml(
+                toml::from_str(&text)
+                    .with_context(|| format!("invalid TOML config {}", path.display()))?,
+            ),
+            Some("json") => Fields::Json(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("invalid JSON config {}", path.display()))?,
+            ),
             _ => bail!("config file {} must end in .toml or .json", path.display()),
+        };
+        Ok(Self {
+            path: path.into(),
+            fields,
+        })
+    }
+
+    /// The file's `data.dataset`, which chooses the preset it is laid over.
+    pub fn dataset(&self) -> Option<&str> {
+        match &self.fields {
+            Fields::Toml(t) => t.get("data")?.get("dataset")?.as_str(),
+            Fields::Json(j) => j.pointer("/data/dataset")?.as_str(),
+        }
+    }
+}
+
+/// Lays `overlay` over `base`: objects merge key by key, anything else replaces.
+fn merge_json(base: &mut serde_json::Value, overlay: serde_json::Value) {
+    match (base, overlay) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                merge_json(b.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// [`merge_json`] for TOML: tables merge key by key, anything else replaces.
+fn merge_toml(base: &mut toml::Value, overlay: toml::Value) {
+    match (base, overlay) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge_toml(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_names_its_family_by_its_model_section() {
+        let points = RunConfig::preset("two_moons");
+        let json = serde_json::to_value(&points).unwrap();
+        assert!(json.get("model").is_some() && json.get("unet").is_none());
+        assert!(json["data"].get("random_flip").is_none());
+        let images = RunConfig::preset("mnist");
+        let json = serde_json::to_value(&images).unwrap();
+        assert!(json.get("unet").is_some() && json.get("model").is_none());
+        assert!(json["data"].get("train_points").is_none());
+        for c in [points, images] {
+            let back: RunConfig =
+                serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+            assert_eq!(back, c);
+            // A TOML file is laid over the preset as TOML, where None is a missing key.
+            let back: RunConfig = toml::Value::try_from(&c).unwrap().try_into().unwrap();
+            assert_eq!(back, c);
+            c.validate().unwrap();
+        }
+        let both = serde_json::json!({"model": {}, "unet": {}});
+        let err = serde_json::from_value::<RunConfig>(both).unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn a_model_that_does_not_fit_the_data_is_refused() {
+        let mut c = RunConfig::preset("mnist");
+        c.model = ModelConfig::Mlp(MlpConfig::default());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("U-Net"), "{err}");
+        let mut c = RunConfig::preset("swiss_roll");
+        c.data.random_flip = Some(true);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("data.random_flip"), "{err}");
+    }
+
+    #[test]
+    fn the_loss_alone_chooses_a_learned_variance() {
+        for dataset in ["swiss_roll", "mnist"] {
+            let mut c = RunConfig::preset(dataset);
+            c.train.loss.variance = ReverseVariance::LearnedRange;
+            c.train.loss.objective = diffuse_core::objective::Objective::Hybrid { lambda: 0.001 };
+            assert!(
+                c.validate().is_err(),
+                "{dataset}: the output is not yet doubled"
+            );
+            c.fit_output_to_loss();
+            c.validate().unwrap();
+            assert_eq!(
+                c.scheduler_config().variance_type,
+                Some(DiffusersVariance::LearnedRange)
+            );
         }
     }
 }

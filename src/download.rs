@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use md5::{Digest, Md5};
 
-use crate::image_config::ImageDataset;
+use crate::config::ImageDataset;
 
 /// (file name, MD5) as published: torchvision's `datasets/mnist.py` for MNIST and Fashion-MNIST
 /// (which match `../shared/data/MD5SUMS`), the CIFAR page for CIFAR-10's binary version.

@@ -369,19 +369,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
 /// The points a 2-D evaluation runs on, in model space: `--data` or the run's held-out split,
 /// and the standardization's log-determinant.
 pub(crate) fn points(args: &EvalArgs, config: &crate::config::RunConfig) -> Result<(Points, f64)> {
-    let standardizer = config
-        .standardizer
-        .clone()
-        .context("config.json has no standardizer; was it written by diffuse train?")?;
+    let standardizer = crate::points::standardizer(config)?;
     let raw = match &args.data {
         Some(path) => {
-            let p = load_points(path, config.model.data_dim)?;
+            let p = load_points(path, crate::points::mlp(config)?.data_dim)?;
             if let Some(v) = p.data.iter().find(|v| !v.is_finite()) {
                 bail!("{}: holds {v}; points must be finite", path.display());
             }
             p
         }
-        None => crate::train::load_data(config, config.train.seed)?.held_out,
+        None => crate::data::load_points(config)?.held_out,
     };
     // Density in data units: p_data(x) = p_model(z) / prod std, so NLL_data = NLL_model + sum ln std.
     let log_det: f64 = standardizer.std.iter().map(|s| s.ln()).sum();
@@ -414,10 +411,10 @@ fn eval_points(args: &EvalArgs, device: &Device) -> Result<NllReport> {
 
 fn eval_images(args: &EvalArgs, device: &Device) -> Result<NllReport> {
     let dir = &args.run;
-    let config = crate::image_train::load_image_run_config(dir)?;
+    let config = crate::config::RunConfig::load_run(dir)?;
     let pipeline = crate::memory::load_pipeline(dir, device)?;
     let schedule = pipeline.scheduler.schedule()?;
-    let test = crate::image_train::load_test_images(&config)?;
+    let test = crate::data::load_images(&config, diffuse_data::Split::Test)?;
     let n = args.n.unwrap_or(100).min(test.len());
     let data: Vec<f32> = test.pixels[..n * test.image_size()]
         .iter()

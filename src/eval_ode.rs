@@ -198,9 +198,9 @@ fn ode_eval<'a>(
 
 pub fn eval_images(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
     let ad = device.clone().autodiff();
-    let config = crate::image_train::load_image_run_config(&args.run)?;
+    let config = crate::config::RunConfig::load_run(&args.run)?;
     let pipeline = crate::memory::load_pipeline(&args.run, &ad)?;
-    let test = crate::image_train::load_test_images(&config)?;
+    let test = crate::data::load_images(&config, diffuse_data::Split::Test)?;
     let n = args.n.unwrap_or(100).min(test.len());
     // Uniform dequantization: (k + u) / 256 in [0, 1], mapped to [-1, 1].
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xDE9);

@@ -53,13 +53,13 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
     if crate::run_dir::ModelFamily::of(run_dir)? == crate::run_dir::ModelFamily::Unet {
         return images(run_dir, file, seed);
     }
-    let config = RunConfig::load(&run_dir.join("config.json"))?;
+    let config = RunConfig::load_run(run_dir)?;
+    let data_dim = crate::points::mlp(&config)?.data_dim;
     let arr = read_npy(file)?;
-    if arr.shape.len() != 2 || arr.shape[1] != config.model.data_dim || arr.shape[0] < 2 {
+    if arr.shape.len() != 2 || arr.shape[1] != data_dim || arr.shape[0] < 2 {
         bail!(
-            "{}: expected samples of shape [n >= 2, {}], found {:?}",
+            "{}: expected samples of shape [n >= 2, {data_dim}], found {:?}",
             file.display(),
-            config.model.data_dim,
             arr.shape
         );
     }
@@ -77,7 +77,7 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
             (a, set.sample(n, &mut rng))
         }
         Some(_) => {
-            let data = crate::train::load_data(&config, config.train.seed)?;
+            let data = crate::data::load_points(&config)?;
             let m = data.held_out.len().min(data.train.len());
             let train = Points::new(data.train.data[..m * dim].to_vec(), dim);
             (data.held_out, train)
@@ -148,10 +148,10 @@ fn pooled(images: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
 }
 
 fn images(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
-    let config = crate::image_train::load_image_run_config(run_dir)?;
+    let config = crate::config::RunConfig::load_run(run_dir)?;
     let arr = read_npy(file)?;
-    let test = crate::image_train::load_test_images(&config)?;
-    let train = crate::image_train::load_train_images(&config)?;
+    let test = crate::data::load_images(&config, diffuse_data::Split::Test)?;
+    let train = crate::data::load_images(&config, diffuse_data::Split::Train)?;
     let [_, c, h, w] = test.shape();
     if arr.shape.len() != 4 || arr.shape[1..] != [c, h, w] || arr.shape[0] < 2 {
         bail!(

@@ -1,17 +1,17 @@
 //! `diffuse`: train diffusion models and sample from them.
 
 mod config;
+mod data;
 mod download;
 mod eval;
 mod eval_ode;
 mod eval_samples;
-mod image_config;
-mod image_train;
+mod images;
 mod memory;
+mod points;
 mod progress;
 mod run_dir;
 mod sample;
-mod sample_images;
 mod solvers;
 mod train;
 

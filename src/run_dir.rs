@@ -14,9 +14,6 @@ use indicatif::ProgressBar;
 
 use crate::progress;
 
-/// The file that marks a 2-D run directory, and the one that marks an image run.
-pub const RUN_CONFIGS: [&str; 2] = ["config.json", "diffuse_config.json"];
-
 /// Prepares `dir` for a new run. An existing non-empty directory is refused unless `overwrite`
 /// is set and it is a diffuse run, which is then removed whole, so no old weights can sit beside
 /// the new config.
@@ -32,8 +29,8 @@ pub fn claim_new(dir: &Path, overwrite: bool) -> Result<()> {
 /// Whether `dir` holds a diffuse run: a run config with a `train` section (a diffusers model
 /// folder's `config.json` has none, and is never taken for a run).
 fn is_run(dir: &Path) -> bool {
-    RUN_CONFIGS.iter().any(|f| {
-        std::fs::read_to_string(dir.join(f))
+    ModelFamily::ALL.iter().any(|f| {
+        std::fs::read_to_string(dir.join(f.run_config_file()))
             .ok()
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
             .is_some_and(|v| v.get("train").is_some())
@@ -92,7 +89,10 @@ pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<()> {
     // A run directory, a pipeline folder, or a model folder inside one (unet/, raw/,
     // checkpoint/): their weights and configs are never an output.
     let is_run = |d: &Path| {
-        RUN_CONFIGS.iter().any(|f| d.join(f).is_file()) || d.join("model_index.json").is_file()
+        ModelFamily::ALL
+            .iter()
+            .any(|f| d.join(f.run_config_file()).is_file())
+            || d.join("model_index.json").is_file()
     };
     let weights_or_config = target
         .extension()
@@ -267,6 +267,17 @@ pub enum ModelFamily {
 }
 
 impl ModelFamily {
+    pub const ALL: [ModelFamily; 2] = [ModelFamily::Mlp, ModelFamily::Unet];
+
+    /// The file a run directory of this family keeps its run config in. An image run's folder
+    /// is also a diffusers pipeline, whose loaders would take a `config.json` for a model config.
+    pub fn run_config_file(self) -> &'static str {
+        match self {
+            ModelFamily::Mlp => "config.json",
+            ModelFamily::Unet => "diffuse_config.json",
+        }
+    }
+
     /// Which family the folder holds; an error naming what is missing when it holds neither.
     pub fn of(dir: &Path) -> Result<Self> {
         if dir.join("model_index.json").is_file() {

@@ -1,22 +1,28 @@
-//! `diffuse sample`: draw points from a trained run, and the sampling helper `train` shares.
+//! `diffuse sample`: draws from a trained run or a diffusers pipeline folder with any
+//! `--sampler`. One path for every model family: load the network and its scheduler config,
+//! draw x_T (from the seed, or `--init-noise` for images), run the solver, write `.npy` (and a
+//! picture).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use burn::tensor::{Device, Tensor};
+use anyhow::{Result, bail};
+use burn::tensor::{Device, Tensor, TensorData};
 use clap::Args;
 use diffuse_core::Denoiser;
 use diffuse_core::coef::randn;
-use diffuse_core::sampler::{self, DdpmSampler, StepOutput};
 use diffuse_core::solver::Solver;
-use diffuse_data::{Points, Standardizer, write_npy};
+use diffuse_data::images::to_pixel;
+use diffuse_data::{Standardizer, read_npy, write_npy};
+use diffuse_eval::grid::{Images, image_grid};
 use diffuse_eval::plots::{Layer, SAMPLE_COLOR, scatter};
 use diffuse_nn::Mlp;
+use diffuse_nn::diffusers::{Pipeline, SchedulerConfig};
 use diffuse_train::checkpoint::load_weights;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::RunConfig;
+use crate::points::{mlp, to_points};
 use crate::progress;
 use crate::run_dir::ModelFamily;
 use crate::solvers::{SolverChoice, build};
@@ -64,24 +70,8 @@ pub struct SampleArgs {
 
 /// Points drawn from a 2-D run when `--n` is not given.
 const DEFAULT_POINTS: usize = 1000;
-
-/// DDPM from N(0, I) for `n` points (model space), as `train` draws its pictures; `observe`
-/// sees each step.
-#[allow(non_snake_case)] // x_T, as in the papers.
-pub fn draw_ddpm<M: Denoiser<2>>(
-    model: &M,
-    config: &RunConfig,
-    n: usize,
-    seed: u64,
-    device: &Device,
-    observe: impl FnMut(usize, usize, &StepOutput<2>),
-) -> Result<Tensor<2>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let x_T = randn(&mut rng, [n, config.model.data_dim], device);
-    let scheduler = config.scheduler_config();
-    let s = DdpmSampler::new(&scheduler.schedule()?, scheduler.ddpm(None))?;
-    Ok(sampler::sample(model, &s, x_T, &mut rng, observe)?)
-}
+/// Images drawn when neither `--n` nor `--init-noise` gives the count.
+const DEFAULT_IMAGES: usize = 16;
 
 /// Runs a solver with a progress bar, and says how many network evaluations it made.
 pub fn run_solver<const D: usize>(
@@ -109,41 +99,76 @@ pub fn steps_label(choice: &SolverChoice, train_steps: usize) -> String {
     }
 }
 
-/// A [n, dim] tensor back to points in the data's own units.
-pub fn to_points(x: Tensor<2>, standardizer: &Standardizer) -> Result<Points> {
-    let dim = x.dims()[1];
-    let data: Vec<f32> = x
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let points = standardizer.inverse(&Points::new(data, dim));
-    if let Some(v) = points.data.iter().find(|v| !v.is_finite()) {
-        bail!(
-            "a sample is {v} in the data's units: the data's scale (std up to {:e}) overflows float32; rescale the data",
-            standardizer.std.iter().fold(0.0f64, |m, s| m.max(*s))
-        );
-    }
-    Ok(points)
-}
-
-/// Loads a run's config and weights.
+/// Loads a point run's config and weights (EMA, unless `ema` is false or the run keeps none).
 pub fn load_run(dir: &Path, ema: bool, device: &Device) -> Result<(RunConfig, Mlp)> {
-    let config = RunConfig::load(&dir.join("config.json"))
-        .with_context(|| format!("{} is not a diffuse run directory", dir.display()))?;
+    let config = RunConfig::load_run(dir)?;
     let file = if ema && config.train.ema_decay.is_some() {
         "model_ema.safetensors"
     } else {
         "model.safetensors"
     };
-    config.validate().with_context(|| {
-        format!(
-            "{} holds an invalid config",
-            dir.join("config.json").display()
-        )
-    })?;
-    let model = config.model.init(device)?;
+    let model = mlp(&config)?.init(device)?;
     let model = load_weights(model, &dir.join(file))?;
     Ok((config, model))
+}
+
+/// x_T: the `--init-noise` file (checked against the U-Net), or N(0, I) from the seed.
+#[allow(non_snake_case)] // x_T, as in the papers.
+fn initial_noise(
+    args: &SampleArgs,
+    pipeline: &Pipeline,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> Result<Tensor<4>> {
+    let c = pipeline.unet_config.in_channels;
+    let Some(path) = &args.init_noise else {
+        let Some(size) = pipeline.unet_config.sample_size else {
+            bail!(
+                "unet/config.json has no sample_size; pass --init-noise NOISE.npy [N, {c}, H, W]"
+            );
+        };
+        let n = args.n.unwrap_or(DEFAULT_IMAGES);
+        crate::memory::check_unet_sampling(&pipeline.unet_config, size, n)?;
+        return Ok(randn(rng, [n, c, size, size], device));
+    };
+    let noise = read_npy(path)?;
+    if let Some(i) = noise.data.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{}: value {} at flat index {i} is not finite; initial noise must be finite",
+            path.display(),
+            noise.data[i]
+        );
+    }
+    let shape: [usize; 4] = match noise.shape.as_slice() {
+        &[n, ch, h, w] if ch == c && n > 0 => [n, ch, h, w],
+        s => bail!(
+            "{}: init noise must have shape [N, {c}, H, W] for this U-Net, found {s:?}",
+            path.display()
+        ),
+    };
+    let levels = pipeline.unet_config.block_out_channels.len() as u32;
+    let factor = 1usize << (levels - 1);
+    if !shape[2].is_multiple_of(factor) || !shape[3].is_multiple_of(factor) {
+        bail!(
+            "{}: H and W ({} x {}) must be divisible by {factor} for this {levels}-level U-Net",
+            path.display(),
+            shape[2],
+            shape[3]
+        );
+    }
+    if let Some(n) = args.n
+        && n != shape[0]
+    {
+        bail!(
+            "--n {n} disagrees with the {} images in {}; leave --n out",
+            shape[0],
+            path.display()
+        );
+    }
+    Ok(Tensor::from_data(
+        TensorData::new(noise.data, shape),
+        device,
+    ))
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
@@ -155,55 +180,118 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if let Some(png) = &args.png {
         crate::run_dir::check_output(png, &inputs)?;
     }
-    if args.pictures {
-        let dir = args
-            .run
-            .as_ref()
-            .expect("clap requires --run with --pictures");
-        return crate::image_train::redraw_pictures(dir);
-    }
-    let dir = match (&args.pipeline, &args.run) {
-        (Some(dir), _) => return crate::sample_images::run(dir, &args),
-        (None, Some(dir)) if ModelFamily::of(dir)? == ModelFamily::Unet => {
-            return crate::sample_images::run(dir, &args);
-        }
-        (None, Some(dir)) => dir.clone(),
-        (None, None) => bail!("pass --run DIR or --pipeline DIR"),
+    let Some(dir) = args.pipeline.as_ref().or(args.run.as_ref()) else {
+        bail!("pass --run DIR or --pipeline DIR");
     };
-    if args.init_noise.is_some() {
-        bail!("--init-noise applies to image models (--pipeline DIR)");
+    let family = ModelFamily::of(dir)?;
+    if args.pictures {
+        if family != ModelFamily::Unet {
+            bail!("--pictures applies to image runs; `diffuse train` draws a 2-D run's pictures");
+        }
+        return crate::images::redraw_pictures(dir);
     }
-    let n = args.n.unwrap_or(DEFAULT_POINTS);
     let device = Device::default();
-    let (config, model) = load_run(&dir, !args.no_ema, &device)?;
-    crate::memory::check_mlp_sampling(&config.model, n)?;
-    let solver = build::<2>(&args.solver, &config.scheduler_config())?;
-    let standardizer = config
-        .standardizer
-        .clone()
-        .unwrap_or(Standardizer::identity(config.model.data_dim));
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let z = randn(&mut rng, [n, config.model.data_dim], &device);
-    let x = run_solver(solver.as_ref(), &model, z, &mut rng)?;
-    let points = to_points(x, &standardizer)?;
+    match family {
+        ModelFamily::Mlp => {
+            if args.init_noise.is_some() {
+                bail!("--init-noise applies to image models (--pipeline DIR)");
+            }
+            let n = args.n.unwrap_or(DEFAULT_POINTS);
+            let (config, model) = load_run(dir, !args.no_ema, &device)?;
+            let dim = mlp(&config)?.data_dim;
+            crate::memory::check_mlp_sampling(mlp(&config)?, n)?;
+            let z = randn(&mut rng, [n, dim], &device);
+            let x = draw(&args, &model, &config.scheduler_config(), z, &mut rng)?;
+            let standardizer = config
+                .standardizer
+                .clone()
+                .unwrap_or(Standardizer::identity(dim));
+            write_points(&args, x, &standardizer, &config.scheduler_config())
+        }
+        ModelFamily::Unet => {
+            if args.no_ema {
+                bail!(
+                    "--no-ema applies to 2-D runs; an image run keeps its raw weights as a diffusers model in {}",
+                    dir.join("raw").display()
+                );
+            }
+            let pipeline = crate::memory::load_pipeline(dir, &device)?;
+            let z = initial_noise(&args, &pipeline, &mut rng, &device)?;
+            let x = draw(&args, &pipeline.unet, &pipeline.scheduler, z, &mut rng)?;
+            write_images(&args, x, &pipeline.scheduler)
+        }
+    }
+}
+
+/// The chosen solver over `net`, from z = x_T.
+fn draw<const D: usize>(
+    args: &SampleArgs,
+    net: &dyn Denoiser<D>,
+    scheduler: &SchedulerConfig,
+    z: Tensor<D>,
+    rng: &mut ChaCha8Rng,
+) -> Result<Tensor<D>> {
+    let solver = build::<D>(&args.solver, scheduler)?;
+    run_solver(solver.as_ref(), net, z, rng)
+}
+
+/// The picture's title: how many, by which solver, in how many steps.
+fn title(args: &SampleArgs, n: usize, scheduler: &SchedulerConfig) -> String {
+    format!(
+        "{n} samples ({}, {})",
+        args.solver.sampler.label(),
+        steps_label(&args.solver, scheduler.num_train_timesteps)
+    )
+}
+
+/// Points in the data's units to `--out`, and a scatter plot to `--png`.
+fn write_points(
+    args: &SampleArgs,
+    x: Tensor<2>,
+    standardizer: &Standardizer,
+    scheduler: &SchedulerConfig,
+) -> Result<()> {
+    let points = to_points(x, standardizer)?;
     write_npy(&args.out, &[points.len(), points.dim], &points.data)?;
     println!("wrote {} samples to {}", points.len(), args.out.display());
     if let Some(png) = &args.png {
-        let title = format!(
-            "{} samples ({}, {})",
-            points.len(),
-            args.solver.sampler.label(),
-            steps_label(&args.solver, config.schedule.num_train_timesteps)
-        );
-        scatter(
-            png,
-            &title,
-            &[Layer {
-                label: "samples",
-                points: &points.data,
-                color: SAMPLE_COLOR,
-            }],
-        )?;
+        let layer = Layer {
+            label: "samples",
+            points: &points.data,
+            color: SAMPLE_COLOR,
+        };
+        scatter(png, &title(args, points.len(), scheduler), &[layer])?;
+        println!("wrote {}", png.display());
+    }
+    Ok(())
+}
+
+/// Images in model space to `--out`, and a grid of their 8-bit pixels to `--png`.
+fn write_images(args: &SampleArgs, x: Tensor<4>, scheduler: &SchedulerConfig) -> Result<()> {
+    let shape: [usize; 4] = x.dims();
+    let values: Vec<f32> = x
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    write_npy(&args.out, &shape, &values)?;
+    println!(
+        "wrote {} images ({}x{}x{}, model space) to {}",
+        shape[0],
+        shape[1],
+        shape[2],
+        shape[3],
+        args.out.display()
+    );
+    if let Some(png) = &args.png {
+        let pixels: Vec<u8> = values.iter().map(|&v| to_pixel(v)).collect();
+        let cols = (shape[0] as f64).sqrt().ceil() as usize;
+        let scale = if shape[2] <= 32 { 3 } else { 1 };
+        let grid = Images {
+            pixels: &pixels,
+            shape,
+        };
+        image_grid(png, &title(args, shape[0], scheduler), &grid, cols, scale)?;
         println!("wrote {}", png.display());
     }
     Ok(())

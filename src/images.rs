@@ -1,5 +1,5 @@
-//! `diffuse train --dataset mnist|fashion_mnist|cifar10|folder`: trains a diffusers-compatible
-//! U-Net on images and writes a run directory that is also a diffusers `DDIMPipeline` folder:
+//! A diffusers-compatible U-Net on images: how it trains ([`Images`], the [`Family`] of
+//! `train`) and what its run directory holds, which is also a diffusers `DDIMPipeline` folder:
 //!
 //! - `model_index.json`, `unet/` (EMA weights where enabled), `scheduler/scheduler_config.json`:
 //!   `DDIMPipeline.from_pretrained(run_dir)` (`DDPMPipeline` for a learned variance) and
@@ -18,149 +18,49 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use burn::tensor::{Device, Tensor, TensorData};
+use anyhow::{Result, bail};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
 use diffuse_core::process::q_sample;
 use diffuse_core::sampler::{DdimSampler, Sampler, sample};
 use diffuse_core::{Denoiser, NoiseSchedule};
-use diffuse_data::images::{flip_horizontal, to_model_space, to_pixel};
-use diffuse_data::{ImageSet, Split, load_cifar10, load_image_folder, load_mnist, write_npy};
-use diffuse_eval::grid::{Images, image_grid};
-use diffuse_nn::Unet;
+use diffuse_data::images::to_pixel;
+use diffuse_data::{ImageSet, Split, write_npy};
+use diffuse_eval::grid::{Images as ImageGrid, image_grid};
 use diffuse_nn::diffusers::{SchedulerConfig, save_pipeline, save_unet};
-use diffuse_train::checkpoint::{load_checkpoint, save_json};
-use diffuse_train::{Checkpoint, Ddpm, Start, TrainError, train};
-use rand::{RngExt, SeedableRng};
+use diffuse_nn::{Unet, UnetConfig};
+use diffuse_train::checkpoint::save_json;
+use diffuse_train::{Checkpoint, TrainError};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::image_config::{ImageDataset, ImageRunConfig};
+use crate::config::{ModelConfig, RunConfig};
+use crate::data::{first_images, load_images, random_image_batch};
 use crate::progress;
-use crate::run_dir::{self, RunHooks};
-use crate::train::{checkpoint_step, report_trained, write_losses};
+use crate::train::{Family, Finished};
 
 /// Images per picture row (progressive generation, forward noising).
 const PICTURE_ROWS: usize = 8;
 /// Panels per row: points of the reverse process, or of the forward process.
 const PICTURE_STEPS: usize = 10;
 
-/// Training images, and a few held-out ones for the pictures.
-struct ImageData {
+/// The image family of `train`.
+pub struct Images;
+
+/// The U-Net of an image run's config.
+pub fn unet(config: &RunConfig) -> Result<&UnetConfig> {
+    match &config.model {
+        ModelConfig::Unet(u) => Ok(u),
+        ModelConfig::Mlp(_) => bail!("a point run has no U-Net"),
+    }
+}
+
+/// Training images, and held-out ones for the pictures.
+pub struct ImageData {
     train: ImageSet,
     test: ImageSet,
-}
-
-/// One split of the run's dataset, checked against the U-Net (a folder has no test split: both
-/// are its own images).
-fn load_split(config: &ImageRunConfig, split: Split) -> Result<ImageSet> {
-    let dir = config.data_dir();
-    let what = match split {
-        Split::Train => "the training set",
-        Split::Test => "the test set",
-    };
-    let missing = || {
-        format!(
-            "cannot read {what} from {}: pass --data-dir DIR with the files, or --download",
-            dir.display()
-        )
-    };
-    let set = match config.data.dataset {
-        ImageDataset::Mnist | ImageDataset::FashionMnist => {
-            load_mnist(&dir, split).with_context(missing)?
-        }
-        ImageDataset::Cifar10 => load_cifar10(&dir, split).with_context(missing)?,
-        ImageDataset::Folder => {
-            let size = config.unet.sample_size.unwrap_or(0);
-            load_image_folder(&dir, size, config.unet.in_channels)?
-        }
-    };
-    let [_, c, h, w] = set.shape();
-    let size = config.unet.sample_size.unwrap_or(0);
-    if c != config.unet.in_channels || h != size || w != size {
-        bail!(
-            "{} images are {c}x{h}x{w}, but the U-Net takes {}x{size}x{size}; set unet.in_channels, unet.out_channels and unet.sample_size to match",
-            config.data.dataset.name(),
-            config.unet.in_channels
-        );
-    }
-    if set.is_empty() {
-        bail!("{} holds no images", dir.display());
-    }
-    Ok(set)
-}
-
-fn load_images(config: &ImageRunConfig) -> Result<ImageData> {
-    let train = load_split(config, Split::Train)?;
-    let test = match config.data.dataset {
-        ImageDataset::Folder => train.clone(),
-        _ => load_split(config, Split::Test)?,
-    };
-    Ok(ImageData { train, test })
-}
-
-/// The training images of a run's dataset.
-pub fn load_train_images(config: &ImageRunConfig) -> Result<ImageSet> {
-    load_split(config, Split::Train)
-}
-
-/// The held-out images of a run's dataset: the test split (a folder has none: its own images).
-pub fn load_test_images(config: &ImageRunConfig) -> Result<ImageSet> {
-    load_split(config, Split::Test)
-}
-
-/// `batch` images drawn uniformly with replacement, in model space, mirrored at random if `flip`.
-fn random_image_batch(
-    set: &ImageSet,
-    batch: usize,
-    flip: bool,
-    rng: &mut ChaCha8Rng,
-    device: &Device,
-) -> Tensor<4> {
-    let size = set.image_size();
-    let mut data = Vec::with_capacity(batch * size);
-    for _ in 0..batch {
-        let i = rng.random_range(0..set.len());
-        let start = data.len();
-        data.extend(set.image(i).iter().map(|&v| to_model_space(v)));
-        if flip && rng.random_bool(0.5) {
-            flip_horizontal(&mut data[start..], set.width);
-        }
-    }
-    Tensor::from_data(
-        TensorData::new(data, [batch, set.channels, set.height, set.width]),
-        device,
-    )
-}
-
-/// The first `n` images of `set` in model space, as a tensor.
-fn first_images(set: &ImageSet, n: usize, device: &Device) -> Tensor<4> {
-    let n = n.min(set.len());
-    let data: Vec<f32> = set.pixels[..n * set.image_size()]
-        .iter()
-        .map(|&v| to_model_space(v))
-        .collect();
-    Tensor::from_data(
-        TensorData::new(data, [n, set.channels, set.height, set.width]),
-        device,
-    )
-}
-
-/// Model-space values to 8-bit pixels.
-fn pixels(x: Tensor<4>) -> Result<Vec<u8>> {
-    Ok(x.into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?
-        .into_iter()
-        .map(to_pixel)
-        .collect())
-}
-
-/// Writes `pixels` ([N, C, H, W]) as a grid of `cols` columns.
-fn grid(path: &Path, title: &str, pixels: &[u8], shape: [usize; 4], cols: usize) -> Result<()> {
-    let scale = if shape[2] <= 32 { 3 } else { 1 };
-    image_grid(path, title, &Images { pixels, shape }, cols, scale)?;
-    Ok(())
 }
 
 #[derive(Serialize)]
@@ -176,103 +76,105 @@ struct Metrics {
     sample_seconds: f64,
 }
 
-/// Trains on images in the run directory `dir`: a new run (`Some(overwrite)`: see
-/// [`run_dir::claim_new`]) or, with `None`, the run already there, from its checkpoint. The
-/// caller has validated `config` (before any download).
-pub fn run(config: ImageRunConfig, dir: &Path, new: Option<bool>) -> Result<()> {
-    let schedule = config.schedule.build()?;
-    if let Some(w) = schedule.terminal_warning() {
-        eprintln!("warning: {w}");
-    }
-    let scheduler = config.scheduler();
-    let data = load_images(&config)?;
-    let seed = config.train.seed;
-    let device = Device::default();
-    device.seed(seed);
-    let ad_device = device.clone().autodiff();
-    let model = config.unet.init(&ad_device)?;
-    let parameters = {
-        use burn::module::Module;
-        model.num_params()
-    };
-    let start = match new {
-        Some(overwrite) => {
-            run_dir::claim_new(dir, overwrite)?;
-            save_json(&config, &dir.join("diffuse_config.json"))?;
-            Start::Fresh(model)
-        }
-        None => {
-            let checkpoint = load_checkpoint(dir, model)?;
-            run_dir::check_resumable(checkpoint.state.step, config.train.steps, dir)?;
-            save_json(&config, &dir.join("diffuse_config.json"))?;
-            Start::Resume(checkpoint)
-        }
-    };
-    run_dir::clean(dir);
-    let done = checkpoint_step(&start);
-    eprintln!(
-        "training a {parameters}-parameter U-Net on {} ({} images) for {} steps of {}{}; run directory {}",
-        config.data.dataset.name(),
-        data.train.len(),
-        config.train.steps,
-        config.train.batch_size,
-        run_dir::resuming_note(&start),
-        dir.display()
-    );
-    let save = Box::new(|c: &Checkpoint<Unet>| {
-        let err = |e: diffuse_nn::NnError| TrainError::Checkpoint {
-            path: dir.into(),
-            reason: e.to_string(),
+impl Family<4> for Images {
+    type Net = Unet;
+    type Data = ImageData;
+    const LOSS_EVERY: usize = 10;
+
+    fn load(config: &mut RunConfig, _: bool) -> Result<ImageData> {
+        let train = load_images(config, Split::Train)?;
+        let test = match config.data.image_dataset()? {
+            crate::config::ImageDataset::Folder => train.clone(),
+            _ => load_images(config, Split::Test)?,
         };
-        save_pipeline(dir, &config.unet, c.sampling_model(), &scheduler).map_err(err)?;
-        save_unet(&dir.join("raw"), &config.unet, &c.model).map_err(err)
-    });
-    let mut hooks = RunHooks::new(dir, config.train.steps, 10, &start, save)?;
-    let (batch, flip) = (config.train.batch_size, config.data.random_flip);
-    run_dir::catch_interrupts();
-    let timer = Instant::now();
-    let trained = train(
-        start,
-        &mut Ddpm::new(&schedule, config.prediction, config.train.loss),
-        &config.train,
-        |rng| random_image_batch(&data.train, batch, flip, rng, &ad_device),
-        &mut hooks,
-    )?;
-    hooks.pb.finish_and_clear();
-    if let Some(step) = trained.stopped_at {
-        run_dir::exit_interrupted(dir, step, config.train.steps);
+        Ok(ImageData { train, test })
     }
-    let train_seconds = timer.elapsed().as_secs_f64();
-    let trained_steps = config.train.steps - done;
-    report_trained(trained_steps, train_seconds);
-    write_losses(dir, &config.train.loss.objective.label(), &trained.losses)?;
 
-    let sample_seconds = pictures(
-        dir,
-        trained.sampling_model(),
-        &scheduler,
-        &schedule,
-        &config,
-        &data.test,
-        &device,
-    )?;
+    fn init(config: &RunConfig, device: &Device) -> Result<Unet> {
+        Ok(unet(config)?.init(device)?)
+    }
 
-    let tail = &trained.losses[trained.losses.len().saturating_sub(100)..];
-    save_json(
-        &Metrics {
-            dataset: config.data.dataset.name().into(),
-            train_images: data.train.len(),
-            steps: config.train.steps,
-            batch_size: batch,
-            parameters,
-            train_seconds,
-            steps_per_second: trained_steps as f64 / train_seconds,
-            final_loss_avg100: tail.iter().map(|v| *v as f64).sum::<f64>() / tail.len() as f64,
-            sample_seconds,
-        },
-        &dir.join("metrics.json"),
-    )?;
-    println!("wrote {}", dir.display());
+    fn batch(
+        config: &RunConfig,
+        data: &ImageData,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Tensor<4> {
+        let flip = config.data.random_flip.unwrap_or(false);
+        random_image_batch(&data.train, config.train.batch_size, flip, rng, device)
+    }
+
+    fn describe(config: &RunConfig, data: &ImageData, net: &Unet) -> String {
+        format!(
+            "training a {}-parameter U-Net on {} ({} images, batches of {})",
+            net.num_params(),
+            config.data.dataset,
+            data.train.len(),
+            config.train.batch_size,
+        )
+    }
+
+    fn save(dir: &Path, config: &RunConfig, c: &Checkpoint<Unet>) -> Result<(), TrainError> {
+        let err = |e: String| TrainError::Checkpoint {
+            path: dir.into(),
+            reason: e,
+        };
+        let unet = unet(config).map_err(|e| err(e.to_string()))?;
+        save_pipeline(dir, unet, c.sampling_model(), &config.scheduler_config())
+            .map_err(|e| err(e.to_string()))?;
+        save_unet(&dir.join("raw"), unet, &c.model).map_err(|e| err(e.to_string()))
+    }
+
+    fn report(
+        dir: &Path,
+        config: &RunConfig,
+        data: &ImageData,
+        run: &Finished<Unet>,
+    ) -> Result<()> {
+        let device = Device::default();
+        let schedule = config.schedule.build()?;
+        let model = run.trained.sampling_model();
+        let sample_seconds = pictures(
+            dir,
+            model,
+            &config.scheduler_config(),
+            &schedule,
+            config,
+            &data.test,
+            &device,
+        )?;
+        save_json(
+            &Metrics {
+                dataset: config.data.dataset.clone(),
+                train_images: data.train.len(),
+                steps: config.train.steps,
+                batch_size: config.train.batch_size,
+                parameters: model.num_params(),
+                train_seconds: run.seconds,
+                steps_per_second: run.steps_per_second(),
+                final_loss_avg100: run.final_loss(),
+                sample_seconds,
+            },
+            &dir.join("metrics.json"),
+        )?;
+        Ok(())
+    }
+}
+
+/// Model-space values to 8-bit pixels.
+fn pixels(x: Tensor<4>) -> Result<Vec<u8>> {
+    Ok(x.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .into_iter()
+        .map(to_pixel)
+        .collect())
+}
+
+/// Writes `pixels` ([N, C, H, W]) as a grid of `cols` columns.
+fn grid(path: &Path, title: &str, pixels: &[u8], shape: [usize; 4], cols: usize) -> Result<()> {
+    let scale = if shape[2] <= 32 { 3 } else { 1 };
+    image_grid(path, title, &ImageGrid { pixels, shape }, cols, scale)?;
     Ok(())
 }
 
@@ -282,12 +184,13 @@ fn pictures(
     model: &Unet,
     scheduler: &SchedulerConfig,
     schedule: &NoiseSchedule,
-    config: &ImageRunConfig,
+    config: &RunConfig,
     test: &ImageSet,
     device: &Device,
 ) -> Result<f64> {
     let seed = config.train.seed;
-    let sampler = DdimSampler::new(schedule, scheduler.ddim(config.sample.ddim_steps, 0.0))?;
+    let steps = config.sample.ddim_steps.unwrap_or(50);
+    let sampler = DdimSampler::new(schedule, scheduler.ddim(steps, 0.0))?;
     forward_picture(dir, schedule, test, device, seed)?;
     let start = Instant::now();
     samples_and_progressive(dir, model, &sampler, config, device, seed)?;
@@ -299,11 +202,11 @@ fn pictures(
 /// Draws a finished (or interrupted) image run's pictures again from its saved weights
 /// (`unet/`): `diffuse sample --run DIR --pictures`.
 pub fn redraw_pictures(dir: &Path) -> Result<()> {
-    let config = load_image_run_config(dir)?;
+    let config = RunConfig::load_run(dir)?;
     let device = Device::default();
     let pipeline = crate::memory::load_pipeline(dir, &device)?;
     let schedule = pipeline.scheduler.schedule()?;
-    let test = load_test_images(&config)?;
+    let test = load_images(&config, Split::Test)?;
     pictures(
         dir,
         &pipeline.unet,
@@ -317,30 +220,19 @@ pub fn redraw_pictures(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// An image run's `diffuse_config.json`.
-pub fn load_image_run_config(dir: &Path) -> Result<ImageRunConfig> {
-    let path = dir.join("diffuse_config.json");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {}: this needs an image run written by diffuse train",
-            path.display()
-        )
-    })?;
-    serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))
-}
-
 /// `samples.npy`, `samples.png` and `progressive.png` from one DDIM run.
 #[allow(non_snake_case)] // x_T, as in the papers.
 fn samples_and_progressive(
     dir: &Path,
     model: &Unet,
     sampler: &DdimSampler,
-    config: &ImageRunConfig,
+    config: &RunConfig,
     device: &Device,
     seed: u64,
 ) -> Result<()> {
-    let (n, c) = (config.sample.n, config.unet.in_channels);
-    let size = config.unet.sample_size.unwrap_or(0);
+    let unet = unet(config)?;
+    let (n, c) = (config.sample.n, unet.in_channels);
+    let size = unet.sample_size.unwrap_or(0);
     let shape = [n, c, size, size];
     let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
     let x_T = randn(&mut rng, shape, device);

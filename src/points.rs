@@ -1,0 +1,333 @@
+//! An MLP denoiser on 2-D points: how it trains ([`Points`], the [`Family`] of `train`) and what
+//! its run directory holds:
+//!
+//! - `config.json`: the full configuration (with the data standardizer), enough to sample again
+//! - `model.safetensors`, `model_ema.safetensors`: weights, written atomically every
+//!   `checkpoint_every` steps and at the end
+//! - `loss.csv`, `loss.png`: the loss at every step
+//! - `forward.png`: the data at 10 evenly spaced steps of the forward process
+//! - `reverse.png`: the reverse process (DDPM) at 10 evenly spaced steps
+//! - `reverse.csv`: per reverse step, the RMS and largest |coordinate| of x_{t-1}
+//! - `samples.png`: generated points over held-out data
+//! - `metrics.json`: sliced Wasserstein distances of samples and baselines to held-out points
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor, TensorData};
+use diffuse_core::Denoiser;
+use diffuse_core::coef::randn;
+use diffuse_core::process::q_sample;
+use diffuse_core::sampler::{self, DdpmSampler, StepOutput};
+use diffuse_data::{Points as PointSet, Standardizer};
+use diffuse_eval::metrics::{gaussian_fit_2d, sample_gaussian_2d, sliced_wasserstein};
+use diffuse_eval::plots::{DATA_COLOR, Layer, SAMPLE_COLOR, scatter, strip};
+use diffuse_nn::{Mlp, MlpConfig};
+use diffuse_train::checkpoint::{save_json, save_weights};
+use diffuse_train::{Checkpoint, TrainError, random_batch};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::config::{ModelConfig, RunConfig};
+use crate::data::{PointData, load_points};
+use crate::progress;
+use crate::train::{Family, Finished};
+
+/// The point family of `train`.
+pub struct Points;
+
+/// The MLP of a point run's config.
+pub fn mlp(config: &RunConfig) -> Result<&MlpConfig> {
+    match &config.model {
+        ModelConfig::Mlp(m) => Ok(m),
+        ModelConfig::Unet(_) => bail!("a U-Net run has no MLP"),
+    }
+}
+
+/// The run's standardizer (a point run's config always holds one once trained).
+pub fn standardizer(config: &RunConfig) -> Result<Standardizer> {
+    config
+        .standardizer
+        .clone()
+        .context("config.json has no standardizer; was it written by diffuse train?")
+}
+
+/// Training points, standardized, beside the held-out ones.
+pub struct TrainPoints {
+    data: PointData,
+    standardized: PointSet,
+}
+
+impl Family<2> for Points {
+    type Net = Mlp;
+    type Data = TrainPoints;
+    const LOSS_EVERY: usize = 25;
+
+    fn load(config: &mut RunConfig, fresh: bool) -> Result<TrainPoints> {
+        let data = load_points(config)?;
+        if fresh {
+            config.standardizer = Some(match config.data.standardize {
+                Some(false) => Standardizer::identity(data.train.dim),
+                _ => Standardizer::fit(&data.train),
+            });
+        }
+        let standardized = standardizer(config)?.forward(&data.train);
+        Ok(TrainPoints { data, standardized })
+    }
+
+    fn init(config: &RunConfig, device: &Device) -> Result<Mlp> {
+        Ok(mlp(config)?.init(device)?)
+    }
+
+    fn batch(
+        config: &RunConfig,
+        data: &TrainPoints,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Tensor<2> {
+        let z = &data.standardized;
+        random_batch(&z.data, z.dim, config.train.batch_size, rng, device)
+    }
+
+    fn describe(_: &RunConfig, data: &TrainPoints, _: &Mlp) -> String {
+        format!(
+            "training on {} ({} points, {} held out)",
+            data.data.name,
+            data.data.train.len(),
+            data.data.held_out.len()
+        )
+    }
+
+    fn save(dir: &Path, _: &RunConfig, c: &Checkpoint<Mlp>) -> Result<(), TrainError> {
+        save_weights(&c.model, &dir.join("model.safetensors"))?;
+        save_weights(c.sampling_model(), &dir.join("model_ema.safetensors"))
+    }
+
+    fn report(
+        dir: &Path,
+        config: &RunConfig,
+        data: &TrainPoints,
+        run: &Finished<Mlp>,
+    ) -> Result<()> {
+        let data = &data.data;
+        let schedule = config.schedule.build()?;
+        let standardizer = standardizer(config)?;
+        let seed = config.train.seed;
+        let device = Device::default();
+        forward_picture(
+            dir,
+            &schedule,
+            &standardizer.forward(&data.held_out),
+            &device,
+            seed,
+        )?;
+        let samples = reverse_pictures(dir, run.trained.sampling_model(), config, &device)?;
+        let samples = to_points(samples, &standardizer)?;
+        let metrics = quality(data, &samples, config, run, seed);
+        scatter(
+            &dir.join("samples.png"),
+            &format!(
+                "{}: {} samples (SW {:.3}; data vs data {:.3})",
+                data.name,
+                samples.len(),
+                metrics.sw_samples,
+                metrics.sw_data_vs_data
+            ),
+            &[
+                Layer {
+                    label: "held-out data",
+                    points: &data.held_out.data,
+                    color: DATA_COLOR,
+                },
+                Layer {
+                    label: "samples",
+                    points: &samples.data,
+                    color: SAMPLE_COLOR,
+                },
+            ],
+        )?;
+        save_json(&metrics, &dir.join("metrics.json"))?;
+        println!(
+            "sliced Wasserstein to held-out points: samples {:.4}, data vs data {:.4} (ratio {:.2}), single Gaussian {:.4}",
+            metrics.sw_samples,
+            metrics.sw_data_vs_data,
+            metrics.sw_samples / metrics.sw_data_vs_data,
+            metrics.sw_gaussian_fit
+        );
+        Ok(())
+    }
+}
+
+/// Samples with DDPM over all T steps (model space), recording x_t at 10 points for
+/// `reverse.png`, and each step's size in `reverse.csv`.
+fn reverse_pictures(
+    dir: &Path,
+    model: &Mlp,
+    config: &RunConfig,
+    device: &Device,
+) -> Result<Tensor<2>> {
+    let steps = config.schedule.num_train_timesteps;
+    let record: Vec<usize> = (0..10).map(|k| k * (steps - 1) / 9).collect();
+    let mut panels = Vec::new();
+    // Per step: the root mean square and the largest |coordinate| of x_{t-1} (model space), to see
+    // where a chain leaves the data's range (a NaN coordinate makes the RMS NaN; the largest
+    // skips it).
+    let mut trajectory = String::from("t,rms,max_abs\n");
+    let pb = progress::bar(steps, "sampling");
+    let x = draw_ddpm(
+        model,
+        config,
+        config.sample.n,
+        config.train.seed + 1,
+        device,
+        |_, t, out| {
+            pb.inc(1);
+            let pts = out
+                .prev_sample
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap_or_default();
+            let sq = pts.iter().map(|v| (*v as f64).powi(2)).sum::<f64>();
+            let max = pts.iter().fold(0f32, |m, v| m.max(v.abs()));
+            trajectory.push_str(&format!("{t},{},{max}\n", (sq / pts.len() as f64).sqrt()));
+            if record.contains(&t) {
+                panels.push((format!("t = {t}"), pts));
+            }
+        },
+    );
+    pb.finish_and_clear();
+    // Written whether or not sampling went non-finite: it shows how the chain got there.
+    std::fs::write(dir.join("reverse.csv"), trajectory).context("cannot write reverse.csv")?;
+    let x = x.with_context(|| {
+        format!(
+            "the weights are saved in {}, but sampling from them failed; reverse.csv lists each step before it",
+            dir.display()
+        )
+    })?;
+    strip(
+        &dir.join("reverse.png"),
+        "reverse process (DDPM, model space): x_{t-1} after the step at t",
+        &panels,
+    )?;
+    Ok(x)
+}
+
+/// DDPM from N(0, I) for `n` points (model space), as `train` draws its pictures; `observe`
+/// sees each step.
+#[allow(non_snake_case)] // x_T, as in the papers.
+pub fn draw_ddpm<M: Denoiser<2>>(
+    model: &M,
+    config: &RunConfig,
+    n: usize,
+    seed: u64,
+    device: &Device,
+    observe: impl FnMut(usize, usize, &StepOutput<2>),
+) -> Result<Tensor<2>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x_T = randn(&mut rng, [n, mlp(config)?.data_dim], device);
+    let scheduler = config.scheduler_config();
+    let s = DdpmSampler::new(&scheduler.schedule()?, scheduler.ddpm(None))?;
+    Ok(sampler::sample(model, &s, x_T, &mut rng, observe)?)
+}
+
+/// A [n, dim] tensor back to points in the data's own units.
+pub fn to_points(x: Tensor<2>, standardizer: &Standardizer) -> Result<PointSet> {
+    let dim = x.dims()[1];
+    let data: Vec<f32> = x
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let points = standardizer.inverse(&PointSet::new(data, dim));
+    if let Some(v) = points.data.iter().find(|v| !v.is_finite()) {
+        bail!(
+            "a sample is {v} in the data's units: the data's scale (std up to {:e}) overflows float32; rescale the data",
+            standardizer.std.iter().fold(0.0f64, |m, s| m.max(*s))
+        );
+    }
+    Ok(points)
+}
+
+/// q(x_t | x_0) for held-out points at 10 evenly spaced t, in model space.
+fn forward_picture(
+    dir: &Path,
+    schedule: &diffuse_core::NoiseSchedule,
+    x0: &PointSet,
+    device: &Device,
+    seed: u64,
+) -> Result<()> {
+    let n = x0.len().min(1000);
+    let x0_t = Tensor::<2>::from_data(TensorData::new(x0.data[..n * 2].to_vec(), [n, 2]), device);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 2);
+    let eps = randn(&mut rng, [n, 2], device);
+    let last = schedule.num_timesteps() - 1;
+    let mut panels = Vec::new();
+    for k in 0..10 {
+        let t = k * last / 9;
+        let x_t = q_sample(schedule, x0_t.clone(), &vec![t; n], eps.clone());
+        panels.push((
+            format!("t = {t}"),
+            x_t.into_data().try_to_vec::<f32>().unwrap_or_default(),
+        ));
+    }
+    strip(
+        &dir.join("forward.png"),
+        "forward process q(x_t | x_0) (model space)",
+        &panels,
+    )?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Metrics {
+    dataset: String,
+    steps: usize,
+    train_seconds: f64,
+    steps_per_second: f64,
+    final_loss_avg100: f64,
+    /// Sliced Wasserstein-1 (data units, 256 projections) to the held-out points.
+    sw_samples: f64,
+    /// The same for training points (as many as held-out): two independent draws of the data.
+    sw_data_vs_data: f64,
+    /// The same for a single Gaussian fitted to the training points.
+    sw_gaussian_fit: f64,
+}
+
+fn quality(
+    data: &PointData,
+    samples: &PointSet,
+    config: &RunConfig,
+    run: &Finished<Mlp>,
+    seed: u64,
+) -> Metrics {
+    let k = data.held_out.len().min(data.train.len());
+    let reference = &data.train.data[..k * 2];
+    let (mean, cov) = gaussian_fit_2d(&data.train.data);
+    let gauss = sample_gaussian_2d(
+        mean,
+        cov,
+        samples.len(),
+        &mut ChaCha8Rng::seed_from_u64(seed + 3),
+    );
+    let sw = |pts: &[f32]| {
+        sliced_wasserstein(
+            pts,
+            &data.held_out.data,
+            2,
+            256,
+            &mut ChaCha8Rng::seed_from_u64(seed + 4),
+        )
+    };
+    Metrics {
+        dataset: data.name.clone(),
+        steps: config.train.steps,
+        train_seconds: run.seconds,
+        // This invocation's steps: a resumed run trained only those after its checkpoint.
+        steps_per_second: run.steps_per_second(),
+        final_loss_avg100: run.final_loss(),
+        sw_samples: sw(&samples.data),
+        sw_data_vs_data: sw(reference),
+        sw_gaussian_fit: sw(&gauss),
+    }
+}
