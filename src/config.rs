@@ -590,18 +590,30 @@ impl RunConfig {
     }
 
     /// `self` with the fields of a config file laid over it: any subset of the fields, nested
-    /// tables merged key by key.
+    /// tables merged key by key. A model section of the other family replaces this one's model
+    /// (a file that names both is refused).
     pub fn overlay(&self, file: &ConfigFile) -> Result<Self> {
         let what = || format!("invalid run config {}", file.path.display());
+        let (has_model, has_unet) = file.model_sections();
+        let mut base = self.clone();
+        match (&base.model, has_model, has_unet) {
+            (ModelConfig::Unet(_), true, false) => {
+                base.model = ModelConfig::Mlp(MlpConfig::default())
+            }
+            (ModelConfig::Mlp(_), false, true) => {
+                base.model = ModelConfig::Unet(serde_json::from_str("{}")?)
+            }
+            _ => {}
+        }
         match &file.fields {
             // TOML is merged as TOML: its values (inf, for one) need not be JSON's.
             Fields::Toml(overlay) => {
-                let mut merged = toml::Value::try_from(self)?;
+                let mut merged = toml::Value::try_from(&base)?;
                 merge_toml(&mut merged, toml::Value::Table(overlay.clone()));
                 merged.try_into().with_context(what)
             }
             Fields::Json(overlay) => {
-                let mut merged = serde_json::to_value(self)?;
+                let mut merged = serde_json::to_value(&base)?;
                 merge_json(&mut merged, overlay.clone());
                 serde_json::from_value(merged).with_context(what)
             }
@@ -662,6 +674,15 @@ impl ConfigFile {
             path: path.into(),
             fields,
         })
+    }
+
+    /// Whether the file has a `model` and a `unet` section.
+    fn model_sections(&self) -> (bool, bool) {
+        let has = |key: &str| match &self.fields {
+            Fields::Toml(t) => t.contains_key(key),
+            Fields::Json(j) => j.get(key).is_some(),
+        };
+        (has("model"), has("unet"))
     }
 
     /// The file's `data.dataset`, which chooses the preset it is laid over.

@@ -135,7 +135,7 @@ fn bound_in_batches<const D: usize, M: diffuse_core::Denoiser<D>>(
     batches: Vec<Tensor<D>>,
     timesteps: &[(usize, f64)],
     seed: u64,
-) -> BoundEstimate {
+) -> Result<BoundEstimate> {
     let pb = progress::bar(timesteps.len() * batches.len(), "evaluating the bound");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut merged: Option<(BoundEstimate, usize)> = None;
@@ -143,7 +143,7 @@ fn bound_in_batches<const D: usize, M: diffuse_core::Denoiser<D>>(
         let n = x0.dims()[0];
         let est = evaluate_bound(model, schedule, process, x0, timesteps, &mut rng, |_| {
             pb.inc(1)
-        });
+        })?;
         merged = Some(match merged {
             None => (est, n),
             Some((mut acc, count)) => {
@@ -157,7 +157,7 @@ fn bound_in_batches<const D: usize, M: diffuse_core::Denoiser<D>>(
         });
     }
     pb.finish_and_clear();
-    merged.map(|m| m.0).expect("at least one batch")
+    merged.map(|m| m.0).context("no examples to evaluate")
 }
 
 /// Splits row-major examples of `per_example` values each into tensors of at most `batch` rows.
@@ -405,7 +405,7 @@ fn eval_points(args: &EvalArgs, device: &Device) -> Result<NllReport> {
         batches(&held.data, &[dim], n, args.batch_size, device),
         &ts,
         args.seed,
-    );
+    )?;
     report(&args.run, &stem(args), &est, dim, &process, log_det, &ts)
 }
 
@@ -435,7 +435,7 @@ fn eval_images(args: &EvalArgs, device: &Device) -> Result<NllReport> {
         batches(&data, &one, n, args.batch_size, device),
         &ts,
         args.seed,
-    );
+    )?;
     report(
         dir,
         &stem(args),

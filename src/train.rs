@@ -121,7 +121,8 @@ impl<M> Finished<M> {
 }
 
 /// The run config of `train` without `--resume`: the preset of the dataset (the flag's, else
-/// the file's, else the default swiss roll), the file over it, the flags over both.
+/// the file's, else the default swiss roll; points for `--data`), the file over it, the flags
+/// over both.
 fn new_config(args: &TrainArgs) -> Result<RunConfig> {
     let file = args.config.as_deref().map(ConfigFile::read).transpose()?;
     let file_dataset = file.as_ref().and_then(|f| f.dataset());

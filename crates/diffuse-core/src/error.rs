@@ -75,6 +75,14 @@ pub enum CoreError {
     #[error("invalid solver setting: {0}")]
     InvalidSolver(String),
     #[error(
+        "the network reads its time input as {network}, but this caller gives it {given}; a \
+         discrete chain's samplers and bound give timesteps, an SDE's solvers continuous time"
+    )]
+    TimeInputMismatch {
+        network: crate::model::TimeInput,
+        given: crate::model::TimeInput,
+    },
+    #[error(
         "the adaptive ODE solver took more than {max} steps (step size {h:e} at sigma \
          {sigma}); loosen --rtol/--atol"
     )]

@@ -18,6 +18,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::coef::{Coef, per_item};
+use crate::error::CoreError;
 use crate::param::{NoiseLevel, Prediction};
 use crate::process::q_posterior;
 use crate::schedule::NoiseSchedule;
@@ -94,17 +95,21 @@ pub fn sum_per_example<const D: usize>(x: Tensor<D>) -> Tensor<1> {
     x.reshape([batch as i64, -1]).sum_dim(1).reshape([batch])
 }
 
-/// The variance of p(x_{t-1} | x_t).
+/// The variance of p(x_{t-1} | x_t), for training, the bound and the DDPM sampler alike
+/// (which calls it [`crate::sampler::VarianceType`], diffusers' name). The one place a learned
+/// variance is chosen: such a network outputs twice the channels of x (dimension 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ReverseVariance {
-    /// beta-tilde_t (the posterior variance; at t = 0, beta-tilde_1: beta-tilde_0 is 0).
+    /// beta-tilde_t, the posterior variance, optimal for a deterministic x_0 (in the bound, at
+    /// t = 0, beta-tilde_1: beta-tilde_0 is 0).
     #[default]
     FixedSmall,
-    /// beta_t (at t = 0, beta-tilde_1, as improved DDPM's code, so the decoder is not too wide).
+    /// beta_t, optimal for x_0 ~ N(0, I) (in the bound, at t = 0, beta-tilde_1, as improved
+    /// DDPM's code, so the decoder is not too wide).
     FixedLarge,
-    /// exp(v log beta_t + (1 - v) log beta-tilde_t), v = (output + 1) / 2 from the network
-    /// (improved DDPM eq. 15).
+    /// exp(v log beta_t + (1 - v) log beta-tilde_t), v = (output + 1) / 2 from the second half
+    /// of the network's output (improved DDPM eq. 15; diffusers' `learned_range`).
     LearnedRange,
 }
 
@@ -278,7 +283,7 @@ pub struct ReverseProcess {
 /// Evaluates the bound of `model`, read as `process`, on the examples `x0` (one batch): for each
 /// (t, weight) in `timesteps` (every t with weight 1 for the whole bound), x_t ~ q(x_t | x_0) with
 /// noise from `rng`, the model's mean and variance, and the term L_t. `progress(i)` is called
-/// after each timestep.
+/// after each timestep. A network that does not read timesteps is an error.
 pub fn evaluate_bound<const D: usize, M: crate::Denoiser<D> + ?Sized>(
     model: &M,
     schedule: &NoiseSchedule,
@@ -287,7 +292,8 @@ pub fn evaluate_bound<const D: usize, M: crate::Denoiser<D> + ?Sized>(
     timesteps: &[(usize, f64)],
     rng: &mut impl rand::Rng,
     mut progress: impl FnMut(usize),
-) -> BoundEstimate {
+) -> Result<BoundEstimate, CoreError> {
+    crate::model::check_time_input(model, crate::model::TimeInput::Timesteps)?;
     let device = x0.device();
     let shape: [usize; D] = x0.dims();
     let n = shape[0];
@@ -331,11 +337,11 @@ pub fn evaluate_bound<const D: usize, M: crate::Denoiser<D> + ?Sized>(
         }
         progress(i + 1);
     }
-    BoundEstimate {
+    Ok(BoundEstimate {
         per_example,
         per_t,
         prior: prior.iter().map(|&v| v as f64).sum::<f64>() / n as f64,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -398,7 +404,9 @@ mod tests {
                 clip_x0,
             };
             let mut rng = ChaCha8Rng::seed_from_u64(5);
-            evaluate_bound(&model, &s, process, x0.clone(), &ts, &mut rng, |_| {}).per_example
+            evaluate_bound(&model, &s, process, x0.clone(), &ts, &mut rng, |_| {})
+                .unwrap()
+                .per_example
         };
         assert_eq!(bound(10.0, Some(1.0)), bound(1.0, None));
         assert_eq!(bound(10.0, Some(1e9)), bound(10.0, None));

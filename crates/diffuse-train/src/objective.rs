@@ -11,6 +11,7 @@
 use burn::tensor::{Tensor, TensorData};
 use diffuse_core::coef::{randn, timestep_tensor};
 use diffuse_core::loss::sample_timesteps;
+use diffuse_core::model::{TimeInput, check_time_input};
 use diffuse_core::objective::{ImportanceSampler, LossConfig, training_loss};
 use diffuse_core::process::q_sample;
 use diffuse_core::{Denoiser, NoiseSchedule, Prediction};
@@ -23,6 +24,11 @@ pub trait Objective<const D: usize, M> {
     /// The scalar loss of one batch (on x_0's autodiff device); every random draw comes from
     /// `rng`, so a resumed run draws what the uninterrupted one would have.
     fn loss(&mut self, model: &M, x0: Tensor<D>, rng: &mut ChaCha8Rng) -> Tensor<1>;
+
+    /// An error when the objective cannot train `model` (checked once, before the first step).
+    fn accepts(&self, _model: &M) -> Result<(), TrainError> {
+        Ok(())
+    }
 
     /// The state the objective carries from step to step (improved DDPM's importance history),
     /// saved in checkpoints.
@@ -64,6 +70,11 @@ impl<'a> Ddpm<'a> {
 }
 
 impl<const D: usize, M: Denoiser<D>> Objective<D, M> for Ddpm<'_> {
+    /// DDPM's chain tells the network timesteps.
+    fn accepts(&self, model: &M) -> Result<(), TrainError> {
+        Ok(check_time_input(model, TimeInput::Timesteps)?)
+    }
+
     fn loss(&mut self, model: &M, x0: Tensor<D>, rng: &mut ChaCha8Rng) -> Tensor<1> {
         let device = x0.device();
         let shape: [usize; D] = x0.dims();
@@ -121,5 +132,22 @@ impl<const D: usize, M: Denoiser<D>> Objective<D, M> for Ddpm<'_> {
         }
         self.importance = importance;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diffuse_core::ScheduleConfig;
+    use diffuse_core::model::ContinuousTime;
+
+    #[test]
+    fn ddpm_trains_networks_on_timesteps_only() {
+        let schedule = ScheduleConfig::default().build().unwrap();
+        let ddpm = Ddpm::new(&schedule, Prediction::Epsilon, LossConfig::default());
+        let net = |x: Tensor<2>, _t: Tensor<1>| x;
+        let err = ddpm.accepts(&ContinuousTime(net)).unwrap_err();
+        assert!(err.to_string().contains("continuous time"), "{err}");
+        assert!(ddpm.accepts(&net).is_ok());
     }
 }

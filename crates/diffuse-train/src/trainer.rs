@@ -232,6 +232,7 @@ pub fn train<const D: usize, M: Module>(
 ) -> Result<Trained<M>, TrainError> {
     config.validate()?;
     let (mut model, mut s) = Loop::start(start, config, objective)?;
+    objective.accepts(&model)?;
     let first = s.losses.len();
     let mut stopped_at = None;
     for step in first..config.steps {

@@ -18,20 +18,10 @@ use crate::param::{NoiseLevel, Prediction};
 use crate::schedule::NoiseSchedule;
 use crate::timesteps::{TimestepSpacing, spaced_timesteps};
 
-/// sigma_t^2 of the reverse step (DDPM section 3.2: both give similar results).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum VarianceType {
-    /// beta-tilde_t, the posterior variance: optimal for x_0 deterministic.
-    #[default]
-    FixedSmall,
-    /// beta_t: optimal for x_0 ~ N(0, I).
-    FixedLarge,
-    /// Learned (improved DDPM eq. 15): the network outputs twice the channels of x (dimension 1),
-    /// the second half v in [-1, 1] giving log sigma_t^2 = (v + 1) / 2 log beta_t + (1 - v) / 2
-    /// log beta-tilde_t, as diffusers' `learned_range`.
-    LearnedRange,
-}
+/// sigma_t^2 of the reverse step (DDPM section 3.2: both fixed choices give similar results):
+/// the variance of p(x_{t-1} | x_t) that training and the bound use, under diffusers' name.
+/// A sampler steps from t > 0 only with noise, so the bound's conventions at t = 0 do not apply.
+pub use crate::vlb::ReverseVariance as VarianceType;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

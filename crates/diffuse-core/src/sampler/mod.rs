@@ -14,7 +14,7 @@ use rand::Rng;
 
 use crate::coef::{is_finite, randn};
 use crate::error::CoreError;
-use crate::model::Denoiser;
+use crate::model::{Denoiser, TimeInput, check_time_input};
 
 /// What one reverse step produces.
 #[derive(Clone, Debug)]
@@ -60,6 +60,7 @@ where
 {
     let device = x_T.device();
     let shape: [usize; D] = x_T.dims();
+    check_time_input(model, TimeInput::Timesteps)?;
     if !is_finite(&x_T) {
         return Err(CoreError::NonFiniteInput);
     }

@@ -12,7 +12,7 @@ use burn::tensor::Tensor;
 use crate::coef::is_finite;
 use crate::error::CoreError;
 use crate::level::{Clock, Level, Sigma};
-use crate::model::Denoiser;
+use crate::model::{Denoiser, TimeInput, check_time_input};
 use crate::param::{NoiseLevel, Prediction};
 
 /// D(y, sigma): the x_0 estimate at a noise level, in sigma coordinates (y = x_0 + sigma eps).
@@ -60,12 +60,13 @@ impl<const D: usize> SigmaDenoiser<D> for Wrapped<'_, D> {
         let Sigma(s) = at.sigma;
         let (alpha, sigma_vp) = at.sigma.alpha_sigma_vp();
         // A discrete-chain network knows timesteps only: a continuous SDE time is refused, not
-        // passed through as if it were one.
+        // passed through as if it were one, and so is a network on continuous time.
+        check_time_input(self.net, TimeInput::Timesteps)?;
         let Clock::Discrete(timestep) = at.clock else {
-            return Err(CoreError::InvalidSolver(format!(
-                "a discrete-chain network was asked at continuous time {:?}; give it timesteps",
-                at.clock
-            )));
+            return Err(CoreError::TimeInputMismatch {
+                network: TimeInput::Timesteps,
+                given: TimeInput::Continuous,
+            });
         };
         let batch = y.dims()[0];
         let t = Tensor::<1>::full([batch], timestep.0 as f32, &y.device());
