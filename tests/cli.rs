@@ -329,3 +329,61 @@ fn bad_input_is_a_clear_error() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// One run config for both model families: the file's model section and dataset choose the
+/// family, a model that does not fit the data is refused by name, and so is a field of the
+/// other kind of data; nothing is written for a refused config.
+#[test]
+fn the_config_names_the_model_family_and_a_mismatch_is_refused() {
+    let dir = scratch("families");
+    let cases = [
+        (
+            "mlp_on_mnist.toml",
+            "[data]\ndataset = \"mnist\"\n[model]\nhidden_width = 64\n",
+            "a set of images, which a U-Net",
+        ),
+        (
+            "unet_on_points.json",
+            r#"{"unet": {"sample_size": 32}}"#,
+            "a set of points, which an MLP",
+        ),
+        ("both.json", r#"{"model": {}, "unet": {}}"#, "not both"),
+        (
+            "flip_points.toml",
+            "[data]\nrandom_flip = true\n",
+            "data.random_flip does not apply to points",
+        ),
+        (
+            "held_out_images.toml",
+            "[data]\ndataset = \"fashion_mnist\"\nheld_out = 100\n",
+            "data.held_out does not apply to images",
+        ),
+        // TOML values JSON cannot hold reach validation, which names the field.
+        (
+            "inf.toml",
+            "[data]\ndataset = \"mnist\"\n[train]\nlr = inf\n",
+            "lr",
+        ),
+    ];
+    for (name, text, expect) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let run = dir.join(format!("run-{name}"));
+        let out = diffuse(&[
+            "train",
+            "--config",
+            path.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(expect), "{name}: {err}");
+        assert!(
+            !run.exists(),
+            "{name}: a refused config wrote {}",
+            run.display()
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
