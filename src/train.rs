@@ -178,12 +178,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     };
     // Everything is checked before anything is fetched or written.
-    config.validate()?;
     if config.family() == ModelFamily::Mlp && (args.data_dir.is_some() || args.download) {
         bail!(
             "--data-dir and --download apply to image datasets (mnist, fashion_mnist, cifar10, folder)"
         );
     }
+    config.validate()?;
     if let Some(overwrite) = new {
         run_dir::check_new(&dir, overwrite)?;
     }
