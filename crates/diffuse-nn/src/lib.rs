@@ -1,5 +1,6 @@
 //! diffuse-nn: denoising networks. Each implements [`diffuse_core::Denoiser`].
 
+pub mod activation;
 pub mod diffusers;
 pub mod embedding;
 pub mod error;

@@ -3,7 +3,9 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, activation::silu};
+use burn::tensor::{Device, Tensor};
+
+use crate::activation::silu;
 use diffuse_core::Denoiser;
 use serde::{Deserialize, Serialize};
 

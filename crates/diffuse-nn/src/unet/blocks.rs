@@ -5,7 +5,9 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
+
+use crate::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 pub(crate) fn conv(

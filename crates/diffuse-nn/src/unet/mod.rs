@@ -10,11 +10,11 @@ mod config;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::activation::silu;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear, LinearConfig};
 use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 use diffuse_core::Denoiser;
 
