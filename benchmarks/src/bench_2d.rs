@@ -22,13 +22,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 mod common;
-use common::{Timer, arg, plain_adam};
+use common::{Timer, arg, keep_freed_pages, plain_adam};
 
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    keep_freed_pages();
     let (train_steps, n_samples, sample_steps) = (
         arg("--train-steps", 300),
         arg("--samples", 10_000),

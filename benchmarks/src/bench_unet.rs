@@ -20,7 +20,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 mod common;
-use common::{Timer, arg, plain_adam};
+use common::{Timer, arg, keep_freed_pages, plain_adam};
 
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
@@ -44,6 +44,7 @@ pub fn w2_config() -> UnetConfig {
 }
 
 fn main() {
+    keep_freed_pages();
     let (train_steps, forwards) = (arg("--train-steps", 30), arg("--forward", 10));
     let warmup = 3;
     let device = Device::default();
