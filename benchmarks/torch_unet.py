@@ -32,6 +32,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--train-steps", type=int, default=30)
     p.add_argument("--forward", type=int, default=10)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (inductor)")
     a = p.parse_args()
     torch.manual_seed(0)
     T = 1000
@@ -40,6 +41,7 @@ def main():
     sqrt_ac, sqrt_1m = ac.sqrt().float(), (1 - ac).sqrt().float()
     model = w2_model()
     params = sum(p.numel() for p in model.parameters())
+    net = torch.compile(model) if a.compile else model
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-8)
     x0 = torch.randn(64, 1, 28, 28)
     warmup = 3
@@ -49,7 +51,7 @@ def main():
         t = torch.randint(0, T, (64,))
         eps = torch.randn_like(x0)
         x_t = sqrt_ac[t].view(-1, 1, 1, 1) * x0 + sqrt_1m[t].view(-1, 1, 1, 1) * eps
-        loss = ((model(x_t, t).sample - eps) ** 2).mean()
+        loss = ((net(x_t, t).sample - eps) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -60,13 +62,13 @@ def main():
     x = torch.randn(256, 1, 28, 28)
     t = torch.full((256,), 500)
     with torch.no_grad():
-        model(x, t).sample.sum().item()
+        net(x, t).sample.sum().item()
         start = time.perf_counter()
         for _ in range(a.forward):
-            model(x, t).sample.sum().item()
+            net(x, t).sample.sum().item()
     fwd = a.forward / (time.perf_counter() - start)
     print(json.dumps({
-        "impl": f"pytorch {torch.__version__} eager ({torch.get_num_threads()} threads)",
+        "impl": f"pytorch {torch.__version__} {'torch.compile' if a.compile else 'eager'} ({torch.get_num_threads()} threads)",
         "params": params,
         "train_steps_per_s_b64": train,
         "forward_per_s_b256": fwd,

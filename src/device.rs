@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::tensor::Device;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -83,10 +83,3 @@ fn build(choice: DeviceChoice) -> Result<Device> {
     })
 }
 
-/// Refuses a device that cannot do what a command needs, before it starts.
-pub fn check_supported(device: &Device) -> Result<()> {
-    if !device.supports_dtype(burn::tensor::DType::F32) {
-        bail!("the chosen device does not support float32 tensors");
-    }
-    Ok(())
-}

@@ -309,7 +309,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if !(args.rtol > 0.0 && args.atol > 0.0) {
         bail!("--rtol and --atol must be positive");
     }
-    let device = Device::default();
+    let device = crate::device::device();
     let dir = &args.run;
     let images = crate::run_dir::ModelFamily::of(dir)? == crate::run_dir::ModelFamily::Unet;
     if images && args.data.is_some() {

@@ -131,7 +131,7 @@ impl Family<4> for Images {
         data: &ImageData,
         run: &Finished<Unet>,
     ) -> Result<()> {
-        let device = Device::default();
+        let device = crate::device::device();
         let schedule = config.schedule.build()?;
         let model = run.trained.sampling_model();
         let sample_seconds = pictures(
@@ -203,7 +203,7 @@ fn pictures(
 /// (`unet/`): `diffuse sample --run DIR --pictures`.
 pub fn redraw_pictures(dir: &Path) -> Result<()> {
     let config = RunConfig::load_run(dir)?;
-    let device = Device::default();
+    let device = crate::device::device();
     let pipeline = crate::memory::load_pipeline(dir, &device)?;
     let schedule = pipeline.scheduler.schedule()?;
     let test = load_images(&config, Split::Test)?;

@@ -2,6 +2,7 @@
 
 mod config;
 mod data;
+mod device;
 mod download;
 mod eval;
 mod eval_ode;
@@ -47,6 +48,10 @@ fn keep_freed_pages() {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Where tensors live: auto (the best backend this binary was built with: cuda, vulkan, wgpu,
+    /// then cpu), cpu (burn-flex), or a GPU backend built in with its cargo feature.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    device: device::DeviceChoice,
 }
 
 #[derive(Subcommand)]
@@ -80,11 +85,11 @@ fn main() -> ExitCode {
     }
     keep_freed_pages();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = device::choose(cli.device).and_then(|()| match cli.command {
         Command::Train(args) => train::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Eval(args) => eval::run(args),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

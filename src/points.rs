@@ -114,7 +114,7 @@ impl Family<2> for Points {
         let schedule = config.schedule.build()?;
         let standardizer = standardizer(config)?;
         let seed = config.train.seed;
-        let device = Device::default();
+        let device = crate::device::device();
         forward_picture(
             dir,
             &schedule,

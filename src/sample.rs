@@ -190,7 +190,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         }
         return crate::images::redraw_pictures(dir);
     }
-    let device = Device::default();
+    let device = crate::device::device();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     match family {
         ModelFamily::Mlp => {

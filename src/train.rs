@@ -221,7 +221,7 @@ fn fit<const D: usize, F: Family<D>>(
     }
     let data = F::load(&mut config, new.is_some())?;
     let seed = config.train.seed;
-    let device = Device::default();
+    let device = crate::device::device();
     device.seed(seed);
     let ad_device = device.autodiff();
     let net = F::init(&config, &ad_device)?;
