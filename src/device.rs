@@ -82,4 +82,3 @@ fn build(choice: DeviceChoice) -> Result<Device> {
         }
     })
 }
-

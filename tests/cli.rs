@@ -387,3 +387,18 @@ fn the_config_names_the_model_family_and_a_mismatch_is_refused() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--device` names a backend; one this binary was not built with is refused by its cargo
+/// feature, before any work.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_device_that_is_not_built_in_is_refused_by_its_feature() {
+    let dir = scratch("device");
+    let run = dir.join("run");
+    let out = diffuse(&["train", "--device", "cuda", "--out", run.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--features cuda"), "{err}");
+    assert!(!run.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

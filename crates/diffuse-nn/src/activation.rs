@@ -243,8 +243,8 @@ mod tests {
         );
         let close = |a: Tensor<1>, b: Tensor<1>| {
             let (a, b): (Vec<f32>, Vec<f32>) = (
-                a.into_data().to_vec().unwrap(),
-                b.into_data().to_vec().unwrap(),
+                a.into_data().try_to_vec().unwrap(),
+                b.into_data().try_to_vec().unwrap(),
             );
             a.iter()
                 .zip(&b)
