@@ -398,6 +398,22 @@ impl RunConfig {
         self.model.family()
     }
 
+    /// The MLP of a point run.
+    pub fn mlp(&self) -> Result<&MlpConfig> {
+        match &self.model {
+            ModelConfig::Mlp(m) => Ok(m),
+            ModelConfig::Unet(_) => bail!("an image run has no MLP"),
+        }
+    }
+
+    /// The U-Net of an image run.
+    pub fn unet(&self) -> Result<&UnetConfig> {
+        match &self.model {
+            ModelConfig::Unet(u) => Ok(u),
+            ModelConfig::Mlp(_) => bail!("a point run has no U-Net"),
+        }
+    }
+
     /// Whether the network also outputs its reverse variance (improved DDPM): the loss's
     /// `variance` is the one place this is chosen.
     pub fn learned_variance(&self) -> bool {

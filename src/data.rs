@@ -8,7 +8,7 @@ use diffuse_data::{ImageSet, Points, Split, load_cifar10, load_image_folder, loa
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{ImageDataset, MIN_HELD_OUT, ModelConfig, RunConfig, Source};
+use crate::config::{ImageDataset, MIN_HELD_OUT, RunConfig, Source};
 
 /// Training and held-out points, in data space.
 pub struct PointData {
@@ -21,9 +21,7 @@ pub struct PointData {
 /// run's seed, so that evaluation finds the same held-out points again.
 pub fn load_points(config: &RunConfig) -> Result<PointData> {
     let d = &config.data;
-    let ModelConfig::Mlp(model) = &config.model else {
-        bail!("point data needs an MLP run");
-    };
+    let model = config.mlp()?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed ^ 0xDA7A);
     match d.source()? {
         Source::File(path) => {
@@ -60,9 +58,7 @@ pub fn load_points(config: &RunConfig) -> Result<PointData> {
 /// One split of an image run's dataset, checked against the U-Net (a folder has no test split:
 /// both are its own images).
 pub fn load_images(config: &RunConfig, split: Split) -> Result<ImageSet> {
-    let ModelConfig::Unet(unet) = &config.model else {
-        bail!("image data needs a U-Net run");
-    };
+    let unet = config.unet()?;
     let dataset = config.data.image_dataset()?;
     let dir = config.data.image_dir()?;
     let what = match split {

@@ -372,7 +372,7 @@ pub(crate) fn points(args: &EvalArgs, config: &crate::config::RunConfig) -> Resu
     let standardizer = crate::points::standardizer(config)?;
     let raw = match &args.data {
         Some(path) => {
-            let p = load_points(path, crate::points::mlp(config)?.data_dim)?;
+            let p = load_points(path, config.mlp()?.data_dim)?;
             if let Some(v) = p.data.iter().find(|v| !v.is_finite()) {
                 bail!("{}: holds {v}; points must be finite", path.display());
             }

@@ -54,7 +54,7 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
         return images(run_dir, file, seed);
     }
     let config = RunConfig::load_run(run_dir)?;
-    let data_dim = crate::points::mlp(&config)?.data_dim;
+    let data_dim = config.mlp()?.data_dim;
     let arr = read_npy(file)?;
     if arr.shape.len() != 2 || arr.shape[1] != data_dim || arr.shape[0] < 2 {
         bail!(

@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
@@ -28,15 +28,15 @@ use diffuse_core::{Denoiser, NoiseSchedule};
 use diffuse_data::images::to_pixel;
 use diffuse_data::{ImageSet, Split, write_npy};
 use diffuse_eval::grid::{Images as ImageGrid, image_grid};
+use diffuse_nn::Unet;
 use diffuse_nn::diffusers::{SchedulerConfig, save_pipeline, save_unet};
-use diffuse_nn::{Unet, UnetConfig};
 use diffuse_train::checkpoint::save_json;
 use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::config::{ModelConfig, RunConfig};
+use crate::config::RunConfig;
 use crate::data::{first_images, load_images, random_image_batch};
 use crate::progress;
 use crate::train::{Family, Finished};
@@ -48,14 +48,6 @@ const PICTURE_STEPS: usize = 10;
 
 /// The image family of `train`.
 pub struct Images;
-
-/// The U-Net of an image run's config.
-pub fn unet(config: &RunConfig) -> Result<&UnetConfig> {
-    match &config.model {
-        ModelConfig::Unet(u) => Ok(u),
-        ModelConfig::Mlp(_) => bail!("a point run has no U-Net"),
-    }
-}
 
 /// Training images, and held-out ones for the pictures.
 pub struct ImageData {
@@ -91,7 +83,7 @@ impl Family<4> for Images {
     }
 
     fn init(config: &RunConfig, device: &Device) -> Result<Unet> {
-        Ok(unet(config)?.init(device)?)
+        Ok(config.unet()?.init(device)?)
     }
 
     fn batch(
@@ -119,7 +111,7 @@ impl Family<4> for Images {
             path: dir.into(),
             reason: e,
         };
-        let unet = unet(config).map_err(|e| err(e.to_string()))?;
+        let unet = config.unet().map_err(|e| err(e.to_string()))?;
         save_pipeline(dir, unet, c.sampling_model(), &config.scheduler_config())
             .map_err(|e| err(e.to_string()))?;
         save_unet(&dir.join("raw"), unet, &c.model).map_err(|e| err(e.to_string()))
@@ -189,7 +181,10 @@ fn pictures(
     device: &Device,
 ) -> Result<f64> {
     let seed = config.train.seed;
-    let steps = config.sample.ddim_steps.unwrap_or(50);
+    let steps = config
+        .sample
+        .ddim_steps
+        .context("sample.ddim_steps is unset (the config was not validated)")?;
     let sampler = DdimSampler::new(schedule, scheduler.ddim(steps, 0.0))?;
     forward_picture(dir, schedule, test, device, seed)?;
     let start = Instant::now();
@@ -230,7 +225,7 @@ fn samples_and_progressive(
     device: &Device,
     seed: u64,
 ) -> Result<()> {
-    let unet = unet(config)?;
+    let unet = config.unet()?;
     let (n, c) = (config.sample.n, unet.in_channels);
     let size = unet.sample_size.unwrap_or(0);
     let shape = [n, c, size, size];

@@ -22,28 +22,20 @@ use diffuse_core::sampler::{self, DdpmSampler, StepOutput};
 use diffuse_data::{Points as PointSet, Standardizer};
 use diffuse_eval::metrics::{gaussian_fit_2d, sample_gaussian_2d, sliced_wasserstein};
 use diffuse_eval::plots::{DATA_COLOR, Layer, SAMPLE_COLOR, scatter, strip};
-use diffuse_nn::{Mlp, MlpConfig};
+use diffuse_nn::Mlp;
 use diffuse_train::checkpoint::{save_json, save_weights};
 use diffuse_train::{Checkpoint, TrainError, random_batch};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::config::{ModelConfig, RunConfig};
+use crate::config::RunConfig;
 use crate::data::{PointData, load_points};
 use crate::progress;
 use crate::train::{Family, Finished};
 
 /// The point family of `train`.
 pub struct Points;
-
-/// The MLP of a point run's config.
-pub fn mlp(config: &RunConfig) -> Result<&MlpConfig> {
-    match &config.model {
-        ModelConfig::Mlp(m) => Ok(m),
-        ModelConfig::Unet(_) => bail!("a U-Net run has no MLP"),
-    }
-}
 
 /// The run's standardizer (a point run's config always holds one once trained).
 pub fn standardizer(config: &RunConfig) -> Result<Standardizer> {
@@ -77,7 +69,7 @@ impl Family<2> for Points {
     }
 
     fn init(config: &RunConfig, device: &Device) -> Result<Mlp> {
-        Ok(mlp(config)?.init(device)?)
+        Ok(config.mlp()?.init(device)?)
     }
 
     fn batch(
@@ -226,7 +218,7 @@ pub fn draw_ddpm<M: Denoiser<2>>(
     observe: impl FnMut(usize, usize, &StepOutput<2>),
 ) -> Result<Tensor<2>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let x_T = randn(&mut rng, [n, mlp(config)?.data_dim], device);
+    let x_T = randn(&mut rng, [n, config.mlp()?.data_dim], device);
     let scheduler = config.scheduler_config();
     let s = DdpmSampler::new(&scheduler.schedule()?, scheduler.ddpm(None))?;
     Ok(sampler::sample(model, &s, x_T, &mut rng, observe)?)

@@ -22,7 +22,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::RunConfig;
-use crate::points::{mlp, to_points};
+use crate::points::to_points;
 use crate::progress;
 use crate::run_dir::ModelFamily;
 use crate::solvers::{SolverChoice, build};
@@ -107,7 +107,7 @@ pub fn load_run(dir: &Path, ema: bool, device: &Device) -> Result<(RunConfig, Ml
     } else {
         "model.safetensors"
     };
-    let model = mlp(&config)?.init(device)?;
+    let model = config.mlp()?.init(device)?;
     let model = load_weights(model, &dir.join(file))?;
     Ok((config, model))
 }
@@ -199,15 +199,16 @@ pub fn run(args: SampleArgs) -> Result<()> {
             }
             let n = args.n.unwrap_or(DEFAULT_POINTS);
             let (config, model) = load_run(dir, !args.no_ema, &device)?;
-            let dim = mlp(&config)?.data_dim;
-            crate::memory::check_mlp_sampling(mlp(&config)?, n)?;
+            let dim = config.mlp()?.data_dim;
+            crate::memory::check_mlp_sampling(config.mlp()?, n)?;
+            let scheduler = config.scheduler_config();
             let z = randn(&mut rng, [n, dim], &device);
-            let x = draw(&args, &model, &config.scheduler_config(), z, &mut rng)?;
+            let x = draw(&args, &model, &scheduler, z, &mut rng)?;
             let standardizer = config
                 .standardizer
                 .clone()
                 .unwrap_or(Standardizer::identity(dim));
-            write_points(&args, x, &standardizer, &config.scheduler_config())
+            write_points(&args, x, &standardizer, &scheduler)
         }
         ModelFamily::Unet => {
             if args.no_ema {

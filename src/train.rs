@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use clap::Args;
@@ -288,12 +288,8 @@ fn fit<const D: usize, F: Family<D>>(
     Ok(())
 }
 
+/// `loss.png`. `loss.csv` already holds every loss: the hooks append each step to it.
 fn write_losses(dir: &Path, loss_name: &str, losses: &[f32]) -> Result<()> {
-    let mut csv = String::from("step,loss\n");
-    for (i, l) in losses.iter().enumerate() {
-        csv.push_str(&format!("{},{l}\n", i + 1));
-    }
-    std::fs::write(dir.join("loss.csv"), csv).context("cannot write loss.csv")?;
     loss_curve(&dir.join("loss.png"), loss_name, losses, 200)?;
     Ok(())
 }
