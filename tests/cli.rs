@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde_json::Value;
 
-use crate::common::{diffuse, scratch};
+use crate::common::{assert_config_refused, diffuse, scratch};
 
 fn metrics(run: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap()
@@ -366,24 +366,7 @@ fn the_config_names_the_model_family_and_a_mismatch_is_refused() {
         ),
     ];
     for (name, text, expect) in cases {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        let run = dir.join(format!("run-{name}"));
-        let out = diffuse(&[
-            "train",
-            "--config",
-            path.to_str().unwrap(),
-            "--out",
-            run.to_str().unwrap(),
-        ]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
-        assert!(err.contains(expect), "{name}: {err}");
-        assert!(
-            !run.exists(),
-            "{name}: a refused config wrote {}",
-            run.display()
-        );
+        assert_config_refused(&dir, name, text, expect);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -13,6 +13,29 @@ pub fn diffuse(args: &[&str]) -> Output {
         .expect("run diffuse")
 }
 
+/// `train --config FILE` with `text` in `dir/name` fails with status 1 and a message naming
+/// `expect`, and leaves no run behind.
+pub fn assert_config_refused(dir: &Path, name: &str, text: &str, expect: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let run = dir.join(format!("run-{name}"));
+    let out = diffuse(&[
+        "train",
+        "--config",
+        path.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+    assert!(err.contains(expect), "{name}: {err}");
+    assert!(
+        !run.exists(),
+        "{name}: a refused config wrote {}",
+        run.display()
+    );
+}
+
 /// diffusers' 20-step DDIM loop as `diffuse sample --pipeline` runs it, from `--init-noise`,
 /// with `extra` flags after.
 pub fn sample_ddim20(pipeline: &Path, noise: &Path, out: &Path, extra: &[&str]) -> Output {

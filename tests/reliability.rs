@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{diffuse, sample_ddim20, scratch, stderr};
+use crate::common::{assert_config_refused, diffuse, sample_ddim20, scratch, stderr};
 
 /// A small 2-D run: 3,000 steps at batch 64, a checkpoint every 250 steps.
 const SMALL: &str =
@@ -236,24 +236,7 @@ fn configs_that_make_nan_certain_are_refused_up_front() {
         ("c.toml", "[sample]\nclip_sample = -1\n", "clip_sample"),
         ("m.toml", "[model]\ndata_dim = 3\n", "data_dim"),
     ] {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        let run = dir.join(format!("run-{name}"));
-        let out = diffuse(&[
-            "train",
-            "--config",
-            path.to_str().unwrap(),
-            "--out",
-            run.to_str().unwrap(),
-        ]);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
-        assert!(err.contains(field), "{name}: {err}");
-        assert!(
-            !run.exists(),
-            "{name}: a refused config wrote {}",
-            run.display()
-        );
+        assert_config_refused(&dir, name, text, field);
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
