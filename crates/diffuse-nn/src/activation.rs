@@ -25,14 +25,14 @@ use rayon::prelude::*;
 
 /// SiLU(x) = x / (1 + exp(-x)), fused on the CPU (see the module docs).
 pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if !fused(&x) {
+    if !on_flex_f32(&x) {
         return burn::tensor::activation::silu(x);
     }
     Tensor::from_dispatch(<Dispatch as FusedSilu>::silu(x.into_dispatch()))
 }
 
 /// Whether `x` takes the fused path: float32 on a burn-flex device, with or without autodiff.
-fn fused<const D: usize>(x: &Tensor<D>) -> bool {
+pub(crate) fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
     #[allow(unreachable_patterns)] // Only flex is compiled in by default.
     let flex = matches!(
         x.device().inner().as_dispatch(),

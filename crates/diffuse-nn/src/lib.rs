@@ -1,6 +1,7 @@
 //! diffuse-nn: denoising networks. Each implements [`diffuse_core::Denoiser`].
 
 pub mod activation;
+pub mod conv;
 pub mod diffusers;
 pub mod embedding;
 pub mod error;

@@ -8,6 +8,7 @@ use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::activation::softmax;
 
 use crate::activation::silu;
+use crate::conv::conv2d;
 use burn::tensor::{Device, Tensor};
 
 pub(crate) fn conv(
@@ -88,7 +89,7 @@ impl ResnetBlock2D {
     }
 
     pub fn forward(&self, x: Tensor<4>, temb: &Tensor<2>) -> Tensor<4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let h = conv2d(&self.conv1, silu(self.norm1.forward(x.clone())));
         let t = self.time_emb_proj.forward(silu(temb.clone()));
         let [b, ch] = t.dims();
         let t = t.reshape([b, ch, 1, 1]);
@@ -99,9 +100,9 @@ impl ResnetBlock2D {
         } else {
             self.norm2.forward(h + t)
         };
-        let h = self.conv2.forward(silu(h));
+        let h = conv2d(&self.conv2, silu(h));
         let x = match &self.conv_shortcut {
-            Some(c) => c.forward(x),
+            Some(c) => conv2d(c, x),
             None => x,
         };
         (x + h).div_scalar(self.output_scale_factor as f32)
@@ -190,7 +191,7 @@ impl Downsample2D {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(x)
+        conv2d(&self.conv, x)
     }
 }
 
@@ -214,7 +215,7 @@ impl Upsample2D {
             .repeat_dim(3, 2)
             .repeat_dim(5, 2)
             .reshape([b, c, 2 * h, 2 * w]);
-        self.conv.forward(up)
+        conv2d(&self.conv, up)
     }
 }
 

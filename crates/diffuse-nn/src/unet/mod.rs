@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use crate::activation::silu;
+use crate::conv::conv2d;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear, LinearConfig};
@@ -235,7 +236,7 @@ impl Unet {
             .time_embedding
             .linear_2
             .forward(silu(self.time_embedding.linear_1.forward(t_emb)));
-        let mut h = self.conv_in.forward(x);
+        let mut h = conv2d(&self.conv_in, x);
         let mut skips = vec![h.clone()];
         for block in &self.down_blocks {
             let (out, states) = block.forward(h, &emb);
@@ -246,7 +247,7 @@ impl Unet {
         for block in &self.up_blocks {
             h = block.forward(h, &mut skips, &emb);
         }
-        self.conv_out.forward(silu(self.conv_norm_out.forward(h)))
+        conv2d(&self.conv_out, silu(self.conv_norm_out.forward(h)))
     }
 }
 

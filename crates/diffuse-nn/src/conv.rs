@@ -1,0 +1,678 @@
+//! 2-D convolution on the CPU as im2col + one gemm per image, forward and backward.
+//!
+//! burn-flex lowers a convolution's backward pass to a transposed convolution (for the input)
+//! and a convolution with batch and channels swapped (for the weight), each with its own layout
+//! copies and freshly zeroed buffers: about 70% of a U-Net training step went there
+//! (benchmarks/README.md, "Profile"). Here each image of the batch is one task:
+//!
+//! - forward: `col = im2col(x[n])` (K = C_in kh kw rows, P = H_out W_out columns), then
+//!   `y[n] = W col + b` (W is the weight as a C_out x K matrix);
+//! - backward, in one pass over the batch: `dW += dy[n] col^T`, `db += rowsum(dy[n])`, and
+//!   `dx[n] = col2im(W^T dy[n])`.
+//!
+//! A 1x1 convolution with stride 1 and no padding skips im2col (`col` is `x[n]` itself). Images
+//! are spread over threads (rayon), each with its own scratch buffers and its own weight-gradient
+//! accumulator, summed at the end; a batch smaller than the thread count lets gemm use the
+//! threads instead. float32 only, groups 1, dilation 1 (the U-Net's convolutions); anything else,
+//! and other devices, take burn's `conv2d`.
+
+use burn::backend::TensorMetadata;
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{Tensor, TensorData};
+use burn_flex::FlexTensor;
+use gemm::Parallelism;
+use rayon::prelude::*;
+use std::borrow::Cow;
+
+/// `conv.forward(x)`, fused on the CPU for the cases the module docs name (with a bias).
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let (Some(options), Some(bias)) = (fused_options(conv, &x), &conv.bias) else {
+        return conv.forward(x);
+    };
+    Tensor::from_dispatch(<Dispatch as FusedConv>::fused_conv2d(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+        options,
+    ))
+}
+
+/// The options of the fused convolution, or None where burn's takes `x`.
+fn fused_options(conv: &Conv2d, x: &Tensor<4>) -> Option<ConvOptions<2>> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+        PaddingConfig2d::Same => return None,
+    };
+    let [_, _, h, w] = x.dims();
+    let [kh, kw] = conv.kernel_size;
+    // burn's convolution says what is wrong with a kernel larger than the padded image.
+    let fits = h + padding[0].0 + padding[0].1 >= kh && w + padding[1].0 + padding[1].1 >= kw;
+    let plain = conv.groups == 1 && conv.dilation == [1, 1] && conv.bias.is_some();
+    (fits && plain && crate::activation::on_flex_f32(x))
+        .then(|| ConvOptions::new_with_padding(conv.stride, padding, [1, 1], 1))
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedConv: Backend {
+    /// y = conv(x, weight) + bias.
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+
+    /// The gradients of x (when `want_x`), of the weight, and of the bias (when `want_bias`),
+    /// given the output's gradient.
+    #[allow(clippy::type_complexity)]
+    fn fused_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        want_x: bool,
+        want_bias: bool,
+    ) -> (
+        Option<FloatTensor<Self>>,
+        FloatTensor<Self>,
+        Option<FloatTensor<Self>>,
+    );
+}
+
+/// The sizes of one convolution, all in elements.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    stride: [usize; 2],
+    /// Rows and columns of zeros before the image.
+    pad: [usize; 2],
+    h_out: usize,
+    w_out: usize,
+}
+
+impl Geometry {
+    fn new(x: &[usize], weight: &[usize], options: &ConvOptions<2>) -> Self {
+        let (&[batch, c_in, h, w], &[c_out, _, kh, kw]) = (x, weight) else {
+            unreachable!("Conv2d passes 4-D tensors")
+        };
+        let [(top, bottom), (left, right)] = options.padding;
+        let out = |size: usize, pad: usize, k: usize, s: usize| (size + pad - k) / s + 1;
+        Self {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride: options.stride,
+            pad: [top, left],
+            h_out: out(h, top + bottom, kh, options.stride[0]),
+            w_out: out(w, left + right, kw, options.stride[1]),
+        }
+    }
+
+    /// Rows of the im2col matrix.
+    fn k(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    /// Columns of the im2col matrix: output pixels.
+    fn p(&self) -> usize {
+        self.h_out * self.w_out
+    }
+
+    fn image(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    /// A 1x1 convolution with stride 1 and no padding: x[n] is its own im2col matrix.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
+    }
+
+    /// The im2col matrix of one image (K x P, row-major), every entry written.
+    fn im2col(&self, x: &[f32], col: &mut [f32]) {
+        let mut rows = col.chunks_exact_mut(self.p());
+        for channel in x.chunks_exact(self.h * self.w) {
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    let row = rows.next().expect("K rows");
+                    match self.flat_offset(ky, kx) {
+                        Some(d) => self.gather_shifted(channel, d, kx, row),
+                        None => self.gather(channel, ky, kx, row),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the K x P matrix `col` back into one image's gradient, the transpose of im2col
+    /// (`col` is scratch: its entries that fall in the padding are overwritten).
+    fn col2im(&self, col: &mut [f32], dx: &mut [f32]) {
+        let mut rows = col.chunks_exact_mut(self.p());
+        for channel in dx.chunks_exact_mut(self.h * self.w) {
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    let row = rows.next().expect("K rows");
+                    match self.flat_offset(ky, kx) {
+                        Some(d) => self.scatter_shifted(row, d, kx, channel),
+                        None => self.scatter(row, ky, kx, channel),
+                    }
+                }
+            }
+        }
+    }
+
+    /// With stride 1 and an output as wide as the input, output pixel p at kernel offset
+    /// (ky, kx) reads input pixel p + d in the flattened image, d = (ky - top) W + (kx - left):
+    /// an im2col row is the image shifted by d, with the columns that wrap around zeroed.
+    fn flat_offset(&self, ky: usize, kx: usize) -> Option<isize> {
+        (self.stride == [1, 1] && self.w_out == self.w).then(|| {
+            let dy = ky as isize - self.pad[0] as isize;
+            let dx = kx as isize - self.pad[1] as isize;
+            dy * self.w as isize + dx
+        })
+    }
+
+    /// The range of p with 0 <= p + d < H W, within [0, P).
+    fn shifted_range(&self, d: isize) -> (usize, usize) {
+        let p = self.p() as isize;
+        let lo = (-d).clamp(0, p);
+        let hi = ((self.h * self.w) as isize - d).clamp(lo, p);
+        (lo as usize, hi as usize)
+    }
+
+    /// Zeroes the columns of a shifted row whose input column lies outside the image.
+    fn zero_wrapped_columns(&self, kx: usize, row: &mut [f32]) {
+        let (lo, hi) = self.valid_columns(kx);
+        if lo == 0 && hi == self.w_out {
+            return;
+        }
+        for line in row.chunks_exact_mut(self.w_out) {
+            line[..lo].fill(0.0);
+            line[hi..].fill(0.0);
+        }
+    }
+
+    fn gather_shifted(&self, channel: &[f32], d: isize, kx: usize, row: &mut [f32]) {
+        let (lo, hi) = self.shifted_range(d);
+        row[..lo].fill(0.0);
+        row[hi..].fill(0.0);
+        let start = (lo as isize + d) as usize;
+        row[lo..hi].copy_from_slice(&channel[start..start + hi - lo]);
+        self.zero_wrapped_columns(kx, row);
+    }
+
+    fn scatter_shifted(&self, row: &mut [f32], d: isize, kx: usize, channel: &mut [f32]) {
+        self.zero_wrapped_columns(kx, row);
+        let (lo, hi) = self.shifted_range(d);
+        let start = (lo as isize + d) as usize;
+        for (x, v) in channel[start..start + hi - lo].iter_mut().zip(&row[lo..hi]) {
+            *x += v;
+        }
+    }
+
+    /// One im2col row, output row by output row (any stride).
+    fn gather(&self, channel: &[f32], ky: usize, kx: usize, row: &mut [f32]) {
+        for (oy, out) in row.chunks_exact_mut(self.w_out).enumerate() {
+            match self.source_row(oy, ky) {
+                Some(iy) => self.gather_row(&channel[iy * self.w..(iy + 1) * self.w], kx, out),
+                None => out.fill(0.0),
+            }
+        }
+    }
+
+    fn scatter(&self, row: &[f32], ky: usize, kx: usize, channel: &mut [f32]) {
+        for (oy, line) in row.chunks_exact(self.w_out).enumerate() {
+            if let Some(iy) = self.source_row(oy, ky) {
+                self.scatter_row(line, kx, &mut channel[iy * self.w..(iy + 1) * self.w]);
+            }
+        }
+    }
+
+    /// The input row that output row `oy` reads at kernel row `ky`, or None in the padding.
+    fn source_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.stride[0] + ky)
+            .checked_sub(self.pad[0])
+            .filter(|&iy| iy < self.h)
+    }
+
+    /// The output columns [lo, hi) whose input column, ox s + kx - pad, lies inside the image.
+    fn valid_columns(&self, kx: usize) -> (usize, usize) {
+        let s = self.stride[1];
+        let lo = self.pad[1].saturating_sub(kx).div_ceil(s);
+        // ox s + kx - pad <= w - 1  <=>  ox <= (w - 1 + pad - kx) / s
+        let hi = match (self.w + self.pad[1]).checked_sub(kx + 1) {
+            Some(last) => (last / s + 1).min(self.w_out),
+            None => 0,
+        };
+        (lo.min(hi), hi)
+    }
+
+    fn gather_row(&self, src: &[f32], kx: usize, out: &mut [f32]) {
+        let (lo, hi) = self.valid_columns(kx);
+        out[..lo].fill(0.0);
+        out[hi..].fill(0.0);
+        let first = lo * self.stride[1] + kx - self.pad[1];
+        if self.stride[1] == 1 {
+            out[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+        } else {
+            for (o, v) in out[lo..hi]
+                .iter_mut()
+                .zip(src[first..].iter().step_by(self.stride[1]))
+            {
+                *o = *v;
+            }
+        }
+    }
+
+    fn scatter_row(&self, row: &[f32], kx: usize, dst: &mut [f32]) {
+        let (lo, hi) = self.valid_columns(kx);
+        if lo == hi {
+            return;
+        }
+        let first = lo * self.stride[1] + kx - self.pad[1];
+        for (d, v) in dst[first..]
+            .iter_mut()
+            .step_by(self.stride[1])
+            .zip(&row[lo..hi])
+        {
+            *d += v;
+        }
+    }
+}
+
+/// dst (m x n, row-major) = [dst +] lhs (m x k) rhs (k x n), each operand given by its row and
+/// column strides.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    [lhs_rs, lhs_cs]: [usize; 2],
+    rhs: &[f32],
+    [rhs_rs, rhs_cs]: [usize; 2],
+    parallelism: Parallelism,
+) {
+    assert!(dst.len() >= m * n);
+    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(n == 0 || k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // SAFETY: the asserts keep every index the strides reach inside the slices, and `dst` is
+    // borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Images per task: the batch split evenly over the threads, one task per thread.
+fn images_per_task(batch: usize) -> usize {
+    batch.div_ceil(rayon::current_num_threads()).max(1)
+}
+
+/// gemm runs on one thread inside a task, unless there are fewer images than threads.
+fn inner_parallelism(batch: usize) -> Parallelism {
+    let threads = rayon::current_num_threads();
+    if batch >= threads {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    }
+}
+
+/// A float32 tensor's elements in row-major order, copied only when it is strided.
+fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("contiguous")
+                .to_vec(),
+        ),
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.into()))
+}
+
+impl FusedConv for Flex {
+    fn fused_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let g = Geometry::new(x.layout().shape(), weight.layout().shape(), &options);
+        let (k, p, c_out) = (g.k(), g.p(), g.c_out);
+        let (x, w, bias) = (f32s(&x), f32s(&weight), f32s(&bias));
+        let parallelism = inner_parallelism(g.batch);
+        let per = images_per_task(g.batch);
+        let mut y = vec![0.0f32; g.batch * c_out * p];
+        let task = |(y, x): (&mut [f32], &[f32])| {
+            let mut col = vec![0.0f32; if g.pointwise() { 0 } else { k * p }];
+            for (y, x) in y.chunks_exact_mut(c_out * p).zip(x.chunks_exact(g.image())) {
+                for (row, &b) in y.chunks_exact_mut(p).zip(bias.iter()) {
+                    row.fill(b);
+                }
+                let col: &[f32] = if g.pointwise() {
+                    x
+                } else {
+                    g.im2col(x, &mut col);
+                    &col
+                };
+                // y += W col: (c_out x K) (K x P).
+                matmul((c_out, p, k), y, true, &w, [k, 1], col, [p, 1], parallelism);
+            }
+        };
+        y.par_chunks_mut(per * c_out * p)
+            .zip(x.par_chunks(per * g.image()))
+            .for_each(task);
+        tensor(y, [g.batch, c_out, g.h_out, g.w_out])
+    }
+
+    fn fused_conv2d_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        options: ConvOptions<2>,
+        want_x: bool,
+        want_bias: bool,
+    ) -> (Option<FlexTensor>, FlexTensor, Option<FlexTensor>) {
+        let g = Geometry::new(x.layout().shape(), weight.layout().shape(), &options);
+        let (k, p, c_out, image) = (g.k(), g.p(), g.c_out, g.image());
+        let (x, w, dy) = (f32s(&x), f32s(&weight), f32s(&grad));
+        let parallelism = inner_parallelism(g.batch);
+        let per = images_per_task(g.batch);
+        let mut dx = vec![0.0f32; if want_x { g.batch * image } else { 0 }];
+        let dx_parts: Vec<&mut [f32]> = if want_x {
+            dx.chunks_mut(per * image).collect()
+        } else {
+            (0..g.batch.div_ceil(per)).map(|_| &mut [][..]).collect()
+        };
+        // Each task sums the weight and bias gradients of its images; the sums are added up.
+        let zeros = || (vec![0.0f32; c_out * k], vec![0.0f64; c_out]);
+        let task = |(t, dx): (usize, &mut [f32])| {
+            let (mut dw, mut db) = zeros();
+            let mut col = vec![0.0f32; if g.pointwise() { 0 } else { k * p }];
+            let mut dcol = vec![0.0f32; if want_x && !g.pointwise() { k * p } else { 0 }];
+            for n in t * per..((t + 1) * per).min(g.batch) {
+                let x = &x[n * image..(n + 1) * image];
+                let dy = &dy[n * c_out * p..(n + 1) * c_out * p];
+                let col: &[f32] = if g.pointwise() {
+                    x
+                } else {
+                    g.im2col(x, &mut col);
+                    &col
+                };
+                // dW += dy col^T: (c_out x P) (P x K).
+                matmul(
+                    (c_out, k, p),
+                    &mut dw,
+                    true,
+                    dy,
+                    [p, 1],
+                    col,
+                    [1, p],
+                    parallelism,
+                );
+                for (sum, row) in db.iter_mut().zip(dy.chunks_exact(p)) {
+                    *sum += row.iter().map(|&v| v as f64).sum::<f64>();
+                }
+                if want_x {
+                    // dx = col2im(W^T dy): (K x c_out) (c_out x P).
+                    let dx = &mut dx[(n - t * per) * image..][..image];
+                    let dims = (k, p, c_out);
+                    if g.pointwise() {
+                        matmul(dims, dx, false, &w, [1, k], dy, [p, 1], parallelism);
+                    } else {
+                        matmul(dims, &mut dcol, false, &w, [1, k], dy, [p, 1], parallelism);
+                        g.col2im(&mut dcol, dx);
+                    }
+                }
+            }
+            (dw, db)
+        };
+        let add = |(mut dw, mut db): (Vec<f32>, Vec<f64>), (dw2, db2): (Vec<f32>, Vec<f64>)| {
+            dw.iter_mut().zip(&dw2).for_each(|(a, b)| *a += b);
+            db.iter_mut().zip(&db2).for_each(|(a, b)| *a += b);
+            (dw, db)
+        };
+        let (dw, db) = dx_parts
+            .into_par_iter()
+            .enumerate()
+            .map(task)
+            .reduce(zeros, add);
+        let dx = want_x.then(|| tensor(dx, [g.batch, g.c_in, g.h, g.w]));
+        let db = want_bias.then(|| tensor(db.into_iter().map(|v| v as f32).collect(), [c_out]));
+        (dx, tensor(dw, weight.layout().shape().clone()), db)
+    }
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl<B: Backend + FusedConv> Backward<B, 3> for ConvBackward {
+    /// x and the weight, checkpointed, and the options.
+    type State = (NodeId, NodeId, ConvOptions<2>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, weight_state, options) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
+        let (dx, dw, db) = B::fused_conv2d_backward(
+            x,
+            weight,
+            grad,
+            options,
+            node_x.is_some(),
+            node_bias.is_some(),
+        );
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            grads.register::<B>(node.id, dw);
+        }
+        if let (Some(node), Some(db)) = (node_bias, db) {
+            grads.register::<B>(node.id, db);
+        }
+    }
+}
+
+impl<B: Backend + FusedConv, C: CheckpointStrategy> FusedConv for Autodiff<B, C> {
+    fn fused_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let prepared = ConvBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful();
+        match prepared {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&weight),
+                    options.clone(),
+                );
+                let ((x, _gx), (weight, _gw), (bias, _gb)) =
+                    (x.into_parts(), weight.into_parts(), bias.into_parts());
+                prep.finish(state, B::fused_conv2d(x, weight, bias, options))
+            }
+            OpsKind::UnTracked(prep) => {
+                let ((x, _gx), (weight, _gw), (bias, _gb)) =
+                    (x.into_parts(), weight.into_parts(), bias.into_parts());
+                prep.finish(B::fused_conv2d(x, weight, bias, options))
+            }
+        }
+    }
+
+    /// Composed from burn's differentiable ops, for a second derivative (never taken here).
+    fn fused_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        want_x: bool,
+        want_bias: bool,
+    ) -> (
+        Option<FloatTensor<Self>>,
+        FloatTensor<Self>,
+        Option<FloatTensor<Self>>,
+    ) {
+        let dx = want_x.then(|| {
+            Self::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone())
+        });
+        let dw = Self::conv2d_weight_backward(x, weight, grad.clone(), options);
+        let db = want_bias.then(|| {
+            let summed = Self::float_sum_dim(Self::float_sum_dim(grad, 3), 2);
+            let summed = Self::float_sum_dim(summed, 0);
+            let c_out = summed.shape().num_elements();
+            Self::float_reshape(summed, [c_out].into())
+        });
+        (dx, dw, db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Device, Distribution};
+
+    fn max_relative(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-6);
+        (a - b).abs().max().into_scalar::<f32>() / scale
+    }
+
+    fn max_relative_flat<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        max_relative(a.reshape([1, 1, 1, -1]), b.reshape([1, 1, 1, -1]))
+    }
+
+    /// The fused convolution, its input gradient and its parameter gradients against burn's,
+    /// over the geometries the U-Net uses and a few it does not.
+    #[test]
+    fn fused_convolution_and_its_gradients_match_burns() {
+        let device = Device::default().autodiff();
+        let cases = [
+            // (batch, c_in, c_out, h, w, k, stride, padding (top, left, bottom, right))
+            (3, 4, 6, 9, 7, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            (2, 5, 3, 8, 8, 1, 1, PaddingConfig2d::Valid),
+            (4, 3, 3, 8, 10, 3, 2, PaddingConfig2d::Explicit(0, 0, 1, 1)),
+            (2, 3, 4, 7, 9, 3, 2, PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            (1, 2, 5, 6, 5, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            (3, 2, 2, 5, 6, 2, 3, PaddingConfig2d::Explicit(2, 0, 1, 2)),
+            (2, 3, 2, 6, 7, 5, 1, PaddingConfig2d::Valid),
+            // Stride 1 with the output as wide as the input but not as tall (the shifted path).
+            (2, 3, 4, 6, 5, 3, 1, PaddingConfig2d::Explicit(0, 2, 0, 0)),
+            (2, 2, 3, 5, 6, 3, 1, PaddingConfig2d::Explicit(2, 0, 2, 2)),
+        ];
+        for (case, &(batch, c_in, c_out, h, w, k, stride, ref padding)) in cases.iter().enumerate()
+        {
+            let conv = Conv2dConfig::new([c_in, c_out], [k, k])
+                .with_stride([stride, stride])
+                .with_padding(padding.clone())
+                .init(&device);
+            let x =
+                Tensor::<4>::random([batch, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
+            assert!(
+                fused_options(&conv, &x).is_some(),
+                "case {case} takes burn's path"
+            );
+            let (x1, x2) = (x.clone().detach().require_grad(), x.detach().require_grad());
+            let (y1, y2) = (conv2d(&conv, x1.clone()), conv.forward(x2.clone()));
+            assert_eq!(y1.dims(), y2.dims(), "case {case}");
+            assert!(
+                max_relative(y1.clone(), y2.clone()) < 1e-5,
+                "case {case}: output"
+            );
+            // A non-uniform output gradient, through a product with fixed weights.
+            let weights = Tensor::<4>::random(y1.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let g1 = (y1 * weights.clone()).sum().backward();
+            let g2 = (y2 * weights).sum().backward();
+            let dx = max_relative(x1.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
+            assert!(dx < 1e-5, "case {case}: input gradient {dx}");
+            let dw = max_relative(
+                conv.weight.grad(&g1).unwrap(),
+                conv.weight.grad(&g2).unwrap(),
+            );
+            assert!(dw < 1e-5, "case {case}: weight gradient {dw}");
+            let bias = conv.bias.as_ref().unwrap();
+            let db = max_relative_flat(bias.grad(&g1).unwrap(), bias.grad(&g2).unwrap());
+            assert!(db < 1e-5, "case {case}: bias gradient {db}");
+        }
+    }
+
+    #[test]
+    fn without_autodiff_or_an_input_gradient() {
+        let device = Device::default();
+        let conv = Conv2dConfig::new([3, 4], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        let x = Tensor::<4>::random([2, 3, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+        assert!(fused_options(&conv, &x).is_some());
+        assert!(max_relative(conv2d(&conv, x.clone()), conv.forward(x.clone())) < 1e-5);
+        // A strided view as input.
+        let t = x.swap_dims(2, 3);
+        assert!(max_relative(conv2d(&conv, t.clone()), conv.forward(t)) < 1e-5);
+        // Under autodiff with a constant input: only the parameters get gradients.
+        let ad = Device::default().autodiff();
+        let conv = Conv2dConfig::new([3, 4], [3, 3]).init(&ad);
+        let x = Tensor::<4>::random([2, 3, 6, 6], Distribution::Normal(0.0, 1.0), &ad);
+        let g1 = conv2d(&conv, x.clone()).sum().backward();
+        let g2 = conv.forward(x).sum().backward();
+        let dw = max_relative(
+            conv.weight.grad(&g1).unwrap(),
+            conv.weight.grad(&g2).unwrap(),
+        );
+        assert!(dw < 1e-5, "weight gradient {dw}");
+    }
+}
