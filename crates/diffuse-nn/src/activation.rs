@@ -19,26 +19,18 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, Tensor};
+use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
+
+use crate::cpu::{f32s, tensor};
 use rayon::prelude::*;
 
 /// SiLU(x) = x / (1 + exp(-x)), fused on the CPU (see the module docs).
 pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if !on_flex_f32(&x) {
+    if !crate::cpu::on_flex_f32(&x) {
         return burn::tensor::activation::silu(x);
     }
     Tensor::from_dispatch(<Dispatch as FusedSilu>::silu(x.into_dispatch()))
-}
-
-/// Whether `x` takes the fused path: float32 on a burn-flex device, with or without autodiff.
-pub(crate) fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
-    #[allow(unreachable_patterns)] // Only flex is compiled in by default.
-    let flex = matches!(
-        x.device().inner().as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_)
-    );
-    flex && x.dtype() == DType::F32
 }
 
 #[backend_extension(Flex, Autodiff)]
@@ -51,66 +43,73 @@ pub trait FusedSilu: Backend {
 
 impl FusedSilu for Flex {
     fn silu(x: FlexTensor) -> FlexTensor {
-        let mut out = owned_contiguous(x);
-        map_in_place(out.storage_mut::<f32>(), silu_f32);
-        out
+        map(x, None, |x, _| silu_f32(x))
     }
 
     fn silu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        let x = x.to_contiguous();
-        let mut out = owned_contiguous(grad);
-        let xs: &[f32] = x.storage();
-        zip_in_place(out.storage_mut::<f32>(), xs, |g, x| {
-            g * silu_derivative_f32(x)
-        });
-        out
+        map(grad, Some(&f32s(&x)), |g, x| g * silu_derivative_f32(x))
     }
 }
 
-/// A contiguous tensor this function alone holds, so it can be written in place.
-fn owned_contiguous(x: FlexTensor) -> FlexTensor {
-    let simple = x.is_unique() && x.layout().is_contiguous() && x.layout().start_offset() == 0;
-    let x = if simple { x } else { x.to_contiguous() };
-    if x.is_unique() {
-        x
-    } else {
-        // to_contiguous may share an already contiguous buffer.
-        FlexTensor::from_data(x.into_data())
+/// f(a, b) element by element, with `b` zeros when absent: in place when this function alone
+/// holds `a` (contiguous, from its first element), else into a new buffer, so that a tensor
+/// autodiff keeps for the backward pass is read once and never copied first.
+fn map(
+    a: FlexTensor,
+    b: Option<&[f32]>,
+    f: impl Fn(f32, f32) -> f32 + Copy + Send + Sync,
+) -> FlexTensor {
+    let shape = a.layout().shape().clone();
+    let simple = a.is_unique() && a.layout().is_contiguous() && a.layout().start_offset() == 0;
+    let b = b.unwrap_or(&[]);
+    if simple {
+        let mut a = a;
+        for_chunks(a.storage_mut::<f32>(), None, b, f);
+        return a;
     }
+    let input = f32s(&a);
+    let mut out = vec![0.0f32; input.len()];
+    for_chunks(&mut out, Some(&input), b, f);
+    tensor(out, shape)
 }
 
 /// Elements per task: large enough that spreading work across threads pays.
 const CHUNK: usize = 1 << 14;
 
-fn map_in_place(data: &mut [f32], f: impl Fn(f32) -> f32 + Copy + Send + Sync) {
-    let run = |chunk: &mut [f32]| {
-        pulp::Arch::new().dispatch(|| {
-            for v in chunk.iter_mut() {
-                *v = f(*v);
+/// out = f(a, b) over chunks spread across threads, `a` being `out` itself when None, and `b`
+/// zeros when empty.
+fn for_chunks(
+    out: &mut [f32],
+    a: Option<&[f32]>,
+    b: &[f32],
+    f: impl Fn(f32, f32) -> f32 + Copy + Send + Sync,
+) {
+    let run = |(i, out): (usize, &mut [f32])| {
+        let range = i * CHUNK..(i * CHUNK + out.len());
+        let a = a.map(|a| &a[range.clone()]);
+        let b = (!b.is_empty()).then(|| &b[range]);
+        // One dispatch per case: a closure that small is inlined into pulp's SIMD-enabled
+        // function and vectorized there (a match inside it was not).
+        let arch = pulp::Arch::new();
+        match (a, b) {
+            (None, None) => arch.dispatch(|| out.iter_mut().for_each(|v| *v = f(*v, 0.0))),
+            (None, Some(b)) => {
+                arch.dispatch(|| out.iter_mut().zip(b).for_each(|(v, &b)| *v = f(*v, b)))
             }
-        })
-    };
-    if data.len() <= CHUNK {
-        run(data);
-    } else {
-        data.par_chunks_mut(CHUNK).for_each(run);
-    }
-}
-
-fn zip_in_place(data: &mut [f32], other: &[f32], f: impl Fn(f32, f32) -> f32 + Copy + Send + Sync) {
-    let run = |(chunk, o): (&mut [f32], &[f32])| {
-        pulp::Arch::new().dispatch(|| {
-            for (v, &w) in chunk.iter_mut().zip(o) {
-                *v = f(*v, w);
+            (Some(a), None) => {
+                arch.dispatch(|| out.iter_mut().zip(a).for_each(|(v, &a)| *v = f(a, 0.0)))
             }
-        })
+            (Some(a), Some(b)) => arch.dispatch(|| {
+                for (v, (&a, &b)) in out.iter_mut().zip(a.iter().zip(b)) {
+                    *v = f(a, b);
+                }
+            }),
+        }
     };
-    if data.len() <= CHUNK {
-        run((data, other));
+    if out.len() <= CHUNK {
+        run((0, out));
     } else {
-        data.par_chunks_mut(CHUNK)
-            .zip(other.par_chunks(CHUNK))
-            .for_each(run);
+        out.par_chunks_mut(CHUNK).enumerate().for_each(run);
     }
 }
 

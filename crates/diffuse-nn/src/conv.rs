@@ -16,6 +16,7 @@
 //! threads instead. float32 only, groups 1, dilation 1 (the U-Net's convolutions); anything else,
 //! and other devices, take burn's `conv2d`.
 
+use crate::cpu::{f32s, inner_parallelism, matmul, on_flex_f32, per_task, tensor};
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -27,11 +28,9 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
-use gemm::Parallelism;
 use rayon::prelude::*;
-use std::borrow::Cow;
 
 /// `conv.forward(x)`, fused on the CPU for the cases the module docs name (with a bias).
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
@@ -58,7 +57,7 @@ fn fused_options(conv: &Conv2d, x: &Tensor<4>) -> Option<ConvOptions<2>> {
     // burn's convolution says what is wrong with a kernel larger than the padded image.
     let fits = h + padding[0].0 + padding[0].1 >= kh && w + padding[1].0 + padding[1].1 >= kw;
     let plain = conv.groups == 1 && conv.dilation == [1, 1] && conv.bias.is_some();
-    (fits && plain && crate::activation::on_flex_f32(x))
+    (fits && plain && on_flex_f32(x))
         .then(|| ConvOptions::new_with_padding(conv.stride, padding, [1, 1], 1))
 }
 
@@ -299,81 +298,6 @@ impl Geometry {
     }
 }
 
-/// dst (m x n, row-major) = [dst +] lhs (m x k) rhs (k x n), each operand given by its row and
-/// column strides.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
-    lhs: &[f32],
-    [lhs_rs, lhs_cs]: [usize; 2],
-    rhs: &[f32],
-    [rhs_rs, rhs_cs]: [usize; 2],
-    parallelism: Parallelism,
-) {
-    assert!(dst.len() >= m * n);
-    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
-    assert!(n == 0 || k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    // SAFETY: the asserts keep every index the strides reach inside the slices, and `dst` is
-    // borrowed mutably, so it aliases neither operand.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
-/// Images per task: the batch split evenly over the threads, one task per thread.
-fn images_per_task(batch: usize) -> usize {
-    batch.div_ceil(rayon::current_num_threads()).max(1)
-}
-
-/// gemm runs on one thread inside a task, unless there are fewer images than threads.
-fn inner_parallelism(batch: usize) -> Parallelism {
-    let threads = rayon::current_num_threads();
-    if batch >= threads {
-        Parallelism::None
-    } else {
-        Parallelism::Rayon(threads)
-    }
-}
-
-/// A float32 tensor's elements in row-major order, copied only when it is strided.
-fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .expect("contiguous")
-                .to_vec(),
-        ),
-    }
-}
-
-fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.into()))
-}
-
 impl FusedConv for Flex {
     fn fused_conv2d(
         x: FlexTensor,
@@ -385,7 +309,7 @@ impl FusedConv for Flex {
         let (k, p, c_out) = (g.k(), g.p(), g.c_out);
         let (x, w, bias) = (f32s(&x), f32s(&weight), f32s(&bias));
         let parallelism = inner_parallelism(g.batch);
-        let per = images_per_task(g.batch);
+        let per = per_task(g.batch);
         let mut y = vec![0.0f32; g.batch * c_out * p];
         let task = |(y, x): (&mut [f32], &[f32])| {
             let mut col = vec![0.0f32; if g.pointwise() { 0 } else { k * p }];
@@ -421,7 +345,7 @@ impl FusedConv for Flex {
         let (k, p, c_out, image) = (g.k(), g.p(), g.c_out, g.image());
         let (x, w, dy) = (f32s(&x), f32s(&weight), f32s(&grad));
         let parallelism = inner_parallelism(g.batch);
-        let per = images_per_task(g.batch);
+        let per = per_task(g.batch);
         let mut dx = vec![0.0f32; if want_x { g.batch * image } else { 0 }];
         let dx_parts: Vec<&mut [f32]> = if want_x {
             dx.chunks_mut(per * image).collect()

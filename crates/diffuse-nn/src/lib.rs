@@ -2,10 +2,12 @@
 
 pub mod activation;
 pub mod conv;
+mod cpu;
 pub mod diffusers;
 pub mod embedding;
 pub mod error;
 mod fields;
+pub mod linear;
 pub mod mlp;
 pub mod unet;
 

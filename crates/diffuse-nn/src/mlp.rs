@@ -6,6 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::activation::silu;
+use crate::linear::linear;
 use diffuse_core::Denoiser;
 use serde::{Deserialize, Serialize};
 
@@ -121,9 +122,9 @@ impl Mlp {
         ));
         let mut h = Tensor::cat(parts, 1);
         for layer in &self.layers {
-            h = silu(layer.forward(h));
+            h = silu(linear(layer, h));
         }
-        self.output.forward(h)
+        linear(&self.output, h)
     }
 }
 

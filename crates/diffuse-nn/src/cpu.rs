@@ -1,0 +1,94 @@
+//! What the CPU kernels share: which tensors they take, gemm on slices, and how a batch is split
+//! over threads.
+
+use std::borrow::Cow;
+
+use burn::tensor::{DType, Tensor, TensorData};
+use burn_flex::FlexTensor;
+use gemm::Parallelism;
+
+/// Whether `x` takes the fused CPU kernels: float32 on a burn-flex device, with or without
+/// autodiff.
+pub(crate) fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
+    #[allow(unreachable_patterns)] // Only flex is compiled in by default.
+    let flex = matches!(
+        x.device().inner().as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_)
+    );
+    flex && x.dtype() == DType::F32
+}
+
+/// dst (m x n, row-major) = [dst +] lhs (m x k) rhs (k x n), each operand given by its row and
+/// column strides.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    [lhs_rs, lhs_cs]: [usize; 2],
+    rhs: &[f32],
+    [rhs_rs, rhs_cs]: [usize; 2],
+    parallelism: Parallelism,
+) {
+    assert!(dst.len() >= m * n);
+    assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(n == 0 || k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // SAFETY: the asserts keep every index the strides reach inside the slices, and `dst` is
+    // borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Items (images, rows) per task: the batch split evenly over the threads, one task per thread.
+pub(crate) fn per_task(batch: usize) -> usize {
+    batch.div_ceil(rayon::current_num_threads()).max(1)
+}
+
+/// gemm runs on one thread inside a task, unless there are fewer items than threads.
+pub(crate) fn inner_parallelism(batch: usize) -> Parallelism {
+    let threads = rayon::current_num_threads();
+    if batch >= threads {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    }
+}
+
+/// A float32 tensor's elements in row-major order, copied only when it is strided.
+pub(crate) fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(
+            t.to_contiguous()
+                .as_slice::<f32>()
+                .expect("contiguous")
+                .to_vec(),
+        ),
+    }
+}
+
+pub(crate) fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.into()))
+}
