@@ -16,7 +16,7 @@
 //! threads instead. float32 only, groups 1, dilation 1 (the U-Net's convolutions); anything else,
 //! and other devices, take burn's `conv2d`.
 
-use crate::cpu::{f32s, inner_parallelism, matmul, on_flex_f32, per_task, tensor};
+use crate::cpu::{f32s, inner_parallelism, matmul, on_flex_f32, per_task, sum_in_order, tensor};
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -125,6 +125,50 @@ impl Geometry {
             h_out: out(h, top + bottom, kh, options.stride[0]),
             w_out: out(w, left + right, kw, options.stride[1]),
         }
+    }
+
+    /// With stride 1, the convolution whose output is this one's input gradient: dy convolved
+    /// with the weight flipped in space and its channels swapped ([`Geometry::flipped_weight`]),
+    /// with k - 1 - pad rows and columns of padding. One gemm with K = C_out kh kw per image,
+    /// instead of a gemm with K = C_out and a scatter back through col2im.
+    fn transposed(&self) -> Option<Geometry> {
+        let pad = [
+            (self.kh - 1).checked_sub(self.pad[0])?,
+            (self.kw - 1).checked_sub(self.pad[1])?,
+        ];
+        // Padding at the end: what makes the output as large as the input.
+        let end_h = (self.h + self.kh - 1).checked_sub(self.h_out + pad[0])?;
+        let end_w = (self.w + self.kw - 1).checked_sub(self.w_out + pad[1])?;
+        let fits = end_h < self.kh && end_w < self.kw;
+        (self.stride == [1, 1] && !self.pointwise() && fits).then_some(Geometry {
+            batch: self.batch,
+            c_in: self.c_out,
+            h: self.h_out,
+            w: self.w_out,
+            c_out: self.c_in,
+            kh: self.kh,
+            kw: self.kw,
+            stride: [1, 1],
+            pad,
+            h_out: self.h,
+            w_out: self.w,
+        })
+    }
+
+    /// W'[c_in][c_out][ky][kx] = W[c_out][c_in][kh - 1 - ky][kw - 1 - kx].
+    fn flipped_weight(&self, w: &[f32]) -> Vec<f32> {
+        let (kh, kw, taps) = (self.kh, self.kw, self.kh * self.kw);
+        let mut flipped = vec![0.0f32; w.len()];
+        for (pair, kernel) in w.chunks_exact(taps).enumerate() {
+            let (co, ci) = (pair / self.c_in, pair % self.c_in);
+            let out = &mut flipped[(ci * self.c_out + co) * taps..][..taps];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    out[(kh - 1 - ky) * kw + (kw - 1 - kx)] = kernel[ky * kw + kx];
+                }
+            }
+        }
+        flipped
     }
 
     /// Rows of the im2col matrix.
@@ -298,6 +342,9 @@ impl Geometry {
     }
 }
 
+/// Images per task in the backward pass.
+const IMAGES_PER_BACKWARD_TASK: usize = 4;
+
 impl FusedConv for Flex {
     fn fused_conv2d(
         x: FlexTensor,
@@ -345,7 +392,9 @@ impl FusedConv for Flex {
         let (k, p, c_out, image) = (g.k(), g.p(), g.c_out, g.image());
         let (x, w, dy) = (f32s(&x), f32s(&weight), f32s(&grad));
         let parallelism = inner_parallelism(g.batch);
-        let per = per_task(g.batch);
+        // A fixed number of images per task, whatever the thread count, so that the weight
+        // and bias gradients (sums over tasks) have the same bits on every machine.
+        let per = IMAGES_PER_BACKWARD_TASK;
         let mut dx = vec![0.0f32; if want_x { g.batch * image } else { 0 }];
         let dx_parts: Vec<&mut [f32]> = if want_x {
             dx.chunks_mut(per * image).collect()
@@ -354,10 +403,17 @@ impl FusedConv for Flex {
         };
         // Each task sums the weight and bias gradients of its images; the sums are added up.
         let zeros = || (vec![0.0f32; c_out * k], vec![0.0f64; c_out]);
+        let transposed = g.transposed().filter(|_| want_x);
+        let flipped = transposed.map(|_| g.flipped_weight(&w)).unwrap_or_default();
         let task = |(t, dx): (usize, &mut [f32])| {
             let (mut dw, mut db) = zeros();
             let mut col = vec![0.0f32; if g.pointwise() { 0 } else { k * p }];
-            let mut dcol = vec![0.0f32; if want_x && !g.pointwise() { k * p } else { 0 }];
+            let dcol_len = match transposed {
+                Some(gt) => gt.k() * gt.p(),
+                None if want_x && !g.pointwise() => k * p,
+                None => 0,
+            };
+            let mut dcol = vec![0.0f32; dcol_len];
             for n in t * per..((t + 1) * per).min(g.batch) {
                 let x = &x[n * image..(n + 1) * image];
                 let dy = &dy[n * c_out * p..(n + 1) * c_out * p];
@@ -385,7 +441,22 @@ impl FusedConv for Flex {
                     // dx = col2im(W^T dy): (K x c_out) (c_out x P).
                     let dx = &mut dx[(n - t * per) * image..][..image];
                     let dims = (k, p, c_out);
-                    if g.pointwise() {
+                    if let Some(gt) = transposed {
+                        // dx = W' im2col(dy): (c_in x C_out kh kw) (C_out kh kw x H W).
+                        let (k_t, p_t) = (gt.k(), gt.p());
+                        gt.im2col(dy, &mut dcol);
+                        let dims = (g.c_in, p_t, k_t);
+                        matmul(
+                            dims,
+                            dx,
+                            false,
+                            &flipped,
+                            [k_t, 1],
+                            &dcol,
+                            [p_t, 1],
+                            parallelism,
+                        );
+                    } else if g.pointwise() {
                         matmul(dims, dx, false, &w, [1, k], dy, [p, 1], parallelism);
                     } else {
                         matmul(dims, &mut dcol, false, &w, [1, k], dy, [p, 1], parallelism);
@@ -395,16 +466,10 @@ impl FusedConv for Flex {
             }
             (dw, db)
         };
-        let add = |(mut dw, mut db): (Vec<f32>, Vec<f64>), (dw2, db2): (Vec<f32>, Vec<f64>)| {
-            dw.iter_mut().zip(&dw2).for_each(|(a, b)| *a += b);
-            db.iter_mut().zip(&db2).for_each(|(a, b)| *a += b);
-            (dw, db)
-        };
-        let (dw, db) = dx_parts
-            .into_par_iter()
-            .enumerate()
-            .map(task)
-            .reduce(zeros, add);
+        // Collected in task order and added up in that order: the same bits whichever thread
+        // finishes first.
+        let partials: Vec<_> = dx_parts.into_par_iter().enumerate().map(task).collect();
+        let (dw, db) = sum_in_order(partials, zeros());
         let dx = want_x.then(|| tensor(dx, [g.batch, g.c_in, g.h, g.w]));
         let db = want_bias.then(|| tensor(db.into_iter().map(|v| v as f32).collect(), [c_out]));
         (dx, tensor(dw, weight.layout().shape().clone()), db)
@@ -535,6 +600,27 @@ mod tests {
             (1, 2, 5, 6, 5, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
             (3, 2, 2, 5, 6, 2, 3, PaddingConfig2d::Explicit(2, 0, 1, 2)),
             (2, 3, 2, 6, 7, 5, 1, PaddingConfig2d::Valid),
+            // Several images per thread, and 64 input channels.
+            (
+                12,
+                3,
+                4,
+                28,
+                28,
+                3,
+                1,
+                PaddingConfig2d::Explicit(1, 1, 1, 1),
+            ),
+            (
+                2,
+                64,
+                32,
+                14,
+                14,
+                3,
+                1,
+                PaddingConfig2d::Explicit(1, 1, 1, 1),
+            ),
             // Stride 1 with the output as wide as the input but not as tall (the shifted path).
             (2, 3, 4, 6, 5, 3, 1, PaddingConfig2d::Explicit(0, 2, 0, 0)),
             (2, 2, 3, 5, 6, 3, 1, PaddingConfig2d::Explicit(2, 0, 2, 2)),
@@ -547,9 +633,13 @@ mod tests {
                 .init(&device);
             let x =
                 Tensor::<4>::random([batch, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
-            assert!(
-                fused_options(&conv, &x).is_some(),
-                "case {case} takes burn's path"
+            let options = fused_options(&conv, &x).expect("the fused path");
+            let geometry = Geometry::new(&[batch, c_in, h, w], &conv.weight.dims(), &options);
+            // The input gradient as a convolution of dy, for every stride-1 kernel but 1x1.
+            assert_eq!(
+                geometry.transposed().is_some(),
+                stride == 1 && k > 1,
+                "case {case}"
             );
             let (x1, x2) = (x.clone().detach().require_grad(), x.detach().require_grad());
             let (y1, y2) = (conv2d(&conv, x1.clone()), conv.forward(x2.clone()));
@@ -598,5 +688,42 @@ mod tests {
             conv.weight.grad(&g2).unwrap(),
         );
         assert!(dw < 1e-5, "weight gradient {dw}");
+    }
+}
+
+#[cfg(test)]
+mod determinism {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Device, Distribution};
+
+    /// The gradients have the same bits on one thread and on three: the batch is split into
+    /// tasks of a fixed size and their sums added in order.
+    #[test]
+    fn gradients_do_not_depend_on_the_thread_count() {
+        let device = Device::default().autodiff();
+        let conv = Conv2dConfig::new([3, 5], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        let x = Tensor::<4>::random([11, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let x = x.clone().detach().require_grad();
+                let grads = conv2d(&conv, x.clone()).powi_scalar(2).sum().backward();
+                let bits = |t: Tensor<4>| -> Vec<u32> {
+                    let values: Vec<f32> = t.into_data().try_to_vec().unwrap();
+                    values.iter().map(|v| v.to_bits()).collect()
+                };
+                (
+                    bits(x.grad(&grads).unwrap()),
+                    bits(conv.weight.grad(&grads).unwrap()),
+                )
+            })
+        };
+        assert_eq!(run(1), run(3));
     }
 }

@@ -92,3 +92,15 @@ pub(crate) fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
 pub(crate) fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.into()))
 }
+
+/// The sum of per-task (weight gradient, bias gradient) pairs, added in the order given.
+pub(crate) fn sum_in_order(
+    partials: Vec<(Vec<f32>, Vec<f64>)>,
+    (mut dw, mut db): (Vec<f32>, Vec<f64>),
+) -> (Vec<f32>, Vec<f64>) {
+    for (dw2, db2) in partials {
+        dw.iter_mut().zip(&dw2).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(&db2).for_each(|(a, b)| *a += b);
+    }
+    (dw, db)
+}

@@ -27,7 +27,7 @@ use burn_flex::FlexTensor;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::cpu::{f32s, matmul, on_flex_f32, tensor};
+use crate::cpu::{f32s, matmul, on_flex_f32, sum_in_order, tensor};
 
 /// `linear.forward(x)` for x of shape [batch, d_input], fused on the CPU (see the module docs).
 pub fn linear(linear: &Linear, x: Tensor<2>) -> Tensor<2> {
@@ -76,6 +76,18 @@ fn rows_per_task(batch: usize, work_per_row: usize) -> usize {
         batch.div_ceil(rayon::current_num_threads()).max(1)
     }
 }
+
+/// Rows per task in the backward pass: fixed whatever the thread count, so that the weight
+/// and bias gradients (sums over tasks) have the same bits on every machine.
+fn backward_rows_per_task(batch: usize, work_per_row: usize) -> usize {
+    if batch * work_per_row < SERIAL_WORK {
+        batch.max(1)
+    } else {
+        BACKWARD_ROWS
+    }
+}
+
+const BACKWARD_ROWS: usize = 256;
 
 fn dims(x: &FlexTensor, weight: &FlexTensor) -> (usize, usize, usize) {
     let (&[batch, d_in], &[_, d_out]) = (
@@ -130,7 +142,7 @@ impl FusedLinear for Flex {
     ) -> (Option<FlexTensor>, FlexTensor, FlexTensor) {
         let (batch, d_in, d_out) = dims(&x, &weight);
         let (x, w, dy) = (f32s(&x), f32s(&weight), f32s(&grad));
-        let per = rows_per_task(batch, 2 * d_in * d_out);
+        let per = backward_rows_per_task(batch, 2 * d_in * d_out);
         let mut dx = vec![0.0f32; if want_x { batch * d_in } else { 0 }];
         let tasks = batch.div_ceil(per);
         let dx_parts: Vec<&mut [f32]> = if want_x && d_in > 0 {
@@ -177,16 +189,10 @@ impl FusedLinear for Flex {
             }
             (dw, db)
         };
-        let add = |(mut dw, mut db): (Vec<f32>, Vec<f64>), (dw2, db2): (Vec<f32>, Vec<f64>)| {
-            dw.iter_mut().zip(&dw2).for_each(|(a, b)| *a += b);
-            db.iter_mut().zip(&db2).for_each(|(a, b)| *a += b);
-            (dw, db)
-        };
-        let (dw, db) = dx_parts
-            .into_par_iter()
-            .enumerate()
-            .map(task)
-            .reduce(zeros, add);
+        // Collected in task order and added up in that order: the same bits whichever thread
+        // finishes first.
+        let partials: Vec<_> = dx_parts.into_par_iter().enumerate().map(task).collect();
+        let (dw, db) = sum_in_order(partials, zeros());
         let dx = want_x.then(|| tensor(dx, [batch, d_in]));
         let db = tensor(db.into_iter().map(|v| v as f32).collect(), [d_out]);
         (dx, tensor(dw, [d_in, d_out]), db)
@@ -312,5 +318,39 @@ mod tests {
         let layer = LinearConfig::new(6, 3).init(&plain);
         let x = Tensor::<2>::random([6, 9], Distribution::Normal(0.0, 1.0), &plain).transpose();
         assert!(max_relative(linear(&layer, x.clone()), layer.forward(x)) < 1e-5);
+    }
+}
+
+#[cfg(test)]
+mod determinism {
+    use super::*;
+    use burn::nn::LinearConfig;
+    use burn::tensor::{Device, Distribution};
+
+    /// The gradients have the same bits on one thread and on three.
+    #[test]
+    fn gradients_do_not_depend_on_the_thread_count() {
+        let device = Device::default().autodiff();
+        let layer = LinearConfig::new(64, 96).init(&device);
+        let x = Tensor::<2>::random([1000, 64], Distribution::Normal(0.0, 1.0), &device);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let x = x.clone().detach().require_grad();
+                let grads = linear(&layer, x.clone()).powi_scalar(2).sum().backward();
+                let bits = |t: Tensor<2>| -> Vec<u32> {
+                    let values: Vec<f32> = t.into_data().try_to_vec().unwrap();
+                    values.iter().map(|v| v.to_bits()).collect()
+                };
+                (
+                    bits(x.grad(&grads).unwrap()),
+                    bits(layer.weight.grad(&grads).unwrap()),
+                )
+            })
+        };
+        assert_eq!(run(1), run(3));
     }
 }
