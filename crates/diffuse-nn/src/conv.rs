@@ -3,18 +3,22 @@
 //! burn-flex lowers a convolution's backward pass to a transposed convolution (for the input)
 //! and a convolution with batch and channels swapped (for the weight), each with its own layout
 //! copies and freshly zeroed buffers: about 70% of a U-Net training step went there
-//! (benchmarks/README.md, "Profile"). Here each image of the batch is one task:
+//! (benchmarks/README.md, "Profile"). Here each image of the batch is one gemm:
 //!
 //! - forward: `col = im2col(x[n])` (K = C_in kh kw rows, P = H_out W_out columns), then
 //!   `y[n] = W col + b` (W is the weight as a C_out x K matrix);
-//! - backward, in one pass over the batch: `dW += dy[n] col^T`, `db += rowsum(dy[n])`, and
-//!   `dx[n] = col2im(W^T dy[n])`.
+//! - backward, in one pass over the batch: `dW += dy[n] col^T`, `db += rowsum(dy[n])`, and the
+//!   input gradient. With stride 1 that is itself a convolution, `dx[n] = W' im2col'(dy[n])`
+//!   with the weight flipped in space and its channels swapped (one gemm with K = C_out kh kw);
+//!   otherwise `dx[n] = col2im(W^T dy[n])`.
 //!
-//! A 1x1 convolution with stride 1 and no padding skips im2col (`col` is `x[n]` itself). Images
-//! are spread over threads (rayon), each with its own scratch buffers and its own weight-gradient
-//! accumulator, summed at the end; a batch smaller than the thread count lets gemm use the
-//! threads instead. float32 only, groups 1, dilation 1 (the U-Net's convolutions); anything else,
-//! and other devices, take burn's `conv2d`.
+//! A 1x1 convolution with stride 1 and no padding skips im2col (`col` is `x[n]` itself). With
+//! stride 1 and an output as wide as the input, an im2col row is the image shifted, one copy.
+//! The forward pass gives each thread an equal run of images; the backward pass runs tasks of a
+//! fixed number of images, each with its own weight- and bias-gradient sums, added in task order
+//! so that the bits do not depend on the thread count. A batch smaller than the thread count
+//! lets gemm use the threads instead. float32 only, groups 1, dilation 1 and explicit padding
+//! (the U-Net's convolutions); anything else, and other devices, take `Conv2d::forward`.
 
 use crate::cpu::{f32s, inner_parallelism, matmul, on_flex_f32, per_task, sum_in_order, tensor};
 use burn::backend::TensorMetadata;

@@ -7,11 +7,12 @@
 //! over the threads, each running gemm on its rows alone:
 //!
 //! - forward: `y[rows] = x[rows] W + b`;
-//! - backward, in one pass: `dx[rows] = dy[rows] W^T`, and each thread's share of
-//!   `dW = x^T dy` and `db = colsum(dy)`, summed at the end.
+//! - backward, in one pass: `dx[rows] = dy[rows] W^T`, and each task's share of
+//!   `dW = x^T dy` and `db = colsum(dy)`; the backward tasks have a fixed size (256 rows) and
+//!   their shares are added in task order, so that the bits do not depend on the thread count.
 //!
 //! A batch too small to be worth splitting runs on the calling thread. float32 on burn-flex,
-//! 2-D inputs; other devices take burn's `Linear::forward`.
+//! 2-D inputs, with a bias; other devices take `Linear::forward`.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
