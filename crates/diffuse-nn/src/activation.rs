@@ -60,7 +60,12 @@ fn map(
     f: impl Fn(f32, f32) -> f32 + Copy + Send + Sync,
 ) -> FlexTensor {
     let shape = a.layout().shape().clone();
-    let simple = a.is_unique() && a.layout().is_contiguous() && a.layout().start_offset() == 0;
+    // In place only when the buffer is exactly this tensor (a view can start at the buffer's
+    // first element and still cover less of it).
+    let simple = a.is_unique()
+        && a.layout().is_contiguous()
+        && a.layout().start_offset() == 0
+        && a.bytes().len() == shape.num_elements() * size_of::<f32>();
     let b = b.unwrap_or(&[]);
     if simple {
         let mut a = a;
@@ -260,5 +265,17 @@ mod tests {
         .transpose();
         let want = burn::tensor::activation::silu(plain.clone());
         assert!(close(silu(plain).flatten(0, 1), want.flatten(0, 1)) < 1e-6);
+    }
+
+    /// A view that alone holds a larger buffer, from its first element: not written in place
+    /// (the buffer is longer than the view and than the second operand).
+    #[test]
+    fn a_view_of_a_larger_buffer_is_mapped_into_a_new_one() {
+        let data = burn::tensor::TensorData::new((0..10).map(|v| v as f32).collect(), [10]);
+        let view = FlexTensor::from_data(data).narrow(0, 0, 6);
+        assert!(view.is_unique() && view.layout().start_offset() == 0);
+        let out = map(view, Some(&[0.5; 6]), |a, b| a + b);
+        let values: Vec<f32> = out.into_data().try_to_vec().unwrap();
+        assert_eq!(values, [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]);
     }
 }
