@@ -9,6 +9,7 @@ pub mod error;
 mod fields;
 pub mod linear;
 pub mod mlp;
+pub mod norm;
 pub mod unet;
 
 pub use error::NnError;

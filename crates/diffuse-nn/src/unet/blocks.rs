@@ -9,6 +9,7 @@ use burn::tensor::activation::softmax;
 
 use crate::activation::silu;
 use crate::conv::conv2d;
+use crate::norm::group_norm as normalize;
 use burn::tensor::{Device, Tensor};
 
 pub(crate) fn conv(
@@ -89,16 +90,16 @@ impl ResnetBlock2D {
     }
 
     pub fn forward(&self, x: Tensor<4>, temb: &Tensor<2>) -> Tensor<4> {
-        let h = conv2d(&self.conv1, silu(self.norm1.forward(x.clone())));
+        let h = conv2d(&self.conv1, silu(normalize(&self.norm1, x.clone())));
         let t = self.time_emb_proj.forward(silu(temb.clone()));
         let [b, ch] = t.dims();
         let t = t.reshape([b, ch, 1, 1]);
         let h = if self.scale_shift {
             let half = ch / 2;
             let (scale, shift) = (t.clone().narrow(1, 0, half), t.narrow(1, half, half));
-            self.norm2.forward(h) * scale.add_scalar(1.0) + shift
+            normalize(&self.norm2, h) * scale.add_scalar(1.0) + shift
         } else {
-            self.norm2.forward(h + t)
+            normalize(&self.norm2, h + t)
         };
         let h = conv2d(&self.conv2, silu(h));
         let x = match &self.conv_shortcut {
@@ -148,7 +149,7 @@ impl Attention {
         let n = h * w;
         let d = c / self.heads;
         let normed = match &self.group_norm {
-            Some(norm) => norm.forward(x.clone()),
+            Some(norm) => normalize(norm, x.clone()),
             None => x.clone(),
         };
         let seq = normed.reshape([b, c, n]).swap_dims(1, 2); // [b, n, c]

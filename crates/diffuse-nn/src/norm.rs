@@ -1,0 +1,335 @@
+//! Group normalization (Wu and He 2018) on the CPU in two passes forward and two backward.
+//!
+//! burn's `GroupNorm` is composed of a mean, a subtraction, a square, a second mean, a square
+//! root, a division and the affine map, each a pass over the tensor with its own autodiff node.
+//! Here, per (image, group) of m = C/G H W values, in parallel over those groups:
+//!
+//! - forward: mu and sigma^2 (accumulated in f64), then `y = gamma_c (x - mu) / sigma + beta_c`;
+//! - backward, with x_hat = (x - mu) / sigma and g = dy gamma_c:
+//!   `dx = (g - mean(g) - x_hat mean(g x_hat)) / sigma`, `dgamma_c = sum(dy x_hat)`,
+//!   `dbeta_c = sum(dy)` (per-image sums added in image order, so the bits do not depend on the
+//!   thread count).
+//!
+//! float32, 4-D inputs, affine; anything else, and other devices, take `GroupNorm::forward`.
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::nn::GroupNorm;
+use burn::tensor::Tensor;
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+use crate::cpu::{f32s, on_flex_f32, tensor};
+
+/// `norm.forward(x)`, fused on the CPU for the cases the module docs name.
+pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) else {
+        return norm.forward(x);
+    };
+    let [_, channels, _, _] = x.dims();
+    let fits = norm.affine && channels == norm.num_channels && channels % norm.num_groups == 0;
+    if !fits || !on_flex_f32(&x) {
+        return norm.forward(x);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedGroupNorm>::fused_group_norm(
+        x.into_dispatch(),
+        gamma.val().into_dispatch(),
+        beta.val().into_dispatch(),
+        norm.num_groups,
+        norm.epsilon,
+    ))
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub(crate) trait FusedGroupNorm: Backend {
+    /// gamma (x - mu) / sigma + beta over groups of channels.
+    fn fused_group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+
+    /// The gradients of x, gamma and beta, given the output's gradient.
+    fn fused_group_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+/// The mean and 1 / sigma of one group, in two passes accumulated in f64.
+fn statistics(group: &[f32], epsilon: f64) -> (f32, f32) {
+    let n = group.len() as f64;
+    let mean = group.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = group
+        .iter()
+        .map(|&v| (v as f64 - mean) * (v as f64 - mean))
+        .sum::<f64>()
+        / n;
+    (mean as f32, (1.0 / (var + epsilon).sqrt()) as f32)
+}
+
+impl FusedGroupNorm for Flex {
+    fn fused_group_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        groups: usize,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let shape = x.layout().shape().clone();
+        let (channels, plane) = (shape[1], shape[2] * shape[3]);
+        let per_group = channels / groups;
+        let (x, gamma, beta) = (f32s(&x), f32s(&gamma), f32s(&beta));
+        let mut y = vec![0.0f32; x.len()];
+        let group_len = per_group * plane;
+        if group_len > 0 {
+            y.par_chunks_mut(group_len)
+                .zip(x.par_chunks(group_len))
+                .enumerate()
+                .for_each(|(index, (y, x))| {
+                    let (mean, rstd) = statistics(x, epsilon);
+                    let first = (index % groups) * per_group;
+                    for (c, (y, x)) in y
+                        .chunks_exact_mut(plane)
+                        .zip(x.chunks_exact(plane))
+                        .enumerate()
+                    {
+                        let (scale, shift) = (gamma[first + c] * rstd, beta[first + c]);
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y = (x - mean) * scale + shift;
+                        }
+                    }
+                });
+        }
+        tensor(y, shape)
+    }
+
+    fn fused_group_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        grad: FlexTensor,
+        groups: usize,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let shape = x.layout().shape().clone();
+        let (batch, channels, plane) = (shape[0], shape[1], shape[2] * shape[3]);
+        let per_group = channels / groups;
+        let (x, gamma, dy) = (f32s(&x), f32s(&gamma), f32s(&grad));
+        let mut dx = vec![0.0f32; x.len()];
+        // Per image and channel: sum(dy x_hat) and sum(dy), summed over images afterwards.
+        let mut sums = vec![(0.0f64, 0.0f64); batch * channels];
+        let group_len = per_group * plane;
+        if group_len > 0 {
+            dx.par_chunks_mut(group_len)
+                .zip(x.par_chunks(group_len).zip(dy.par_chunks(group_len)))
+                .zip(sums.par_chunks_mut(per_group))
+                .enumerate()
+                .for_each(|(index, ((dx, (x, dy)), sums))| {
+                    let (mean, rstd) = statistics(x, epsilon);
+                    let first = (index % groups) * per_group;
+                    // mean(g) and mean(g x_hat) over the group, g = dy gamma.
+                    let (mut g_sum, mut gx_sum) = (0.0f64, 0.0f64);
+                    for (c, (x, dy)) in x
+                        .chunks_exact(plane)
+                        .zip(dy.chunks_exact(plane))
+                        .enumerate()
+                    {
+                        let (mut dy_xhat, mut dy_sum) = (0.0f64, 0.0f64);
+                        for (&x, &dy) in x.iter().zip(dy) {
+                            let x_hat = ((x - mean) * rstd) as f64;
+                            dy_xhat += dy as f64 * x_hat;
+                            dy_sum += dy as f64;
+                        }
+                        sums[c] = (dy_xhat, dy_sum);
+                        let g = gamma[first + c] as f64;
+                        g_sum += g * dy_sum;
+                        gx_sum += g * dy_xhat;
+                    }
+                    let n = group_len as f64;
+                    let (g_mean, gx_mean) = ((g_sum / n) as f32, (gx_sum / n) as f32);
+                    for (c, (dx, (x, dy))) in dx
+                        .chunks_exact_mut(plane)
+                        .zip(x.chunks_exact(plane).zip(dy.chunks_exact(plane)))
+                        .enumerate()
+                    {
+                        let g = gamma[first + c];
+                        for (dx, (&x, &dy)) in dx.iter_mut().zip(x.iter().zip(dy)) {
+                            let x_hat = (x - mean) * rstd;
+                            *dx = (dy * g - g_mean - x_hat * gx_mean) * rstd;
+                        }
+                    }
+                });
+        }
+        let (mut dgamma, mut dbeta) = (vec![0.0f64; channels], vec![0.0f64; channels]);
+        for image in sums.chunks_exact(channels.max(1)) {
+            for (c, &(dy_xhat, dy_sum)) in image.iter().enumerate() {
+                dgamma[c] += dy_xhat;
+                dbeta[c] += dy_sum;
+            }
+        }
+        let to_f32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<_>>();
+        (
+            tensor(dx, shape),
+            tensor(to_f32(dgamma), [channels]),
+            tensor(to_f32(dbeta), [channels]),
+        )
+    }
+}
+
+#[derive(Debug)]
+struct GroupNormBackward;
+
+impl<B: Backend + FusedGroupNorm> Backward<B, 3> for GroupNormBackward {
+    /// x and gamma, checkpointed, the number of groups and epsilon.
+    type State = (NodeId, NodeId, usize, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, gamma_state, groups, epsilon) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
+        let (dx, dgamma, dbeta) = B::fused_group_norm_backward(x, gamma, grad, groups, epsilon);
+        for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+impl<B: Backend + FusedGroupNorm, C: CheckpointStrategy> FusedGroupNorm for Autodiff<B, C> {
+    fn fused_group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let prepared = GroupNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful();
+        match prepared {
+            OpsKind::Tracked(mut prep) => {
+                let state = (
+                    prep.checkpoint(&x),
+                    prep.checkpoint(&gamma),
+                    groups,
+                    epsilon,
+                );
+                let ((x, _gx), (gamma, _gg), (beta, _gb)) =
+                    (x.into_parts(), gamma.into_parts(), beta.into_parts());
+                prep.finish(state, B::fused_group_norm(x, gamma, beta, groups, epsilon))
+            }
+            OpsKind::UnTracked(prep) => {
+                let ((x, _gx), (gamma, _gg), (beta, _gb)) =
+                    (x.into_parts(), gamma.into_parts(), beta.into_parts());
+                prep.finish(B::fused_group_norm(x, gamma, beta, groups, epsilon))
+            }
+        }
+    }
+
+    /// A second derivative through a group norm is never taken here.
+    fn fused_group_norm_backward(
+        _x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _groups: usize,
+        _epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        unreachable!("the fused group norm's backward pass runs on the inner backend")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::GroupNormConfig;
+    use burn::tensor::{Device, Distribution};
+
+    fn max_relative<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-6);
+        (a - b).abs().max().into_scalar::<f32>() / scale
+    }
+
+    /// The fused group norm and its three gradients against burn's, with non-trivial gamma
+    /// and beta and a shifted, scaled input.
+    #[test]
+    fn fused_group_norm_and_its_gradients_match_burns() {
+        let device = Device::default().autodiff();
+        for (batch, channels, groups, h, w) in [(3, 8, 4, 5, 6), (2, 32, 8, 7, 7), (1, 6, 6, 3, 2)]
+        {
+            let mut norm = GroupNormConfig::new(groups, channels)
+                .with_epsilon(1e-6)
+                .init(&device);
+            let random = |shape: [usize; 1]| {
+                Tensor::<1>::random(shape, Distribution::Normal(1.0, 0.5), &device)
+            };
+            norm.gamma = Some(burn::module::Param::from_tensor(random([channels])));
+            norm.beta = Some(burn::module::Param::from_tensor(random([channels])));
+            let x = Tensor::<4>::random(
+                [batch, channels, h, w],
+                Distribution::Normal(3.0, 2.0),
+                &device,
+            );
+            assert!(on_flex_f32(&x));
+            let (x1, x2) = (x.clone().detach().require_grad(), x.detach().require_grad());
+            let (y1, y2) = (group_norm(&norm, x1.clone()), norm.forward(x2.clone()));
+            assert!(
+                max_relative(y1.clone(), y2.clone()) < 1e-5,
+                "{channels}: output"
+            );
+            let weights = Tensor::<4>::random(y1.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let g1 = (y1 * weights.clone()).sum().backward();
+            let g2 = (y2 * weights).sum().backward();
+            let dx = max_relative(x1.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
+            assert!(dx < 1e-4, "{channels}: input gradient {dx}");
+            let (gamma, beta) = (norm.gamma.as_ref().unwrap(), norm.beta.as_ref().unwrap());
+            let dg = max_relative(gamma.grad(&g1).unwrap(), gamma.grad(&g2).unwrap());
+            assert!(dg < 1e-5, "{channels}: gamma gradient {dg}");
+            let db = max_relative(beta.grad(&g1).unwrap(), beta.grad(&g2).unwrap());
+            assert!(db < 1e-5, "{channels}: beta gradient {db}");
+        }
+    }
+
+    /// The gradients have the same bits on one thread and on three.
+    #[test]
+    fn gradients_do_not_depend_on_the_thread_count() {
+        let device = Device::default().autodiff();
+        let norm = GroupNormConfig::new(4, 16).init(&device);
+        let x = Tensor::<4>::random([9, 16, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let x = x.clone().detach().require_grad();
+                let grads = group_norm(&norm, x.clone()).powi_scalar(3).sum().backward();
+                let bits = |t: Tensor<1>| -> Vec<u32> {
+                    let values: Vec<f32> = t.into_data().try_to_vec().unwrap();
+                    values.iter().map(|v| v.to_bits()).collect()
+                };
+                let gamma = norm.gamma.as_ref().unwrap().grad(&grads).unwrap();
+                (bits(x.grad(&grads).unwrap().flatten(0, 3)), bits(gamma))
+            })
+        };
+        assert_eq!(run(1), run(3));
+    }
+}
