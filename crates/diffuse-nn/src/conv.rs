@@ -210,18 +210,16 @@ impl Geometry {
         }
     }
 
-    /// Adds the K x P matrix `col` back into one image's gradient, the transpose of im2col
-    /// (`col` is scratch: its entries that fall in the padding are overwritten).
-    fn col2im(&self, col: &mut [f32], dx: &mut [f32]) {
-        let mut rows = col.chunks_exact_mut(self.p());
+    /// Adds the K x P matrix `col` back into one image's gradient, the transpose of im2col.
+    /// Only the convolutions `transposed` does not cover come here (strides above 1, padding
+    /// wider than the kernel), so it goes output row by output row.
+    fn col2im(&self, col: &[f32], dx: &mut [f32]) {
+        let mut rows = col.chunks_exact(self.p());
         for channel in dx.chunks_exact_mut(self.h * self.w) {
             for ky in 0..self.kh {
                 for kx in 0..self.kw {
                     let row = rows.next().expect("K rows");
-                    match self.flat_offset(ky, kx) {
-                        Some(d) => self.scatter_shifted(row, d, kx, channel),
-                        None => self.scatter(row, ky, kx, channel),
-                    }
+                    self.scatter(row, ky, kx, channel);
                 }
             }
         }
@@ -265,15 +263,6 @@ impl Geometry {
         let start = (lo as isize + d) as usize;
         row[lo..hi].copy_from_slice(&channel[start..start + hi - lo]);
         self.zero_wrapped_columns(kx, row);
-    }
-
-    fn scatter_shifted(&self, row: &mut [f32], d: isize, kx: usize, channel: &mut [f32]) {
-        self.zero_wrapped_columns(kx, row);
-        let (lo, hi) = self.shifted_range(d);
-        let start = (lo as isize + d) as usize;
-        for (x, v) in channel[start..start + hi - lo].iter_mut().zip(&row[lo..hi]) {
-            *x += v;
-        }
     }
 
     /// One im2col row, output row by output row (any stride).
@@ -464,7 +453,7 @@ impl FusedConv for Flex {
                         matmul(dims, dx, false, &w, [1, k], dy, [p, 1], parallelism);
                     } else {
                         matmul(dims, &mut dcol, false, &w, [1, k], dy, [p, 1], parallelism);
-                        g.col2im(&mut dcol, dx);
+                        g.col2im(&dcol, dx);
                     }
                 }
             }
