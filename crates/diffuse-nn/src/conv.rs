@@ -567,17 +567,9 @@ impl<B: Backend + FusedConv, C: CheckpointStrategy> FusedConv for Autodiff<B, C>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::testing::max_relative;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution};
-
-    fn max_relative(a: Tensor<4>, b: Tensor<4>) -> f32 {
-        let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-6);
-        (a - b).abs().max().into_scalar::<f32>() / scale
-    }
-
-    fn max_relative_flat<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        max_relative(a.reshape([1, 1, 1, -1]), b.reshape([1, 1, 1, -1]))
-    }
 
     /// The fused convolution, its input gradient and its parameter gradients against burn's,
     /// over the geometries the U-Net uses and a few it does not.
@@ -653,7 +645,7 @@ mod tests {
             );
             assert!(dw < 1e-5, "case {case}: weight gradient {dw}");
             let bias = conv.bias.as_ref().unwrap();
-            let db = max_relative_flat(bias.grad(&g1).unwrap(), bias.grad(&g2).unwrap());
+            let db = max_relative(bias.grad(&g1).unwrap(), bias.grad(&g2).unwrap());
             assert!(db < 1e-5, "case {case}: bias gradient {db}");
         }
     }
@@ -687,6 +679,7 @@ mod tests {
 #[cfg(test)]
 mod determinism {
     use super::*;
+    use crate::cpu::testing::{bits, on_threads};
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution};
 
@@ -700,17 +693,9 @@ mod determinism {
             .init(&device);
         let x = Tensor::<4>::random([11, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 let x = x.clone().detach().require_grad();
                 let grads = conv2d(&conv, x.clone()).powi_scalar(2).sum().backward();
-                let bits = |t: Tensor<4>| -> Vec<u32> {
-                    let values: Vec<f32> = t.into_data().try_to_vec().unwrap();
-                    values.iter().map(|v| v.to_bits()).collect()
-                };
                 (
                     bits(x.grad(&grads).unwrap()),
                     bits(conv.weight.grad(&grads).unwrap()),

@@ -104,3 +104,30 @@ pub(crate) fn sum_in_order(
     }
     (dw, db)
 }
+
+/// What the kernels' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use burn::tensor::Tensor;
+
+    /// max |a - b| / max |b| (the scale at least 1e-6).
+    pub(crate) fn max_relative<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-6);
+        (a - b).abs().max().into_scalar::<f32>() / scale
+    }
+
+    /// The bits of a float32 tensor's elements.
+    pub(crate) fn bits<const D: usize>(t: Tensor<D>) -> Vec<u32> {
+        let values: Vec<f32> = t.into_data().try_to_vec().unwrap();
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// `f` run on a rayon pool of `threads` threads.
+    pub(crate) fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+}

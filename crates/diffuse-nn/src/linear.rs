@@ -277,13 +277,9 @@ impl<B: Backend + FusedLinear, C: CheckpointStrategy> FusedLinear for Autodiff<B
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::testing::max_relative;
     use burn::nn::LinearConfig;
     use burn::tensor::{Device, Distribution};
-
-    fn max_relative<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-6);
-        (a - b).abs().max().into_scalar::<f32>() / scale
-    }
 
     /// The fused layer, its input gradient and its parameter gradients against burn's, for a
     /// batch run on one thread, one split over threads, and one with a strided input.
@@ -325,6 +321,7 @@ mod tests {
 #[cfg(test)]
 mod determinism {
     use super::*;
+    use crate::cpu::testing::{bits, on_threads};
     use burn::nn::LinearConfig;
     use burn::tensor::{Device, Distribution};
 
@@ -335,17 +332,9 @@ mod determinism {
         let layer = LinearConfig::new(64, 96).init(&device);
         let x = Tensor::<2>::random([1000, 64], Distribution::Normal(0.0, 1.0), &device);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 let x = x.clone().detach().require_grad();
                 let grads = linear(&layer, x.clone()).powi_scalar(2).sum().backward();
-                let bits = |t: Tensor<2>| -> Vec<u32> {
-                    let values: Vec<f32> = t.into_data().try_to_vec().unwrap();
-                    values.iter().map(|v| v.to_bits()).collect()
-                };
                 (
                     bits(x.grad(&grads).unwrap()),
                     bits(layer.weight.grad(&grads).unwrap()),

@@ -260,13 +260,9 @@ impl<B: Backend + FusedGroupNorm, C: CheckpointStrategy> FusedGroupNorm for Auto
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::testing::{bits, max_relative, on_threads};
     use burn::nn::GroupNormConfig;
     use burn::tensor::{Device, Distribution};
-
-    fn max_relative<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-6);
-        (a - b).abs().max().into_scalar::<f32>() / scale
-    }
 
     /// The fused group norm and its three gradients against burn's, with non-trivial gamma
     /// and beta and a shifted, scaled input.
@@ -315,19 +311,11 @@ mod tests {
         let norm = GroupNormConfig::new(4, 16).init(&device);
         let x = Tensor::<4>::random([9, 16, 6, 6], Distribution::Normal(0.0, 1.0), &device);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 let x = x.clone().detach().require_grad();
                 let grads = group_norm(&norm, x.clone()).powi_scalar(3).sum().backward();
-                let bits = |t: Tensor<1>| -> Vec<u32> {
-                    let values: Vec<f32> = t.into_data().try_to_vec().unwrap();
-                    values.iter().map(|v| v.to_bits()).collect()
-                };
                 let gamma = norm.gamma.as_ref().unwrap().grad(&grads).unwrap();
-                (bits(x.grad(&grads).unwrap().flatten(0, 3)), bits(gamma))
+                (bits(x.grad(&grads).unwrap()), bits(gamma))
             })
         };
         assert_eq!(run(1), run(3));
