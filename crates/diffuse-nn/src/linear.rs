@@ -28,7 +28,7 @@ use burn_flex::FlexTensor;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::cpu::{f32s, matmul, on_flex_f32, sum_in_order, tensor};
+use crate::cpu::{f32s, matmul, on_flex_f32, per_task, sum_in_order, tensor};
 
 /// `linear.forward(x)` for x of shape [batch, d_input], fused on the CPU (see the module docs).
 pub fn linear(linear: &Linear, x: Tensor<2>) -> Tensor<2> {
@@ -74,7 +74,7 @@ fn rows_per_task(batch: usize, work_per_row: usize) -> usize {
     if batch * work_per_row < SERIAL_WORK {
         batch.max(1)
     } else {
-        batch.div_ceil(rayon::current_num_threads()).max(1)
+        per_task(batch)
     }
 }
 
