@@ -20,6 +20,8 @@
 //! lets gemm use the threads instead. float32 only, groups 1, dilation 1 and explicit padding
 //! (the U-Net's convolutions); anything else, and other devices, take `Conv2d::forward`.
 
+mod winograd;
+
 use crate::cpu::{f32s, inner_parallelism, matmul, on_flex_f32, per_task, sum_in_order, tensor};
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
@@ -35,6 +37,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
+use winograd::Winograd;
 
 /// `conv.forward(x)`, fused on the CPU for the cases the module docs name (with a bias).
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
@@ -250,9 +253,12 @@ impl Geometry {
         if lo == 0 && hi == self.w_out {
             return;
         }
+        // A column or two per line: element by element, not a call to memset per line.
         for line in row.chunks_exact_mut(self.w_out) {
-            line[..lo].fill(0.0);
-            line[hi..].fill(0.0);
+            let (head, rest) = line.split_at_mut(lo);
+            for v in head.iter_mut().chain(&mut rest[hi - lo..]) {
+                *v = 0.0;
+            }
         }
     }
 
@@ -348,6 +354,10 @@ impl FusedConv for Flex {
         let g = Geometry::new(x.layout().shape(), weight.layout().shape(), &options);
         let (k, p, c_out) = (g.k(), g.p(), g.c_out);
         let (x, w, bias) = (f32s(&x), f32s(&weight), f32s(&bias));
+        if let Some(winograd) = Winograd::new(&g) {
+            let y = winograd.forward(&x, &w, Some(&bias));
+            return tensor(y, [g.batch, c_out, g.h_out, g.w_out]);
+        }
         let parallelism = inner_parallelism(g.batch);
         let per = per_task(g.batch);
         let mut y = vec![0.0f32; g.batch * c_out * p];
@@ -384,6 +394,20 @@ impl FusedConv for Flex {
         let g = Geometry::new(x.layout().shape(), weight.layout().shape(), &options);
         let (k, p, c_out, image) = (g.k(), g.p(), g.c_out, g.image());
         let (x, w, dy) = (f32s(&x), f32s(&weight), f32s(&grad));
+        let finish = |dx: Option<Vec<f32>>, dw: Vec<f32>, db: Vec<f64>| {
+            let dx = dx.map(|dx| tensor(dx, [g.batch, g.c_in, g.h, g.w]));
+            let db = want_bias.then(|| tensor(db.into_iter().map(|v| v as f32).collect(), [c_out]));
+            (dx, tensor(dw, weight.layout().shape().clone()), db)
+        };
+        if let Some(winograd) = Winograd::new(&g) {
+            let (dw, db) = winograd.parameter_gradients(&x, &dy, IMAGES_PER_BACKWARD_TASK);
+            let dx = want_x.then(|| {
+                let transposed = g.transposed().and_then(|gt| Winograd::new(&gt));
+                let transposed = transposed.expect("3x3, stride 1 and padding 1 once transposed");
+                transposed.forward(&dy, &g.flipped_weight(&w), None)
+            });
+            return finish(dx, dw, db);
+        }
         let parallelism = inner_parallelism(g.batch);
         // A fixed number of images per task, whatever the thread count, so that the weight
         // and bias gradients (sums over tasks) have the same bits on every machine.
@@ -463,9 +487,7 @@ impl FusedConv for Flex {
         // finishes first.
         let partials: Vec<_> = dx_parts.into_par_iter().enumerate().map(task).collect();
         let (dw, db) = sum_in_order(partials, zeros());
-        let dx = want_x.then(|| tensor(dx, [g.batch, g.c_in, g.h, g.w]));
-        let db = want_bias.then(|| tensor(db.into_iter().map(|v| v as f32).collect(), [c_out]));
-        (dx, tensor(dw, weight.layout().shape().clone()), db)
+        finish(want_x.then_some(dx), dw, db)
     }
 }
 
@@ -609,7 +631,23 @@ mod tests {
             // Stride 1 with the output as wide as the input but not as tall (the shifted path).
             (2, 3, 4, 6, 5, 3, 1, PaddingConfig2d::Explicit(0, 2, 0, 0)),
             (2, 2, 3, 5, 6, 3, 1, PaddingConfig2d::Explicit(2, 0, 2, 2)),
+            // Winograd: odd sizes (one group of 3 images), an odd height, 7x7 in a group of 10 and one of 3
+            // (the backward pass in groups of 4), and 28x28 one image at a time.
+            (3, 8, 8, 9, 7, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            (2, 8, 8, 9, 10, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            (13, 8, 16, 7, 7, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            (
+                2,
+                16,
+                8,
+                28,
+                28,
+                3,
+                1,
+                PaddingConfig2d::Explicit(1, 1, 1, 1),
+            ),
         ];
+        let mut winograd = 0;
         for (case, &(batch, c_in, c_out, h, w, k, stride, ref padding)) in cases.iter().enumerate()
         {
             let conv = Conv2dConfig::new([c_in, c_out], [k, k])
@@ -626,6 +664,7 @@ mod tests {
                 stride == 1 && k > 1,
                 "case {case}"
             );
+            winograd += Winograd::new(&geometry).is_some() as usize;
             let (x1, x2) = (x.clone().detach().require_grad(), x.detach().require_grad());
             let (y1, y2) = (conv2d(&conv, x1.clone()), conv.forward(x2.clone()));
             assert_eq!(y1.dims(), y2.dims(), "case {case}");
@@ -648,6 +687,8 @@ mod tests {
             let db = max_relative(bias.grad(&g1).unwrap(), bias.grad(&g2).unwrap());
             assert!(db < 1e-5, "case {case}: bias gradient {db}");
         }
+        // The 64-channel case and the last four.
+        assert_eq!(winograd, 5, "cases through Winograd");
     }
 
     #[test]
@@ -685,13 +726,24 @@ mod determinism {
 
     /// The gradients have the same bits on one thread and on three: the batch is split into
     /// tasks of a fixed size and their sums added in order.
+    /// Through im2col (3 channels in) and through Winograd (8, in groups of 10 images).
     #[test]
     fn gradients_do_not_depend_on_the_thread_count() {
+        for (c_in, size) in [(3, 8), (8, 7)] {
+            same_bits_on_one_and_three_threads(c_in, size);
+        }
+    }
+
+    fn same_bits_on_one_and_three_threads(c_in: usize, size: usize) {
         let device = Device::default().autodiff();
-        let conv = Conv2dConfig::new([3, 5], [3, 3])
+        let conv = Conv2dConfig::new([c_in, 8], [3, 3])
             .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
             .init(&device);
-        let x = Tensor::<4>::random([11, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<4>::random(
+            [11, c_in, size, size],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let run = |threads: usize| {
             on_threads(threads, || {
                 let x = x.clone().detach().require_grad();
@@ -702,6 +754,6 @@ mod determinism {
                 )
             })
         };
-        assert_eq!(run(1), run(3));
+        assert_eq!(run(1), run(3), "{c_in} channels in");
     }
 }

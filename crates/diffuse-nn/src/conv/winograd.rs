@@ -1,0 +1,686 @@
+//! Winograd's minimal filtering F(2x2, 3x3) for the 3x3 convolutions with stride 1 and one
+//! pixel of padding on every side (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+//! Networks", 2016): most of a U-Net's arithmetic.
+//!
+//! A 2x2 block of output pixels (a tile) is `A^T [(G g G^T) ⊙ (B^T d B)] A`, with d the 4x4
+//! input patch it reads and g a 3x3 kernel: 16 products per tile and channel pair, where im2col
+//! and gemm take 36. Summed over input channels, each of the 16 positions ξ of the transformed
+//! tile is one gemm:
+//!
+//! - forward: `M[ξ] = U[ξ] V[ξ]` with `U = G g G^T` (C_out x C_in) and `V = B^T d B`
+//!   (C_in x tiles), then `y = A^T M A + b`;
+//! - input gradient: the forward pass on dy with the weight flipped and its channels swapped
+//!   (`Geometry::transposed`, a convolution of the same kind);
+//! - weight gradient: `dU[ξ] = Z[ξ] V[ξ]^T` with `Z = A dY A^T` (C_out x tiles), summed over the
+//!   batch, then `dW = G^T dU G`.
+//!
+//! The data stay NCHW. A channel's transforms run over all its tiles at once, as long
+//! contiguous loops the compiler vectorizes (pulp picks the CPU's instructions): the image is
+//! first split by row and column parity, and each row of tiles gets one slot more than it has
+//! tiles, a slot straddling the right edge whose values nobody reads (the output transform
+//! skips it, and its Z is zero). Small images are grouped so that a gemm sees at least
+//! [`MIN_SLOTS`] slots; the groups are a fixed number of images from the start of the batch,
+//! so the bits do not depend on the thread count.
+
+use super::Geometry;
+use crate::cpu::{inner_parallelism, matmul, per_task, sum_in_order};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Slots a gemm's tile dimension holds at least, small images being grouped to reach it.
+const MIN_SLOTS: usize = 192;
+
+thread_local! {
+    /// Each thread's buffers, kept between calls: fresh pages for every call cost as much as
+    /// the transforms.
+    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// G of F(2x2, 3x3): U = G g G^T.
+const G: [[f32; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
+/// A of F(2x2, 3x3): y = A^T M A.
+const A: [[f32; 2]; 4] = [[1.0, 0.0], [1.0, 1.0], [1.0, -1.0], [0.0, -1.0]];
+
+/// One convolution's sizes, in the terms of its tiles.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Winograd {
+    batch: usize,
+    c_in: usize,
+    c_out: usize,
+    h: usize,
+    w: usize,
+    /// Rows of tiles.
+    th: usize,
+    /// Slots per row of tiles: the tiles, and one more.
+    l: usize,
+}
+
+/// Per-thread buffers of one image channel's transform.
+struct Scratch {
+    /// The zero-padded image split by parity: [even rows even columns, even odd, odd even,
+    /// odd odd], each (th + 1) rows of `l`, and one zero more.
+    parts: [Vec<f32>; 4],
+    /// The row transform of the even and of the odd padded rows.
+    rows: [Vec<f32>; 2],
+    /// Four values per slot (output pixels, or dy gathered by parity).
+    quad: [Vec<f32>; 4],
+    /// An image channel's even and odd columns, row after row (even widths): one long loop
+    /// instead of one per row, too short for the vector unit.
+    halves: [Vec<f32>; 2],
+}
+
+impl Winograd {
+    /// The convolutions it covers: 3x3, stride 1, one pixel of padding on every side, and at
+    /// least 8 channels in and out (with fewer, im2col's gemm is as short).
+    pub(super) fn new(g: &Geometry) -> Option<Self> {
+        let same = g.kh == 3
+            && g.kw == 3
+            && g.stride == [1, 1]
+            && g.pad == [1, 1]
+            && g.h_out == g.h
+            && g.w_out == g.w;
+        (same && g.c_in >= 8 && g.c_out >= 8).then_some(Self {
+            batch: g.batch,
+            c_in: g.c_in,
+            c_out: g.c_out,
+            h: g.h,
+            w: g.w,
+            th: g.h.div_ceil(2),
+            l: g.w.div_ceil(2) + 1,
+        })
+    }
+
+    fn plane(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// Slots per image.
+    fn slots(&self) -> usize {
+        self.th * self.l
+    }
+
+    /// Images per gemm.
+    fn group(&self) -> usize {
+        MIN_SLOTS.div_ceil(self.slots())
+    }
+
+    /// `f` with two buffers of `lengths` and a scratch, all taken from this thread's pool and
+    /// given back to it. The two buffers hold whatever an earlier call left; the scratch's
+    /// parity parts and quads are zeros, and the transforms write the same elements of them
+    /// for every channel, so the rest stays zero (the padding).
+    fn with_buffers<R>(
+        &self,
+        lengths: [usize; 2],
+        f: impl FnOnce(&mut [f32], &mut [f32], &mut Scratch) -> R,
+    ) -> R {
+        let mut taken = POOL.with_borrow_mut(|pool| {
+            let mut take = |len: usize, zero: bool| {
+                let mut buffer = pool.pop().unwrap_or_default();
+                buffer.resize(len, 0.0);
+                if zero {
+                    buffer.fill(0.0);
+                }
+                buffer
+            };
+            let part = (self.th + 1) * self.l + 1;
+            let [a, b] = lengths.map(|len| take(len, false));
+            let scratch = Scratch {
+                parts: std::array::from_fn(|_| take(part, true)),
+                rows: std::array::from_fn(|_| take(part, false)),
+                quad: std::array::from_fn(|_| take(self.slots(), true)),
+                halves: std::array::from_fn(|_| take(self.plane() / 2, false)),
+            };
+            (a, b, scratch)
+        });
+        let result = f(&mut taken.0, &mut taken.1, &mut taken.2);
+        let (
+            a,
+            b,
+            Scratch {
+                parts,
+                rows,
+                quad,
+                halves,
+            },
+        ) = taken;
+        POOL.with_borrow_mut(|pool| {
+            let scratch = parts.into_iter().chain(rows).chain(quad).chain(halves);
+            pool.extend([a, b].into_iter().chain(scratch));
+        });
+        result
+    }
+
+    /// y = conv(x, weight) [+ bias], for the whole batch.
+    pub(super) fn forward(&self, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        let (c_in, c_out) = (self.c_in, self.c_out);
+        let (image_in, image_out) = (c_in * self.plane(), c_out * self.plane());
+        let u = self.weight_transform(weight);
+        let group = self.group();
+        let groups = self.batch.div_ceil(group);
+        let parallelism = inner_parallelism(groups);
+        // Each thread an equal run of whole groups.
+        let per = per_task(groups) * group;
+        let most = 16 * group * self.slots();
+        let mut y = vec![0.0f32; self.batch * image_out];
+        let task = |(y, x): (&mut [f32], &[f32])| {
+            self.with_buffers([most * c_in, most * c_out], |v, m, scratch| {
+                for (y, x) in y
+                    .chunks_mut(group * image_out)
+                    .zip(x.chunks(group * image_in))
+                {
+                    let n = x.len() / image_in * self.slots();
+                    let (v, m) = (&mut v[..16 * c_in * n], &mut m[..16 * c_out * n]);
+                    for (i, x) in x.chunks_exact(image_in).enumerate() {
+                        self.input_transform(x, v, n, i * self.slots(), scratch);
+                    }
+                    for (xi, m) in m.chunks_exact_mut(c_out * n).enumerate() {
+                        let u = &u[xi * c_out * c_in..][..c_out * c_in];
+                        let v = &v[xi * c_in * n..][..c_in * n];
+                        matmul(
+                            (c_out, n, c_in),
+                            m,
+                            false,
+                            u,
+                            [c_in, 1],
+                            v,
+                            [n, 1],
+                            parallelism,
+                        );
+                    }
+                    for (i, y) in y.chunks_exact_mut(image_out).enumerate() {
+                        self.output_transform(m, n, i * self.slots(), bias, y, scratch);
+                    }
+                }
+            })
+        };
+        y.par_chunks_mut(per * image_out)
+            .zip(x.par_chunks(per * image_in))
+            .for_each(task);
+        y
+    }
+
+    /// The weight's and the bias's gradients given the output's, over tasks of `per` images
+    /// whose sums are added in task order.
+    pub(super) fn parameter_gradients(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        per: usize,
+    ) -> (Vec<f32>, Vec<f64>) {
+        let (c_in, c_out) = (self.c_in, self.c_out);
+        let (image_in, image_out) = (c_in * self.plane(), c_out * self.plane());
+        let group = self.group().min(per);
+        let parallelism = inner_parallelism(self.batch.div_ceil(per));
+        let most = 16 * group * self.slots();
+        let zeros = || (vec![0.0f32; 16 * c_out * c_in], vec![0.0f64; c_out]);
+        let task = |(x, dy): (&[f32], &[f32])| {
+            let (mut du, mut db) = zeros();
+            self.with_buffers([most * c_in, most * c_out], |v, z, scratch| {
+                for (x, dy) in x.chunks(group * image_in).zip(dy.chunks(group * image_out)) {
+                    let n = x.len() / image_in * self.slots();
+                    let (v, z) = (&mut v[..16 * c_in * n], &mut z[..16 * c_out * n]);
+                    for (i, (x, dy)) in x
+                        .chunks_exact(image_in)
+                        .zip(dy.chunks_exact(image_out))
+                        .enumerate()
+                    {
+                        self.input_transform(x, v, n, i * self.slots(), scratch);
+                        self.output_adjoint(dy, z, n, i * self.slots(), scratch);
+                        for (sum, plane) in db.iter_mut().zip(dy.chunks_exact(self.plane())) {
+                            *sum += plane.iter().map(|&v| v as f64).sum::<f64>();
+                        }
+                    }
+                    // dU[ξ] += Z[ξ] V[ξ]^T: (c_out x n) (n x c_in).
+                    for (xi, du) in du.chunks_exact_mut(c_out * c_in).enumerate() {
+                        let z = &z[xi * c_out * n..][..c_out * n];
+                        let v = &v[xi * c_in * n..][..c_in * n];
+                        matmul(
+                            (c_out, c_in, n),
+                            du,
+                            true,
+                            z,
+                            [n, 1],
+                            v,
+                            [1, n],
+                            parallelism,
+                        );
+                    }
+                }
+            });
+            (du, db)
+        };
+        let partials: Vec<_> = x
+            .par_chunks(per * image_in)
+            .zip(dy.par_chunks(per * image_out))
+            .map(task)
+            .collect();
+        let (du, db) = sum_in_order(partials, zeros());
+        (self.weight_adjoint(&du), db)
+    }
+
+    /// U[ξ][c_out][c_in] = (G g G^T)[ξ] for every kernel g of `weight` (C_out x C_in x 3 x 3).
+    fn weight_transform(&self, weight: &[f32]) -> Vec<f32> {
+        let pairs = self.c_out * self.c_in;
+        let mut u = vec![0.0f32; 16 * pairs];
+        for (pair, g) in weight.chunks_exact(9).enumerate() {
+            for (xi, [i, j]) in positions() {
+                let mut sum = 0.0;
+                for a in 0..3 {
+                    for b in 0..3 {
+                        sum += G[i][a] * g[a * 3 + b] * G[j][b];
+                    }
+                }
+                u[xi * pairs + pair] = sum;
+            }
+        }
+        u
+    }
+
+    /// dW = G^T dU G for every channel pair, dU being [ξ][c_out][c_in].
+    fn weight_adjoint(&self, du: &[f32]) -> Vec<f32> {
+        let pairs = self.c_out * self.c_in;
+        let mut dw = vec![0.0f32; 9 * pairs];
+        for (pair, dw) in dw.chunks_exact_mut(9).enumerate() {
+            for (xi, [i, j]) in positions() {
+                let d = du[xi * pairs + pair];
+                for a in 0..3 {
+                    for b in 0..3 {
+                        dw[a * 3 + b] += G[i][a] * d * G[j][b];
+                    }
+                }
+            }
+        }
+        dw
+    }
+
+    /// V = B^T d B for every tile of one image (channels x H x W), into the slots
+    /// [offset, offset + slots) of the [ξ][channel][n] matrix `v`.
+    #[inline(never)]
+    fn input_transform(&self, x: &[f32], v: &mut [f32], n: usize, offset: usize, s: &mut Scratch) {
+        pulp::Arch::new().dispatch(InputTransform {
+            wg: self,
+            x,
+            v,
+            n,
+            offset,
+            s,
+        });
+    }
+
+    /// y = A^T M A [+ bias] for one image (C_out x H x W) from its slots of `m`.
+    #[inline(never)]
+    fn output_transform(
+        &self,
+        m: &[f32],
+        n: usize,
+        offset: usize,
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+        s: &mut Scratch,
+    ) {
+        pulp::Arch::new().dispatch(OutputTransform {
+            wg: self,
+            m,
+            n,
+            offset,
+            bias,
+            y,
+            s,
+        });
+    }
+
+    /// Z = A dY A^T for every tile of one image's output gradient (C_out x H x W), zero in the
+    /// slots past each row's last tile.
+    #[inline(never)]
+    fn output_adjoint(&self, dy: &[f32], z: &mut [f32], n: usize, offset: usize, s: &mut Scratch) {
+        pulp::Arch::new().dispatch(OutputAdjoint {
+            wg: self,
+            dy,
+            z,
+            n,
+            offset,
+            s,
+        });
+    }
+
+    /// Splits one padded channel by row and column parity: padded pixel (r, c) is input pixel
+    /// (r - 1, c - 1), and goes to part [r % 2][c % 2] at (r / 2) l + c / 2. Only the image's
+    /// pixels are written: the padding keeps the zeros `with_buffers` left.
+    #[inline(always)]
+    fn split_by_parity(
+        &self,
+        plane: &[f32],
+        parts: &mut [Vec<f32>; 4],
+        halves: &mut [Vec<f32>; 2],
+    ) {
+        let l = self.l;
+        let [ee, eo, oe, oo] = parts;
+        let half = self.w / 2;
+        if self.w % 2 == 0 {
+            let [left, right] = halves;
+            deinterleave(plane, left, right);
+            for (iy, (left, right)) in left
+                .chunks_exact(half)
+                .zip(right.chunks_exact(half))
+                .enumerate()
+            {
+                let r = iy + 1;
+                let (even, odd) = if r % 2 == 0 {
+                    (&mut *ee, &mut *eo)
+                } else {
+                    (&mut *oe, &mut *oo)
+                };
+                let start = (r / 2) * l;
+                odd[start..start + half].copy_from_slice(left);
+                even[start + 1..start + 1 + half].copy_from_slice(right);
+            }
+            return;
+        }
+        for (iy, row) in plane.chunks_exact(self.w).enumerate() {
+            let r = iy + 1;
+            let (even, odd) = if r % 2 == 0 {
+                (&mut *ee, &mut *eo)
+            } else {
+                (&mut *oe, &mut *oo)
+            };
+            let start = (r / 2) * l;
+            // Input column ix is padded column ix + 1: odd when ix is even.
+            let (odd, even) = (&mut odd[start..start + l], &mut even[start + 1..start + l]);
+            if let Some(last) = deinterleave(row, odd, even) {
+                odd[half] = last;
+            }
+        }
+    }
+}
+
+/// a[k] = src[2 k] and b[k] = src[2 k + 1] for the whole pairs of `src`, and its last element
+/// when its length is odd.
+#[inline(always)]
+fn deinterleave(src: &[f32], a: &mut [f32], b: &mut [f32]) -> Option<f32> {
+    let n = src.len() / 2;
+    let (pairs, a, b) = (&src[..2 * n], &mut a[..n], &mut b[..n]);
+    for k in 0..n {
+        a[k] = pairs[2 * k];
+        b[k] = pairs[2 * k + 1];
+    }
+    (src.len() % 2 == 1).then(|| src[2 * n])
+}
+
+/// dst[2 k] = a[k] + add and dst[2 k + 1] = b[k] + add, dst's last element from `a` when its
+/// length is odd.
+#[inline(always)]
+fn interleave(a: &[f32], b: &[f32], add: f32, dst: &mut [f32]) {
+    let (pairs, rest) = dst.as_chunks_mut::<2>();
+    let n = pairs.len();
+    let (a2, b2) = (&a[..n], &b[..n]);
+    for (k, pair) in pairs.iter_mut().enumerate() {
+        *pair = [a2[k] + add, b2[k] + add];
+    }
+    if let [last] = rest {
+        *last = a[n] + add;
+    }
+}
+
+/// The 16 positions ξ = 4 i + j of a transformed tile, with their row and column.
+fn positions() -> impl Iterator<Item = (usize, [usize; 2])> {
+    (0..16).map(|xi| (xi, [xi / 4, xi % 4]))
+}
+
+/// Column j of d B along a run of padded rows, whose even and odd columns are `e` and `o`
+/// (slot q reads columns 2q .. 2q + 3): B^T's rows are (1, 0, -1, 0), (0, 1, 1, 0),
+/// (0, -1, 1, 0) and (0, 1, 0, -1).
+#[inline(always)]
+fn row_step(j: usize, e: &[f32], o: &[f32], out: &mut [f32]) {
+    let len = out.len();
+    let (e0, e1, o0, o1) = (&e[..len], &e[1..len + 1], &o[..len], &o[1..len + 1]);
+    match j {
+        0 => out
+            .iter_mut()
+            .zip(e0.iter().zip(e1))
+            .for_each(|(r, (a, b))| *r = a - b),
+        1 => out
+            .iter_mut()
+            .zip(o0.iter().zip(e1))
+            .for_each(|(r, (a, b))| *r = a + b),
+        2 => out
+            .iter_mut()
+            .zip(e1.iter().zip(o0))
+            .for_each(|(r, (a, b))| *r = a - b),
+        _ => out
+            .iter_mut()
+            .zip(o0.iter().zip(o1))
+            .for_each(|(r, (a, b))| *r = a - b),
+    }
+}
+
+/// Row i of B^T (d B) from the even (`e`) and odd (`o`) padded rows' row transforms, each row
+/// of tiles reading padded rows 2 ty .. 2 ty + 3 (`l` apart in `e` and `o`).
+#[inline(always)]
+fn column_step(i: usize, e: &[f32], o: &[f32], l: usize, out: &mut [f32]) {
+    let len = out.len();
+    let (e0, e1, o0, o1) = (&e[..len], &e[l..len + l], &o[..len], &o[l..len + l]);
+    match i {
+        0 => out
+            .iter_mut()
+            .zip(e0.iter().zip(e1))
+            .for_each(|(r, (a, b))| *r = a - b),
+        1 => out
+            .iter_mut()
+            .zip(o0.iter().zip(e1))
+            .for_each(|(r, (a, b))| *r = a + b),
+        2 => out
+            .iter_mut()
+            .zip(e1.iter().zip(o0))
+            .for_each(|(r, (a, b))| *r = a - b),
+        _ => out
+            .iter_mut()
+            .zip(o0.iter().zip(o1))
+            .for_each(|(r, (a, b))| *r = a - b),
+    }
+}
+
+/// [`Winograd::input_transform`] inside pulp's function for the CPU's instruction set.
+struct InputTransform<'a> {
+    wg: &'a Winograd,
+    x: &'a [f32],
+    v: &'a mut [f32],
+    n: usize,
+    offset: usize,
+    s: &'a mut Scratch,
+}
+
+impl pulp::WithSimd for InputTransform<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Self {
+            wg,
+            x,
+            v,
+            n,
+            offset,
+            s,
+        } = self;
+        let channels = x.len() / wg.plane();
+        let (slots, rows) = (wg.slots(), (wg.th + 1) * wg.l);
+        for (c, plane) in x.chunks_exact(wg.plane()).enumerate() {
+            wg.split_by_parity(plane, &mut s.parts, &mut s.halves);
+            let [ee, eo, oe, oo] = &s.parts;
+            let [even, odd] = &mut s.rows;
+            for j in 0..4 {
+                row_step(j, ee, eo, &mut even[..rows]);
+                row_step(j, oe, oo, &mut odd[..rows]);
+                for i in 0..4 {
+                    let out = &mut v[((4 * i + j) * channels + c) * n + offset..][..slots];
+                    column_step(i, even, odd, wg.l, out);
+                }
+            }
+        }
+    }
+}
+
+/// [`Winograd::output_transform`] inside pulp's function for the CPU's instruction set.
+struct OutputTransform<'a> {
+    wg: &'a Winograd,
+    m: &'a [f32],
+    n: usize,
+    offset: usize,
+    bias: Option<&'a [f32]>,
+    y: &'a mut [f32],
+    s: &'a mut Scratch,
+}
+
+impl pulp::WithSimd for OutputTransform<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Self {
+            wg,
+            m,
+            n,
+            offset,
+            bias,
+            y,
+            s,
+        } = self;
+        let (slots, w, l) = (wg.slots(), wg.w, wg.l);
+        for (co, plane) in y.chunks_exact_mut(wg.plane()).enumerate() {
+            let t: [&[f32]; 16] =
+                std::array::from_fn(|xi| &m[(xi * wg.c_out + co) * n + offset..][..slots]);
+            let [y00, y01, y10, y11] = &mut s.quad;
+            let (y00, y01, y10, y11) = (
+                &mut y00[..slots],
+                &mut y01[..slots],
+                &mut y10[..slots],
+                &mut y11[..slots],
+            );
+            // A^T = ((1, 1, 1, 0), (0, 1, -1, -1)), down the tile's rows and then across.
+            for q in 0..slots {
+                let v: [f32; 16] = std::array::from_fn(|xi| t[xi][q]);
+                let top = |j: usize| v[j] + v[4 + j] + v[8 + j];
+                let bottom = |j: usize| v[4 + j] - v[8 + j] - v[12 + j];
+                y00[q] = top(0) + top(1) + top(2);
+                y01[q] = top(1) - top(2) - top(3);
+                y10[q] = bottom(0) + bottom(1) + bottom(2);
+                y11[q] = bottom(1) - bottom(2) - bottom(3);
+            }
+            let b = bias.map_or(0.0, |b| b[co]);
+            if w % 2 == 0 {
+                // Compacted row by row, then interleaved in one loop.
+                let [left, right] = &mut s.halves;
+                let half = w / 2;
+                let rows = left
+                    .chunks_exact_mut(half)
+                    .zip(right.chunks_exact_mut(half));
+                for (row, (left, right)) in rows.enumerate() {
+                    let (ty, from) = (
+                        row / 2,
+                        if row % 2 == 0 {
+                            (&*y00, &*y01)
+                        } else {
+                            (&*y10, &*y11)
+                        },
+                    );
+                    left.copy_from_slice(&from.0[ty * l..][..half]);
+                    right.copy_from_slice(&from.1[ty * l..][..half]);
+                }
+                interleave(left, right, b, plane);
+                continue;
+            }
+            for (ty, rows) in plane.chunks_mut(2 * w).enumerate() {
+                let (upper, lower) = rows.split_at_mut(w);
+                let tiles = ty * l..(ty + 1) * l;
+                for (line, (left, right)) in [upper, lower]
+                    .into_iter()
+                    .zip([(&*y00, &*y01), (&*y10, &*y11)])
+                {
+                    interleave(&left[tiles.clone()], &right[tiles.clone()], b, line);
+                }
+            }
+        }
+    }
+}
+
+/// [`Winograd::output_adjoint`] inside pulp's function for the CPU's instruction set.
+struct OutputAdjoint<'a> {
+    wg: &'a Winograd,
+    dy: &'a [f32],
+    z: &'a mut [f32],
+    n: usize,
+    offset: usize,
+    s: &'a mut Scratch,
+}
+
+impl pulp::WithSimd for OutputAdjoint<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Self {
+            wg,
+            dy,
+            z,
+            n,
+            offset,
+            s,
+        } = self;
+        let (slots, w, l) = (wg.slots(), wg.w, wg.l);
+        let c_out = dy.len() / wg.plane();
+        for (co, plane) in dy.chunks_exact(wg.plane()).enumerate() {
+            // dY by parity: p[2 a + b][ty l + tx] = dy[2 ty + a][2 tx + b], zero outside.
+            // What is not written here keeps the zeros `with_buffers` left.
+            let [p00, p01, p10, p11] = &mut s.quad;
+            if w % 2 == 0 {
+                // Split in one loop, then spread row by row.
+                let [left, right] = &mut s.halves;
+                let half = w / 2;
+                deinterleave(plane, left, right);
+                let rows = left.chunks_exact(half).zip(right.chunks_exact(half));
+                for (row, (left, right)) in rows.enumerate() {
+                    let ty = row / 2;
+                    let to = if row % 2 == 0 {
+                        (&mut *p00, &mut *p01)
+                    } else {
+                        (&mut *p10, &mut *p11)
+                    };
+                    to.0[ty * l..][..half].copy_from_slice(left);
+                    to.1[ty * l..][..half].copy_from_slice(right);
+                }
+            }
+            for (ty, rows) in plane.chunks(2 * w).enumerate().filter(|_| w % 2 == 1) {
+                let (upper, lower) = rows.split_at(w.min(rows.len()));
+                for (line, (left, right)) in [upper, lower]
+                    .into_iter()
+                    .zip([(&mut *p00, &mut *p01), (&mut *p10, &mut *p11)])
+                {
+                    let (left, right) = (&mut left[ty * l..][..l], &mut right[ty * l..][..l]);
+                    if let Some(last) = deinterleave(line, left, right) {
+                        left[w / 2] = last;
+                    }
+                }
+            }
+            // Z[i][j] = sum over a, b of A[i][a] A[j][b] dY[a][b], one position at a time.
+            let (p00, p01, p10, p11) = (&p00[..slots], &p01[..slots], &p10[..slots], &p11[..slots]);
+            for (z, (_, [i, j])) in z.chunks_exact_mut(c_out * n).zip(positions()) {
+                let c = [
+                    A[i][0] * A[j][0],
+                    A[i][0] * A[j][1],
+                    A[i][1] * A[j][0],
+                    A[i][1] * A[j][1],
+                ];
+                let out = &mut z[co * n + offset..][..slots];
+                for q in 0..slots {
+                    out[q] = c[0] * p00[q] + c[1] * p01[q] + c[2] * p10[q] + c[3] * p11[q];
+                }
+            }
+        }
+    }
+}
