@@ -22,7 +22,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
-use crate::cpu::{f32s, tensor};
+use crate::cpu::{f32s, tensor, zeros};
 use rayon::prelude::*;
 
 /// SiLU(x) = x / (1 + exp(-x)), fused on the CPU (see the module docs).
@@ -73,7 +73,7 @@ fn map(
         return a;
     }
     let input = f32s(&a);
-    let mut out = vec![0.0f32; input.len()];
+    let mut out = zeros(input.len());
     for_chunks(&mut out, Some(&input), b, f);
     tensor(out, shape)
 }

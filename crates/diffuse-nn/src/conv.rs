@@ -22,7 +22,9 @@
 
 mod winograd;
 
-use crate::cpu::{f32s, inner_parallelism, matmul, on_flex_f32, per_task, sum_in_order, tensor};
+use crate::cpu::{
+    f32s, inner_parallelism, matmul, on_flex_f32, per_task, sum_in_order, tensor, zeros,
+};
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -360,7 +362,7 @@ impl FusedConv for Flex {
         }
         let parallelism = inner_parallelism(g.batch);
         let per = per_task(g.batch);
-        let mut y = vec![0.0f32; g.batch * c_out * p];
+        let mut y = zeros(g.batch * c_out * p);
         let task = |(y, x): (&mut [f32], &[f32])| {
             let mut col = vec![0.0f32; if g.pointwise() { 0 } else { k * p }];
             for (y, x) in y.chunks_exact_mut(c_out * p).zip(x.chunks_exact(g.image())) {
@@ -412,7 +414,7 @@ impl FusedConv for Flex {
         // A fixed number of images per task, whatever the thread count, so that the weight
         // and bias gradients (sums over tasks) have the same bits on every machine.
         let per = IMAGES_PER_BACKWARD_TASK;
-        let mut dx = vec![0.0f32; if want_x { g.batch * image } else { 0 }];
+        let mut dx = zeros(if want_x { g.batch * image } else { 0 });
         let dx_parts: Vec<&mut [f32]> = if want_x {
             dx.chunks_mut(per * image).collect()
         } else {

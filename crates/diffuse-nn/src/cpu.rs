@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
 use gemm::Parallelism;
+use rayon::iter::ParallelExtend;
 
 /// Whether `x` takes the fused CPU kernels: float32 on a burn-flex device, with or without
 /// autodiff.
@@ -74,6 +75,18 @@ pub(crate) fn inner_parallelism(batch: usize) -> Parallelism {
     } else {
         Parallelism::Rayon(threads)
     }
+}
+
+/// `len` zeros, written by the rayon threads rather than by the caller's thread alone when
+/// there are many (a large buffer's memset on the calling thread kept the other cores
+/// waiting).
+pub(crate) fn zeros(len: usize) -> Vec<f32> {
+    if len < 1 << 18 {
+        return vec![0.0; len];
+    }
+    let mut zeros = Vec::with_capacity(len);
+    zeros.par_extend(rayon::iter::repeat_n(0.0f32, len));
+    zeros
 }
 
 /// A float32 tensor's elements in row-major order, copied only when it is strided.

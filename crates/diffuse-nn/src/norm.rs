@@ -24,7 +24,7 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::cpu::{f32s, on_flex_f32, tensor};
+use crate::cpu::{f32s, on_flex_f32, tensor, zeros};
 
 /// `norm.forward(x)`, fused on the CPU for the cases the module docs name.
 pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
@@ -67,16 +67,39 @@ pub(crate) trait FusedGroupNorm: Backend {
 }
 
 /// The mean and 1 / sigma of one group, in two passes accumulated in f64.
+#[inline(always)]
 fn statistics(group: &[f32], epsilon: f64) -> (f32, f32) {
     let n = group.len() as f64;
-    let mean = group.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = group
-        .iter()
-        .map(|&v| (v as f64 - mean) * (v as f64 - mean))
-        .sum::<f64>()
-        / n;
+    let mean = lane_sums(group, group, |v, _| [v, 0.0])[0] / n;
+    let var = lane_sums(group, group, |v, _| [(v - mean) * (v - mean), 0.0])[0] / n;
     (mean as f32, (1.0 / (var + epsilon).sqrt()) as f32)
 }
+
+/// The sums of `term(a[i], b[i])` (two at once) in f64, over [`LANES`] independent running
+/// sums that are added in a fixed order at the end: a single running sum waits on the latency
+/// of every addition, and cannot be vectorized.
+#[inline(always)]
+fn lane_sums(a: &[f32], b: &[f32], term: impl Fn(f64, f64) -> [f64; 2]) -> [f64; 2] {
+    let mut lanes = [[0.0f64; LANES]; 2];
+    let ((a_chunks, a_rest), (b_chunks, b_rest)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
+    for (a, b) in a_chunks.iter().zip(b_chunks) {
+        for i in 0..LANES {
+            let [t0, t1] = term(a[i] as f64, b[i] as f64);
+            lanes[0][i] += t0;
+            lanes[1][i] += t1;
+        }
+    }
+    let mut sums = lanes.map(|lanes| lanes.iter().sum::<f64>());
+    for (&a, &b) in a_rest.iter().zip(b_rest) {
+        let [t0, t1] = term(a as f64, b as f64);
+        sums[0] += t0;
+        sums[1] += t1;
+    }
+    sums
+}
+
+/// Running sums in [`lane_sums`].
+const LANES: usize = 8;
 
 impl FusedGroupNorm for Flex {
     fn fused_group_norm(
@@ -90,14 +113,15 @@ impl FusedGroupNorm for Flex {
         let (channels, plane) = (shape[1], shape[2] * shape[3]);
         let per_group = channels / groups;
         let (x, gamma, beta) = (f32s(&x), f32s(&gamma), f32s(&beta));
-        let mut y = vec![0.0f32; x.len()];
+        let mut y = zeros(x.len());
         let group_len = per_group * plane;
         if group_len > 0 {
             y.par_chunks_mut(group_len)
                 .zip(x.par_chunks(group_len))
                 .enumerate()
                 .for_each(|(index, (y, x))| {
-                    let (mean, rstd) = statistics(x, epsilon);
+                    let arch = pulp::Arch::new();
+                    let (mean, rstd) = arch.dispatch(|| statistics(x, epsilon));
                     let first = (index % groups) * per_group;
                     for (c, (y, x)) in y
                         .chunks_exact_mut(plane)
@@ -105,9 +129,11 @@ impl FusedGroupNorm for Flex {
                         .enumerate()
                     {
                         let (scale, shift) = (gamma[first + c] * rstd, beta[first + c]);
-                        for (y, &x) in y.iter_mut().zip(x) {
-                            *y = (x - mean) * scale + shift;
-                        }
+                        arch.dispatch(|| {
+                            for (y, &x) in y.iter_mut().zip(x) {
+                                *y = (x - mean) * scale + shift;
+                            }
+                        });
                     }
                 });
         }
@@ -125,7 +151,7 @@ impl FusedGroupNorm for Flex {
         let (batch, channels, plane) = (shape[0], shape[1], shape[2] * shape[3]);
         let per_group = channels / groups;
         let (x, gamma, dy) = (f32s(&x), f32s(&gamma), f32s(&grad));
-        let mut dx = vec![0.0f32; x.len()];
+        let mut dx = zeros(x.len());
         // Per image and channel: sum(dy x_hat) and sum(dy), summed over images afterwards.
         let mut sums = vec![(0.0f64, 0.0f64); batch * channels];
         let group_len = per_group * plane;
@@ -135,7 +161,8 @@ impl FusedGroupNorm for Flex {
                 .zip(sums.par_chunks_mut(per_group))
                 .enumerate()
                 .for_each(|(index, ((dx, (x, dy)), sums))| {
-                    let (mean, rstd) = statistics(x, epsilon);
+                    let arch = pulp::Arch::new();
+                    let (mean, rstd) = arch.dispatch(|| statistics(x, epsilon));
                     let first = (index % groups) * per_group;
                     // mean(g) and mean(g x_hat) over the group, g = dy gamma.
                     let (mut g_sum, mut gx_sum) = (0.0f64, 0.0f64);
@@ -144,12 +171,12 @@ impl FusedGroupNorm for Flex {
                         .zip(dy.chunks_exact(plane))
                         .enumerate()
                     {
-                        let (mut dy_xhat, mut dy_sum) = (0.0f64, 0.0f64);
-                        for (&x, &dy) in x.iter().zip(dy) {
-                            let x_hat = ((x - mean) * rstd) as f64;
-                            dy_xhat += dy as f64 * x_hat;
-                            dy_sum += dy as f64;
-                        }
+                        let [dy_xhat, dy_sum] = arch.dispatch(|| {
+                            lane_sums(x, dy, |x, dy| {
+                                let x_hat = ((x as f32 - mean) * rstd) as f64;
+                                [dy * x_hat, dy]
+                            })
+                        });
                         sums[c] = (dy_xhat, dy_sum);
                         let g = gamma[first + c] as f64;
                         g_sum += g * dy_sum;
@@ -163,10 +190,12 @@ impl FusedGroupNorm for Flex {
                         .enumerate()
                     {
                         let g = gamma[first + c];
-                        for (dx, (&x, &dy)) in dx.iter_mut().zip(x.iter().zip(dy)) {
-                            let x_hat = (x - mean) * rstd;
-                            *dx = (dy * g - g_mean - x_hat * gx_mean) * rstd;
-                        }
+                        arch.dispatch(|| {
+                            for (dx, (&x, &dy)) in dx.iter_mut().zip(x.iter().zip(dy)) {
+                                let x_hat = (x - mean) * rstd;
+                                *dx = (dy * g - g_mean - x_hat * gx_mean) * rstd;
+                            }
+                        });
                     }
                 });
         }

@@ -23,7 +23,7 @@
 //! so the bits do not depend on the thread count.
 
 use super::Geometry;
-use crate::cpu::{inner_parallelism, matmul, per_task, sum_in_order};
+use crate::cpu::{inner_parallelism, matmul, per_task, sum_in_order, zeros};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -167,7 +167,7 @@ impl Winograd {
         // Each thread an equal run of whole groups.
         let per = per_task(groups) * group;
         let most = 16 * group * self.slots();
-        let mut y = vec![0.0f32; self.batch * image_out];
+        let mut y = zeros(self.batch * image_out);
         let task = |(y, x): (&mut [f32], &[f32])| {
             self.with_buffers([most * c_in, most * c_out], |v, m, scratch| {
                 for (y, x) in y
@@ -269,14 +269,12 @@ impl Winograd {
         let pairs = self.c_out * self.c_in;
         let mut u = vec![0.0f32; 16 * pairs];
         for (pair, g) in weight.chunks_exact(9).enumerate() {
+            // G g (4 x 3), then (G g) G^T.
+            let gg: [[f32; 3]; 4] = std::array::from_fn(|i| {
+                std::array::from_fn(|b| (0..3).map(|a| G[i][a] * g[a * 3 + b]).sum())
+            });
             for (xi, [i, j]) in positions() {
-                let mut sum = 0.0;
-                for a in 0..3 {
-                    for b in 0..3 {
-                        sum += G[i][a] * g[a * 3 + b] * G[j][b];
-                    }
-                }
-                u[xi * pairs + pair] = sum;
+                u[xi * pairs + pair] = (0..3).map(|b| gg[i][b] * G[j][b]).sum();
             }
         }
         u
