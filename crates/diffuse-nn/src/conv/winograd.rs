@@ -360,7 +360,7 @@ impl Winograd {
         let l = self.l;
         let [ee, eo, oe, oo] = parts;
         let half = self.w / 2;
-        if self.w % 2 == 0 {
+        if self.w.is_multiple_of(2) {
             let [left, right] = halves;
             deinterleave(plane, left, right);
             for (iy, (left, right)) in left
@@ -571,7 +571,7 @@ impl pulp::WithSimd for OutputTransform<'_> {
                 y11[q] = bottom(1) - bottom(2) - bottom(3);
             }
             let b = bias.map_or(0.0, |b| b[co]);
-            if w % 2 == 0 {
+            if w.is_multiple_of(2) {
                 // Compacted row by row, then interleaved in one loop.
                 let [left, right] = &mut s.halves;
                 let half = w / 2;
@@ -636,7 +636,7 @@ impl pulp::WithSimd for OutputAdjoint<'_> {
             // dY by parity: p[2 a + b][ty l + tx] = dy[2 ty + a][2 tx + b], zero outside.
             // What is not written here keeps the zeros `with_buffers` left.
             let [p00, p01, p10, p11] = &mut s.quad;
-            if w % 2 == 0 {
+            if w.is_multiple_of(2) {
                 // Split in one loop, then spread row by row.
                 let [left, right] = &mut s.halves;
                 let half = w / 2;
@@ -653,7 +653,7 @@ impl pulp::WithSimd for OutputAdjoint<'_> {
                     to.1[ty * l..][..half].copy_from_slice(right);
                 }
             }
-            for (ty, rows) in plane.chunks(2 * w).enumerate().filter(|_| w % 2 == 1) {
+            for (ty, rows) in plane.chunks(2 * w).enumerate().filter(|_| !w.is_multiple_of(2)) {
                 let (upper, lower) = rows.split_at(w.min(rows.len()));
                 for (line, (left, right)) in [upper, lower]
                     .into_iter()
