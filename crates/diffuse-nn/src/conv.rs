@@ -1,4 +1,6 @@
-//! 2-D convolution on the CPU as im2col + one gemm per image, forward and backward.
+//! 2-D convolution on the CPU as im2col + one gemm per image, forward and backward, and by
+//! Winograd's F(2x2, 3x3) for the 3x3 convolutions with stride 1, one pixel of padding and at
+//! least 8 channels in and out (the [`winograd`] module).
 //!
 //! burn-flex lowers a convolution's backward pass to a transposed convolution (for the input)
 //! and a convolution with batch and channels swapped (for the weight), each with its own layout

@@ -579,28 +579,26 @@ impl pulp::WithSimd for OutputTransform<'_> {
                     .chunks_exact_mut(half)
                     .zip(right.chunks_exact_mut(half));
                 for (row, (left, right)) in rows.enumerate() {
-                    let (ty, from) = (
-                        row / 2,
-                        if row % 2 == 0 {
-                            (&*y00, &*y01)
-                        } else {
-                            (&*y10, &*y11)
-                        },
-                    );
+                    let ty = row / 2;
+                    let from = if row % 2 == 0 {
+                        (&*y00, &*y01)
+                    } else {
+                        (&*y10, &*y11)
+                    };
                     left.copy_from_slice(&from.0[ty * l..][..half]);
                     right.copy_from_slice(&from.1[ty * l..][..half]);
                 }
                 interleave(left, right, b, plane);
-                continue;
-            }
-            for (ty, rows) in plane.chunks_mut(2 * w).enumerate() {
-                let (upper, lower) = rows.split_at_mut(w);
-                let tiles = ty * l..(ty + 1) * l;
-                for (line, (left, right)) in [upper, lower]
-                    .into_iter()
-                    .zip([(&*y00, &*y01), (&*y10, &*y11)])
-                {
-                    interleave(&left[tiles.clone()], &right[tiles.clone()], b, line);
+            } else {
+                for (ty, rows) in plane.chunks_mut(2 * w).enumerate() {
+                    let (upper, lower) = rows.split_at_mut(w);
+                    let tiles = ty * l..(ty + 1) * l;
+                    for (line, (left, right)) in [upper, lower]
+                        .into_iter()
+                        .zip([(&*y00, &*y01), (&*y10, &*y11)])
+                    {
+                        interleave(&left[tiles.clone()], &right[tiles.clone()], b, line);
+                    }
                 }
             }
         }
@@ -652,16 +650,17 @@ impl pulp::WithSimd for OutputAdjoint<'_> {
                     to.0[ty * l..][..half].copy_from_slice(left);
                     to.1[ty * l..][..half].copy_from_slice(right);
                 }
-            }
-            for (ty, rows) in plane.chunks(2 * w).enumerate().filter(|_| !w.is_multiple_of(2)) {
-                let (upper, lower) = rows.split_at(w.min(rows.len()));
-                for (line, (left, right)) in [upper, lower]
-                    .into_iter()
-                    .zip([(&mut *p00, &mut *p01), (&mut *p10, &mut *p11)])
-                {
-                    let (left, right) = (&mut left[ty * l..][..l], &mut right[ty * l..][..l]);
-                    if let Some(last) = deinterleave(line, left, right) {
-                        left[w / 2] = last;
+            } else {
+                for (ty, rows) in plane.chunks(2 * w).enumerate() {
+                    let (upper, lower) = rows.split_at(w.min(rows.len()));
+                    for (line, (left, right)) in [upper, lower]
+                        .into_iter()
+                        .zip([(&mut *p00, &mut *p01), (&mut *p10, &mut *p11)])
+                    {
+                        let (left, right) = (&mut left[ty * l..][..l], &mut right[ty * l..][..l]);
+                        if let Some(last) = deinterleave(line, left, right) {
+                            left[w / 2] = last;
+                        }
                     }
                 }
             }
