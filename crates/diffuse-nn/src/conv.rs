@@ -423,11 +423,11 @@ impl FusedConv for Flex {
             (0..g.batch.div_ceil(per)).map(|_| &mut [][..]).collect()
         };
         // Each task sums the weight and bias gradients of its images; the sums are added up.
-        let zeros = || (vec![0.0f32; c_out * k], vec![0.0f64; c_out]);
+        let zero_sums = || (vec![0.0f32; c_out * k], vec![0.0f64; c_out]);
         let transposed = g.transposed().filter(|_| want_x);
         let flipped = transposed.map(|_| g.flipped_weight(&w)).unwrap_or_default();
         let task = |(t, dx): (usize, &mut [f32])| {
-            let (mut dw, mut db) = zeros();
+            let (mut dw, mut db) = zero_sums();
             let mut col = vec![0.0f32; if g.pointwise() { 0 } else { k * p }];
             let dcol_len = match transposed {
                 Some(gt) => gt.k() * gt.p(),
@@ -490,7 +490,7 @@ impl FusedConv for Flex {
         // Collected in task order and added up in that order: the same bits whichever thread
         // finishes first.
         let partials: Vec<_> = dx_parts.into_par_iter().enumerate().map(task).collect();
-        let (dw, db) = sum_in_order(partials, zeros());
+        let (dw, db) = sum_in_order(partials, zero_sums());
         finish(want_x.then_some(dx), dw, db)
     }
 }

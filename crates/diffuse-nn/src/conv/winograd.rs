@@ -218,9 +218,9 @@ impl Winograd {
         let group = self.group().min(per);
         let parallelism = inner_parallelism(self.batch.div_ceil(per));
         let most = 16 * group * self.slots();
-        let zeros = || (vec![0.0f32; 16 * c_out * c_in], vec![0.0f64; c_out]);
+        let zero_sums = || (vec![0.0f32; 16 * c_out * c_in], vec![0.0f64; c_out]);
         let task = |(x, dy): (&[f32], &[f32])| {
-            let (mut du, mut db) = zeros();
+            let (mut du, mut db) = zero_sums();
             self.with_buffers([most * c_in, most * c_out], |v, z, scratch| {
                 for (x, dy) in x.chunks(group * image_in).zip(dy.chunks(group * image_out)) {
                     let n = x.len() / image_in * self.slots();
@@ -260,7 +260,7 @@ impl Winograd {
             .zip(dy.par_chunks(per * image_out))
             .map(task)
             .collect();
-        let (du, db) = sum_in_order(partials, zeros());
+        let (du, db) = sum_in_order(partials, zero_sums());
         (self.weight_adjoint(&du), db)
     }
 
