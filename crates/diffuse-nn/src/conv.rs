@@ -25,7 +25,7 @@
 mod winograd;
 
 use crate::cpu::{
-    f32s, inner_parallelism, matmul, on_flex_f32, per_task, sum_in_order, tensor, zeros,
+    f32s, inner_parallelism, matmul, on_flex_f32, per_task, sum_f64, sum_in_order, tensor, zeros,
 };
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
@@ -456,7 +456,7 @@ impl FusedConv for Flex {
                     parallelism,
                 );
                 for (sum, row) in db.iter_mut().zip(dy.chunks_exact(p)) {
-                    *sum += row.iter().map(|&v| v as f64).sum::<f64>();
+                    *sum += sum_f64(row);
                 }
                 if want_x {
                     // dx = col2im(W^T dy): (K x c_out) (c_out x P).

@@ -25,7 +25,7 @@ use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use crate::cpu::{f32s, on_flex_f32, tensor, zeros};
+use crate::cpu::{f32s, lane_sums, on_flex_f32, tensor, zeros};
 
 /// `norm.forward(x)`, fused on the CPU for the cases the module docs name.
 pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
@@ -75,32 +75,6 @@ fn statistics(group: &[f32], epsilon: f64) -> (f32, f32) {
     let var = lane_sums(group, group, |v, _| [(v - mean) * (v - mean), 0.0])[0] / n;
     (mean as f32, (1.0 / (var + epsilon).sqrt()) as f32)
 }
-
-/// The sums of `term(a[i], b[i])` (two at once) in f64, over [`LANES`] independent running
-/// sums that are added in a fixed order at the end: a single running sum waits on the latency
-/// of every addition, and cannot be vectorized.
-#[inline(always)]
-fn lane_sums(a: &[f32], b: &[f32], term: impl Fn(f64, f64) -> [f64; 2]) -> [f64; 2] {
-    let mut lanes = [[0.0f64; LANES]; 2];
-    let ((a_chunks, a_rest), (b_chunks, b_rest)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
-    for (a, b) in a_chunks.iter().zip(b_chunks) {
-        for i in 0..LANES {
-            let [t0, t1] = term(a[i] as f64, b[i] as f64);
-            lanes[0][i] += t0;
-            lanes[1][i] += t1;
-        }
-    }
-    let mut sums = lanes.map(|lanes| lanes.iter().sum::<f64>());
-    for (&a, &b) in a_rest.iter().zip(b_rest) {
-        let [t0, t1] = term(a as f64, b as f64);
-        sums[0] += t0;
-        sums[1] += t1;
-    }
-    sums
-}
-
-/// Running sums in [`lane_sums`].
-const LANES: usize = 8;
 
 impl FusedGroupNorm for Flex {
     fn fused_group_norm(

@@ -23,7 +23,7 @@
 //! so the bits do not depend on the thread count.
 
 use super::Geometry;
-use crate::cpu::{inner_parallelism, matmul, per_task, sum_in_order, zeros};
+use crate::cpu::{inner_parallelism, matmul, per_task, sum_f64, sum_in_order, zeros};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -233,7 +233,7 @@ impl Winograd {
                         self.input_transform(x, v, n, i * self.slots(), scratch);
                         self.output_adjoint(dy, z, n, i * self.slots(), scratch);
                         for (sum, plane) in db.iter_mut().zip(dy.chunks_exact(self.plane())) {
-                            *sum += plane.iter().map(|&v| v as f64).sum::<f64>();
+                            *sum += sum_f64(plane);
                         }
                     }
                     // dU[ξ] += Z[ξ] V[ξ]^T: (c_out x n) (n x c_in).
