@@ -430,14 +430,17 @@ fn positions() -> impl Iterator<Item = (usize, [usize; 2])> {
     (0..16).map(|xi| (xi, [xi / 4, xi % 4]))
 }
 
-/// Column j of d B along a run of padded rows, whose even and odd columns are `e` and `o`
-/// (slot q reads columns 2q .. 2q + 3): B^T's rows are (1, 0, -1, 0), (0, 1, 1, 0),
-/// (0, -1, 1, 0) and (0, 1, 0, -1).
+/// Row k of B^T (rows (1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)) applied to
+/// four values per slot: e[q], o[q], e[q + apart], o[q + apart], the even- and odd-indexed of
+/// the four. Along a run of padded rows split by column parity (`apart` = 1, slot q reading
+/// columns 2q .. 2q + 3) it gives column k of d B; along the even and odd padded rows' results
+/// (`apart` = l, a row of tiles reading padded rows 2 ty .. 2 ty + 3) it gives row k of B^T d B.
 #[inline(always)]
-fn row_step(j: usize, e: &[f32], o: &[f32], out: &mut [f32]) {
+fn b_transpose_step(k: usize, e: &[f32], o: &[f32], apart: usize, out: &mut [f32]) {
     let len = out.len();
-    let (e0, e1, o0, o1) = (&e[..len], &e[1..len + 1], &o[..len], &o[1..len + 1]);
-    match j {
+    let (e0, e1) = (&e[..len], &e[apart..len + apart]);
+    let (o0, o1) = (&o[..len], &o[apart..len + apart]);
+    match k {
         0 => out
             .iter_mut()
             .zip(e0.iter().zip(e1))
@@ -457,33 +460,10 @@ fn row_step(j: usize, e: &[f32], o: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Row i of B^T (d B) from the even (`e`) and odd (`o`) padded rows' row transforms, each row
-/// of tiles reading padded rows 2 ty .. 2 ty + 3 (`l` apart in `e` and `o`).
-#[inline(always)]
-fn column_step(i: usize, e: &[f32], o: &[f32], l: usize, out: &mut [f32]) {
-    let len = out.len();
-    let (e0, e1, o0, o1) = (&e[..len], &e[l..len + l], &o[..len], &o[l..len + l]);
-    match i {
-        0 => out
-            .iter_mut()
-            .zip(e0.iter().zip(e1))
-            .for_each(|(r, (a, b))| *r = a - b),
-        1 => out
-            .iter_mut()
-            .zip(o0.iter().zip(e1))
-            .for_each(|(r, (a, b))| *r = a + b),
-        2 => out
-            .iter_mut()
-            .zip(e1.iter().zip(o0))
-            .for_each(|(r, (a, b))| *r = a - b),
-        _ => out
-            .iter_mut()
-            .zip(o0.iter().zip(o1))
-            .for_each(|(r, (a, b))| *r = a - b),
-    }
-}
-
-/// [`Winograd::input_transform`] inside pulp's function for the CPU's instruction set.
+/// [`Winograd::input_transform`] inside pulp's function for the CPU's instruction set. The
+/// three transforms are structs with an `#[inline(always)]` `with_simd` rather than closures
+/// passed to `dispatch`: closures this large were not inlined into pulp's AVX function, and
+/// compiled without a single 256-bit instruction (checked in the disassembly).
 struct InputTransform<'a> {
     wg: &'a Winograd,
     x: &'a [f32],
@@ -513,11 +493,11 @@ impl pulp::WithSimd for InputTransform<'_> {
             let [ee, eo, oe, oo] = &s.parts;
             let [even, odd] = &mut s.rows;
             for j in 0..4 {
-                row_step(j, ee, eo, &mut even[..rows]);
-                row_step(j, oe, oo, &mut odd[..rows]);
+                b_transpose_step(j, ee, eo, 1, &mut even[..rows]);
+                b_transpose_step(j, oe, oo, 1, &mut odd[..rows]);
                 for i in 0..4 {
                     let out = &mut v[((4 * i + j) * channels + c) * n + offset..][..slots];
-                    column_step(i, even, odd, wg.l, out);
+                    b_transpose_step(i, even, odd, wg.l, out);
                 }
             }
         }
