@@ -1,11 +1,12 @@
-//! 2-D convolution on the CPU as im2col + one gemm per image, forward and backward, and by
-//! Winograd's F(2x2, 3x3) for the 3x3 convolutions with stride 1, one pixel of padding and at
-//! least 8 channels in and out (the [`winograd`] module).
+//! 2-D convolution on the CPU as im2col + gemm, forward and backward, and by Winograd's
+//! F(2x2, 3x3) for the 3x3 convolutions with stride 1, one pixel of padding, at least 8
+//! channels in and out and at least 8 pixels a side (the [`winograd`] module).
 //!
 //! burn-flex lowers a convolution's backward pass to a transposed convolution (for the input)
 //! and a convolution with batch and channels swapped (for the weight), each with its own layout
 //! copies and freshly zeroed buffers: about 70% of a U-Net training step went there
-//! (benchmarks/README.md, "Profile"). Here each image of the batch is one gemm:
+//! (benchmarks/README.md, "Profile"). Here each image of the batch, or each group of small
+//! images, is one gemm:
 //!
 //! - forward: `col = im2col(x[n])` (K = C_in kh kw rows, P = H_out W_out columns), then
 //!   `y[n] = W col + b` (W is the weight as a C_out x K matrix);
@@ -14,13 +15,17 @@
 //!   with the weight flipped in space and its channels swapped (one gemm with K = C_out kh kw);
 //!   otherwise `dx[n] = col2im(W^T dy[n])`.
 //!
-//! A 1x1 convolution with stride 1 and no padding skips im2col (`col` is `x[n]` itself). With
-//! stride 1 and an output as wide as the input, an im2col row is the image shifted, one copy.
-//! The forward pass gives each thread an equal run of images; the backward pass runs tasks of a
-//! fixed number of images, each with its own weight- and bias-gradient sums, added in task order
-//! so that the bits do not depend on the thread count. A batch smaller than the thread count
-//! lets gemm use the threads instead. float32 only, groups 1, dilation 1 and explicit padding
-//! (the U-Net's convolutions); anything else, and other devices, take `Conv2d::forward`.
+//! An output of fewer than [`MIN_COLUMNS`] pixels (7x7 in the U-Net) is too few columns for
+//! gemm to run well, so a few images go side by side in one matrix (columns [i P, (i + 1) P)
+//! for the i-th), their dy and dx copied in and out of that layout. A single 1x1 convolution
+//! with stride 1 and no padding skips im2col (`col` is `x[n]` itself). With stride 1 and an
+//! output as wide as the input, an im2col row is the image shifted, one copy. The forward pass
+//! gives each thread an equal run of groups, counted from the start of the batch; the backward
+//! pass runs tasks of a fixed number of images, each with its own weight- and bias-gradient
+//! sums, added in task order, so that the bits do not depend on the thread count. A batch
+//! smaller than the thread count lets gemm use the threads instead. float32 only, groups 1,
+//! dilation 1 and explicit padding (the U-Net's convolutions); anything else, and other
+//! devices, take `Conv2d::forward`.
 
 mod winograd;
 
@@ -201,27 +206,44 @@ impl Geometry {
         self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
     }
 
-    /// The im2col matrix of one image (K x P, row-major), every entry written.
-    fn im2col(&self, x: &[f32], col: &mut [f32]) {
-        let mut rows = col.chunks_exact_mut(self.p());
-        for channel in x.chunks_exact(self.h * self.w) {
-            for ky in 0..self.kh {
-                for kx in 0..self.kw {
-                    let row = rows.next().expect("K rows");
-                    match self.flat_offset(ky, kx) {
-                        Some(d) => self.gather_shifted(channel, d, kx, row),
-                        None => self.gather(channel, ky, kx, row),
+    /// Images per gemm in the im2col path: one, or as many as make [`MIN_COLUMNS`] columns.
+    fn group(&self) -> usize {
+        MIN_COLUMNS.div_ceil(self.p())
+    }
+
+    /// The im2col matrices of the images of `x` side by side, every entry written: K rows of
+    /// `n` columns, image i's in columns [i P, (i + 1) P). A 1x1 convolution's rows are the
+    /// channels themselves.
+    fn im2col(&self, x: &[f32], col: &mut [f32], n: usize) {
+        let p = self.p();
+        for (i, x) in x.chunks_exact(self.image()).enumerate() {
+            let mut rows = col.chunks_exact_mut(n).map(|row| &mut row[i * p..][..p]);
+            if self.pointwise() {
+                for (row, channel) in rows.zip(x.chunks_exact(p)) {
+                    row.copy_from_slice(channel);
+                }
+                continue;
+            }
+            for channel in x.chunks_exact(self.h * self.w) {
+                for ky in 0..self.kh {
+                    for kx in 0..self.kw {
+                        let row = rows.next().expect("K rows");
+                        match self.flat_offset(ky, kx) {
+                            Some(d) => self.gather_shifted(channel, d, kx, row),
+                            None => self.gather(channel, ky, kx, row),
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Adds the K x P matrix `col` back into one image's gradient, the transpose of im2col.
-    /// Only the convolutions `transposed` does not cover come here (strides above 1, padding
-    /// wider than the kernel), so it goes output row by output row.
-    fn col2im(&self, col: &[f32], dx: &mut [f32]) {
-        let mut rows = col.chunks_exact(self.p());
+    /// Adds the K x P matrix of one image, columns [offset, offset + P) of `col`'s rows of `n`,
+    /// back into its gradient: the transpose of im2col. Only the convolutions `transposed`
+    /// does not cover come here (strides above 1, padding wider than the kernel), so it goes
+    /// output row by output row.
+    fn col2im(&self, col: &[f32], n: usize, offset: usize, dx: &mut [f32]) {
+        let mut rows = col.chunks_exact(n).map(|row| &row[offset..][..self.p()]);
         for channel in dx.chunks_exact_mut(self.h * self.w) {
             for ky in 0..self.kh {
                 for kx in 0..self.kw {
@@ -348,6 +370,32 @@ impl Geometry {
 /// Images per task in the backward pass.
 const IMAGES_PER_BACKWARD_TASK: usize = 4;
 
+/// Columns an im2col gemm has at least, the images of a small output side by side: a 7x7
+/// convolution's gemms (49 columns an image) ran at two thirds of the rate they reach with 196
+/// (4 images).
+const MIN_COLUMNS: usize = 192;
+
+/// Copies `rows` (R rows of n columns, image i in columns [i P, (i + 1) P)) out to `images`
+/// (n / P images of R x P).
+fn ungroup(rows: &[f32], n: usize, p: usize, images: &mut [f32]) {
+    let r = rows.len() / n;
+    for (i, image) in images.chunks_exact_mut(r * p).enumerate() {
+        for (dst, src) in image.chunks_exact_mut(p).zip(rows.chunks_exact(n)) {
+            dst.copy_from_slice(&src[i * p..][..p]);
+        }
+    }
+}
+
+/// The inverse of [`ungroup`]: `images` (n / P images of R x P) side by side into `rows`.
+fn regroup(images: &[f32], p: usize, n: usize, rows: &mut [f32]) {
+    let r = rows.len() / n;
+    for (i, image) in images.chunks_exact(r * p).enumerate() {
+        for (src, dst) in image.chunks_exact(p).zip(rows.chunks_exact_mut(n)) {
+            dst[i * p..][..p].copy_from_slice(src);
+        }
+    }
+}
+
 impl FusedConv for Flex {
     fn fused_conv2d(
         x: FlexTensor,
@@ -362,23 +410,58 @@ impl FusedConv for Flex {
             let y = winograd.forward(&x, &w, Some(&bias));
             return tensor(y, [g.batch, c_out, g.h_out, g.w_out]);
         }
-        let parallelism = inner_parallelism(g.batch);
-        let per = per_task(g.batch);
+        // Groups of images from the start of the batch, each thread an equal run of them.
+        let group = g.group();
+        let groups = g.batch.div_ceil(group);
+        let parallelism = inner_parallelism(groups);
+        let per = per_task(groups) * group;
         let mut y = zeros(g.batch * c_out * p);
         let task = |(y, x): (&mut [f32], &[f32])| {
-            let mut col = vec![0.0f32; if g.pointwise() { 0 } else { k * p }];
-            for (y, x) in y.chunks_exact_mut(c_out * p).zip(x.chunks_exact(g.image())) {
-                for (row, &b) in y.chunks_exact_mut(p).zip(bias.iter()) {
-                    row.fill(b);
+            // One image is its own im2col matrix (1x1) and writes y itself; a group goes
+            // through `col` and `grouped`, its images side by side.
+            let single = group == 1;
+            let mut col = vec![
+                0.0f32;
+                if single && g.pointwise() {
+                    0
+                } else {
+                    k * group * p
                 }
-                let col: &[f32] = if g.pointwise() {
+            ];
+            let mut grouped = vec![0.0f32; if single { 0 } else { c_out * group * p }];
+            for (y, x) in y
+                .chunks_mut(group * c_out * p)
+                .zip(x.chunks(group * g.image()))
+            {
+                let n = x.len() / g.image() * p;
+                let col: &[f32] = if single && g.pointwise() {
                     x
                 } else {
-                    g.im2col(x, &mut col);
-                    &col
+                    g.im2col(x, &mut col[..k * n], n);
+                    &col[..k * n]
                 };
-                // y += W col: (c_out x K) (K x P).
-                matmul((c_out, p, k), y, true, &w, [k, 1], col, [p, 1], parallelism);
+                // out = b + W col: (c_out x K) (K x n), into y itself for one image.
+                let out: &mut [f32] = if single {
+                    &mut *y
+                } else {
+                    &mut grouped[..c_out * n]
+                };
+                for (row, &b) in out.chunks_exact_mut(n).zip(bias.iter()) {
+                    row.fill(b);
+                }
+                matmul(
+                    (c_out, n, k),
+                    out,
+                    true,
+                    &w,
+                    [k, 1],
+                    col,
+                    [n, 1],
+                    parallelism,
+                );
+                if !single {
+                    ungroup(&grouped[..c_out * n], n, p, y);
+                }
             }
         };
         y.par_chunks_mut(per * c_out * p)
@@ -412,10 +495,12 @@ impl FusedConv for Flex {
             });
             return finish(dx, dw, db);
         }
-        let parallelism = inner_parallelism(g.batch);
         // A fixed number of images per task, whatever the thread count, so that the weight
-        // and bias gradients (sums over tasks) have the same bits on every machine.
+        // and bias gradients (sums over tasks) have the same bits on every machine; within a
+        // task, groups of images side by side as in the forward pass.
         let per = IMAGES_PER_BACKWARD_TASK;
+        let group = g.group().min(per);
+        let parallelism = inner_parallelism(g.batch.div_ceil(per));
         let mut dx = zeros(if want_x { g.batch * image } else { 0 });
         let dx_parts: Vec<&mut [f32]> = if want_x {
             dx.chunks_mut(per * image).collect()
@@ -426,63 +511,117 @@ impl FusedConv for Flex {
         let zero_sums = || (vec![0.0f32; c_out * k], vec![0.0f64; c_out]);
         let transposed = g.transposed().filter(|_| want_x);
         let flipped = transposed.map(|_| g.flipped_weight(&w)).unwrap_or_default();
+        // Input pixels of an image: the columns of the input gradient's gemm.
+        let plane = g.h * g.w;
         let task = |(t, dx): (usize, &mut [f32])| {
             let (mut dw, mut db) = zero_sums();
-            let mut col = vec![0.0f32; if g.pointwise() { 0 } else { k * p }];
+            let single = group == 1;
+            let mut col = vec![
+                0.0f32;
+                if single && g.pointwise() {
+                    0
+                } else {
+                    k * group * p
+                }
+            ];
+            let mut dy_group = vec![0.0f32; if single { 0 } else { c_out * group * p }];
             let dcol_len = match transposed {
-                Some(gt) => gt.k() * gt.p(),
-                None if want_x && !g.pointwise() => k * p,
+                Some(gt) => gt.k() * group * plane,
+                None if want_x && !g.pointwise() => k * group * p,
                 None => 0,
             };
             let mut dcol = vec![0.0f32; dcol_len];
-            for n in t * per..((t + 1) * per).min(g.batch) {
-                let x = &x[n * image..(n + 1) * image];
-                let dy = &dy[n * c_out * p..(n + 1) * c_out * p];
-                let col: &[f32] = if g.pointwise() {
+            let mut dx_group = vec![
+                0.0f32;
+                if want_x && !single {
+                    g.c_in * group * plane
+                } else {
+                    0
+                }
+            ];
+            let images = t * per..((t + 1) * per).min(g.batch);
+            let (x, dy) = (
+                &x[images.start * image..images.end * image],
+                &dy[images.start * c_out * p..images.end * c_out * p],
+            );
+            for (j, (x, dy)) in x
+                .chunks(group * image)
+                .zip(dy.chunks(group * c_out * p))
+                .enumerate()
+            {
+                let count = x.len() / image;
+                let (n, n_x) = (count * p, count * plane);
+                let col: &[f32] = if single && g.pointwise() {
                     x
                 } else {
-                    g.im2col(x, &mut col);
-                    &col
+                    g.im2col(x, &mut col[..k * n], n);
+                    &col[..k * n]
                 };
-                // dW += dy col^T: (c_out x P) (P x K).
+                let dy_rows: &[f32] = if single {
+                    dy
+                } else {
+                    regroup(dy, p, n, &mut dy_group[..c_out * n]);
+                    &dy_group[..c_out * n]
+                };
+                // dW += dy col^T: (c_out x n) (n x K).
                 matmul(
-                    (c_out, k, p),
+                    (c_out, k, n),
                     &mut dw,
                     true,
-                    dy,
-                    [p, 1],
+                    dy_rows,
+                    [n, 1],
                     col,
-                    [1, p],
+                    [1, n],
                     parallelism,
                 );
-                for (sum, row) in db.iter_mut().zip(dy.chunks_exact(p)) {
-                    *sum += sum_f64(row);
-                }
-                if want_x {
-                    // dx = col2im(W^T dy): (K x c_out) (c_out x P).
-                    let dx = &mut dx[(n - t * per) * image..][..image];
-                    let dims = (k, p, c_out);
-                    if let Some(gt) = transposed {
-                        // dx = W' im2col(dy): (c_in x C_out kh kw) (C_out kh kw x H W).
-                        let (k_t, p_t) = (gt.k(), gt.p());
-                        gt.im2col(dy, &mut dcol);
-                        let dims = (g.c_in, p_t, k_t);
-                        matmul(
-                            dims,
-                            dx,
-                            false,
-                            &flipped,
-                            [k_t, 1],
-                            &dcol,
-                            [p_t, 1],
-                            parallelism,
-                        );
-                    } else if g.pointwise() {
-                        matmul(dims, dx, false, &w, [1, k], dy, [p, 1], parallelism);
-                    } else {
-                        matmul(dims, &mut dcol, false, &w, [1, k], dy, [p, 1], parallelism);
-                        g.col2im(&dcol, dx);
+                for dy in dy.chunks_exact(c_out * p) {
+                    for (sum, row) in db.iter_mut().zip(dy.chunks_exact(p)) {
+                        *sum += sum_f64(row);
                     }
+                }
+                if !want_x {
+                    continue;
+                }
+                let dx = &mut dx[j * group * image..][..count * image];
+                // The input gradient's rows (c_in x n_x): dx itself for one image, otherwise
+                // copied out to the images after the gemm.
+                let rows: &mut [f32] = if single {
+                    &mut *dx
+                } else {
+                    &mut dx_group[..g.c_in * n_x]
+                };
+                if let Some(gt) = transposed {
+                    // dx = W' im2col(dy): (c_in x C_out kh kw) (C_out kh kw x n_x).
+                    let k_t = gt.k();
+                    gt.im2col(dy, &mut dcol[..k_t * n_x], n_x);
+                    let dcol = &dcol[..k_t * n_x];
+                    let dims = (g.c_in, n_x, k_t);
+                    matmul(
+                        dims,
+                        rows,
+                        false,
+                        &flipped,
+                        [k_t, 1],
+                        dcol,
+                        [n_x, 1],
+                        parallelism,
+                    );
+                } else if g.pointwise() {
+                    // dx = W^T dy: (c_in x c_out) (c_out x n).
+                    let dims = (k, n, c_out);
+                    matmul(dims, rows, false, &w, [1, k], dy_rows, [n, 1], parallelism);
+                } else {
+                    // dx = col2im(W^T dy): (K x c_out) (c_out x n), image by image.
+                    let dcol = &mut dcol[..k * n];
+                    let dims = (k, n, c_out);
+                    matmul(dims, dcol, false, &w, [1, k], dy_rows, [n, 1], parallelism);
+                    for (i, dx) in dx.chunks_exact_mut(image).enumerate() {
+                        g.col2im(dcol, n, i * p, dx);
+                    }
+                    continue;
+                }
+                if !single {
+                    ungroup(&dx_group[..g.c_in * n_x], n_x, plane, dx);
                 }
             }
             (dw, db)
@@ -635,10 +774,11 @@ mod tests {
             // Stride 1 with the output as wide as the input but not as tall (the shifted path).
             (2, 3, 4, 6, 5, 3, 1, PaddingConfig2d::Explicit(0, 2, 0, 0)),
             (2, 2, 3, 5, 6, 3, 1, PaddingConfig2d::Explicit(2, 0, 2, 2)),
-            // Winograd: odd sizes (one group of 3 images), an odd height, 7x7 in a group of 10 and one of 3
-            // (the backward pass in groups of 4), and 28x28 one image at a time.
-            (3, 8, 8, 9, 7, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            // Winograd: odd sizes (one group of 3 images), an odd height, and 28x28 one image
+            // at a time.
+            (3, 8, 8, 11, 9, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
             (2, 8, 8, 9, 10, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            // 7x7 through im2col, images side by side: three groups of 4 and one of 1.
             (13, 8, 16, 7, 7, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
             (
                 2,
@@ -677,7 +817,10 @@ mod tests {
                 "case {case}: output"
             );
             // A non-uniform output gradient, through a product with fixed weights.
-            let weights = Tensor::<4>::random(y1.dims(), Distribution::Normal(0.0, 1.0), &device);
+            // Mean 1: the bias gradient sums these over the batch, and a sum near zero made
+            // its relative error a matter of cancellation (the linear layer's check failed in 1
+            // of 300 runs of the suite).
+            let weights = Tensor::<4>::random(y1.dims(), Distribution::Normal(1.0, 1.0), &device);
             let g1 = (y1 * weights.clone()).sum().backward();
             let g2 = (y2 * weights).sum().backward();
             let dx = max_relative(x1.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
@@ -691,8 +834,8 @@ mod tests {
             let db = max_relative(bias.grad(&g1).unwrap(), bias.grad(&g2).unwrap());
             assert!(db < 1e-5, "case {case}: bias gradient {db}");
         }
-        // The 64-channel case and the last four.
-        assert_eq!(winograd, 5, "cases through Winograd");
+        // The 64-channel case, the two odd sizes and 28x28.
+        assert_eq!(winograd, 4, "cases through Winograd");
     }
 
     #[test]
@@ -729,11 +872,12 @@ mod determinism {
     use burn::tensor::{Device, Distribution};
 
     /// The gradients have the same bits on one thread and on three: the batch is split into
-    /// tasks of a fixed size and their sums added in order.
-    /// Through im2col (3 channels in) and through Winograd (8, in groups of 10 images).
+    /// tasks of a fixed size and their sums added in order. Through im2col (8x8 in groups of 3
+    /// images, 7x7 in groups of 4) and through Winograd (8x8 with 8 channels in, in groups of
+    /// 10).
     #[test]
     fn gradients_do_not_depend_on_the_thread_count() {
-        for (c_in, size) in [(3, 8), (8, 7)] {
+        for (c_in, size) in [(3, 8), (3, 7), (8, 8)] {
             same_bits_on_one_and_three_threads(c_in, size);
         }
     }
@@ -758,6 +902,6 @@ mod determinism {
                 )
             })
         };
-        assert_eq!(run(1), run(3), "{c_in} channels in");
+        assert_eq!(run(1), run(3), "{c_in} channels in, {size}x{size}");
     }
 }

@@ -296,7 +296,10 @@ mod tests {
                 max_relative(y1.clone(), y2.clone()) < 1e-5,
                 "{batch}x{d_in}: output"
             );
-            let weights = Tensor::<2>::random(y1.dims(), Distribution::Normal(0.0, 1.0), &device);
+            // Mean 1: the bias gradient sums these over the batch, and a sum near zero made
+            // its relative error a matter of cancellation (the linear layer's check failed in 1
+            // of 300 runs of the suite).
+            let weights = Tensor::<2>::random(y1.dims(), Distribution::Normal(1.0, 1.0), &device);
             let g1 = (y1 * weights.clone()).sum().backward();
             let g2 = (y2 * weights).sum().backward();
             let dx = max_relative(x1.grad(&g1).unwrap(), x2.grad(&g2).unwrap());

@@ -76,8 +76,11 @@ struct Scratch {
 }
 
 impl Winograd {
-    /// The convolutions it covers: 3x3, stride 1, one pixel of padding on every side, and at
-    /// least 8 channels in and out (with fewer, im2col's gemm is as short).
+    /// The convolutions it covers: 3x3, stride 1, one pixel of padding on every side, at least
+    /// 8 channels in and out (with fewer, im2col's gemm is as short), and at least 8 pixels a
+    /// side: at 7x7 (20 slots an image for 49 pixels) the transforms' loops are too short, and
+    /// im2col with images side by side took 163 ms of a training step where Winograd took
+    /// 170-194 (benchmarks/README.md).
     pub(super) fn new(g: &Geometry) -> Option<Self> {
         let same = g.kh == 3
             && g.kw == 3
@@ -85,7 +88,7 @@ impl Winograd {
             && g.pad == [1, 1]
             && g.h_out == g.h
             && g.w_out == g.w;
-        (same && g.c_in >= 8 && g.c_out >= 8).then_some(Self {
+        (same && g.c_in >= 8 && g.c_out >= 8 && g.h >= 8 && g.w >= 8).then_some(Self {
             batch: g.batch,
             c_in: g.c_in,
             c_out: g.c_out,
@@ -105,21 +108,38 @@ impl Winograd {
         self.th * self.l
     }
 
+    /// Columns of the transformed matrices of `images` images: their slots, rounded up to a
+    /// multiple of 8. gemm copies (packs) an operand whose row count is not one: a 28x28
+    /// image's 210 slots ran the forward gemms at 60-75 GFLOP/s a core, 216 at 85-89.
+    fn columns(&self, images: usize) -> usize {
+        (images * self.slots()).next_multiple_of(8)
+    }
+
     /// Images per gemm.
     fn group(&self) -> usize {
         MIN_SLOTS.div_ceil(self.slots())
     }
 
     /// `f` with two buffers of `lengths` and a scratch, all taken from this thread's pool and
-    /// given back to it. The two buffers hold whatever an earlier call left; the scratch's
-    /// parity parts and quads are zeros, and the transforms write the same elements of them
-    /// for every channel, so the rest stays zero (the padding).
+    /// given back to it in the order they were taken, so that each comes back to the same use
+    /// and size (a buffer grown or regrown is zero-filled: megabytes per call when the two
+    /// large ones had changed places with the small ones). The two buffers hold whatever an
+    /// earlier call left, and only ever grow; the scratch's parity parts and quads are zeros,
+    /// and the transforms write the same elements of them for every channel, so the rest stays
+    /// zero (the padding).
     fn with_buffers<R>(
         &self,
         lengths: [usize; 2],
         f: impl FnOnce(&mut [f32], &mut [f32], &mut Scratch) -> R,
     ) -> R {
         let mut taken = POOL.with_borrow_mut(|pool| {
+            let [a, b] = lengths.map(|len| {
+                let mut buffer = pool.pop().unwrap_or_default();
+                if buffer.len() < len {
+                    buffer.resize(len, 0.0);
+                }
+                buffer
+            });
             let mut take = |len: usize, zero: bool| {
                 let mut buffer = pool.pop().unwrap_or_default();
                 buffer.resize(len, 0.0);
@@ -129,7 +149,6 @@ impl Winograd {
                 buffer
             };
             let part = (self.th + 1) * self.l + 1;
-            let [a, b] = lengths.map(|len| take(len, false));
             let scratch = Scratch {
                 parts: std::array::from_fn(|_| take(part, true)),
                 rows: std::array::from_fn(|_| take(part, false)),
@@ -138,7 +157,8 @@ impl Winograd {
             };
             (a, b, scratch)
         });
-        let result = f(&mut taken.0, &mut taken.1, &mut taken.2);
+        let (a, b, scratch) = &mut taken;
+        let result = f(&mut a[..lengths[0]], &mut b[..lengths[1]], scratch);
         let (
             a,
             b,
@@ -151,7 +171,9 @@ impl Winograd {
         ) = taken;
         POOL.with_borrow_mut(|pool| {
             let scratch = parts.into_iter().chain(rows).chain(quad).chain(halves);
-            pool.extend([a, b].into_iter().chain(scratch));
+            let mut buffers: Vec<_> = [a, b].into_iter().chain(scratch).collect();
+            buffers.reverse();
+            pool.extend(buffers);
         });
         result
     }
@@ -166,7 +188,7 @@ impl Winograd {
         let parallelism = inner_parallelism(groups);
         // Each thread an equal run of whole groups.
         let per = per_task(groups) * group;
-        let most = 16 * group * self.slots();
+        let most = 16 * self.columns(group);
         let mut y = zeros(self.batch * image_out);
         let task = |(y, x): (&mut [f32], &[f32])| {
             self.with_buffers([most * c_in, most * c_out], |v, m, scratch| {
@@ -174,11 +196,13 @@ impl Winograd {
                     .chunks_mut(group * image_out)
                     .zip(x.chunks(group * image_in))
                 {
-                    let n = x.len() / image_in * self.slots();
+                    let images = x.len() / image_in;
+                    let n = self.columns(images);
                     let (v, m) = (&mut v[..16 * c_in * n], &mut m[..16 * c_out * n]);
                     for (i, x) in x.chunks_exact(image_in).enumerate() {
                         self.input_transform(x, v, n, i * self.slots(), scratch);
                     }
+                    zero_tails(v, n, images * self.slots());
                     for (xi, m) in m.chunks_exact_mut(c_out * n).enumerate() {
                         let u = &u[xi * c_out * c_in..][..c_out * c_in];
                         let v = &v[xi * c_in * n..][..c_in * n];
@@ -217,13 +241,14 @@ impl Winograd {
         let (image_in, image_out) = (c_in * self.plane(), c_out * self.plane());
         let group = self.group().min(per);
         let parallelism = inner_parallelism(self.batch.div_ceil(per));
-        let most = 16 * group * self.slots();
+        let most = 16 * self.columns(group);
         let zero_sums = || (vec![0.0f32; 16 * c_out * c_in], vec![0.0f64; c_out]);
         let task = |(x, dy): (&[f32], &[f32])| {
             let (mut du, mut db) = zero_sums();
             self.with_buffers([most * c_in, most * c_out], |v, z, scratch| {
                 for (x, dy) in x.chunks(group * image_in).zip(dy.chunks(group * image_out)) {
-                    let n = x.len() / image_in * self.slots();
+                    let images = x.len() / image_in;
+                    let n = self.columns(images);
                     let (v, z) = (&mut v[..16 * c_in * n], &mut z[..16 * c_out * n]);
                     for (i, (x, dy)) in x
                         .chunks_exact(image_in)
@@ -236,6 +261,8 @@ impl Winograd {
                             *sum += sum_f64(plane);
                         }
                     }
+                    zero_tails(v, n, images * self.slots());
+                    zero_tails(z, n, images * self.slots());
                     // dU[ξ] += Z[ξ] V[ξ]^T: (c_out x n) (n x c_in).
                     for (xi, du) in du.chunks_exact_mut(c_out * c_in).enumerate() {
                         let z = &z[xi * c_out * n..][..c_out * n];
@@ -394,6 +421,14 @@ impl Winograd {
                 odd[half] = last;
             }
         }
+    }
+}
+
+/// Zeros in the columns [used, n) of every row of `matrix` (n columns): no transform writes
+/// them, and the weight gradient's sums would take whatever they held.
+fn zero_tails(matrix: &mut [f32], n: usize, used: usize) {
+    for row in matrix.chunks_exact_mut(n) {
+        row[used..].fill(0.0);
     }
 }
 
