@@ -175,15 +175,18 @@ impl Geometry {
     fn flipped_weight(&self, w: &[f32]) -> Vec<f32> {
         let (kh, kw, taps) = (self.kh, self.kw, self.kh * self.kw);
         let mut flipped = vec![0.0f32; w.len()];
-        for (pair, kernel) in w.chunks_exact(taps).enumerate() {
-            let (co, ci) = (pair / self.c_in, pair % self.c_in);
-            let out = &mut flipped[(ci * self.c_out + co) * taps..][..taps];
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    out[(kh - 1 - ky) * kw + (kw - 1 - kx)] = kernel[ky * kw + kx];
+        flipped
+            .par_chunks_mut(taps)
+            .enumerate()
+            .for_each(|(pair, out)| {
+                let (ci, co) = (pair / self.c_out, pair % self.c_out);
+                let kernel = &w[(co * self.c_in + ci) * taps..][..taps];
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        out[(kh - 1 - ky) * kw + (kw - 1 - kx)] = kernel[ky * kw + kx];
+                    }
                 }
-            }
-        }
+            });
         flipped
     }
 

@@ -123,15 +123,50 @@ pub(crate) fn sum_f64(values: &[f32]) -> f64 {
 
 /// A float32 tensor's elements in row-major order, copied only when it is strided.
 pub(crate) fn f32s(t: &FlexTensor) -> Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .expect("contiguous")
-                .to_vec(),
-        ),
+    if let Some(s) = t.as_slice::<f32>() {
+        return Cow::Borrowed(s);
     }
+    Cow::Owned(gather_blocks(t).unwrap_or_else(|| {
+        t.to_contiguous()
+            .as_slice::<f32>()
+            .expect("contiguous")
+            .to_vec()
+    }))
+}
+
+/// A strided tensor whose trailing dimensions are contiguous blocks (a slice along the
+/// channels of an NCHW tensor, as the gradient of a concatenation is) copied block by block
+/// by the rayon threads; None for other layouts and for blocks too small to be worth it.
+/// burn-flex's copy runs on the calling thread alone.
+fn gather_blocks(t: &FlexTensor) -> Option<Vec<f32>> {
+    let layout = t.layout();
+    let (dims, strides) = (layout.shape().as_slice(), layout.strides());
+    // The trailing dimensions laid out contiguously, and the elements they hold.
+    let mut block = 1usize;
+    let mut inner = dims.len();
+    while inner > 0 && strides[inner - 1] == block as isize {
+        block *= dims[inner - 1];
+        inner -= 1;
+    }
+    let outer = &dims[..inner];
+    if inner == 0 || block < 1 << 12 || strides[..inner].iter().any(|&s| s < 0) {
+        return None;
+    }
+    let storage = t.storage::<f32>();
+    let start = layout.start_offset();
+    let mut out = zeros(dims.iter().product());
+    out.par_chunks_mut(block)
+        .enumerate()
+        .for_each(|(mut i, out)| {
+            // The block's offset: its index over the outer dimensions, last fastest.
+            let mut offset = start;
+            for d in (0..inner).rev() {
+                offset += (i % outer[d]) * strides[d] as usize;
+                i /= outer[d];
+            }
+            out.copy_from_slice(&storage[offset..offset + block]);
+        });
+    Some(out)
 }
 
 pub(crate) fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
@@ -149,7 +184,9 @@ pub(crate) fn sum_in_order(
     const RUN: usize = 1 << 14;
     dw.par_chunks_mut(RUN).enumerate().for_each(|(i, dw)| {
         for (dw2, _) in &partials {
-            dw.iter_mut().zip(&dw2[i * RUN..]).for_each(|(a, b)| *a += b);
+            dw.iter_mut()
+                .zip(&dw2[i * RUN..])
+                .for_each(|(a, b)| *a += b);
         }
     });
     for (_, db2) in &partials {
@@ -182,5 +219,41 @@ pub(crate) mod testing {
             .build()
             .unwrap()
             .install(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Strided tensors come out in row-major order, through the block copy (channel slices of
+    /// NCHW, with and without an offset) and through burn-flex's (a slice of one channel, too
+    /// small a block, and a transposed view).
+    #[test]
+    fn strided_tensors_are_read_in_row_major_order() {
+        let (b, c, h, w) = (3, 7, 48, 47);
+        let values: Vec<f32> = (0..b * c * h * w).map(|i| i as f32).collect();
+        let x = tensor(values, [b, c, h, w]);
+        for (start, len, blocks) in [(0, 4, true), (4, 3, true), (2, 1, false)] {
+            let slice = x.narrow(1, start, len);
+            assert!(slice.as_slice::<f32>().is_none());
+            let by_blocks = gather_blocks(&slice).is_some();
+            assert_eq!(by_blocks, blocks, "{start}..{}", start + len);
+            let expected = slice.to_contiguous().as_slice::<f32>().unwrap().to_vec();
+            assert_eq!(
+                f32s(&slice).into_owned(),
+                expected,
+                "{start}..{}",
+                start + len
+            );
+        }
+        let transposed = x.transpose(2, 3);
+        assert!(gather_blocks(&transposed).is_none());
+        let expected = transposed
+            .to_contiguous()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec();
+        assert_eq!(f32s(&transposed).into_owned(), expected);
     }
 }

@@ -329,7 +329,6 @@ impl UpBlock {
     }
 }
 
-
 /// `x / factor`, skipped for the factor diffusers' blocks default to: dividing by 1 changes no
 /// bit, and the division's backward pass was a serial strided pass over every residual's
 /// gradient (1-2% of a U-Net training step).
