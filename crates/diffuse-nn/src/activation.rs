@@ -10,6 +10,11 @@
 //! It is a burn backend extension for burn-flex with its own backward pass under autodiff
 //! (d/dx SiLU = s (1 + x (1 - s)), s = sigma(x)). Other devices (GPU backends) use burn's
 //! composite `silu`, as before.
+//!
+//! [`softmax_last`], the attention's softmax over its last dimension, is fused the same way:
+//! one pass per row with the same exp (burn's composite ran its exp, subtraction, sums and
+//! division as separate single-threaded passes, and as many again backward), and the backward
+//! pass `dx = y (dy - sum(dy y))` from the output alone.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -18,7 +23,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
@@ -76,6 +81,154 @@ fn map(
     let mut out = zeros(input.len());
     for_chunks(&mut out, Some(&input), b, f);
     tensor(out, shape)
+}
+
+/// Softmax over the last dimension, fused on the CPU (see the module docs); other devices take
+/// burn's.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !crate::cpu::on_flex_f32(&x) {
+        return burn::tensor::activation::softmax(x, D - 1);
+    }
+    Tensor::from_dispatch(<Dispatch as FusedSoftmax>::softmax_last(x.into_dispatch()))
+}
+
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedSoftmax: Backend {
+    /// y = exp(x - max) / sum(exp(x - max)) along the last dimension.
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// dx = y (grad - sum(grad y)) along the last dimension, given the output y.
+    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+impl FusedSoftmax for Flex {
+    fn softmax_last(x: FlexTensor) -> FlexTensor {
+        let shape = x.layout().shape().clone();
+        let input = f32s(&x);
+        let mut y = zeros(input.len());
+        by_rows(
+            &mut y,
+            &input,
+            &[],
+            shape[shape.num_dims() - 1],
+            |y, x, _| {
+                let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0.0f32;
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = exp_f32(x - max);
+                    sum += *y;
+                }
+                let scale = 1.0 / sum;
+                y.iter_mut().for_each(|y| *y *= scale);
+            },
+        );
+        tensor(y, shape)
+    }
+
+    fn softmax_last_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let shape = y.layout().shape().clone();
+        let (y, grad) = (f32s(&y), f32s(&grad));
+        let mut dx = zeros(y.len());
+        by_rows(
+            &mut dx,
+            &y,
+            &grad,
+            shape[shape.num_dims() - 1],
+            |dx, y, g| {
+                let dot: f32 = y.iter().zip(g).map(|(y, g)| y * g).sum();
+                for (dx, (&y, &g)) in dx.iter_mut().zip(y.iter().zip(g)) {
+                    *dx = y * (g - dot);
+                }
+            },
+        );
+        tensor(dx, shape)
+    }
+}
+
+/// `f(out row, a row, b row)` for every row of `len` elements, rows spread across threads in
+/// runs of about [`CHUNK`] elements, `b` empty rows when it is empty.
+fn by_rows(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    len: usize,
+    f: impl Fn(&mut [f32], &[f32], &[f32]) + Copy + Send + Sync,
+) {
+    if len == 0 {
+        return;
+    }
+    let rows = CHUNK.div_ceil(len);
+    let run = |(i, out): (usize, &mut [f32])| {
+        let start = i * rows * len;
+        let a = &a[start..start + out.len()];
+        let b = if b.is_empty() {
+            b
+        } else {
+            &b[start..start + out.len()]
+        };
+        pulp::Arch::new().dispatch(|| {
+            for (r, (out, a)) in out
+                .chunks_exact_mut(len)
+                .zip(a.chunks_exact(len))
+                .enumerate()
+            {
+                let b = if b.is_empty() {
+                    b
+                } else {
+                    &b[r * len..][..len]
+                };
+                f(out, a, b);
+            }
+        });
+    };
+    out.par_chunks_mut(rows * len).enumerate().for_each(run);
+}
+
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl<B: Backend + FusedSoftmax> Backward<B, 1> for SoftmaxBackward {
+    /// The output y.
+    type State = B::FloatTensorPrimitive;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let y = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::softmax_last_backward(y, grad)
+        });
+    }
+}
+
+impl<B: Backend + FusedSoftmax, C: CheckpointStrategy> FusedSoftmax for Autodiff<B, C> {
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match SoftmaxBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (primitive, _guard) = x.into_parts();
+                let y = B::softmax_last(primitive);
+                prep.finish(y.clone(), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (primitive, _guard) = x.into_parts();
+                prep.finish(B::softmax_last(primitive))
+            }
+        }
+    }
+
+    fn softmax_last_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        // A second derivative through the softmax is never taken here; compose it from burn's
+        // ops if one is.
+        let dims = y.shape().num_dims();
+        let dot = Self::float_sum_dim(Self::float_mul(grad.clone(), y.clone()), dims - 1);
+        Self::float_mul(y, Self::float_sub(grad, dot))
+    }
 }
 
 /// Elements per task: large enough that spreading work across threads pays.
@@ -265,6 +418,37 @@ mod tests {
         .transpose();
         let want = burn::tensor::activation::silu(plain.clone());
         assert!(close(silu(plain).flatten(0, 1), want.flatten(0, 1)) < 1e-6);
+    }
+
+    /// The fused softmax and its input gradient against burn's, for rows split across tasks
+    /// (6,272 rows of 49, the U-Net's 7x7 attention) and for a few short rows on a strided
+    /// view.
+    #[test]
+    fn fused_softmax_and_its_gradient_match_burns() {
+        use crate::cpu::testing::max_relative;
+        use burn::tensor::Distribution;
+        let device = Device::default().autodiff();
+        for dims in [[64, 2, 49, 49], [2, 3, 4, 5]] {
+            let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 3.0), &device);
+            let (x1, x2) = (x.clone().detach().require_grad(), x.detach().require_grad());
+            let (y1, y2) = (
+                softmax_last(x1.clone()),
+                burn::tensor::activation::softmax(x2.clone(), 3),
+            );
+            // Both sides sum 49 rounded exponentials in float32 (each side's sum within about
+            // 49 x 6e-8 of the exact one), and the exps differ by up to 2.5e-7.
+            let y = max_relative(y1.clone(), y2.clone());
+            assert!(y < 5e-6, "{dims:?}: output {y}");
+            let weights = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &device);
+            let g1 = (y1 * weights.clone()).sum().backward();
+            let g2 = (y2 * weights).sum().backward();
+            let dx = max_relative(x1.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
+            assert!(dx < 1e-5, "{dims:?}: input gradient {dx}");
+        }
+        let plain = Tensor::<2>::random([5, 7], Distribution::Normal(0.0, 1.0), &Device::default())
+            .transpose();
+        let want = burn::tensor::activation::softmax(plain.clone(), 1);
+        assert!(max_relative(softmax_last(plain), want) < 5e-6);
     }
 
     /// A view that alone holds a larger buffer, from its first element: not written in place

@@ -30,7 +30,8 @@
 mod winograd;
 
 use crate::cpu::{
-    f32s, inner_parallelism, matmul, on_flex_f32, per_task, sum_f64, sum_in_order, tensor, zeros,
+    f32s, inner_parallelism, matmul, on_flex_f32, per_task, sum_f64, sum_in_order, tensor,
+    with_scratch, zeros,
 };
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::NodeId;
@@ -423,49 +424,48 @@ impl FusedConv for Flex {
             // One image is its own im2col matrix (1x1) and writes y itself; a group goes
             // through `col` and `grouped`, its images side by side.
             let single = group == 1;
-            let mut col = vec![
-                0.0f32;
-                if single && g.pointwise() {
-                    0
-                } else {
-                    k * group * p
+            let col_len = if single && g.pointwise() {
+                0
+            } else {
+                k * group * p
+            };
+            let grouped_len = if single { 0 } else { c_out * group * p };
+            with_scratch([col_len, grouped_len], |[col, grouped]| {
+                for (y, x) in y
+                    .chunks_mut(group * c_out * p)
+                    .zip(x.chunks(group * g.image()))
+                {
+                    let n = x.len() / g.image() * p;
+                    let col: &[f32] = if single && g.pointwise() {
+                        x
+                    } else {
+                        g.im2col(x, &mut col[..k * n], n);
+                        &col[..k * n]
+                    };
+                    // out = b + W col: (c_out x K) (K x n), into y itself for one image.
+                    let out: &mut [f32] = if single {
+                        &mut *y
+                    } else {
+                        &mut grouped[..c_out * n]
+                    };
+                    for (row, &b) in out.chunks_exact_mut(n).zip(bias.iter()) {
+                        row.fill(b);
+                    }
+                    matmul(
+                        (c_out, n, k),
+                        out,
+                        true,
+                        &w,
+                        [k, 1],
+                        col,
+                        [n, 1],
+                        parallelism,
+                    );
+                    if !single {
+                        ungroup(&grouped[..c_out * n], n, p, y);
+                    }
                 }
-            ];
-            let mut grouped = vec![0.0f32; if single { 0 } else { c_out * group * p }];
-            for (y, x) in y
-                .chunks_mut(group * c_out * p)
-                .zip(x.chunks(group * g.image()))
-            {
-                let n = x.len() / g.image() * p;
-                let col: &[f32] = if single && g.pointwise() {
-                    x
-                } else {
-                    g.im2col(x, &mut col[..k * n], n);
-                    &col[..k * n]
-                };
-                // out = b + W col: (c_out x K) (K x n), into y itself for one image.
-                let out: &mut [f32] = if single {
-                    &mut *y
-                } else {
-                    &mut grouped[..c_out * n]
-                };
-                for (row, &b) in out.chunks_exact_mut(n).zip(bias.iter()) {
-                    row.fill(b);
-                }
-                matmul(
-                    (c_out, n, k),
-                    out,
-                    true,
-                    &w,
-                    [k, 1],
-                    col,
-                    [n, 1],
-                    parallelism,
-                );
-                if !single {
-                    ungroup(&grouped[..c_out * n], n, p, y);
-                }
-            }
+            })
         };
         y.par_chunks_mut(per * c_out * p)
             .zip(x.par_chunks(per * g.image()))
@@ -519,114 +519,110 @@ impl FusedConv for Flex {
         let task = |(t, dx): (usize, &mut [f32])| {
             let (mut dw, mut db) = zero_sums();
             let single = group == 1;
-            let mut col = vec![
-                0.0f32;
-                if single && g.pointwise() {
-                    0
-                } else {
-                    k * group * p
-                }
-            ];
-            let mut dy_group = vec![0.0f32; if single { 0 } else { c_out * group * p }];
+            let col_len = if single && g.pointwise() {
+                0
+            } else {
+                k * group * p
+            };
+            let dy_len = if single { 0 } else { c_out * group * p };
             let dcol_len = match transposed {
                 Some(gt) => gt.k() * group * plane,
                 None if want_x && !g.pointwise() => k * group * p,
                 None => 0,
             };
-            let mut dcol = vec![0.0f32; dcol_len];
-            let mut dx_group = vec![
-                0.0f32;
-                if want_x && !single {
-                    g.c_in * group * plane
-                } else {
-                    0
-                }
-            ];
-            let images = t * per..((t + 1) * per).min(g.batch);
-            let (x, dy) = (
-                &x[images.start * image..images.end * image],
-                &dy[images.start * c_out * p..images.end * c_out * p],
-            );
-            for (j, (x, dy)) in x
-                .chunks(group * image)
-                .zip(dy.chunks(group * c_out * p))
-                .enumerate()
-            {
-                let count = x.len() / image;
-                let (n, n_x) = (count * p, count * plane);
-                let col: &[f32] = if single && g.pointwise() {
-                    x
-                } else {
-                    g.im2col(x, &mut col[..k * n], n);
-                    &col[..k * n]
-                };
-                let dy_rows: &[f32] = if single {
-                    dy
-                } else {
-                    regroup(dy, p, n, &mut dy_group[..c_out * n]);
-                    &dy_group[..c_out * n]
-                };
-                // dW += dy col^T: (c_out x n) (n x K).
-                matmul(
-                    (c_out, k, n),
-                    &mut dw,
-                    true,
-                    dy_rows,
-                    [n, 1],
-                    col,
-                    [1, n],
-                    parallelism,
+            let dx_len = if want_x && !single {
+                g.c_in * group * plane
+            } else {
+                0
+            };
+            let lengths = [col_len, dy_len, dcol_len, dx_len];
+            with_scratch(lengths, |[col, dy_group, dcol, dx_group]| {
+                let images = t * per..((t + 1) * per).min(g.batch);
+                let (x, dy) = (
+                    &x[images.start * image..images.end * image],
+                    &dy[images.start * c_out * p..images.end * c_out * p],
                 );
-                for dy in dy.chunks_exact(c_out * p) {
-                    for (sum, row) in db.iter_mut().zip(dy.chunks_exact(p)) {
-                        *sum += sum_f64(row);
-                    }
-                }
-                if !want_x {
-                    continue;
-                }
-                let dx = &mut dx[j * group * image..][..count * image];
-                // The input gradient's rows (c_in x n_x): dx itself for one image, otherwise
-                // copied out to the images after the gemm.
-                let rows: &mut [f32] = if single {
-                    &mut *dx
-                } else {
-                    &mut dx_group[..g.c_in * n_x]
-                };
-                if let Some(gt) = transposed {
-                    // dx = W' im2col(dy): (c_in x C_out kh kw) (C_out kh kw x n_x).
-                    let k_t = gt.k();
-                    gt.im2col(dy, &mut dcol[..k_t * n_x], n_x);
-                    let dcol = &dcol[..k_t * n_x];
-                    let dims = (g.c_in, n_x, k_t);
+                for (j, (x, dy)) in x
+                    .chunks(group * image)
+                    .zip(dy.chunks(group * c_out * p))
+                    .enumerate()
+                {
+                    let count = x.len() / image;
+                    let (n, n_x) = (count * p, count * plane);
+                    let col: &[f32] = if single && g.pointwise() {
+                        x
+                    } else {
+                        g.im2col(x, &mut col[..k * n], n);
+                        &col[..k * n]
+                    };
+                    let dy_rows: &[f32] = if single {
+                        dy
+                    } else {
+                        regroup(dy, p, n, &mut dy_group[..c_out * n]);
+                        &dy_group[..c_out * n]
+                    };
+                    // dW += dy col^T: (c_out x n) (n x K).
                     matmul(
-                        dims,
-                        rows,
-                        false,
-                        &flipped,
-                        [k_t, 1],
-                        dcol,
-                        [n_x, 1],
+                        (c_out, k, n),
+                        &mut dw,
+                        true,
+                        dy_rows,
+                        [n, 1],
+                        col,
+                        [1, n],
                         parallelism,
                     );
-                } else if g.pointwise() {
-                    // dx = W^T dy: (c_in x c_out) (c_out x n).
-                    let dims = (k, n, c_out);
-                    matmul(dims, rows, false, &w, [1, k], dy_rows, [n, 1], parallelism);
-                } else {
-                    // dx = col2im(W^T dy): (K x c_out) (c_out x n), image by image.
-                    let dcol = &mut dcol[..k * n];
-                    let dims = (k, n, c_out);
-                    matmul(dims, dcol, false, &w, [1, k], dy_rows, [n, 1], parallelism);
-                    for (i, dx) in dx.chunks_exact_mut(image).enumerate() {
-                        g.col2im(dcol, n, i * p, dx);
+                    for dy in dy.chunks_exact(c_out * p) {
+                        for (sum, row) in db.iter_mut().zip(dy.chunks_exact(p)) {
+                            *sum += sum_f64(row);
+                        }
                     }
-                    continue;
+                    if !want_x {
+                        continue;
+                    }
+                    let dx = &mut dx[j * group * image..][..count * image];
+                    // The input gradient's rows (c_in x n_x): dx itself for one image, otherwise
+                    // copied out to the images after the gemm.
+                    let rows: &mut [f32] = if single {
+                        &mut *dx
+                    } else {
+                        &mut dx_group[..g.c_in * n_x]
+                    };
+                    if let Some(gt) = transposed {
+                        // dx = W' im2col(dy): (c_in x C_out kh kw) (C_out kh kw x n_x).
+                        let k_t = gt.k();
+                        gt.im2col(dy, &mut dcol[..k_t * n_x], n_x);
+                        let dcol = &dcol[..k_t * n_x];
+                        let dims = (g.c_in, n_x, k_t);
+                        matmul(
+                            dims,
+                            rows,
+                            false,
+                            &flipped,
+                            [k_t, 1],
+                            dcol,
+                            [n_x, 1],
+                            parallelism,
+                        );
+                    } else if g.pointwise() {
+                        // dx = W^T dy: (c_in x c_out) (c_out x n).
+                        let dims = (k, n, c_out);
+                        matmul(dims, rows, false, &w, [1, k], dy_rows, [n, 1], parallelism);
+                    } else {
+                        // dx = col2im(W^T dy): (K x c_out) (c_out x n), image by image.
+                        let dcol = &mut dcol[..k * n];
+                        let dims = (k, n, c_out);
+                        matmul(dims, dcol, false, &w, [1, k], dy_rows, [n, 1], parallelism);
+                        for (i, dx) in dx.chunks_exact_mut(image).enumerate() {
+                            g.col2im(dcol, n, i * p, dx);
+                        }
+                        continue;
+                    }
+                    if !single {
+                        ungroup(&dx_group[..g.c_in * n_x], n_x, plane, dx);
+                    }
                 }
-                if !single {
-                    ungroup(&dx_group[..g.c_in * n_x], n_x, plane, dx);
-                }
-            }
+            });
             (dw, db)
         };
         // Collected in task order and added up in that order: the same bits whichever thread

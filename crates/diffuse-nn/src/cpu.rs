@@ -2,6 +2,7 @@
 //! over threads.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
@@ -88,6 +89,37 @@ pub(crate) fn zeros(len: usize) -> Vec<f32> {
     let mut zeros = Vec::with_capacity(len);
     zeros.par_extend(rayon::iter::repeat_n(0.0f32, len));
     zeros
+}
+
+thread_local! {
+    /// Each thread's scratch buffers for [`with_scratch`].
+    static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `f` with N buffers of the given lengths, kept by this thread between calls and handed back
+/// in the order they were taken (so each comes back to the same use): their contents are
+/// whatever an earlier call left, for kernels that write every element before they read it.
+/// Fresh zeroed buffers for every task of a convolution had cost a memset each.
+pub(crate) fn with_scratch<const N: usize, R>(
+    lengths: [usize; N],
+    f: impl FnOnce([&mut [f32]; N]) -> R,
+) -> R {
+    let mut buffers: [Vec<f32>; N] =
+        SCRATCH.with_borrow_mut(|pool| std::array::from_fn(|_| pool.pop().unwrap_or_default()));
+    for (buffer, &len) in buffers.iter_mut().zip(&lengths) {
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+    }
+    let result = {
+        let mut slices = buffers.iter_mut().zip(lengths);
+        f(std::array::from_fn(|_| {
+            let (buffer, len) = slices.next().expect("N buffers");
+            &mut buffer[..len]
+        }))
+    };
+    SCRATCH.with_borrow_mut(|pool| pool.extend(buffers.into_iter().rev()));
+    result
 }
 
 /// The sums of `term(a[i], b[i])` (two at once) in f64, over [`LANES`] independent running

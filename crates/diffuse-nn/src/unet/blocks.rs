@@ -5,11 +5,10 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::softmax;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use crate::activation::silu;
+use crate::activation::{silu, softmax_last};
 use crate::conv::conv2d;
 use crate::norm::group_norm as normalize;
 use burn::tensor::{Device, Tensor};
@@ -162,7 +161,7 @@ impl Attention {
         let scores = q
             .matmul(k.swap_dims(2, 3))
             .mul_scalar(1.0 / (d as f32).sqrt());
-        let out = softmax(scores, 3)
+        let out = softmax_last(scores)
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([b, n, c]);
