@@ -309,13 +309,13 @@ fn sigmoid_f32(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn silu_f32(x: f32) -> f32 {
+pub(crate) fn silu_f32(x: f32) -> f32 {
     x * sigmoid_f32(x)
 }
 
 /// d/dx x sigma(x) = s + x s (1 - s) = s (1 + x (1 - s)).
 #[inline(always)]
-fn silu_derivative_f32(x: f32) -> f32 {
+pub(crate) fn silu_derivative_f32(x: f32) -> f32 {
     let s = sigmoid_f32(x);
     s * (1.0 + x * (1.0 - s))
 }

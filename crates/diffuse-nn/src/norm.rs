@@ -11,6 +11,11 @@
 //!   `dbeta_c = sum(dy)` (per-image sums added in image order, so the bits do not depend on the
 //!   thread count).
 //!
+//! [`group_norm_silu`] is SiLU(group norm) in the same passes: the forward pass writes
+//! `silu(y)`, and the backward pass first takes dy through SiLU's derivative at y (recomputed
+//! from x and the statistics) and then runs the group norm's backward on that. A separate SiLU
+//! had cost a pass over the tensor each way and a buffer.
+//!
 //! float32, 4-D inputs, affine; anything else, and other devices, take `GroupNorm::forward`.
 
 use burn::backend::autodiff::NodeId;
@@ -20,50 +25,90 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::module::Param;
 use burn::nn::GroupNorm;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+use crate::activation::{silu, silu_derivative_f32, silu_f32};
 use crate::cpu::{f32s, lane_sums, on_flex_f32, tensor, zeros};
 
 /// `norm.forward(x)`, fused on the CPU for the cases the module docs name.
 pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    match fused_parameters(norm, &x) {
+        Some((gamma, beta)) => fused(norm, gamma, beta, x, false),
+        None => norm.forward(x),
+    }
+}
+
+/// `silu(norm.forward(x))`, the two fused on the CPU (see the module docs).
+pub fn group_norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    match fused_parameters(norm, &x) {
+        Some((gamma, beta)) => fused(norm, gamma, beta, x, true),
+        None => silu(norm.forward(x)),
+    }
+}
+
+/// gamma and beta where the fused kernel takes `x`.
+fn fused_parameters<'a>(
+    norm: &'a GroupNorm,
+    x: &Tensor<4>,
+) -> Option<(&'a Param<Tensor<1>>, &'a Param<Tensor<1>>)> {
     let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) else {
-        return norm.forward(x);
+        return None;
     };
     let [_, channels, _, _] = x.dims();
     let fits = norm.affine && channels == norm.num_channels && channels % norm.num_groups == 0;
-    if !fits || !on_flex_f32(&x) {
-        return norm.forward(x);
-    }
+    (fits && on_flex_f32(x)).then_some((gamma, beta))
+}
+
+fn fused(
+    norm: &GroupNorm,
+    gamma: &Param<Tensor<1>>,
+    beta: &Param<Tensor<1>>,
+    x: Tensor<4>,
+    silu: bool,
+) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as FusedGroupNorm>::fused_group_norm(
         x.into_dispatch(),
         gamma.val().into_dispatch(),
         beta.val().into_dispatch(),
-        norm.num_groups,
-        norm.epsilon,
+        Options {
+            groups: norm.num_groups,
+            epsilon: norm.epsilon,
+            silu,
+        },
     ))
+}
+
+/// What a fused group norm computes besides its tensors.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    groups: usize,
+    epsilon: f64,
+    /// SiLU after the norm.
+    silu: bool,
 }
 
 #[backend_extension(Flex, Autodiff)]
 pub(crate) trait FusedGroupNorm: Backend {
-    /// gamma (x - mu) / sigma + beta over groups of channels.
+    /// gamma (x - mu) / sigma + beta over groups of channels, through SiLU when
+    /// `options.silu`.
     fn fused_group_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        groups: usize,
-        epsilon: f64,
+        options: Options,
     ) -> FloatTensor<Self>;
 
     /// The gradients of x, gamma and beta, given the output's gradient.
     fn fused_group_norm_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        groups: usize,
-        epsilon: f64,
+        options: Options,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
@@ -81,9 +126,13 @@ impl FusedGroupNorm for Flex {
         x: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
-        groups: usize,
-        epsilon: f64,
+        options: Options,
     ) -> FlexTensor {
+        let Options {
+            groups,
+            epsilon,
+            silu,
+        } = options;
         let shape = x.layout().shape().clone();
         let (channels, plane) = (shape[1], shape[2] * shape[3]);
         let per_group = channels / groups;
@@ -104,11 +153,13 @@ impl FusedGroupNorm for Flex {
                         .enumerate()
                     {
                         let (scale, shift) = (gamma[first + c] * rstd, beta[first + c]);
-                        arch.dispatch(|| {
-                            for (y, &x) in y.iter_mut().zip(x) {
-                                *y = (x - mean) * scale + shift;
-                            }
-                        });
+                        let norm = move |x: f32| (x - mean) * scale + shift;
+                        let pairs = y.iter_mut().zip(x);
+                        if silu {
+                            arch.dispatch(|| pairs.for_each(|(y, &x)| *y = silu_f32(norm(x))));
+                        } else {
+                            arch.dispatch(|| pairs.for_each(|(y, &x)| *y = norm(x)));
+                        }
                     }
                 });
         }
@@ -118,16 +169,22 @@ impl FusedGroupNorm for Flex {
     fn fused_group_norm_backward(
         x: FlexTensor,
         gamma: FlexTensor,
+        beta: FlexTensor,
         grad: FlexTensor,
-        groups: usize,
-        epsilon: f64,
+        options: Options,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let Options {
+            groups,
+            epsilon,
+            silu,
+        } = options;
         let shape = x.layout().shape().clone();
         let (batch, channels, plane) = (shape[0], shape[1], shape[2] * shape[3]);
         let per_group = channels / groups;
-        let (x, gamma, dy) = (f32s(&x), f32s(&gamma), f32s(&grad));
+        let (x, gamma, beta, dy) = (f32s(&x), f32s(&gamma), f32s(&beta), f32s(&grad));
         let mut dx = zeros(x.len());
-        // Per image and channel: sum(dy x_hat) and sum(dy), summed over images afterwards.
+        // Per image and channel: sum(g x_hat) and sum(g), summed over images afterwards, g
+        // being the norm's output gradient (dy, or dy through SiLU).
         let mut sums = vec![(0.0f64, 0.0f64); batch * channels];
         let group_len = per_group * plane;
         if group_len > 0 {
@@ -139,46 +196,75 @@ impl FusedGroupNorm for Flex {
                     let arch = pulp::Arch::new();
                     let (mean, rstd) = arch.dispatch(|| statistics(x, epsilon));
                     let first = (index % groups) * per_group;
-                    // mean(g) and mean(g x_hat) over the group, g = dy gamma.
+                    if silu {
+                        // The norm's output gradient, dy silu'(y), into dx first.
+                        for (c, (d, (x, dy))) in dx
+                            .chunks_exact_mut(plane)
+                            .zip(x.chunks_exact(plane).zip(dy.chunks_exact(plane)))
+                            .enumerate()
+                        {
+                            let (scale, shift) = (gamma[first + c] * rstd, beta[first + c]);
+                            let norm = move |x: f32| (x - mean) * scale + shift;
+                            arch.dispatch(|| {
+                                for (d, (&x, &dy)) in d.iter_mut().zip(x.iter().zip(dy)) {
+                                    *d = dy * silu_derivative_f32(norm(x));
+                                }
+                            });
+                        }
+                    }
+                    // mean(g gamma) and mean(g gamma x_hat) over the group.
                     let (mut g_sum, mut gx_sum) = (0.0f64, 0.0f64);
-                    for (c, (x, dy)) in x
+                    let g_all: &[f32] = if silu { dx } else { dy };
+                    for (c, (x, g)) in x
                         .chunks_exact(plane)
-                        .zip(dy.chunks_exact(plane))
+                        .zip(g_all.chunks_exact(plane))
                         .enumerate()
                     {
-                        let [dy_xhat, dy_sum] = arch.dispatch(|| {
-                            lane_sums(x, dy, |x, dy| {
+                        let [g_xhat, g_total] = arch.dispatch(|| {
+                            lane_sums(x, g, |x, g| {
                                 let x_hat = ((x as f32 - mean) * rstd) as f64;
-                                [dy * x_hat, dy]
+                                [g * x_hat, g]
                             })
                         });
-                        sums[c] = (dy_xhat, dy_sum);
-                        let g = gamma[first + c] as f64;
-                        g_sum += g * dy_sum;
-                        gx_sum += g * dy_xhat;
+                        sums[c] = (g_xhat, g_total);
+                        let gamma = gamma[first + c] as f64;
+                        g_sum += gamma * g_total;
+                        gx_sum += gamma * g_xhat;
                     }
                     let n = group_len as f64;
                     let (g_mean, gx_mean) = ((g_sum / n) as f32, (gx_sum / n) as f32);
+                    let dx_of = move |x: f32, g: f32, gamma: f32| {
+                        let x_hat = (x - mean) * rstd;
+                        (g * gamma - g_mean - x_hat * gx_mean) * rstd
+                    };
                     for (c, (dx, (x, dy))) in dx
                         .chunks_exact_mut(plane)
                         .zip(x.chunks_exact(plane).zip(dy.chunks_exact(plane)))
                         .enumerate()
                     {
-                        let g = gamma[first + c];
-                        arch.dispatch(|| {
-                            for (dx, (&x, &dy)) in dx.iter_mut().zip(x.iter().zip(dy)) {
-                                let x_hat = (x - mean) * rstd;
-                                *dx = (dy * g - g_mean - x_hat * gx_mean) * rstd;
-                            }
-                        });
+                        let gamma = gamma[first + c];
+                        if silu {
+                            // dx holds g.
+                            arch.dispatch(|| {
+                                for (dx, &x) in dx.iter_mut().zip(x) {
+                                    *dx = dx_of(x, *dx, gamma);
+                                }
+                            });
+                        } else {
+                            arch.dispatch(|| {
+                                for (dx, (&x, &dy)) in dx.iter_mut().zip(x.iter().zip(dy)) {
+                                    *dx = dx_of(x, dy, gamma);
+                                }
+                            });
+                        }
                     }
                 });
         }
         let (mut dgamma, mut dbeta) = (vec![0.0f64; channels], vec![0.0f64; channels]);
         for image in sums.chunks_exact(channels.max(1)) {
-            for (c, &(dy_xhat, dy_sum)) in image.iter().enumerate() {
-                dgamma[c] += dy_xhat;
-                dbeta[c] += dy_sum;
+            for (c, &(g_xhat, g_total)) in image.iter().enumerate() {
+                dgamma[c] += g_xhat;
+                dbeta[c] += g_total;
             }
         }
         let to_f32 = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect::<Vec<_>>();
@@ -194,8 +280,8 @@ impl FusedGroupNorm for Flex {
 struct GroupNormBackward;
 
 impl<B: Backend + FusedGroupNorm> Backward<B, 3> for GroupNormBackward {
-    /// x and gamma, checkpointed, the number of groups and epsilon.
-    type State = (NodeId, NodeId, usize, f64);
+    /// x, gamma and beta, checkpointed, and the options.
+    type State = (NodeId, NodeId, NodeId, Options);
 
     fn backward(
         self,
@@ -205,10 +291,11 @@ impl<B: Backend + FusedGroupNorm> Backward<B, 3> for GroupNormBackward {
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, gamma_state, groups, epsilon) = ops.state;
+        let (x_state, gamma_state, beta_state, options) = ops.state;
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
-        let (dx, dgamma, dbeta) = B::fused_group_norm_backward(x, gamma, grad, groups, epsilon);
+        let beta = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(beta_state);
+        let (dx, dgamma, dbeta) = B::fused_group_norm_backward(x, gamma, beta, grad, options);
         for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -222,8 +309,7 @@ impl<B: Backend + FusedGroupNorm, C: CheckpointStrategy> FusedGroupNorm for Auto
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
-        groups: usize,
-        epsilon: f64,
+        options: Options,
     ) -> FloatTensor<Self> {
         let prepared = GroupNormBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
@@ -234,17 +320,17 @@ impl<B: Backend + FusedGroupNorm, C: CheckpointStrategy> FusedGroupNorm for Auto
                 let state = (
                     prep.checkpoint(&x),
                     prep.checkpoint(&gamma),
-                    groups,
-                    epsilon,
+                    prep.checkpoint(&beta),
+                    options,
                 );
                 let ((x, _gx), (gamma, _gg), (beta, _gb)) =
                     (x.into_parts(), gamma.into_parts(), beta.into_parts());
-                prep.finish(state, B::fused_group_norm(x, gamma, beta, groups, epsilon))
+                prep.finish(state, B::fused_group_norm(x, gamma, beta, options))
             }
             OpsKind::UnTracked(prep) => {
                 let ((x, _gx), (gamma, _gg), (beta, _gb)) =
                     (x.into_parts(), gamma.into_parts(), beta.into_parts());
-                prep.finish(B::fused_group_norm(x, gamma, beta, groups, epsilon))
+                prep.finish(B::fused_group_norm(x, gamma, beta, options))
             }
         }
     }
@@ -253,9 +339,9 @@ impl<B: Backend + FusedGroupNorm, C: CheckpointStrategy> FusedGroupNorm for Auto
     fn fused_group_norm_backward(
         _x: FloatTensor<Self>,
         _gamma: FloatTensor<Self>,
+        _beta: FloatTensor<Self>,
         _grad: FloatTensor<Self>,
-        _groups: usize,
-        _epsilon: f64,
+        _options: Options,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         unreachable!("the fused group norm's backward pass runs on the inner backend")
     }
@@ -269,11 +355,15 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     /// The fused group norm and its three gradients against burn's, with non-trivial gamma
-    /// and beta and a shifted, scaled input.
+    /// and beta and a shifted, scaled input; and the same with SiLU after it, against burn's
+    /// norm followed by burn's SiLU.
     #[test]
     fn fused_group_norm_and_its_gradients_match_burns() {
         let device = Device::default().autodiff();
-        for (batch, channels, groups, h, w) in [(3, 8, 4, 5, 6), (2, 32, 8, 7, 7), (1, 6, 6, 3, 2)]
+        let cases = [(3, 8, 4, 5, 6), (2, 32, 8, 7, 7), (1, 6, 6, 3, 2)];
+        for ((batch, channels, groups, h, w), with_silu) in cases
+            .into_iter()
+            .flat_map(|case| [(case, false), (case, true)])
         {
             let mut norm = GroupNormConfig::new(groups, channels)
                 .with_epsilon(1e-6)
@@ -290,10 +380,17 @@ mod tests {
             );
             assert!(on_flex_f32(&x));
             let (x1, x2) = (x.clone().detach().require_grad(), x.detach().require_grad());
-            let (y1, y2) = (group_norm(&norm, x1.clone()), norm.forward(x2.clone()));
+            let (y1, y2) = if with_silu {
+                (
+                    group_norm_silu(&norm, x1.clone()),
+                    burn::tensor::activation::silu(norm.forward(x2.clone())),
+                )
+            } else {
+                (group_norm(&norm, x1.clone()), norm.forward(x2.clone()))
+            };
             assert!(
                 max_relative(y1.clone(), y2.clone()) < 1e-5,
-                "{channels}: output"
+                "{channels} {with_silu}: output"
             );
             // Mean 1: the beta gradient sums these over the batch, and a sum near zero made
             // its relative error a matter of cancellation (the linear layer's check failed in 1
@@ -302,12 +399,12 @@ mod tests {
             let g1 = (y1 * weights.clone()).sum().backward();
             let g2 = (y2 * weights).sum().backward();
             let dx = max_relative(x1.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
-            assert!(dx < 1e-4, "{channels}: input gradient {dx}");
+            assert!(dx < 1e-4, "{channels} {with_silu}: input gradient {dx}");
             let (gamma, beta) = (norm.gamma.as_ref().unwrap(), norm.beta.as_ref().unwrap());
             let dg = max_relative(gamma.grad(&g1).unwrap(), gamma.grad(&g2).unwrap());
-            assert!(dg < 1e-5, "{channels}: gamma gradient {dg}");
+            assert!(dg < 1e-5, "{channels} {with_silu}: gamma gradient {dg}");
             let db = max_relative(beta.grad(&g1).unwrap(), beta.grad(&g2).unwrap());
-            assert!(db < 1e-5, "{channels}: beta gradient {db}");
+            assert!(db < 1e-5, "{channels} {with_silu}: beta gradient {db}");
         }
     }
 
@@ -320,7 +417,8 @@ mod tests {
         let run = |threads: usize| {
             on_threads(threads, || {
                 let x = x.clone().detach().require_grad();
-                let grads = group_norm(&norm, x.clone()).powi_scalar(3).sum().backward();
+                let y = group_norm(&norm, x.clone()) + group_norm_silu(&norm, x.clone());
+                let grads = y.powi_scalar(3).sum().backward();
                 let gamma = norm.gamma.as_ref().unwrap().grad(&grads).unwrap();
                 (bits(x.grad(&grads).unwrap()), bits(gamma))
             })

@@ -10,7 +10,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use crate::activation::{silu, softmax_last};
 use crate::conv::conv2d;
-use crate::norm::group_norm as normalize;
+use crate::norm::{group_norm as normalize, group_norm_silu as normalize_silu};
 use burn::tensor::{Device, Tensor};
 
 pub(crate) fn conv(
@@ -91,18 +91,18 @@ impl ResnetBlock2D {
     }
 
     pub fn forward(&self, x: Tensor<4>, temb: &Tensor<2>) -> Tensor<4> {
-        let h = conv2d(&self.conv1, silu(normalize(&self.norm1, x.clone())));
+        let h = conv2d(&self.conv1, normalize_silu(&self.norm1, x.clone()));
         let t = self.time_emb_proj.forward(silu(temb.clone()));
         let [b, ch] = t.dims();
         let t = t.reshape([b, ch, 1, 1]);
         let h = if self.scale_shift {
             let half = ch / 2;
             let (scale, shift) = (t.clone().narrow(1, 0, half), t.narrow(1, half, half));
-            normalize(&self.norm2, h) * scale.add_scalar(1.0) + shift
+            silu(normalize(&self.norm2, h) * scale.add_scalar(1.0) + shift)
         } else {
-            normalize(&self.norm2, h + t)
+            normalize_silu(&self.norm2, h + t)
         };
-        let h = conv2d(&self.conv2, silu(h));
+        let h = conv2d(&self.conv2, h);
         let x = match &self.conv_shortcut {
             Some(c) => conv2d(c, x),
             None => x,

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use crate::activation::silu;
 use crate::conv::conv2d;
-use crate::norm::group_norm as normalize;
+use crate::norm::group_norm_silu as normalize_silu;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear, LinearConfig};
@@ -248,7 +248,7 @@ impl Unet {
         for block in &self.up_blocks {
             h = block.forward(h, &mut skips, &emb);
         }
-        conv2d(&self.conv_out, silu(normalize(&self.conv_norm_out, h)))
+        conv2d(&self.conv_out, normalize_silu(&self.conv_norm_out, h))
     }
 }
 
