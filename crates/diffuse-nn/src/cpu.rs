@@ -214,13 +214,19 @@ pub(crate) fn sum_in_order(
     (mut dw, mut db): (Vec<f32>, Vec<f64>),
 ) -> (Vec<f32>, Vec<f64>) {
     const RUN: usize = 1 << 14;
-    dw.par_chunks_mut(RUN).enumerate().for_each(|(i, dw)| {
+    let add_run = |(i, dw): (usize, &mut [f32])| {
         for (dw2, _) in &partials {
             dw.iter_mut()
                 .zip(&dw2[i * RUN..])
                 .for_each(|(a, b)| *a += b);
         }
-    });
+    };
+    // A small gradient (a linear layer's) on the calling thread.
+    if dw.len() <= RUN {
+        add_run((0, &mut dw));
+    } else {
+        dw.par_chunks_mut(RUN).enumerate().for_each(add_run);
+    }
     for (_, db2) in &partials {
         db.iter_mut().zip(db2).for_each(|(a, b)| *a += b);
     }
