@@ -124,33 +124,52 @@ pub(crate) fn with_scratch<const N: usize, R>(
 
 /// The sums of `term(a[i], b[i])` (two at once) in f64, over [`LANES`] independent running
 /// sums that are added in a fixed order at the end: a single running sum waits on the latency
-/// of every addition, and cannot be vectorized.
-#[inline(always)]
+/// of every addition, and cannot be vectorized. Compiled for the CPU's widest SIMD (pulp).
 pub(crate) fn lane_sums(a: &[f32], b: &[f32], term: impl Fn(f64, f64) -> [f64; 2]) -> [f64; 2] {
-    let mut lanes = [[0.0f64; LANES]; 2];
-    let ((a_chunks, a_rest), (b_chunks, b_rest)) = (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
-    for (a, b) in a_chunks.iter().zip(b_chunks) {
-        for i in 0..LANES {
-            let [t0, t1] = term(a[i] as f64, b[i] as f64);
-            lanes[0][i] += t0;
-            lanes[1][i] += t1;
+    pulp::Arch::new().dispatch(LaneSums { a, b, term })
+}
+
+/// [`lane_sums`] inside pulp's function for the CPU's instruction set: a struct rather than a
+/// closure passed to `dispatch`, which was compiled on its own, without the vector
+/// instructions (its samples fell in `FnOnce::call_once`, outside pulp's function).
+struct LaneSums<'a, F> {
+    a: &'a [f32],
+    b: &'a [f32],
+    term: F,
+}
+
+impl<F: Fn(f64, f64) -> [f64; 2]> pulp::WithSimd for LaneSums<'_, F> {
+    type Output = [f64; 2];
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> [f64; 2] {
+        let Self { a, b, term } = self;
+        let mut lanes = [[0.0f64; LANES]; 2];
+        let ((a_chunks, a_rest), (b_chunks, b_rest)) =
+            (a.as_chunks::<LANES>(), b.as_chunks::<LANES>());
+        for (a, b) in a_chunks.iter().zip(b_chunks) {
+            for i in 0..LANES {
+                let [t0, t1] = term(a[i] as f64, b[i] as f64);
+                lanes[0][i] += t0;
+                lanes[1][i] += t1;
+            }
         }
+        let mut sums = lanes.map(|lanes| lanes.iter().sum::<f64>());
+        for (&a, &b) in a_rest.iter().zip(b_rest) {
+            let [t0, t1] = term(a as f64, b as f64);
+            sums[0] += t0;
+            sums[1] += t1;
+        }
+        sums
     }
-    let mut sums = lanes.map(|lanes| lanes.iter().sum::<f64>());
-    for (&a, &b) in a_rest.iter().zip(b_rest) {
-        let [t0, t1] = term(a as f64, b as f64);
-        sums[0] += t0;
-        sums[1] += t1;
-    }
-    sums
 }
 
 /// Running sums in [`lane_sums`].
 const LANES: usize = 8;
 
-/// The sum of `values` in f64 ([`lane_sums`], vectorized for the CPU it runs on).
+/// The sum of `values` in f64 ([`lane_sums`]).
 pub(crate) fn sum_f64(values: &[f32]) -> f64 {
-    pulp::Arch::new().dispatch(|| lane_sums(values, values, |v, _| [v, 0.0])[0])
+    lane_sums(values, values, |v, _| [v, 0.0])[0]
 }
 
 /// A float32 tensor's elements in row-major order, copied only when it is strided.

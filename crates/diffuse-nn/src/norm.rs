@@ -113,7 +113,6 @@ pub(crate) trait FusedGroupNorm: Backend {
 }
 
 /// The mean and 1 / sigma of one group, in two passes accumulated in f64.
-#[inline(always)]
 fn statistics(group: &[f32], epsilon: f64) -> (f32, f32) {
     let n = group.len() as f64;
     let mean = lane_sums(group, group, |v, _| [v, 0.0])[0] / n;
@@ -145,7 +144,7 @@ impl FusedGroupNorm for Flex {
                 .enumerate()
                 .for_each(|(index, (y, x))| {
                     let arch = pulp::Arch::new();
-                    let (mean, rstd) = arch.dispatch(|| statistics(x, epsilon));
+                    let (mean, rstd) = statistics(x, epsilon);
                     let first = (index % groups) * per_group;
                     for (c, (y, x)) in y
                         .chunks_exact_mut(plane)
@@ -194,7 +193,7 @@ impl FusedGroupNorm for Flex {
                 .enumerate()
                 .for_each(|(index, ((dx, (x, dy)), sums))| {
                     let arch = pulp::Arch::new();
-                    let (mean, rstd) = arch.dispatch(|| statistics(x, epsilon));
+                    let (mean, rstd) = statistics(x, epsilon);
                     let first = (index % groups) * per_group;
                     if silu {
                         // The norm's output gradient, dy silu'(y), into dx first.
@@ -220,11 +219,9 @@ impl FusedGroupNorm for Flex {
                         .zip(g_all.chunks_exact(plane))
                         .enumerate()
                     {
-                        let [g_xhat, g_total] = arch.dispatch(|| {
-                            lane_sums(x, g, |x, g| {
-                                let x_hat = ((x as f32 - mean) * rstd) as f64;
-                                [g * x_hat, g]
-                            })
+                        let [g_xhat, g_total] = lane_sums(x, g, |x, g| {
+                            let x_hat = ((x as f32 - mean) * rstd) as f64;
+                            [g * x_hat, g]
                         });
                         sums[c] = (g_xhat, g_total);
                         let gamma = gamma[first + c] as f64;
