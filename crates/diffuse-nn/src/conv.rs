@@ -215,6 +215,27 @@ impl Geometry {
         MIN_COLUMNS.div_ceil(self.p())
     }
 
+    /// Elements of the buffer [`Geometry::col_matrix`] needs for groups of `group` images:
+    /// none for one image of a 1x1 convolution, which is its own im2col matrix.
+    fn col_len(&self, group: usize) -> usize {
+        if group == 1 && self.pointwise() {
+            0
+        } else {
+            self.k() * group * self.p()
+        }
+    }
+
+    /// The im2col matrix (K rows of `n` columns) of the images of `x`: `x` itself for one
+    /// image of a 1x1 convolution, otherwise written into `col`.
+    fn col_matrix<'a>(&self, x: &'a [f32], col: &'a mut [f32], n: usize) -> &'a [f32] {
+        if n == self.p() && self.pointwise() {
+            return x;
+        }
+        let col = &mut col[..self.k() * n];
+        self.im2col(x, col, n);
+        col
+    }
+
     /// The im2col matrices of the images of `x` side by side, every entry written: K rows of
     /// `n` columns, image i's in columns [i P, (i + 1) P). A 1x1 convolution's rows are the
     /// channels themselves.
@@ -424,11 +445,7 @@ impl FusedConv for Flex {
             // One image is its own im2col matrix (1x1) and writes y itself; a group goes
             // through `col` and `grouped`, its images side by side.
             let single = group == 1;
-            let col_len = if single && g.pointwise() {
-                0
-            } else {
-                k * group * p
-            };
+            let col_len = g.col_len(group);
             let grouped_len = if single { 0 } else { c_out * group * p };
             with_scratch([col_len, grouped_len], |[col, grouped]| {
                 for (y, x) in y
@@ -436,12 +453,7 @@ impl FusedConv for Flex {
                     .zip(x.chunks(group * g.image()))
                 {
                     let n = x.len() / g.image() * p;
-                    let col: &[f32] = if single && g.pointwise() {
-                        x
-                    } else {
-                        g.im2col(x, &mut col[..k * n], n);
-                        &col[..k * n]
-                    };
+                    let col = g.col_matrix(x, col, n);
                     // out = b + W col: (c_out x K) (K x n), into y itself for one image.
                     let out: &mut [f32] = if single {
                         &mut *y
@@ -519,11 +531,7 @@ impl FusedConv for Flex {
         let task = |(t, dx): (usize, &mut [f32])| {
             let (mut dw, mut db) = zero_sums();
             let single = group == 1;
-            let col_len = if single && g.pointwise() {
-                0
-            } else {
-                k * group * p
-            };
+            let col_len = g.col_len(group);
             let dy_len = if single { 0 } else { c_out * group * p };
             let dcol_len = match transposed {
                 Some(gt) => gt.k() * group * plane,
@@ -549,12 +557,7 @@ impl FusedConv for Flex {
                 {
                     let count = x.len() / image;
                     let (n, n_x) = (count * p, count * plane);
-                    let col: &[f32] = if single && g.pointwise() {
-                        x
-                    } else {
-                        g.im2col(x, &mut col[..k * n], n);
-                        &col[..k * n]
-                    };
+                    let col = g.col_matrix(x, col, n);
                     let dy_rows: &[f32] = if single {
                         dy
                     } else {

@@ -23,7 +23,7 @@
 //! so the bits do not depend on the thread count.
 
 use super::Geometry;
-use crate::cpu::{inner_parallelism, matmul, per_task, sum_f64, sum_in_order, zeros};
+use crate::cpu::{inner_parallelism, matmul, per_task, sum_f64, sum_in_order, with_scratch, zeros};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -31,8 +31,8 @@ use std::cell::RefCell;
 const MIN_SLOTS: usize = 192;
 
 thread_local! {
-    /// Each thread's buffers, kept between calls: fresh pages for every call cost as much as
-    /// the transforms.
+    /// Each thread's transform scratch, kept between calls: fresh pages for every call cost as
+    /// much as the transforms.
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -120,26 +120,17 @@ impl Winograd {
         MIN_SLOTS.div_ceil(self.slots())
     }
 
-    /// `f` with two buffers of `lengths` and a scratch, all taken from this thread's pool and
-    /// given back to it in the order they were taken, so that each comes back to the same use
-    /// and size (a buffer grown or regrown is zero-filled: megabytes per call when the two
-    /// large ones had changed places with the small ones). The two buffers hold whatever an
-    /// earlier call left, and only ever grow; the scratch's parity parts and quads are zeros,
-    /// and the transforms write the same elements of them for every channel, so the rest stays
-    /// zero (the padding).
+    /// `f` with two buffers of `lengths` ([`with_scratch`]: they hold whatever an earlier call
+    /// left) and a scratch taken from this thread's pool and given back to it in the order it
+    /// was taken, so that each buffer comes back to the same use and size. The scratch's
+    /// parity parts and quads are zeros, and the transforms write the same elements of them
+    /// for every channel, so the rest stays zero (the padding).
     fn with_buffers<R>(
         &self,
         lengths: [usize; 2],
         f: impl FnOnce(&mut [f32], &mut [f32], &mut Scratch) -> R,
     ) -> R {
-        let mut taken = POOL.with_borrow_mut(|pool| {
-            let [a, b] = lengths.map(|len| {
-                let mut buffer = pool.pop().unwrap_or_default();
-                if buffer.len() < len {
-                    buffer.resize(len, 0.0);
-                }
-                buffer
-            });
+        let mut scratch = POOL.with_borrow_mut(|pool| {
             let mut take = |len: usize, zero: bool| {
                 let mut buffer = pool.pop().unwrap_or_default();
                 buffer.resize(len, 0.0);
@@ -149,29 +140,27 @@ impl Winograd {
                 buffer
             };
             let part = (self.th + 1) * self.l + 1;
-            let scratch = Scratch {
+            Scratch {
                 parts: std::array::from_fn(|_| take(part, true)),
                 rows: std::array::from_fn(|_| take(part, false)),
                 quad: std::array::from_fn(|_| take(self.slots(), true)),
                 halves: std::array::from_fn(|_| take(self.plane() / 2, false)),
-            };
-            (a, b, scratch)
+            }
         });
-        let (a, b, scratch) = &mut taken;
-        let result = f(&mut a[..lengths[0]], &mut b[..lengths[1]], scratch);
-        let (
-            a,
-            b,
-            Scratch {
-                parts,
-                rows,
-                quad,
-                halves,
-            },
-        ) = taken;
+        let result = with_scratch(lengths, |[a, b]| f(a, b, &mut scratch));
+        let Scratch {
+            parts,
+            rows,
+            quad,
+            halves,
+        } = scratch;
         POOL.with_borrow_mut(|pool| {
-            let scratch = parts.into_iter().chain(rows).chain(quad).chain(halves);
-            let mut buffers: Vec<_> = [a, b].into_iter().chain(scratch).collect();
+            let mut buffers: Vec<_> = parts
+                .into_iter()
+                .chain(rows)
+                .chain(quad)
+                .chain(halves)
+                .collect();
             buffers.reverse();
             pool.extend(buffers);
         });
