@@ -1,6 +1,8 @@
 //! 2-D convolution on the CPU as im2col + gemm, forward and backward, and by Winograd's
 //! F(2x2, 3x3) for the 3x3 convolutions with stride 1, one pixel of padding, at least 8
-//! channels in and out and at least 8 pixels a side (the [`winograd`] module).
+//! channels in and out and at least 8 pixels a side or an odd height (the [`winograd`]
+//! module; for odd heights, its images stacked, the weight and bias gradients come from
+//! im2col).
 //!
 //! burn-flex lowers a convolution's backward pass to a transposed convolution (for the input)
 //! and a convolution with batch and channels swapped (for the weight), each with its own layout
@@ -15,17 +17,17 @@
 //!   with the weight flipped in space and its channels swapped (one gemm with K = C_out kh kw);
 //!   otherwise `dx[n] = col2im(W^T dy[n])`.
 //!
-//! An output of fewer than [`MIN_COLUMNS`] pixels (7x7 in the U-Net) is too few columns for
-//! gemm to run well, so a few images go side by side in one matrix (columns [i P, (i + 1) P)
-//! for the i-th), their dy and dx copied in and out of that layout. A single 1x1 convolution
-//! with stride 1 and no padding skips im2col (`col` is `x[n]` itself). With stride 1 and an
-//! output as wide as the input, an im2col row is the image shifted, one copy. The forward pass
-//! gives each thread an equal run of groups, counted from the start of the batch; the backward
-//! pass runs tasks of a fixed number of images, each with its own weight- and bias-gradient
-//! sums, added in task order, so that the bits do not depend on the thread count. A batch
-//! smaller than the thread count lets gemm use the threads instead. float32 only, groups 1,
-//! dilation 1 and explicit padding (the U-Net's convolutions); anything else, and other
-//! devices, take `Conv2d::forward`.
+//! An output of fewer than [`MIN_COLUMNS`] pixels (the U-Net's 7x7 1x1 convolutions) is too few
+//! columns for gemm to run well, so a few images go side by side in one matrix (columns
+//! [i P, (i + 1) P) for the i-th), their dy and dx copied in and out of that layout. A single 1x1
+//! convolution with stride 1 and no padding skips im2col (`col` is `x[n]` itself). With stride 1
+//! and an output as wide as the input, an im2col row is the image shifted, one copy. The forward
+//! pass gives each thread an equal run of groups, counted from the start of the batch; the backward
+//! pass runs tasks of a fixed number of images, each with its own weight- and bias-gradient sums,
+//! added in task order, so that the bits do not depend on the thread count. A batch smaller than
+//! the thread count lets gemm use the threads instead. float32 only, groups 1, dilation 1 and
+//! explicit padding (the U-Net's convolutions); anything else, and other devices, take
+//! `Conv2d::forward`.
 
 mod winograd;
 
@@ -501,15 +503,20 @@ impl FusedConv for Flex {
             let db = want_bias.then(|| tensor(db.into_iter().map(|v| v as f32).collect(), [c_out]));
             (dx, tensor(dw, weight.layout().shape().clone()), db)
         };
-        if let Some(winograd) = Winograd::new(&g) {
+        let winograd = Winograd::new(&g);
+        let winograd_dx = || {
+            let transposed = g.transposed().and_then(|gt| Winograd::new(&gt));
+            let transposed = transposed.expect("3x3, stride 1 and padding 1 once transposed");
+            transposed.forward(&dy, &g.flipped_weight(&w), None)
+        };
+        if let Some(winograd) = winograd.filter(|wg| !wg.stacked()) {
             let (dw, db) = winograd.parameter_gradients(&x, &dy, IMAGES_PER_BACKWARD_TASK);
-            let dx = want_x.then(|| {
-                let transposed = g.transposed().and_then(|gt| Winograd::new(&gt));
-                let transposed = transposed.expect("3x3, stride 1 and padding 1 once transposed");
-                transposed.forward(&dy, &g.flipped_weight(&w), None)
-            });
-            return finish(dx, dw, db);
+            return finish(want_x.then(winograd_dx), dw, db);
         }
+        // Stacked images: the input gradient through Winograd, the weight's and the bias's
+        // through im2col.
+        let stacked_dx = (want_x && winograd.is_some()).then(winograd_dx);
+        let want_x = want_x && winograd.is_none();
         // A fixed number of images per task, whatever the thread count, so that the weight
         // and bias gradients (sums over tasks) have the same bits on every machine; within a
         // task, groups of images side by side as in the forward pass.
@@ -632,10 +639,9 @@ impl FusedConv for Flex {
         // finishes first.
         let partials: Vec<_> = dx_parts.into_par_iter().enumerate().map(task).collect();
         let (dw, db) = sum_in_order(partials, zero_sums());
-        finish(want_x.then_some(dx), dw, db)
+        finish(stacked_dx.or(want_x.then_some(dx)), dw, db)
     }
 }
-
 #[derive(Debug)]
 struct ConvBackward;
 
@@ -734,9 +740,9 @@ impl<B: Backend + FusedConv, C: CheckpointStrategy> FusedConv for Autodiff<B, C>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testing::max_relative;
+    use crate::cpu::testing::{max_relative, on_threads};
     use burn::nn::conv::Conv2dConfig;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::{Device, Distribution, TensorData};
 
     /// The fused convolution, its input gradient and its parameter gradients against burn's,
     /// over the geometries the U-Net uses and a few it does not.
@@ -776,12 +782,16 @@ mod tests {
             // Stride 1 with the output as wide as the input but not as tall (the shifted path).
             (2, 3, 4, 6, 5, 3, 1, PaddingConfig2d::Explicit(0, 2, 0, 0)),
             (2, 2, 3, 5, 6, 3, 1, PaddingConfig2d::Explicit(2, 0, 2, 2)),
-            // Winograd: odd sizes (one group of 3 images), an odd height, and 28x28 one image
-            // at a time.
+            // Winograd: odd sizes (one stack of 3 images), an odd height with an even width (a
+            // stack of 2), and 28x28 one image at a time.
             (3, 8, 8, 11, 9, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
             (2, 8, 8, 9, 10, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
-            // 7x7 through im2col, images side by side: three groups of 4 and one of 1.
+            // 7x7 through Winograd, images stacked: forward groups of 8 and 5, backward
+            // tasks of 4, 4, 4 and 1 (a stack shorter than the one before it).
             (13, 8, 16, 7, 7, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
+            // 7x7 through im2col (4 channels in), images side by side: three groups of 4 and
+            // one of 1.
+            (13, 4, 16, 7, 7, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
             (
                 2,
                 16,
@@ -836,8 +846,70 @@ mod tests {
             let db = max_relative(bias.grad(&g1).unwrap(), bias.grad(&g2).unwrap());
             assert!(db < 1e-5, "case {case}: bias gradient {db}");
         }
-        // The 64-channel case, the two odd sizes and 28x28.
-        assert_eq!(winograd, 4, "cases through Winograd");
+        // The 64-channel case, the two odd sizes (stacked, being of odd height), 7x7 with 8
+        // channels in (stacked) and 28x28.
+        assert_eq!(winograd, 5, "cases through Winograd");
+    }
+
+    /// Stacked geometries (odd heights) take their weight and bias gradients from im2col;
+    /// Winograd's, kept for them, must agree.
+    #[test]
+    fn stacked_winograd_parameter_gradients_match_im2cols() {
+        let (batch, c_in, c_out, h, w) = (13, 8, 16, 7, 5);
+        let noise = |len: usize, seed: u32| -> Vec<f32> {
+            let mut state = seed;
+            (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (state >> 8) as f32 / (1 << 24) as f32 - 0.5
+                })
+                .collect()
+        };
+        let (x, weight, dy) = (
+            noise(batch * c_in * h * w, 1),
+            noise(c_out * c_in * 9, 2),
+            noise(batch * c_out * h * w, 3),
+        );
+        let options = ConvOptions::new_with_padding([1, 1], [(1, 1), (1, 1)], [1, 1], 1);
+        let g = Geometry::new(&[batch, c_in, h, w], &[c_out, c_in, 3, 3], &options);
+        let winograd = Winograd::new(&g).expect("a Winograd geometry");
+        assert!(winograd.stacked());
+        let (dw, db) = winograd.parameter_gradients(&x, &dy, IMAGES_PER_BACKWARD_TASK);
+        let (_, dw_im2col, db_im2col) = <Flex as FusedConv>::fused_conv2d_backward(
+            tensor(x, [batch, c_in, h, w]),
+            tensor(weight, [c_out, c_in, 3, 3]),
+            tensor(dy, [batch, c_out, h, w]),
+            options.clone(),
+            false,
+            true,
+        );
+        let to_tensor = |v: Vec<f32>, n: usize| {
+            Tensor::<1>::from_data(TensorData::new(v, [n]), &Default::default())
+        };
+        let dw_im2col = f32s(&dw_im2col).into_owned();
+        let db_im2col = f32s(&db_im2col.expect("a bias gradient")).into_owned();
+        let db: Vec<f32> = db.into_iter().map(|v| v as f32).collect();
+        let n = dw.len();
+        let dw_error = max_relative(to_tensor(dw, n), to_tensor(dw_im2col, n));
+        assert!(dw_error < 1e-5, "weight gradient {dw_error}");
+        let db_error = max_relative(to_tensor(db, c_out), to_tensor(db_im2col, c_out));
+        assert!(db_error < 1e-5, "bias gradient {db_error}");
+        // A stack of one image right after a stack of four NaN images on the same thread:
+        // the thread's buffers carry over between calls, and no NaN may (zero times NaN
+        // being NaN).
+        let one = Geometry::new(&[1, c_in, h, w], &[c_out, c_in, 3, 3], &options);
+        let four = Geometry::new(&[4, c_in, h, w], &[c_out, c_in, 3, 3], &options);
+        let (one, four) = (Winograd::new(&one).unwrap(), Winograd::new(&four).unwrap());
+        let dw = on_threads(1, || {
+            let nan = vec![f32::NAN; 4 * c_in * h * w];
+            four.parameter_gradients(&nan, &noise(4 * c_out * h * w, 4), 4);
+            one.parameter_gradients(&noise(c_in * h * w, 5), &noise(c_out * h * w, 6), 4)
+                .0
+        });
+        assert!(
+            dw.iter().all(|v| v.is_finite()),
+            "a NaN from an earlier stack"
+        );
     }
 
     #[test]
@@ -875,11 +947,12 @@ mod determinism {
 
     /// The gradients have the same bits on one thread and on three: the batch is split into
     /// tasks of a fixed size and their sums added in order. Through im2col (8x8 in groups of 3
-    /// images, 7x7 in groups of 4) and through Winograd (8x8 with 8 channels in, in groups of
-    /// 10).
+    /// images, 7x7 in groups of 4), through Winograd (8x8 with 8 channels in, in groups of 10)
+    /// and through both (7x7 with 8 channels in: Winograd's stacks of 8 and 3, im2col's weight
+    /// gradient).
     #[test]
     fn gradients_do_not_depend_on_the_thread_count() {
-        for (c_in, size) in [(3, 8), (3, 7), (8, 8)] {
+        for (c_in, size) in [(3, 8), (3, 7), (8, 8), (8, 7)] {
             same_bits_on_one_and_three_threads(c_in, size);
         }
     }

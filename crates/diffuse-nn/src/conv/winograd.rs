@@ -16,19 +16,36 @@
 //!
 //! The data stay NCHW. A channel's transforms run over all its tiles at once, as long
 //! contiguous loops the compiler vectorizes (pulp picks the CPU's instructions): the image is
-//! first split by row and column parity, and each row of tiles gets one slot more than it has
-//! tiles, a slot straddling the right edge whose values nobody reads (the output transform
-//! skips it, and its Z is zero). Small images are grouped so that a gemm sees at least
-//! [`MIN_SLOTS`] slots; the groups are a fixed number of images from the start of the batch,
-//! so the bits do not depend on the thread count.
+//! first copied into zero-padded rows of 2 l columns, its even rows and its odd rows apart,
+//! and each row of tiles gets one slot more than it has tiles (l slots), a slot straddling
+//! the right edge whose values nobody reads (the output transform skips it, and its Z is
+//! zero). Small images are grouped so that a gemm sees at least [`MIN_SLOTS`] slots; the groups
+//! are a fixed number of images from the start of the batch, so the bits do not depend on the
+//! thread count.
+//!
+//! Images of odd height are stacked: a group's images are transformed together, one above the
+//! other with a zero row between them, so that the loops run over the whole group (a 7x7 image
+//! alone has 20 slots). An odd height H has (H + 1) / 2 rows of tiles, the last one's lower
+//! output row being junk; with a zero row between images, each image starts on a row of tiles,
+//! and the slots come out in the same order as image by image. The junk row reads the next
+//! image's first row, which reaches only that row (A^T's first row takes V's rows 0 to 2, from
+//! input rows 0 to 2) and, in the weight gradient, Z's last row, which is zero. For these,
+//! the forward pass and the input gradient go through Winograd, and the weight gradient through
+//! im2col (`conv`), which was faster at 7x7 than Winograd's gemms over 4-image tasks.
 
 use super::Geometry;
-use crate::cpu::{inner_parallelism, matmul, per_task, sum_f64, sum_in_order, with_scratch, zeros};
+use crate::cpu::{inner_parallelism, matmul, per_task, sum_f64, sum_in_order, with_scratch};
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 /// Slots a gemm's tile dimension holds at least, small images being grouped to reach it.
 const MIN_SLOTS: usize = 192;
+
+/// The same for images of odd height, transformed together ([`Winograd::stacked`]): a 7x7
+/// image has 20 slots, and 8 of them make 160 (a batch of 64 splits evenly over the threads;
+/// 192 would make groups of 10).
+const MIN_STACKED_SLOTS: usize = 160;
 
 thread_local! {
     /// Each thread's transform scratch, kept between calls: fresh pages for every call cost as
@@ -61,13 +78,15 @@ pub(super) struct Winograd {
     l: usize,
 }
 
-/// Per-thread buffers of one image channel's transform.
+/// Per-thread buffers of one image channel's transform (of a stack of images' channel, for
+/// odd heights).
 struct Scratch {
-    /// The zero-padded image split by parity: [even rows even columns, even odd, odd even,
-    /// odd odd], each (th + 1) rows of `l`, and one zero more.
-    parts: [Vec<f32>; 4],
-    /// The row transform of the even and of the odd padded rows.
-    rows: [Vec<f32>; 2],
+    /// The zero-padded image's even and its odd rows, each (th + 1) rows of 2 l columns, and
+    /// two zeros more; a stack of s images takes s th + 1 rows.
+    padded: [Vec<f32>; 2],
+    /// The row transform (`d B`, its columns 0 to 3) of the even and of the odd padded rows:
+    /// [even 0, .., even 3, odd 0, .., odd 3], each as many rows of `l` as `padded`'s.
+    rows: [Vec<f32>; 8],
     /// Four values per slot (output pixels, or dy gathered by parity).
     quad: [Vec<f32>; 4],
     /// An image channel's even and odd columns, row after row (even widths): one long loop
@@ -78,9 +97,9 @@ struct Scratch {
 impl Winograd {
     /// The convolutions it covers: 3x3, stride 1, one pixel of padding on every side, at least
     /// 8 channels in and out (with fewer, im2col's gemm is as short), and at least 8 pixels a
-    /// side: at 7x7 (20 slots an image for 49 pixels) the transforms' loops are too short, and
-    /// im2col with images side by side took 163 ms of a training step where Winograd took
-    /// 170-194 (benchmarks/README.md).
+    /// side or an odd height (stacked, see the module docs). Image by image, 7x7 lost to
+    /// im2col (its transforms' loops ran over 20 slots); stacked, its forward pass takes
+    /// 1.27-1.30 ms against 1.45 (64 channels, batch 64; benchmarks/README.md).
     pub(super) fn new(g: &Geometry) -> Option<Self> {
         let same = g.kh == 3
             && g.kw == 3
@@ -88,7 +107,8 @@ impl Winograd {
             && g.pad == [1, 1]
             && g.h_out == g.h
             && g.w_out == g.w;
-        (same && g.c_in >= 8 && g.c_out >= 8 && g.h >= 8 && g.w >= 8).then_some(Self {
+        let size = (g.h >= 8 && g.w >= 8) || (g.h % 2 == 1 && g.w >= 3);
+        (same && g.c_in >= 8 && g.c_out >= 8 && size).then_some(Self {
             batch: g.batch,
             c_in: g.c_in,
             c_out: g.c_out,
@@ -117,16 +137,33 @@ impl Winograd {
 
     /// Images per gemm.
     fn group(&self) -> usize {
-        MIN_SLOTS.div_ceil(self.slots())
+        if self.stacked() {
+            MIN_STACKED_SLOTS.div_ceil(self.slots())
+        } else {
+            MIN_SLOTS.div_ceil(self.slots())
+        }
+    }
+
+    /// Whether the images of a gemm group are transformed together, one above the other
+    /// (odd heights; see the module docs).
+    pub(super) fn stacked(&self) -> bool {
+        self.h % 2 == 1
+    }
+
+    /// Images transformed together in groups of `group`.
+    fn stack(&self, group: usize) -> usize {
+        if self.stacked() { group } else { 1 }
     }
 
     /// `f` with two buffers of `lengths` ([`with_scratch`]: they hold whatever an earlier call
-    /// left) and a scratch taken from this thread's pool and given back to it in the order it
-    /// was taken, so that each buffer comes back to the same use and size. The scratch's
-    /// parity parts and quads are zeros, and the transforms write the same elements of them
-    /// for every channel, so the rest stays zero (the padding).
+    /// left) and a scratch for stacks of up to `stack` images, taken from this thread's pool
+    /// and given back to it in the order it was taken, so that each buffer comes back to the
+    /// same use and size. The scratch's padded rows and quads are zeros, and the transforms
+    /// write the same elements of them for every channel, so the rest stays zero (the
+    /// padding).
     fn with_buffers<R>(
         &self,
+        stack: usize,
         lengths: [usize; 2],
         f: impl FnOnce(&mut [f32], &mut [f32], &mut Scratch) -> R,
     ) -> R {
@@ -139,23 +176,23 @@ impl Winograd {
                 }
                 buffer
             };
-            let part = (self.th + 1) * self.l + 1;
+            let rows = (stack * self.th + 1) * self.l;
             Scratch {
-                parts: std::array::from_fn(|_| take(part, true)),
-                rows: std::array::from_fn(|_| take(part, false)),
-                quad: std::array::from_fn(|_| take(self.slots(), true)),
+                padded: std::array::from_fn(|_| take(2 * rows + 2, true)),
+                rows: std::array::from_fn(|_| take(rows, false)),
+                quad: std::array::from_fn(|_| take(stack * self.slots(), true)),
                 halves: std::array::from_fn(|_| take(self.plane() / 2, false)),
             }
         });
         let result = with_scratch(lengths, |[a, b]| f(a, b, &mut scratch));
         let Scratch {
-            parts,
+            padded,
             rows,
             quad,
             halves,
         } = scratch;
         POOL.with_borrow_mut(|pool| {
-            let mut buffers: Vec<_> = parts
+            let mut buffers: Vec<_> = padded
                 .into_iter()
                 .chain(rows)
                 .chain(quad)
@@ -178,9 +215,13 @@ impl Winograd {
         // Each thread an equal run of whole groups.
         let per = per_task(groups) * group;
         let most = 16 * self.columns(group);
-        let mut y = zeros(self.batch * image_out);
-        let task = |(y, x): (&mut [f32], &[f32])| {
-            self.with_buffers([most * c_in, most * c_out], |v, m, scratch| {
+        let stack = self.stack(group);
+        // Not zeroed first: the output transform writes every element (a zero-filling pass
+        // cost 3-4% of this function).
+        let len = self.batch * image_out;
+        let mut y = Vec::with_capacity(len);
+        let task = |(y, x): (&mut [MaybeUninit<f32>], &[f32])| {
+            self.with_buffers(stack, [most * c_in, most * c_out], |v, m, scratch| {
                 for (y, x) in y
                     .chunks_mut(group * image_out)
                     .zip(x.chunks(group * image_in))
@@ -188,8 +229,8 @@ impl Winograd {
                     let images = x.len() / image_in;
                     let n = self.columns(images);
                     let (v, m) = (&mut v[..16 * c_in * n], &mut m[..16 * c_out * n]);
-                    for (i, x) in x.chunks_exact(image_in).enumerate() {
-                        self.input_transform(x, v, n, i * self.slots(), scratch);
+                    for (i, x) in x.chunks(stack * image_in).enumerate() {
+                        self.input_transform(x, v, n, i * stack * self.slots(), scratch);
                     }
                     zero_tails(v, n, images * self.slots());
                     for (xi, m) in m.chunks_exact_mut(c_out * n).enumerate() {
@@ -206,15 +247,20 @@ impl Winograd {
                             parallelism,
                         );
                     }
-                    for (i, y) in y.chunks_exact_mut(image_out).enumerate() {
-                        self.output_transform(m, n, i * self.slots(), bias, y, scratch);
+                    for (i, y) in y.chunks_mut(stack * image_out).enumerate() {
+                        let offset = i * stack * self.slots();
+                        self.output_transform(m, n, offset, bias, y, scratch);
                     }
                 }
             })
         };
-        y.par_chunks_mut(per * image_out)
+        y.spare_capacity_mut()[..len]
+            .par_chunks_mut(per * image_out)
             .zip(x.par_chunks(per * image_in))
             .for_each(task);
+        // SAFETY: the output transform wrote all `len` elements, every image's every pixel
+        // (`OutputTransform`).
+        unsafe { y.set_len(len) };
         y
     }
 
@@ -231,21 +277,24 @@ impl Winograd {
         let group = self.group().min(per);
         let parallelism = inner_parallelism(self.batch.div_ceil(per));
         let most = 16 * self.columns(group);
+        let stack = self.stack(group);
         let zero_sums = || (vec![0.0f32; 16 * c_out * c_in], vec![0.0f64; c_out]);
         let task = |(x, dy): (&[f32], &[f32])| {
             let (mut du, mut db) = zero_sums();
-            self.with_buffers([most * c_in, most * c_out], |v, z, scratch| {
+            self.with_buffers(stack, [most * c_in, most * c_out], |v, z, scratch| {
                 for (x, dy) in x.chunks(group * image_in).zip(dy.chunks(group * image_out)) {
                     let images = x.len() / image_in;
                     let n = self.columns(images);
                     let (v, z) = (&mut v[..16 * c_in * n], &mut z[..16 * c_out * n]);
                     for (i, (x, dy)) in x
-                        .chunks_exact(image_in)
-                        .zip(dy.chunks_exact(image_out))
+                        .chunks(stack * image_in)
+                        .zip(dy.chunks(stack * image_out))
                         .enumerate()
                     {
-                        self.input_transform(x, v, n, i * self.slots(), scratch);
-                        self.output_adjoint(dy, z, n, i * self.slots(), scratch);
+                        self.input_transform(x, v, n, i * stack * self.slots(), scratch);
+                        self.output_adjoint(dy, z, n, i * stack * self.slots(), scratch);
+                    }
+                    for dy in dy.chunks_exact(image_out) {
                         for (sum, plane) in db.iter_mut().zip(dy.chunks_exact(self.plane())) {
                             *sum += sum_f64(plane);
                         }
@@ -325,8 +374,8 @@ impl Winograd {
         dw
     }
 
-    /// V = B^T d B for every tile of one image (channels x H x W), into the slots
-    /// [offset, offset + slots) of the [ξ][channel][n] matrix `v`.
+    /// V = B^T d B for every tile of one image (channels x H x W), or of a stack of them, into
+    /// the slots from `offset` on of the [ξ][channel][n] matrix `v`.
     #[inline(never)]
     fn input_transform(&self, x: &[f32], v: &mut [f32], n: usize, offset: usize, s: &mut Scratch) {
         pulp::Arch::new().dispatch(InputTransform {
@@ -339,7 +388,8 @@ impl Winograd {
         });
     }
 
-    /// y = A^T M A [+ bias] for one image (C_out x H x W) from its slots of `m`.
+    /// y = A^T M A [+ bias] for one image (C_out x H x W), or a stack of them, from its slots
+    /// of `m`; every element of `y` written.
     #[inline(never)]
     fn output_transform(
         &self,
@@ -347,7 +397,7 @@ impl Winograd {
         n: usize,
         offset: usize,
         bias: Option<&[f32]>,
-        y: &mut [f32],
+        y: &mut [MaybeUninit<f32>],
         s: &mut Scratch,
     ) {
         pulp::Arch::new().dispatch(OutputTransform {
@@ -361,8 +411,8 @@ impl Winograd {
         });
     }
 
-    /// Z = A dY A^T for every tile of one image's output gradient (C_out x H x W), zero in the
-    /// slots past each row's last tile.
+    /// Z = A dY A^T for every tile of one image's output gradient (C_out x H x W), or a
+    /// stack's, zero in the slots past each row's last tile and in an odd height's last row.
     #[inline(never)]
     fn output_adjoint(&self, dy: &[f32], z: &mut [f32], n: usize, offset: usize, s: &mut Scratch) {
         pulp::Arch::new().dispatch(OutputAdjoint {
@@ -375,53 +425,45 @@ impl Winograd {
         });
     }
 
-    /// Splits one padded channel by row and column parity: padded pixel (r, c) is input pixel
-    /// (r - 1, c - 1), and goes to part [r % 2][c % 2] at (r / 2) l + c / 2. Only the image's
-    /// pixels are written: the padding keeps the zeros `with_buffers` left.
+    /// Copies one channel into its zero-padded even and odd rows: padded pixel (r, c) is
+    /// input pixel (r - 1, c - 1), and goes to `padded[r % 2]` at (r / 2) 2 l + c. Only the
+    /// image's pixels are written: the padding keeps the zeros `with_buffers` left.
     #[inline(always)]
-    fn split_by_parity(
-        &self,
-        plane: &[f32],
-        parts: &mut [Vec<f32>; 4],
-        halves: &mut [Vec<f32>; 2],
-    ) {
-        let l = self.l;
-        let [ee, eo, oe, oo] = parts;
-        let half = self.w / 2;
-        if self.w.is_multiple_of(2) {
-            let [left, right] = halves;
-            deinterleave(plane, left, right);
-            for (iy, (left, right)) in left
-                .chunks_exact(half)
-                .zip(right.chunks_exact(half))
-                .enumerate()
-            {
-                let r = iy + 1;
-                let (even, odd) = if r % 2 == 0 {
-                    (&mut *ee, &mut *eo)
-                } else {
-                    (&mut *oe, &mut *oo)
-                };
-                let start = (r / 2) * l;
-                odd[start..start + half].copy_from_slice(left);
-                even[start + 1..start + 1 + half].copy_from_slice(right);
-            }
-            return;
-        }
+    fn pad_rows(&self, plane: &[f32], image: usize, padded: &mut [Vec<f32>; 2]) {
+        let width = 2 * self.l;
         for (iy, row) in plane.chunks_exact(self.w).enumerate() {
             let r = iy + 1;
-            let (even, odd) = if r % 2 == 0 {
-                (&mut *ee, &mut *eo)
-            } else {
-                (&mut *oe, &mut *oo)
-            };
-            let start = (r / 2) * l;
-            // Input column ix is padded column ix + 1: odd when ix is even.
-            let (odd, even) = (&mut odd[start..start + l], &mut even[start + 1..start + l]);
-            if let Some(last) = deinterleave(row, odd, even) {
-                odd[half] = last;
-            }
+            let at = (image * self.th + r / 2) * width + 1;
+            copy_inline(row, &mut padded[r % 2][at..][..self.w]);
         }
+    }
+}
+
+/// Asks the CPU to bring `data` into its caches while it works on something else.
+#[inline(always)]
+fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in data.chunks(16) {
+        // SAFETY: a prefetch reads nothing and cannot fault; the address is inside `data`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr().cast(),
+            );
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` in eight-element blocks the compiler inlines: for rows of a few
+/// dozen elements, a call to `memcpy` per row cost as much as the copy.
+#[inline(always)]
+fn copy_inline(src: &[f32], dst: &mut [f32]) {
+    let ((src_blocks, src_rest), (dst_blocks, dst_rest)) =
+        (src.as_chunks::<8>(), dst.as_chunks_mut::<8>());
+    for (d, s) in dst_blocks.iter_mut().zip(src_blocks) {
+        *d = *s;
+    }
+    for (d, s) in dst_rest.iter_mut().zip(src_rest) {
+        *d = *s;
     }
 }
 
@@ -447,17 +489,17 @@ fn deinterleave(src: &[f32], a: &mut [f32], b: &mut [f32]) -> Option<f32> {
 }
 
 /// dst[2 k] = a[k] + add and dst[2 k + 1] = b[k] + add, dst's last element from `a` when its
-/// length is odd.
+/// length is odd: every element of `dst` written.
 #[inline(always)]
-fn interleave(a: &[f32], b: &[f32], add: f32, dst: &mut [f32]) {
+fn interleave(a: &[f32], b: &[f32], add: f32, dst: &mut [MaybeUninit<f32>]) {
     let (pairs, rest) = dst.as_chunks_mut::<2>();
     let n = pairs.len();
     let (a2, b2) = (&a[..n], &b[..n]);
     for (k, pair) in pairs.iter_mut().enumerate() {
-        *pair = [a2[k] + add, b2[k] + add];
+        *pair = [MaybeUninit::new(a2[k] + add), MaybeUninit::new(b2[k] + add)];
     }
     if let [last] = rest {
-        *last = a[n] + add;
+        *last = MaybeUninit::new(a[n] + add);
     }
 }
 
@@ -467,10 +509,9 @@ fn positions() -> impl Iterator<Item = (usize, [usize; 2])> {
 }
 
 /// Row k of B^T (rows (1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)) applied to
-/// four values per slot: e[q], o[q], e[q + apart], o[q + apart], the even- and odd-indexed of
-/// the four. Along a run of padded rows split by column parity (`apart` = 1, slot q reading
-/// columns 2q .. 2q + 3) it gives column k of d B; along the even and odd padded rows' results
-/// (`apart` = l, a row of tiles reading padded rows 2 ty .. 2 ty + 3) it gives row k of B^T d B.
+/// four values per slot: e[q], o[q], e[q + apart], o[q + apart]. Along the row transforms of
+/// the even and the odd padded rows (`apart` = l, a row of tiles reading padded rows
+/// 2 ty .. 2 ty + 3) it gives row k of B^T d B.
 #[inline(always)]
 fn b_transpose_step(k: usize, e: &[f32], o: &[f32], apart: usize, out: &mut [f32]) {
     let len = out.len();
@@ -493,6 +534,32 @@ fn b_transpose_step(k: usize, e: &[f32], o: &[f32], apart: usize, out: &mut [f32
             .iter_mut()
             .zip(o0.iter().zip(o1))
             .for_each(|(r, (a, b))| *r = a - b),
+    }
+}
+
+/// `d B` for every slot of a run of padded rows (`padded`, rows of 2 l columns): slot q of
+/// a row reads its columns 2q .. 2q + 3, (a, b, c, d), and B^T's rows (1, 0, -1, 0),
+/// (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1) give `out[0..4][q]`. Over the flattened rows,
+/// slot i reads padded elements 2i .. 2i + 3: one loop over all the rows.
+#[inline(always)]
+fn row_transform(padded: &[f32], out: &mut [Vec<f32>], rows: usize) {
+    let (pairs, _) = padded[..2 * rows + 2].as_chunks::<2>();
+    let (here, next) = (&pairs[..rows], &pairs[1..=rows]);
+    let [o0, o1, o2, o3] = out else {
+        unreachable!("four columns of d B")
+    };
+    let (o0, o1, o2, o3) = (
+        &mut o0[..rows],
+        &mut o1[..rows],
+        &mut o2[..rows],
+        &mut o3[..rows],
+    );
+    for i in 0..rows {
+        let ([a, b], [c, d]) = (here[i], next[i]);
+        o0[i] = a - c;
+        o1[i] = b + c;
+        o2[i] = c - b;
+        o3[i] = b - d;
     }
 }
 
@@ -522,18 +589,30 @@ impl pulp::WithSimd for InputTransform<'_> {
             offset,
             s,
         } = self;
-        let channels = x.len() / wg.plane();
-        let (slots, rows) = (wg.slots(), (wg.th + 1) * wg.l);
-        for (c, plane) in x.chunks_exact(wg.plane()).enumerate() {
-            wg.split_by_parity(plane, &mut s.parts, &mut s.halves);
-            let [ee, eo, oe, oo] = &s.parts;
-            let [even, odd] = &mut s.rows;
+        let (channels, plane) = (wg.c_in, wg.plane());
+        let images = x.len() / (channels * plane);
+        let (slots, rows) = (images * wg.slots(), (images * wg.th + 1) * wg.l);
+        for c in 0..channels {
+            for k in 0..images {
+                let at = (k * channels + c) * plane;
+                if let Some(next) = x.get(at + plane..at + 2 * plane) {
+                    prefetch(next);
+                }
+                wg.pad_rows(&x[at..][..plane], k, &mut s.padded);
+            }
+            if wg.stacked() {
+                // The odd padded row below the last image: after a group of more images, it
+                // holds one of their rows. Only the last output row (junk, its dY zero) reads
+                // it, but a stack reads nothing but its own images and zeros.
+                s.padded[1][images * wg.th * 2 * wg.l..][..2 * wg.l].fill(0.0);
+            }
+            let (even, odd) = s.rows.split_at_mut(4);
+            row_transform(&s.padded[0], even, rows);
+            row_transform(&s.padded[1], odd, rows);
             for j in 0..4 {
-                b_transpose_step(j, ee, eo, 1, &mut even[..rows]);
-                b_transpose_step(j, oe, oo, 1, &mut odd[..rows]);
                 for i in 0..4 {
                     let out = &mut v[((4 * i + j) * channels + c) * n + offset..][..slots];
-                    b_transpose_step(i, even, odd, wg.l, out);
+                    b_transpose_step(i, &even[j], &odd[j], wg.l, out);
                 }
             }
         }
@@ -547,7 +626,7 @@ struct OutputTransform<'a> {
     n: usize,
     offset: usize,
     bias: Option<&'a [f32]>,
-    y: &'a mut [f32],
+    y: &'a mut [MaybeUninit<f32>],
     s: &'a mut Scratch,
 }
 
@@ -565,8 +644,10 @@ impl pulp::WithSimd for OutputTransform<'_> {
             y,
             s,
         } = self;
-        let (slots, w, l) = (wg.slots(), wg.w, wg.l);
-        for (co, plane) in y.chunks_exact_mut(wg.plane()).enumerate() {
+        let (plane_len, w, l) = (wg.plane(), wg.w, wg.l);
+        let images = y.len() / (wg.c_out * plane_len);
+        let slots = images * wg.slots();
+        for co in 0..wg.c_out {
             let t: [&[f32]; 16] =
                 std::array::from_fn(|xi| &m[(xi * wg.c_out + co) * n + offset..][..slots]);
             let [y00, y01, y10, y11] = &mut s.quad;
@@ -587,33 +668,37 @@ impl pulp::WithSimd for OutputTransform<'_> {
                 y11[q] = bottom(1) - bottom(2) - bottom(3);
             }
             let b = bias.map_or(0.0, |b| b[co]);
-            if w.is_multiple_of(2) {
-                // Compacted row by row, then interleaved in one loop.
-                let [left, right] = &mut s.halves;
-                let half = w / 2;
-                let rows = left
-                    .chunks_exact_mut(half)
-                    .zip(right.chunks_exact_mut(half));
-                for (row, (left, right)) in rows.enumerate() {
-                    let ty = row / 2;
-                    let from = if row % 2 == 0 {
-                        (&*y00, &*y01)
-                    } else {
-                        (&*y10, &*y11)
-                    };
-                    left.copy_from_slice(&from.0[ty * l..][..half]);
-                    right.copy_from_slice(&from.1[ty * l..][..half]);
-                }
-                interleave(left, right, b, plane);
-            } else {
-                for (ty, rows) in plane.chunks_mut(2 * w).enumerate() {
-                    let (upper, lower) = rows.split_at_mut(w);
-                    let tiles = ty * l..(ty + 1) * l;
-                    for (line, (left, right)) in [upper, lower]
-                        .into_iter()
-                        .zip([(&*y00, &*y01), (&*y10, &*y11)])
-                    {
-                        interleave(&left[tiles.clone()], &right[tiles.clone()], b, line);
+            for k in 0..images {
+                let plane = &mut y[(k * wg.c_out + co) * plane_len..][..plane_len];
+                let (y00, y01, y10, y11) = (
+                    &y00[k * wg.slots()..],
+                    &y01[k * wg.slots()..],
+                    &y10[k * wg.slots()..],
+                    &y11[k * wg.slots()..],
+                );
+                if w.is_multiple_of(2) && wg.h.is_multiple_of(2) {
+                    // Compacted row by row, then interleaved in one loop.
+                    let [left, right] = &mut s.halves;
+                    let half = w / 2;
+                    let rows = left
+                        .chunks_exact_mut(half)
+                        .zip(right.chunks_exact_mut(half));
+                    for (row, (left, right)) in rows.enumerate() {
+                        let ty = row / 2;
+                        let from = if row % 2 == 0 { (y00, y01) } else { (y10, y11) };
+                        copy_inline(&from.0[ty * l..][..half], left);
+                        copy_inline(&from.1[ty * l..][..half], right);
+                    }
+                    interleave(left, right, b, plane);
+                } else {
+                    for (ty, rows) in plane.chunks_mut(2 * w).enumerate() {
+                        let (upper, lower) = rows.split_at_mut(w);
+                        let tiles = ty * l..(ty + 1) * l;
+                        for (line, (left, right)) in
+                            [upper, lower].into_iter().zip([(y00, y01), (y10, y11)])
+                        {
+                            interleave(&left[tiles.clone()], &right[tiles.clone()], b, line);
+                        }
                     }
                 }
             }
@@ -644,43 +729,57 @@ impl pulp::WithSimd for OutputAdjoint<'_> {
             offset,
             s,
         } = self;
-        let (slots, w, l) = (wg.slots(), wg.w, wg.l);
-        let c_out = dy.len() / wg.plane();
-        for (co, plane) in dy.chunks_exact(wg.plane()).enumerate() {
-            // dY by parity: p[2 a + b][ty l + tx] = dy[2 ty + a][2 tx + b], zero outside.
-            // What is not written here keeps the zeros `with_buffers` left.
-            let [p00, p01, p10, p11] = &mut s.quad;
-            if w.is_multiple_of(2) {
-                // Split in one loop, then spread row by row.
-                let [left, right] = &mut s.halves;
-                let half = w / 2;
-                deinterleave(plane, left, right);
-                let rows = left.chunks_exact(half).zip(right.chunks_exact(half));
-                for (row, (left, right)) in rows.enumerate() {
-                    let ty = row / 2;
-                    let to = if row % 2 == 0 {
-                        (&mut *p00, &mut *p01)
-                    } else {
-                        (&mut *p10, &mut *p11)
-                    };
-                    to.0[ty * l..][..half].copy_from_slice(left);
-                    to.1[ty * l..][..half].copy_from_slice(right);
-                }
-            } else {
-                for (ty, rows) in plane.chunks(2 * w).enumerate() {
-                    let (upper, lower) = rows.split_at(w.min(rows.len()));
-                    for (line, (left, right)) in [upper, lower]
-                        .into_iter()
-                        .zip([(&mut *p00, &mut *p01), (&mut *p10, &mut *p11)])
-                    {
-                        let (left, right) = (&mut left[ty * l..][..l], &mut right[ty * l..][..l]);
-                        if let Some(last) = deinterleave(line, left, right) {
-                            left[w / 2] = last;
+        let (plane_len, w, l, c_out) = (wg.plane(), wg.w, wg.l, wg.c_out);
+        let images = dy.len() / (c_out * plane_len);
+        let slots = images * wg.slots();
+        for co in 0..c_out {
+            // dY by parity: p[2 a + b][ty l + tx] = dy[2 ty + a][2 tx + b], image k's from
+            // slot k slots() on, zero outside. What is not written here keeps the zeros
+            // `with_buffers` left.
+            for k in 0..images {
+                let plane = &dy[(k * c_out + co) * plane_len..][..plane_len];
+                let [p00, p01, p10, p11] = &mut s.quad;
+                let base = k * wg.slots();
+                let (p00, p01, p10, p11) = (
+                    &mut p00[base..],
+                    &mut p01[base..],
+                    &mut p10[base..],
+                    &mut p11[base..],
+                );
+                if w.is_multiple_of(2) {
+                    // Split in one loop, then spread row by row.
+                    let [left, right] = &mut s.halves;
+                    let half = w / 2;
+                    deinterleave(plane, left, right);
+                    let rows = left.chunks_exact(half).zip(right.chunks_exact(half));
+                    for (row, (left, right)) in rows.enumerate() {
+                        let ty = row / 2;
+                        let to = if row % 2 == 0 {
+                            (&mut *p00, &mut *p01)
+                        } else {
+                            (&mut *p10, &mut *p11)
+                        };
+                        copy_inline(left, &mut to.0[ty * l..][..half]);
+                        copy_inline(right, &mut to.1[ty * l..][..half]);
+                    }
+                } else {
+                    for (ty, rows) in plane.chunks(2 * w).enumerate() {
+                        let (upper, lower) = rows.split_at(w.min(rows.len()));
+                        for (line, (left, right)) in [upper, lower]
+                            .into_iter()
+                            .zip([(&mut *p00, &mut *p01), (&mut *p10, &mut *p11)])
+                        {
+                            let (left, right) =
+                                (&mut left[ty * l..][..l], &mut right[ty * l..][..l]);
+                            if let Some(last) = deinterleave(line, left, right) {
+                                left[w / 2] = last;
+                            }
                         }
                     }
                 }
             }
             // Z[i][j] = sum over a, b of A[i][a] A[j][b] dY[a][b], one position at a time.
+            let [p00, p01, p10, p11] = &s.quad;
             let (p00, p01, p10, p11) = (&p00[..slots], &p01[..slots], &p10[..slots], &p11[..slots]);
             for (z, (_, [i, j])) in z.chunks_exact_mut(c_out * n).zip(positions()) {
                 let c = [
