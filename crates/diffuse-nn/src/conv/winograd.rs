@@ -161,11 +161,11 @@ impl Winograd {
     /// same use and size. The scratch's padded rows and quads are zeros, and the transforms
     /// write the same elements of them for every channel, so the rest stays zero (the
     /// padding).
-    fn with_buffers<R>(
+    fn with_buffers<const N: usize, R>(
         &self,
         stack: usize,
-        lengths: [usize; 2],
-        f: impl FnOnce(&mut [f32], &mut [f32], &mut Scratch) -> R,
+        lengths: [usize; N],
+        f: impl FnOnce([&mut [f32]; N], &mut Scratch) -> R,
     ) -> R {
         let mut scratch = POOL.with_borrow_mut(|pool| {
             let mut take = |len: usize, zero: bool| {
@@ -184,7 +184,7 @@ impl Winograd {
                 halves: std::array::from_fn(|_| take(self.plane() / 2, false)),
             }
         });
-        let result = with_scratch(lengths, |[a, b]| f(a, b, &mut scratch));
+        let result = with_scratch(lengths, |buffers| f(buffers, &mut scratch));
         let Scratch {
             padded,
             rows,
@@ -221,7 +221,7 @@ impl Winograd {
         let len = self.batch * image_out;
         let mut y = Vec::with_capacity(len);
         let task = |(y, x): (&mut [MaybeUninit<f32>], &[f32])| {
-            self.with_buffers(stack, [most * c_in, most * c_out], |v, m, scratch| {
+            self.with_buffers(stack, [most * c_in, most * c_out], |[v, m], scratch| {
                 for (y, x) in y
                     .chunks_mut(group * image_out)
                     .zip(x.chunks(group * image_in))
@@ -281,7 +281,10 @@ impl Winograd {
         let zero_sums = || (vec![0.0f32; 16 * c_out * c_in], vec![0.0f64; c_out]);
         let task = |(x, dy): (&[f32], &[f32])| {
             let (mut du, mut db) = zero_sums();
-            self.with_buffers(stack, [most * c_in, most * c_out], |v, z, scratch| {
+            // V[ξ] transposed (n x c_in), for gemm to read without a gather.
+            let transposed = if transposable(c_in) { most * c_in } else { 0 };
+            let lengths = [most * c_in, most * c_out, transposed];
+            self.with_buffers(stack, lengths, |[v, z, vt], scratch| {
                 for (x, dy) in x.chunks(group * image_in).zip(dy.chunks(group * image_out)) {
                     let images = x.len() / image_in;
                     let n = self.columns(images);
@@ -301,10 +304,20 @@ impl Winograd {
                     }
                     zero_tails(v, n, images * self.slots());
                     zero_tails(z, n, images * self.slots());
-                    // dU[ξ] += Z[ξ] V[ξ]^T: (c_out x n) (n x c_in).
+                    // dU[ξ] += Z[ξ] V[ξ]^T: (c_out x n) (n x c_in). Both operands run along
+                    // the slots; gemm wants the one it walks by rows (V^T, after its own
+                    // transposition of the problem) contiguous along c_in, and gathered it
+                    // element by element otherwise (a third of the gemm's time).
                     for (xi, du) in du.chunks_exact_mut(c_out * c_in).enumerate() {
                         let z = &z[xi * c_out * n..][..c_out * n];
                         let v = &v[xi * c_in * n..][..c_in * n];
+                        let (v, v_strides) = if vt.is_empty() {
+                            (v, [1, n])
+                        } else {
+                            let vt = &mut vt[..c_in * n];
+                            transpose(v, c_in, n, vt);
+                            (&*vt, [c_in, 1])
+                        };
                         matmul(
                             (c_out, c_in, n),
                             du,
@@ -312,7 +325,7 @@ impl Winograd {
                             z,
                             [n, 1],
                             v,
-                            [1, n],
+                            v_strides,
                             parallelism,
                         );
                     }
@@ -464,6 +477,72 @@ fn copy_inline(src: &[f32], dst: &mut [f32]) {
     }
     for (d, s) in dst_rest.iter_mut().zip(src_rest) {
         *d = *s;
+    }
+}
+
+/// Whether [`transpose`] takes matrices of `rows` rows (of a multiple of 8 columns) in 8x8
+/// blocks of AVX registers; elsewhere gemm gathers.
+fn transposable(rows: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        rows.is_multiple_of(8) && std::arch::is_x86_feature_detected!("avx")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = rows;
+        false
+    }
+}
+
+/// dst (cols x rows) = src (rows x cols) transposed, both row-major, in 8x8 blocks; rows and
+/// cols multiples of 8, on a CPU with AVX ([`transposable`]).
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    assert!(transposable(rows) && cols.is_multiple_of(8));
+    assert!(src.len() == rows * cols && dst.len() == rows * cols);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX is present (`transposable`), and every 8x8 block's loads and stores stay
+    // inside the slices, whose lengths are asserted.
+    unsafe {
+        transpose_avx(src, rows, cols, dst);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn transpose_avx(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    for r in (0..rows).step_by(8) {
+        for c in (0..cols).step_by(8) {
+            // SAFETY: rows r..r + 8 and columns c..c + 8 exist in `src`, and the transposed
+            // block in `dst`.
+            unsafe {
+                let row = |i: usize| _mm256_loadu_ps(src.as_ptr().add((r + i) * cols + c));
+                let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+                let (r4, r5, r6, r7) = (row(4), row(5), row(6), row(7));
+                let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+                let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+                let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+                let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+                let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                let out = dst.as_mut_ptr();
+                let store = |j: usize, v: __m256| _mm256_storeu_ps(out.add((c + j) * rows + r), v);
+                store(0, _mm256_permute2f128_ps::<0x20>(s0, s4));
+                store(1, _mm256_permute2f128_ps::<0x20>(s1, s5));
+                store(2, _mm256_permute2f128_ps::<0x20>(s2, s6));
+                store(3, _mm256_permute2f128_ps::<0x20>(s3, s7));
+                store(4, _mm256_permute2f128_ps::<0x31>(s0, s4));
+                store(5, _mm256_permute2f128_ps::<0x31>(s1, s5));
+                store(6, _mm256_permute2f128_ps::<0x31>(s2, s6));
+                store(7, _mm256_permute2f128_ps::<0x31>(s3, s7));
+            }
+        }
     }
 }
 
