@@ -85,10 +85,13 @@ fn main() -> ExitCode {
     }
     keep_freed_pages();
     let cli = Cli::parse();
-    let result = device::choose(cli.device).and_then(|()| match cli.command {
-        Command::Train(args) => train::run(args),
-        Command::Sample(args) => sample::run(args),
-        Command::Eval(args) => eval::run(args),
+    // On a worker of the CPU kernels' thread pool (`diffuse_nn::on_worker`).
+    let result = diffuse_nn::on_worker(|| {
+        device::choose(cli.device).and_then(|()| match cli.command {
+            Command::Train(args) => train::run(args),
+            Command::Sample(args) => sample::run(args),
+            Command::Eval(args) => eval::run(args),
+        })
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,6 +30,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     keep_freed_pages();
+    // On a worker of the kernels' thread pool, as the `diffuse` binary runs.
+    diffuse_nn::on_worker(run);
+}
+
+fn run() {
     let (train_steps, n_samples, sample_steps) = (
         arg("--train-steps", 300),
         arg("--samples", 10_000),

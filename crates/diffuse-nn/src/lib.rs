@@ -12,6 +12,7 @@ pub mod mlp;
 pub mod norm;
 pub mod unet;
 
+pub use cpu::on_worker;
 pub use error::NnError;
 pub use mlp::{Mlp, MlpConfig};
 pub use unet::{Unet, UnetConfig};
