@@ -789,8 +789,9 @@ mod tests {
             // Winograd with 12 channels in: the weight gradient's gemm gathers V (the 8x8
             // transposition takes multiples of 8).
             (2, 12, 8, 8, 8, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
-            // 7x7 through Winograd, images stacked: forward groups of 8 and 5, backward
-            // tasks of 4, 4, 4 and 1 (a stack shorter than the one before it).
+            // 7x7 through Winograd, images stacked: the forward pass and the input gradient in
+            // groups of 8 and 5 (a stack shorter than the one before it), the weight gradient
+            // through im2col.
             (13, 8, 16, 7, 7, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
             // 7x7 through im2col (4 channels in), images side by side: three groups of 4 and
             // one of 1.

@@ -155,7 +155,7 @@ impl Winograd {
         if self.stacked() { group } else { 1 }
     }
 
-    /// `f` with two buffers of `lengths` ([`with_scratch`]: they hold whatever an earlier call
+    /// `f` with buffers of `lengths` ([`with_scratch`]: they hold whatever an earlier call
     /// left) and a scratch for stacks of up to `stack` images, taken from this thread's pool
     /// and given back to it in the order it was taken, so that each buffer comes back to the
     /// same use and size. The scratch's padded rows and quads are zeros, and the transforms
@@ -455,6 +455,8 @@ impl Winograd {
 /// Asks the CPU to bring `data` into its caches while it works on something else.
 #[inline(always)]
 fn prefetch(data: &[f32]) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
     #[cfg(target_arch = "x86_64")]
     for line in data.chunks(16) {
         // SAFETY: a prefetch reads nothing and cannot fault; the address is inside `data`.
