@@ -27,6 +27,8 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 
+use std::mem::MaybeUninit;
+
 use crate::cpu::{f32s, tensor, zeros};
 use rayon::prelude::*;
 
@@ -245,30 +247,63 @@ fn for_chunks(
     let run = |(i, out): (usize, &mut [f32])| {
         let range = i * CHUNK..(i * CHUNK + out.len());
         let a = a.map(|a| &a[range.clone()]);
-        let b = (!b.is_empty()).then(|| &b[range]);
-        // One dispatch per case: a closure that small is inlined into pulp's SIMD-enabled
-        // function and vectorized there (a match inside it was not).
-        let arch = pulp::Arch::new();
-        match (a, b) {
-            (None, None) => arch.dispatch(|| out.iter_mut().for_each(|v| *v = f(*v, 0.0))),
-            (None, Some(b)) => {
-                arch.dispatch(|| out.iter_mut().zip(b).for_each(|(v, &b)| *v = f(*v, b)))
-            }
-            (Some(a), None) => {
-                arch.dispatch(|| out.iter_mut().zip(a).for_each(|(v, &a)| *v = f(a, 0.0)))
-            }
-            (Some(a), Some(b)) => arch.dispatch(|| {
-                for (v, (&a, &b)) in out.iter_mut().zip(a.iter().zip(b)) {
-                    *v = f(a, b);
-                }
-            }),
-        }
+        let b = if b.is_empty() { b } else { &b[range] };
+        map_slice(out, a, b, f);
     };
     if out.len() <= CHUNK {
         run((0, out));
     } else {
         out.par_chunks_mut(CHUNK).enumerate().for_each(run);
     }
+}
+
+/// out = f(a, b) on this thread, vectorized, `a` being `out` itself when None, and `b` zeros
+/// when empty.
+#[inline(always)]
+fn map_slice(out: &mut [f32], a: Option<&[f32]>, b: &[f32], f: impl Fn(f32, f32) -> f32 + Copy) {
+    // One dispatch per case: a closure that small is inlined into pulp's SIMD-enabled
+    // function and vectorized there (a match inside it was not).
+    let arch = pulp::Arch::new();
+    match (a, b.is_empty()) {
+        (None, true) => arch.dispatch(|| out.iter_mut().for_each(|v| *v = f(*v, 0.0))),
+        (None, false) => arch.dispatch(|| out.iter_mut().zip(b).for_each(|(v, &b)| *v = f(*v, b))),
+        (Some(a), true) => {
+            arch.dispatch(|| out.iter_mut().zip(a).for_each(|(v, &a)| *v = f(a, 0.0)))
+        }
+        (Some(a), false) => arch.dispatch(|| {
+            for (v, (&a, &b)) in out.iter_mut().zip(a.iter().zip(b)) {
+                *v = f(a, b);
+            }
+        }),
+    }
+}
+
+/// SiLU in place, on this thread (vectorized): for kernels that apply it to their own output
+/// while it is in cache.
+pub(crate) fn silu_slice(values: &mut [f32]) {
+    map_slice(values, None, &[], |x, _| silu_f32(x));
+}
+
+/// h = SiLU(z) = z s with s = sigma(z), and z replaced by s, on this thread (vectorized): the
+/// backward pass then needs no exp ([`silu_backward_slice`]).
+pub(crate) fn silu_keep_sigmoid(z: &mut [f32], h: &mut [MaybeUninit<f32>]) {
+    pulp::Arch::new().dispatch(|| {
+        for (z, h) in z.iter_mut().zip(h) {
+            let s = sigmoid_f32(*z);
+            *h = MaybeUninit::new(*z * s);
+            *z = s;
+        }
+    });
+}
+
+/// dz = dh d/dz SiLU(z) = dh (s + h (1 - s)), from s = sigma(z) and h = SiLU(z) = z s, on this
+/// thread (vectorized).
+pub(crate) fn silu_backward_slice(dz: &mut [f32], dh: &[f32], s: &[f32], h: &[f32]) {
+    pulp::Arch::new().dispatch(|| {
+        for (dz, (&dh, (&s, &h))) in dz.iter_mut().zip(dh.iter().zip(s.iter().zip(h))) {
+            *dz = dh * (s + h * (1.0 - s));
+        }
+    });
 }
 
 /// exp(x) for x in [-87, 88] (clamped there), branch-free so that it vectorizes (no FMA or

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use burn::tensor::{DType, Tensor, TensorData};
 use burn_flex::FlexTensor;
@@ -25,26 +26,72 @@ pub(crate) fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
 /// column strides.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     dst: &mut [f32],
     accumulate: bool,
     lhs: &[f32],
-    [lhs_rs, lhs_cs]: [usize; 2],
+    lhs_strides: [usize; 2],
     rhs: &[f32],
-    [rhs_rs, rhs_cs]: [usize; 2],
+    rhs_strides: [usize; 2],
     parallelism: Parallelism,
 ) {
-    assert!(dst.len() >= m * n);
+    // SAFETY: `dst` is initialized, so it may be read when accumulating.
+    unsafe {
+        gemm_into(
+            dims,
+            (dst.as_mut_ptr(), dst.len()),
+            accumulate,
+            (lhs, lhs_strides),
+            (rhs, rhs_strides),
+            parallelism,
+        )
+    }
+}
+
+/// dst (m x n, row-major) = lhs (m x k) rhs (k x n), as [`matmul`], into memory not yet
+/// written: gemm writes every element of dst's m x n without reading it.
+pub(crate) fn matmul_uninit(
+    dims: (usize, usize, usize),
+    dst: &mut [MaybeUninit<f32>],
+    lhs: (&[f32], [usize; 2]),
+    rhs: (&[f32], [usize; 2]),
+    parallelism: Parallelism,
+) {
+    // SAFETY: gemm does not read dst when it does not accumulate.
+    unsafe {
+        gemm_into(
+            dims,
+            (dst.as_mut_ptr().cast(), dst.len()),
+            false,
+            lhs,
+            rhs,
+            parallelism,
+        )
+    }
+}
+
+/// # Safety
+/// `dst` points to `len` floats that nothing else accesses; they must be initialized when
+/// `accumulate` is true.
+unsafe fn gemm_into(
+    (m, n, k): (usize, usize, usize),
+    (dst, len): (*mut f32, usize),
+    accumulate: bool,
+    (lhs, [lhs_rs, lhs_cs]): (&[f32], [usize; 2]),
+    (rhs, [rhs_rs, rhs_cs]): (&[f32], [usize; 2]),
+    parallelism: Parallelism,
+) {
+    assert!(len >= m * n);
     assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     assert!(n == 0 || k == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    // SAFETY: the asserts keep every index the strides reach inside the slices, and `dst` is
-    // borrowed mutably, so it aliases neither operand.
+    // SAFETY: the asserts keep every index the strides reach inside the slices and `dst`'s
+    // `len` elements, which alias neither operand (the caller's contract).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             n as isize,
             accumulate,
@@ -62,6 +109,29 @@ pub(crate) fn matmul(
             parallelism,
         );
     }
+}
+
+/// A vector of `len` floats, each written by `init` before anything reads it, without zeroing
+/// it first (a fresh buffer's memset had been 5% of a 2-D training step).
+///
+/// # Safety
+/// `init` writes every one of the `len` elements it is handed.
+pub(crate) unsafe fn written(len: usize, init: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    init(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: `init` wrote all `len` elements (the caller's contract).
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// `values` as initialized floats.
+///
+/// # Safety
+/// Every element has been written.
+pub(crate) unsafe fn assume_written(values: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: MaybeUninit<f32> has f32's layout, and every element is initialized (the
+    // caller's contract).
+    unsafe { &mut *(values as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// Runs `f` on a worker of a rayon pool of one thread per core (as rayon's global pool) and

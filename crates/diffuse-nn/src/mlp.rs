@@ -5,8 +5,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-use crate::activation::silu;
-use crate::linear::linear;
+use crate::linear::{linear, linear_silu};
 use diffuse_core::Denoiser;
 use serde::{Deserialize, Serialize};
 
@@ -122,7 +121,7 @@ impl Mlp {
         ));
         let mut h = Tensor::cat(parts, 1);
         for layer in &self.layers {
-            h = silu(linear(layer, h));
+            h = linear_silu(layer, h);
         }
         linear(&self.output, h)
     }
