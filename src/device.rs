@@ -25,18 +25,27 @@ pub enum DeviceChoice {
     Cuda,
 }
 
-static CHOSEN: OnceLock<Device> = OnceLock::new();
+static CHOSEN: OnceLock<(DeviceChoice, Device)> = OnceLock::new();
 
 /// Sets the device every command uses; called once, from the command line.
 pub fn choose(choice: DeviceChoice) -> Result<()> {
+    let choice = match choice {
+        DeviceChoice::Auto => compiled()[0],
+        other => other,
+    };
     let device = build(choice)?;
-    let _ = CHOSEN.set(device);
+    let _ = CHOSEN.set((choice, device));
     Ok(())
 }
 
 /// The device chosen with `--device` (the CPU if none was chosen, as in unit tests).
 pub fn device() -> Device {
-    CHOSEN.get().cloned().unwrap_or_default()
+    CHOSEN.get().map(|c| c.1.clone()).unwrap_or_default()
+}
+
+/// The backend chosen with `--device`, `auto` resolved (the CPU if none was chosen).
+pub fn backend() -> DeviceChoice {
+    CHOSEN.get().map_or(DeviceChoice::Cpu, |c| c.0)
 }
 
 /// The backends this binary was built with, best first.

@@ -18,8 +18,10 @@ use diffuse_train::{Checkpoint, Ddpm, Start, TrainError, Trained, train};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ConfigFile, RunConfig, Source};
+use crate::device::DeviceChoice;
 use crate::run_dir::{self, ModelFamily, RunHooks};
 use crate::{default_run_dir, download, images, points};
+use diffuse_core::Precision;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -47,6 +49,10 @@ pub struct TrainArgs {
     lr: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
+    /// The network's products in float32 (`f32`, the default) or bfloat16 (`bf16`: mixed
+    /// precision, with float32 weights, optimizer, norms and loss; on cpu and cuda).
+    #[arg(long, value_enum)]
+    precision: Option<PrecisionArg>,
     /// The run directory (default: runs/<dataset>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -56,12 +62,20 @@ pub struct TrainArgs {
     /// Continue the run in DIR from its last checkpoint, to its configured steps (--steps N
     /// extends it). The result is the same, bit for bit, as a run that was never stopped.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
-        "data", "dataset", "download", "batch_size", "lr", "seed", "out", "config", "overwrite"
+        "data", "dataset", "download", "batch_size", "lr", "seed", "precision", "out", "config",
+        "overwrite"
     ])]
     resume: Option<PathBuf>,
     /// Replace the run already in --out (without it, an existing run is never overwritten).
     #[arg(long)]
     overwrite: bool,
+}
+
+/// `--precision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum PrecisionArg {
+    F32,
+    Bf16,
 }
 
 /// What a model family brings to training: its network, its data, where its weights go, and
@@ -151,6 +165,12 @@ fn new_config(args: &TrainArgs) -> Result<RunConfig> {
     t.batch_size = args.batch_size.unwrap_or(t.batch_size);
     t.lr = args.lr.unwrap_or(t.lr);
     t.seed = args.seed.unwrap_or(t.seed);
+    if let Some(precision) = args.precision {
+        t.precision = match precision {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+        };
+    }
     config.fit_output_to_loss();
     Ok(config)
 }
@@ -184,6 +204,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     config.validate()?;
+    let backend = crate::device::backend();
+    if config.train.precision == Precision::Bf16
+        && matches!(backend, DeviceChoice::Vulkan | DeviceChoice::Wgpu)
+    {
+        bail!(
+            "precision bf16 runs on --device cpu or cuda: burn's wgpu backend (vulkan, wgpu) has no bfloat16 arithmetic; use precision f32 there"
+        );
+    }
     if let Some(overwrite) = new {
         run_dir::check_new(&dir, overwrite)?;
     }

@@ -76,3 +76,62 @@ fn unsupported_unet_config_fields_are_named() {
     }
     assert!(UnetConfig::from_json(&base).is_ok());
 }
+
+/// Mixed precision: inside a bfloat16 autocast scope the fixtures' outputs, and the gradients
+/// of sum(y * r) with respect to their inputs (r_i = sin(0.1 i)), move from float32 by no more
+/// than twice what PyTorch's own bfloat16 autocast moves them (`scripts/reference/autocast.py`:
+/// 0.7-1.7% of the output's largest value, 2.1-2.4% of the gradient's), and by more than the
+/// float32 parity bound, so the products did run in bfloat16.
+#[test]
+fn bf16_autocast_stays_as_close_to_float32_as_pytorchs() {
+    use diffuse_core::precision::{Precision, autocast};
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture_dir("autocast_bf16.json")).unwrap())
+            .unwrap();
+    let device = Device::default().autodiff();
+    let relative = |a: &Tensor<4>, b: &Tensor<4>| {
+        let scale = b.clone().abs().max().into_scalar::<f32>();
+        (a.clone() - b.clone()).abs().max().into_scalar::<f32>() / scale
+    };
+    for name in ["attn_default", "scale_shift"] {
+        let dir = fixture_dir(name);
+        let (_, model) = Unet::from_diffusers_dir(&dir, &device).unwrap();
+        let x = read_npy(&dir.join("input.npy")).unwrap();
+        let t = read_npy(&dir.join("timesteps.npy")).unwrap();
+        let shape: [usize; 4] = x.shape.clone().try_into().unwrap();
+        let x = Tensor::<4>::from_data(TensorData::new(x.data, shape), &device);
+        let t = Tensor::<1>::from_data(TensorData::new(t.data, t.shape.clone()), &device);
+        let run = |precision| {
+            let x = x.clone().require_grad();
+            let y = autocast(precision, || model.forward(x.clone(), t.clone()));
+            assert_eq!(y.dtype(), burn::tensor::DType::F32);
+            let n = y.dims().iter().product::<usize>();
+            let r: Vec<f32> = (0..n).map(|i| (0.1 * i as f32).sin()).collect();
+            let r = Tensor::<4>::from_data(TensorData::new(r, y.dims()), &device);
+            let grads = (y.clone() * r).sum().backward();
+            (y.inner(), x.grad(&grads).unwrap())
+        };
+        let ((y32, g32), (y16, g16)) = (run(Precision::F32), run(Precision::Bf16));
+        assert_eq!(g16.dtype(), burn::tensor::DType::F32);
+        let limit = |key: &str| reference[name][key].as_f64().unwrap() as f32;
+        for (what, ours, torch) in [
+            (
+                "output",
+                relative(&y16, &y32),
+                limit("output_relative_error"),
+            ),
+            (
+                "input gradient",
+                relative(&g16, &g32),
+                limit("input_gradient_relative_error"),
+            ),
+        ] {
+            eprintln!("{name}: {what} relative error {ours} (PyTorch autocast {torch})");
+            assert!(
+                ours <= 2.0 * torch,
+                "{name}: {what} {ours} vs PyTorch {torch}"
+            );
+            assert!(ours > 1e-3, "{name}: {what} {ours}: not bfloat16");
+        }
+    }
+}

@@ -51,8 +51,12 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 use winograd::Winograd;
 
-/// `conv.forward(x)`, fused on the CPU for the cases the module docs name (with a bias).
+/// `conv.forward(x)`, fused on the CPU for the cases the module docs name (with a bias); in
+/// bfloat16 inside an autocast scope ([`crate::amp`]).
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if let Some(low) = crate::amp::product_dtype(&x) {
+        return crate::amp::conv2d(conv, x, low);
+    }
     let (Some(options), Some(bias)) = (fused_options(conv, &x), &conv.bias) else {
         return conv.forward(x);
     };

@@ -1,6 +1,7 @@
 //! diffuse-nn: denoising networks. Each implements [`diffuse_core::Denoiser`].
 
 pub mod activation;
+pub mod amp;
 pub mod conv;
 mod cpu;
 pub mod diffusers;

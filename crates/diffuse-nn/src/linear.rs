@@ -39,13 +39,18 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use crate::activation::{silu, silu_backward_slice, silu_keep_sigmoid, silu_slice};
+use crate::amp;
 use crate::cpu::{
     assume_written, f32s, matmul, matmul_uninit, on_flex_f32, per_task, sum_in_order, tensor,
     with_scratch, written,
 };
 
-/// `linear.forward(x)` for x of shape [batch, d_input], fused on the CPU (see the module docs).
+/// `linear.forward(x)` for x of shape [batch, d_input], fused on the CPU (see the module docs);
+/// in bfloat16 inside an autocast scope ([`crate::amp`]).
 pub fn linear(linear: &Linear, x: Tensor<2>) -> Tensor<2> {
+    if let Some(low) = amp::product_dtype(&x) {
+        return amp::linear(linear, x, low);
+    }
     let Some(bias) = linear.bias.as_ref().filter(|_| on_flex_f32(&x)) else {
         return linear.forward(x);
     };
@@ -57,9 +62,21 @@ pub fn linear(linear: &Linear, x: Tensor<2>) -> Tensor<2> {
     ))
 }
 
+/// `linear.forward(x)` for x of shape [batch, n, d_input], as [`linear`] on its batch x n rows.
+pub fn linear_3d(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, n, d] = x.dims();
+    let y = linear(layer, x.reshape([b * n, d]));
+    let d_out = y.dims()[1];
+    y.reshape([b, n, d_out])
+}
+
 /// `silu(linear.forward(x))`, fused on the CPU into one pass over the batch forward and one
-/// backward (see the module docs).
+/// backward (see the module docs); inside an autocast scope, the product in bfloat16 and SiLU
+/// in float32 ([`crate::amp`]).
 pub fn linear_silu(linear: &Linear, x: Tensor<2>) -> Tensor<2> {
+    if let Some(low) = amp::product_dtype(&x) {
+        return silu(amp::linear(linear, x, low));
+    }
     let Some(bias) = linear.bias.as_ref().filter(|_| on_flex_f32(&x)) else {
         return silu(linear.forward(x));
     };

@@ -1,5 +1,6 @@
 //! Trainer settings: optimizer, schedule of the learning rate, clipping, EMA, checkpoints.
 
+use diffuse_core::Precision;
 use diffuse_core::objective::LossConfig;
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,10 @@ pub struct TrainConfig {
     pub divergence_factor: Option<f64>,
     /// The objective (L_simple by default), the reverse variance and the sampling of t.
     pub loss: LossConfig,
+    /// The type of the network's products in the forward and backward passes: `f32`, or
+    /// `bf16` (mixed precision: bfloat16 products, float32 weights, optimizer, norms and loss;
+    /// `diffuse_core::precision`).
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -72,6 +77,7 @@ impl Default for TrainConfig {
             seed: 0,
             divergence_factor: Some(1e6),
             loss: LossConfig::default(),
+            precision: Precision::F32,
         }
     }
 }

@@ -10,6 +10,7 @@ use burn::optim::{
     AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, decay::WeightDecayConfig,
 };
 use burn::tensor::{Device, Tensor, TensorData};
+use diffuse_core::precision::autocast;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -237,7 +238,8 @@ pub fn train<const D: usize, M: Module>(
     let mut stopped_at = None;
     for step in first..config.steps {
         let x0 = data(&mut s.rng);
-        let loss = objective.loss(&model, x0, &mut s.rng);
+        // The forward pass in the configured precision; the backward pass follows its casts.
+        let loss = autocast(config.precision, || objective.loss(&model, x0, &mut s.rng));
         let value: f32 = loss.clone().into_scalar();
         check_loss(config, step + 1, value, s.losses.first().copied())?;
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);

@@ -9,7 +9,9 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use crate::activation::{silu, softmax_last};
+use crate::amp;
 use crate::conv::conv2d;
+use crate::linear::{linear, linear_3d};
 use crate::norm::{group_norm as normalize, group_norm_silu as normalize_silu};
 use burn::tensor::{Device, Tensor};
 
@@ -92,7 +94,7 @@ impl ResnetBlock2D {
 
     pub fn forward(&self, x: Tensor<4>, temb: &Tensor<2>) -> Tensor<4> {
         let h = conv2d(&self.conv1, normalize_silu(&self.norm1, x.clone()));
-        let t = self.time_emb_proj.forward(silu(temb.clone()));
+        let t = linear(&self.time_emb_proj, silu(temb.clone()));
         let [b, ch] = t.dims();
         let t = t.reshape([b, ch, 1, 1]);
         let h = if self.scale_shift {
@@ -155,18 +157,14 @@ impl Attention {
         };
         let seq = normed.reshape([b, c, n]).swap_dims(1, 2); // [b, n, c]
         let split = |t: Tensor<3>| t.reshape([b, n, self.heads, d]).swap_dims(1, 2); // [b, heads, n, d]
-        let q = split(self.to_q.forward(seq.clone()));
-        let k = split(self.to_k.forward(seq.clone()));
-        let v = split(self.to_v.forward(seq));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (d as f32).sqrt());
-        let out = softmax_last(scores)
-            .matmul(v)
+        let q = split(linear_3d(&self.to_q, seq.clone()));
+        let k = split(linear_3d(&self.to_k, seq.clone()));
+        let v = split(linear_3d(&self.to_v, seq));
+        let scores = amp::matmul(q, k.swap_dims(2, 3)).mul_scalar(1.0 / (d as f32).sqrt());
+        let out = amp::matmul(softmax_last(scores), v)
             .swap_dims(1, 2)
             .reshape([b, n, c]);
-        let out = self.to_out[0]
-            .forward(out)
+        let out = linear_3d(&self.to_out[0], out)
             .swap_dims(1, 2)
             .reshape([b, c, h, w]);
         rescale(out + x, self.rescale_output_factor)

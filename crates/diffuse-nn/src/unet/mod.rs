@@ -10,8 +10,8 @@ mod config;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use crate::activation::silu;
 use crate::conv::conv2d;
+use crate::linear::{linear, linear_silu};
 use crate::norm::group_norm_silu as normalize_silu;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -233,10 +233,10 @@ impl Unet {
             self.freq_shift,
             10_000.0,
         );
-        let emb = self
-            .time_embedding
-            .linear_2
-            .forward(silu(self.time_embedding.linear_1.forward(t_emb)));
+        let emb = linear(
+            &self.time_embedding.linear_2,
+            linear_silu(&self.time_embedding.linear_1, t_emb),
+        );
         let mut h = conv2d(&self.conv_in, x);
         let mut skips = vec![h.clone()];
         for block in &self.down_blocks {
