@@ -289,19 +289,23 @@ fn gather_blocks(t: &FlexTensor) -> Option<Vec<f32>> {
     }
     let storage = t.storage::<f32>();
     let start = layout.start_offset();
-    let mut out = zeros(dims.iter().product());
-    out.par_chunks_mut(block)
-        .enumerate()
-        .for_each(|(mut i, out)| {
-            // The block's offset: its index over the outer dimensions, last fastest.
-            let mut offset = start;
-            for d in (0..inner).rev() {
-                offset += (i % outer[d]) * strides[d] as usize;
-                i /= outer[d];
-            }
-            out.copy_from_slice(&storage[offset..offset + block]);
-        });
-    Some(out)
+    let copy = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(block)
+            .enumerate()
+            .for_each(|(mut i, out)| {
+                // The block's offset: its index over the outer dimensions, last fastest.
+                let mut offset = start;
+                for d in (0..inner).rev() {
+                    offset += (i % outer[d]) * strides[d] as usize;
+                    i /= outer[d];
+                }
+                for (out, &v) in out.iter_mut().zip(&storage[offset..offset + block]) {
+                    *out = MaybeUninit::new(v);
+                }
+            })
+    };
+    // SAFETY: the blocks cover the whole tensor, and each is copied in full.
+    Some(unsafe { written(dims.iter().product(), copy) })
 }
 
 pub(crate) fn tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {

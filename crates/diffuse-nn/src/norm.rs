@@ -32,7 +32,9 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use crate::activation::{silu, silu_derivative_f32, silu_f32};
-use crate::cpu::{f32s, lane_sums, on_flex_f32, tensor, zeros};
+use std::mem::MaybeUninit;
+
+use crate::cpu::{assume_written, f32s, lane_sums, on_flex_f32, tensor, written};
 
 /// `norm.forward(x)`, fused on the CPU for the cases the module docs name.
 pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
@@ -136,9 +138,11 @@ impl FusedGroupNorm for Flex {
         let (channels, plane) = (shape[1], shape[2] * shape[3]);
         let per_group = channels / groups;
         let (x, gamma, beta) = (f32s(&x), f32s(&gamma), f32s(&beta));
-        let mut y = zeros(x.len());
         let group_len = per_group * plane;
-        if group_len > 0 {
+        let normalize = |y: &mut [MaybeUninit<f32>]| {
+            if group_len == 0 {
+                return;
+            }
             y.par_chunks_mut(group_len)
                 .zip(x.par_chunks(group_len))
                 .enumerate()
@@ -155,13 +159,20 @@ impl FusedGroupNorm for Flex {
                         let norm = move |x: f32| (x - mean) * scale + shift;
                         let pairs = y.iter_mut().zip(x);
                         if silu {
-                            arch.dispatch(|| pairs.for_each(|(y, &x)| *y = silu_f32(norm(x))));
+                            arch.dispatch(|| {
+                                pairs.for_each(|(y, &x)| *y = MaybeUninit::new(silu_f32(norm(x))))
+                            });
                         } else {
-                            arch.dispatch(|| pairs.for_each(|(y, &x)| *y = norm(x)));
+                            arch.dispatch(|| {
+                                pairs.for_each(|(y, &x)| *y = MaybeUninit::new(norm(x)))
+                            });
                         }
                     }
                 });
-        }
+        };
+        // SAFETY: the groups cover y (x.len() is a whole number of them), and each writes
+        // all its elements.
+        let y = unsafe { written(x.len(), normalize) };
         tensor(y, shape)
     }
 
@@ -181,12 +192,14 @@ impl FusedGroupNorm for Flex {
         let (batch, channels, plane) = (shape[0], shape[1], shape[2] * shape[3]);
         let per_group = channels / groups;
         let (x, gamma, beta, dy) = (f32s(&x), f32s(&gamma), f32s(&beta), f32s(&grad));
-        let mut dx = zeros(x.len());
         // Per image and channel: sum(g x_hat) and sum(g), summed over images afterwards, g
         // being the norm's output gradient (dy, or dy through SiLU).
         let mut sums = vec![(0.0f64, 0.0f64); batch * channels];
         let group_len = per_group * plane;
-        if group_len > 0 {
+        let backward = |dx: &mut [MaybeUninit<f32>]| {
+            if group_len == 0 {
+                return;
+            }
             dx.par_chunks_mut(group_len)
                 .zip(x.par_chunks(group_len).zip(dy.par_chunks(group_len)))
                 .zip(sums.par_chunks_mut(per_group))
@@ -195,6 +208,31 @@ impl FusedGroupNorm for Flex {
                     let arch = pulp::Arch::new();
                     let (mean, rstd) = statistics(x, epsilon);
                     let first = (index % groups) * per_group;
+                    // mean(g gamma) and mean(g gamma x_hat) over the group, from the norm's
+                    // output gradient g, channel by channel.
+                    let means = |g_all: &[f32], sums: &mut [(f64, f64)]| {
+                        let (mut g_sum, mut gx_sum) = (0.0f64, 0.0f64);
+                        for (c, (x, g)) in x
+                            .chunks_exact(plane)
+                            .zip(g_all.chunks_exact(plane))
+                            .enumerate()
+                        {
+                            let [g_xhat, g_total] = lane_sums(x, g, |x, g| {
+                                let x_hat = ((x as f32 - mean) * rstd) as f64;
+                                [g * x_hat, g]
+                            });
+                            sums[c] = (g_xhat, g_total);
+                            let gamma = gamma[first + c] as f64;
+                            g_sum += gamma * g_total;
+                            gx_sum += gamma * g_xhat;
+                        }
+                        let n = group_len as f64;
+                        ((g_sum / n) as f32, (gx_sum / n) as f32)
+                    };
+                    let dx_of = move |x: f32, g: f32, gamma: f32, (g_mean, gx_mean): (f32, f32)| {
+                        let x_hat = (x - mean) * rstd;
+                        (g * gamma - g_mean - x_hat * gx_mean) * rstd
+                    };
                     if silu {
                         // The norm's output gradient, dy silu'(y), into dx first.
                         for (c, (d, (x, dy))) in dx
@@ -206,57 +244,45 @@ impl FusedGroupNorm for Flex {
                             let norm = move |x: f32| (x - mean) * scale + shift;
                             arch.dispatch(|| {
                                 for (d, (&x, &dy)) in d.iter_mut().zip(x.iter().zip(dy)) {
-                                    *d = dy * silu_derivative_f32(norm(x));
+                                    *d = MaybeUninit::new(dy * silu_derivative_f32(norm(x)));
                                 }
                             });
                         }
-                    }
-                    // mean(g gamma) and mean(g gamma x_hat) over the group.
-                    let (mut g_sum, mut gx_sum) = (0.0f64, 0.0f64);
-                    let g_all: &[f32] = if silu { dx } else { dy };
-                    for (c, (x, g)) in x
-                        .chunks_exact(plane)
-                        .zip(g_all.chunks_exact(plane))
-                        .enumerate()
-                    {
-                        let [g_xhat, g_total] = lane_sums(x, g, |x, g| {
-                            let x_hat = ((x as f32 - mean) * rstd) as f64;
-                            [g * x_hat, g]
-                        });
-                        sums[c] = (g_xhat, g_total);
-                        let gamma = gamma[first + c] as f64;
-                        g_sum += gamma * g_total;
-                        gx_sum += gamma * g_xhat;
-                    }
-                    let n = group_len as f64;
-                    let (g_mean, gx_mean) = ((g_sum / n) as f32, (gx_sum / n) as f32);
-                    let dx_of = move |x: f32, g: f32, gamma: f32| {
-                        let x_hat = (x - mean) * rstd;
-                        (g * gamma - g_mean - x_hat * gx_mean) * rstd
-                    };
-                    for (c, (dx, (x, dy))) in dx
-                        .chunks_exact_mut(plane)
-                        .zip(x.chunks_exact(plane).zip(dy.chunks_exact(plane)))
-                        .enumerate()
-                    {
-                        let gamma = gamma[first + c];
-                        if silu {
-                            // dx holds g.
+                        // SAFETY: the loop above wrote every element of dx's group.
+                        let dx = unsafe { assume_written(dx) };
+                        let means = means(dx, sums);
+                        for (c, (dx, x)) in dx
+                            .chunks_exact_mut(plane)
+                            .zip(x.chunks_exact(plane))
+                            .enumerate()
+                        {
+                            let gamma = gamma[first + c];
                             arch.dispatch(|| {
                                 for (dx, &x) in dx.iter_mut().zip(x) {
-                                    *dx = dx_of(x, *dx, gamma);
+                                    *dx = dx_of(x, *dx, gamma, means);
                                 }
                             });
-                        } else {
+                        }
+                    } else {
+                        let means = means(dy, sums);
+                        for (c, (dx, (x, dy))) in dx
+                            .chunks_exact_mut(plane)
+                            .zip(x.chunks_exact(plane).zip(dy.chunks_exact(plane)))
+                            .enumerate()
+                        {
+                            let gamma = gamma[first + c];
                             arch.dispatch(|| {
                                 for (dx, (&x, &dy)) in dx.iter_mut().zip(x.iter().zip(dy)) {
-                                    *dx = dx_of(x, dy, gamma);
+                                    *dx = MaybeUninit::new(dx_of(x, dy, gamma, means));
                                 }
                             });
                         }
                     }
                 });
-        }
+        };
+        // SAFETY: the groups cover dx, and each writes all its elements (through SiLU's
+        // derivative first, or in its last pass).
+        let dx = unsafe { written(x.len(), backward) };
         let (mut dgamma, mut dbeta) = (vec![0.0f64; channels], vec![0.0f64; channels]);
         for image in sums.chunks_exact(channels.max(1)) {
             for (c, &(g_xhat, g_total)) in image.iter().enumerate() {
