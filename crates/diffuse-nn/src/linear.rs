@@ -41,7 +41,7 @@ use std::mem::MaybeUninit;
 use crate::activation::{silu, silu_backward_slice, silu_keep_sigmoid, silu_slice};
 use crate::amp;
 use crate::cpu::{
-    assume_written, f32s, matmul, matmul_uninit, on_flex_f32, per_task, sum_in_order, tensor,
+    assume_written, f32s, matmul_uninit, small_matmul, on_flex_f32, per_task, sum_in_order, tensor,
     with_scratch, written,
 };
 
@@ -241,17 +241,7 @@ fn affine<'a>(
     // SAFETY: every element of z's rows has just been written.
     let z = unsafe { assume_written(z) };
     let rows = z.len() / d_out;
-    let parallelism = Parallelism::None;
-    matmul(
-        (rows, d_out, d_in),
-        z,
-        true,
-        x,
-        [d_in, 1],
-        w,
-        [d_out, 1],
-        parallelism,
-    );
+    small_matmul((rows, d_out, d_in), z, true, x, w);
     z
 }
 

@@ -34,7 +34,10 @@
 //! im2col (`conv`), which was faster at 7x7 than Winograd's gemms over 4-image tasks.
 
 use super::Geometry;
-use crate::cpu::{inner_parallelism, matmul, per_task, sum_f64, sum_in_order, with_scratch};
+use crate::cpu::{
+    inner_parallelism, matmul, per_task, small_matmul, sum_f64, sum_in_order, with_scratch,
+};
+use gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -236,16 +239,12 @@ impl Winograd {
                     for (xi, m) in m.chunks_exact_mut(c_out * n).enumerate() {
                         let u = &u[xi * c_out * c_in..][..c_out * c_in];
                         let v = &v[xi * c_in * n..][..c_in * n];
-                        matmul(
-                            (c_out, n, c_in),
-                            m,
-                            false,
-                            u,
-                            [c_in, 1],
-                            v,
-                            [n, 1],
-                            parallelism,
-                        );
+                        let dims = (c_out, n, c_in);
+                        if matches!(parallelism, Parallelism::None) {
+                            small_matmul(dims, m, false, u, v);
+                        } else {
+                            matmul(dims, m, false, u, [c_in, 1], v, [n, 1], parallelism);
+                        }
                     }
                     for (i, y) in y.chunks_mut(stack * image_out).enumerate() {
                         let offset = i * stack * self.slots();
@@ -316,6 +315,10 @@ impl Winograd {
                         } else {
                             let vt = &mut vt[..c_in * n];
                             transpose(v, c_in, n, vt);
+                            if matches!(parallelism, Parallelism::None) {
+                                small_matmul((c_out, c_in, n), du, true, z, vt);
+                                continue;
+                            }
                             (&*vt, [c_in, 1])
                         };
                         matmul(
