@@ -130,7 +130,7 @@ pub(crate) fn small_matmul(
     if let Some(kernel) = small::kernel().filter(|_| n.is_multiple_of(8)) {
         // SAFETY: `kernel` is for instructions the CPU has, n is a multiple of 8, and the
         // asserts keep every block inside the slices.
-        unsafe { kernel((m, n, k), c, accumulate, a, b) };
+        unsafe { kernel((m, n, k), c.as_mut_ptr(), accumulate, a, b) };
         return;
     }
     matmul(
@@ -145,12 +145,30 @@ pub(crate) fn small_matmul(
     );
 }
 
+/// c = a b as [`small_matmul`] does it, into memory not yet written.
+pub(crate) fn small_matmul_uninit(
+    (m, n, k): (usize, usize, usize),
+    c: &mut [MaybeUninit<f32>],
+    a: &[f32],
+    b: &[f32],
+) {
+    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kernel) = small::kernel().filter(|_| n.is_multiple_of(8)) {
+        // SAFETY: as in `small_matmul`; without accumulating, the kernel writes c's m x n
+        // elements without reading them.
+        unsafe { kernel((m, n, k), c.as_mut_ptr().cast(), false, a, b) };
+        return;
+    }
+    matmul_uninit((m, n, k), c, (a, [k, 1]), (b, [n, 1]), Parallelism::None);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod small {
     use std::arch::x86_64::*;
 
     /// A kernel of [`super::small_matmul`]: (m, n, k), c, accumulate, a, b.
-    pub(super) type Kernel = unsafe fn((usize, usize, usize), &mut [f32], bool, &[f32], &[f32]);
+    pub(super) type Kernel = unsafe fn((usize, usize, usize), *mut f32, bool, &[f32], &[f32]);
 
     /// The widest kernel this CPU runs, if any.
     pub(super) fn kernel() -> Option<Kernel> {
@@ -170,17 +188,17 @@ mod small {
     type Args = (usize, usize, *const f32, *const f32, *mut f32, bool);
 
     /// # Safety
-    /// AVX2 and FMA are present, n is a multiple of 8, and the slices hold m x n, m x k and
-    /// k x n elements.
+    /// AVX2 and FMA are present, n is a multiple of 8, a and b hold m x k and k x n elements,
+    /// and c points to m x n that nothing else accesses (initialized when accumulating).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2(
         (m, n, k): (usize, usize, usize),
-        c: &mut [f32],
+        c: *mut f32,
         accumulate: bool,
         a: &[f32],
         b: &[f32],
     ) {
-        let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+        let (a, b) = (a.as_ptr(), b.as_ptr());
         let mut j = 0;
         while j < n {
             let vectors = ((n - j) / 8).min(2);
@@ -209,17 +227,18 @@ mod small {
     }
 
     /// # Safety
-    /// AVX-512F, AVX2 and FMA are present, n is a multiple of 8, and the slices hold m x n,
-    /// m x k and k x n elements.
+    /// AVX-512F, AVX2 and FMA are present, n is a multiple of 8, a and b hold m x k and k x n
+    /// elements, and c points to m x n that nothing else accesses (initialized when
+    /// accumulating).
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn avx512(
         (m, n, k): (usize, usize, usize),
-        c: &mut [f32],
+        c: *mut f32,
         accumulate: bool,
         a: &[f32],
         b: &[f32],
     ) {
-        let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+        let (a, b) = (a.as_ptr(), b.as_ptr());
         let mut j = 0;
         while j < n {
             // Columns this block takes: 32, 16, or the last 8.
@@ -646,7 +665,7 @@ mod tests {
             kernels
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let kernels: Vec<fn((usize, usize, usize), &mut [f32], bool, &[f32], &[f32])> = vec![];
+        let kernels: Vec<fn((usize, usize, usize), *mut f32, bool, &[f32], &[f32])> = vec![];
         if kernels.is_empty() {
             eprintln!("skipped: no AVX2 here; small_matmul is gemm");
         }
@@ -684,7 +703,7 @@ mod tests {
                     };
                     // SAFETY: the kernel is for this CPU, n is a multiple of 8, and the
                     // slices have the sizes the kernel reads and writes.
-                    unsafe { kernel(dims, &mut got, accumulate, &a, &b) };
+                    unsafe { kernel(dims, got.as_mut_ptr(), accumulate, &a, &b) };
                     let scale = expected.iter().fold(0.0f32, |s, v| s.max(v.abs()));
                     let err = got
                         .iter()
