@@ -210,14 +210,10 @@ mod small {
                 let args = unsafe { (k, n, a.add(i * k), b.add(j), c.add(i * n + j), accumulate) };
                 // SAFETY: as above, with AVX2 and FMA present.
                 unsafe {
-                    match (rows, vectors) {
-                        (6, 2) => ymm::<6, 2>(args),
-                        (5, 2) => ymm::<5, 2>(args),
-                        (4, 2) => ymm::<4, 2>(args),
-                        (3, 2) => ymm::<3, 2>(args),
-                        (2, 2) => ymm::<2, 2>(args),
-                        (1, 2) => ymm::<1, 2>(args),
-                        _ => ymm_rows::<1>(rows, args),
+                    if vectors == 2 {
+                        rows_of::<__m256, 2>(rows, args)
+                    } else {
+                        rows_of::<__m256, 1>(rows, args)
                     }
                 }
                 i += rows;
@@ -254,11 +250,10 @@ mod small {
                 let args = unsafe { (k, n, a.add(i * k), b.add(j), c.add(i * n + j), accumulate) };
                 // SAFETY: as above, with AVX-512F, AVX2 and FMA present.
                 unsafe {
-                    match (rows, cols) {
-                        (8, 32) => zmm::<8, 2>(args),
-                        (_, 32) => zmm_rows::<2>(rows, args),
-                        (_, 16) => zmm_rows::<1>(rows, args),
-                        _ => ymm_rows::<1>(rows, args),
+                    match cols {
+                        32 => rows_of::<__m512, 2>(rows, args),
+                        16 => rows_of::<__m512, 1>(rows, args),
+                        _ => rows_of::<__m256, 1>(rows, args),
                     }
                 }
                 i += rows;
@@ -267,100 +262,124 @@ mod small {
         }
     }
 
-    /// `rows` (1 to 8) rows of V 16-column vectors, one block per row count.
+    /// `rows` (1 to 8) rows of V vectors of `L`, one block per row count.
     #[inline(always)]
-    unsafe fn zmm_rows<const V: usize>(rows: usize, args: Args) {
+    unsafe fn rows_of<L: Lanes, const V: usize>(rows: usize, args: Args) {
         // SAFETY: the caller's.
         unsafe {
             match rows {
-                8 => zmm::<8, V>(args),
-                7 => zmm::<7, V>(args),
-                6 => zmm::<6, V>(args),
-                5 => zmm::<5, V>(args),
-                4 => zmm::<4, V>(args),
-                3 => zmm::<3, V>(args),
-                2 => zmm::<2, V>(args),
-                _ => zmm::<1, V>(args),
+                8 => block::<L, 8, V>(args),
+                7 => block::<L, 7, V>(args),
+                6 => block::<L, 6, V>(args),
+                5 => block::<L, 5, V>(args),
+                4 => block::<L, 4, V>(args),
+                3 => block::<L, 3, V>(args),
+                2 => block::<L, 2, V>(args),
+                _ => block::<L, 1, V>(args),
             }
         }
     }
 
-    /// `rows` (1 to 8) rows of V 8-column vectors.
+    /// c[R x W V] = [c +] a[R x k] b[k x W V] with W = `L::WIDTH`, rows of a k apart and of b
+    /// and c n apart: R V accumulators, one broadcast of a and V loads of b per step of k.
     #[inline(always)]
-    unsafe fn ymm_rows<const V: usize>(rows: usize, args: Args) {
-        // SAFETY: the caller's.
+    unsafe fn block<L: Lanes, const R: usize, const V: usize>((k, n, a, b, c, accumulate): Args) {
+        // SAFETY: the caller keeps rows 0..R and columns 0..W V inside the matrices, and the
+        // CPU has L's instructions.
         unsafe {
-            match rows {
-                8 => ymm::<8, V>(args),
-                7 => ymm::<7, V>(args),
-                6 => ymm::<6, V>(args),
-                5 => ymm::<5, V>(args),
-                4 => ymm::<4, V>(args),
-                3 => ymm::<3, V>(args),
-                2 => ymm::<2, V>(args),
-                _ => ymm::<1, V>(args),
-            }
-        }
-    }
-
-    /// c[R x 16 V] = [c +] a[R x k] b[k x 16 V], rows of a k apart and of b and c n apart:
-    /// R V accumulators, one broadcast of a and V loads of b per step of k.
-    #[inline(always)]
-    unsafe fn zmm<const R: usize, const V: usize>((k, n, a, b, c, accumulate): Args) {
-        // SAFETY: the caller keeps rows 0..R and columns 0..16 V inside the matrices.
-        unsafe {
-            let mut sum = [[_mm512_setzero_ps(); V]; R];
+            let mut sum = [[L::zero(); V]; R];
             for p in 0..k {
-                let bv: [__m512; V] =
-                    std::array::from_fn(|v| _mm512_loadu_ps(b.add(p * n + 16 * v)));
+                let bv: [L; V] = std::array::from_fn(|v| L::load(b.add(p * n + L::WIDTH * v)));
                 for (r, sum) in sum.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*a.add(r * k + p));
+                    let av = L::splat(*a.add(r * k + p));
                     for v in 0..V {
-                        sum[v] = _mm512_fmadd_ps(av, bv[v], sum[v]);
+                        sum[v] = L::mul_add(av, bv[v], sum[v]);
                     }
                 }
             }
             for (r, sum) in sum.iter().enumerate() {
                 for (v, &s) in sum.iter().enumerate() {
-                    let dst = c.add(r * n + 16 * v);
-                    let s = if accumulate {
-                        _mm512_add_ps(_mm512_loadu_ps(dst), s)
-                    } else {
-                        s
-                    };
-                    _mm512_storeu_ps(dst, s);
+                    let dst = c.add(r * n + L::WIDTH * v);
+                    L::store(
+                        dst,
+                        if accumulate {
+                            L::add(L::load(dst), s)
+                        } else {
+                            s
+                        },
+                    );
                 }
             }
         }
     }
 
-    /// The same with V 8-column vectors.
-    #[inline(always)]
-    unsafe fn ymm<const R: usize, const V: usize>((k, n, a, b, c, accumulate): Args) {
-        // SAFETY: the caller keeps rows 0..R and columns 0..8 V inside the matrices.
-        unsafe {
-            let mut sum = [[_mm256_setzero_ps(); V]; R];
-            for p in 0..k {
-                let bv: [__m256; V] =
-                    std::array::from_fn(|v| _mm256_loadu_ps(b.add(p * n + 8 * v)));
-                for (r, sum) in sum.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*a.add(r * k + p));
-                    for v in 0..V {
-                        sum[v] = _mm256_fmadd_ps(av, bv[v], sum[v]);
-                    }
-                }
-            }
-            for (r, sum) in sum.iter().enumerate() {
-                for (v, &s) in sum.iter().enumerate() {
-                    let dst = c.add(r * n + 8 * v);
-                    let s = if accumulate {
-                        _mm256_add_ps(_mm256_loadu_ps(dst), s)
-                    } else {
-                        s
-                    };
-                    _mm256_storeu_ps(dst, s);
-                }
-            }
+    /// A vector register of floats, as the kernels use it.
+    trait Lanes: Copy {
+        const WIDTH: usize;
+        unsafe fn zero() -> Self;
+        unsafe fn load(from: *const f32) -> Self;
+        unsafe fn splat(value: f32) -> Self;
+        /// a b + c.
+        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self;
+        unsafe fn add(a: Self, b: Self) -> Self;
+        unsafe fn store(to: *mut f32, value: Self);
+    }
+
+    // SAFETY (both impls): callers run them only where the CPU has the instructions, on
+    // pointers to WIDTH floats.
+    impl Lanes for __m256 {
+        const WIDTH: usize = 8;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn load(from: *const f32) -> Self {
+            unsafe { _mm256_loadu_ps(from) }
+        }
+        #[inline(always)]
+        unsafe fn splat(value: f32) -> Self {
+            unsafe { _mm256_set1_ps(value) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn store(to: *mut f32, value: Self) {
+            unsafe { _mm256_storeu_ps(to, value) }
+        }
+    }
+
+    impl Lanes for __m512 {
+        const WIDTH: usize = 16;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn load(from: *const f32) -> Self {
+            unsafe { _mm512_loadu_ps(from) }
+        }
+        #[inline(always)]
+        unsafe fn splat(value: f32) -> Self {
+            unsafe { _mm512_set1_ps(value) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn store(to: *mut f32, value: Self) {
+            unsafe { _mm512_storeu_ps(to, value) }
         }
     }
 }
