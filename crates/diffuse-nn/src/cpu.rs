@@ -112,33 +112,38 @@ unsafe fn gemm_into(
 }
 
 /// c (m x n) = [c +] a (m x k) b (k x n), all three row-major and contiguous, for the small
-/// products of Winograd's transformed tiles. When n is a multiple of 8, on a CPU with AVX2 and
-/// FMA, a register-blocked kernel of its own reads the operands where they lie: 8 rows of c by
-/// 32 columns at a time with AVX-512 (6 by 16 with AVX2), the panel of b kept in L1 across
-/// the rows. gemm copies (packs) both operands first, which at these sizes (m and k up to a
-/// few hundred) is a tenth of the product: in a loop, 109-116 GFLOP/s a core against gemm's
-/// 87-105 (AVX2 kernel: 94-108). Elsewhere, [`matmul`].
+/// products of Winograd's transformed tiles and of the linear layers. When n is a multiple of
+/// 8, on a CPU with AVX2 and FMA, a register-blocked kernel of its own reads the operands where
+/// they lie: 8 rows of c by 32 columns at a time with AVX-512 (6 by 16 with AVX2), the panel
+/// of b kept in L1 across the rows. gemm copies (packs) both operands first, which at these
+/// sizes (m and k up to a few hundred) is a tenth of the product: in a loop, 109-116 GFLOP/s
+/// a core against gemm's 87-105 (AVX2 kernel: 94-108). Elsewhere, [`matmul`].
+///
+/// a is given by its row and column strides: a transposed matrix, [1, rows], is read in place
+/// (the kernel's broadcasts of a column of a are then contiguous).
 pub(crate) fn small_matmul(
     (m, n, k): (usize, usize, usize),
     c: &mut [f32],
     accumulate: bool,
-    a: &[f32],
+    (a, a_strides): (&[f32], [usize; 2]),
     b: &[f32],
 ) {
-    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    assert!(c.len() >= m * n && b.len() >= k * n);
+    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_strides[0] + (k - 1) * a_strides[1]);
     #[cfg(target_arch = "x86_64")]
     if let Some(kernel) = small::kernel().filter(|_| n.is_multiple_of(8)) {
         // SAFETY: `kernel` is for instructions the CPU has, n is a multiple of 8, and the
         // asserts keep every block inside the slices.
-        unsafe { kernel((m, n, k), c.as_mut_ptr(), accumulate, a, b) };
+        unsafe { kernel((m, n, k), c.as_mut_ptr(), accumulate, (a, a_strides), b) };
         return;
     }
+    let dims = (m, n, k);
     matmul(
-        (m, n, k),
+        dims,
         c,
         accumulate,
         a,
-        [k, 1],
+        a_strides,
         b,
         [n, 1],
         Parallelism::None,
@@ -149,26 +154,29 @@ pub(crate) fn small_matmul(
 pub(crate) fn small_matmul_uninit(
     (m, n, k): (usize, usize, usize),
     c: &mut [MaybeUninit<f32>],
-    a: &[f32],
+    (a, a_strides): (&[f32], [usize; 2]),
     b: &[f32],
 ) {
-    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    assert!(c.len() >= m * n && b.len() >= k * n);
+    assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_strides[0] + (k - 1) * a_strides[1]);
     #[cfg(target_arch = "x86_64")]
     if let Some(kernel) = small::kernel().filter(|_| n.is_multiple_of(8)) {
         // SAFETY: as in `small_matmul`; without accumulating, the kernel writes c's m x n
         // elements without reading them.
-        unsafe { kernel((m, n, k), c.as_mut_ptr().cast(), false, a, b) };
+        unsafe { kernel((m, n, k), c.as_mut_ptr().cast(), false, (a, a_strides), b) };
         return;
     }
-    matmul_uninit((m, n, k), c, (a, [k, 1]), (b, [n, 1]), Parallelism::None);
+    matmul_uninit((m, n, k), c, (a, a_strides), (b, [n, 1]), Parallelism::None);
 }
 
 #[cfg(target_arch = "x86_64")]
 mod small {
     use std::arch::x86_64::*;
 
-    /// A kernel of [`super::small_matmul`]: (m, n, k), c, accumulate, a, b.
-    pub(super) type Kernel = unsafe fn((usize, usize, usize), *mut f32, bool, &[f32], &[f32]);
+    /// A kernel of [`super::small_matmul`]: (m, n, k), c, accumulate, (a, its row and column
+    /// strides), b.
+    pub(super) type Kernel =
+        unsafe fn((usize, usize, usize), *mut f32, bool, (&[f32], [usize; 2]), &[f32]);
 
     /// The widest kernel this CPU runs, if any.
     pub(super) fn kernel() -> Option<Kernel> {
@@ -183,19 +191,28 @@ mod small {
         Some(if has("avx512f") { avx512 } else { avx2 })
     }
 
-    /// One block's (k, n, a, b, c, accumulate): a at its first row, b at its first column, c
-    /// at its first element.
-    type Args = (usize, usize, *const f32, *const f32, *mut f32, bool);
+    /// One block's (k, n, a, a's strides, b, c, accumulate): a at its first row, b at its
+    /// first column, c at its first element.
+    type Args = (
+        usize,
+        usize,
+        *const f32,
+        [usize; 2],
+        *const f32,
+        *mut f32,
+        bool,
+    );
 
     /// # Safety
-    /// AVX2 and FMA are present, n is a multiple of 8, a and b hold m x k and k x n elements,
-    /// and c points to m x n that nothing else accesses (initialized when accumulating).
+    /// AVX2 and FMA are present, n is a multiple of 8, a and b hold m x k (as its strides
+    /// reach them) and k x n elements, and c points to m x n that nothing else accesses
+    /// (initialized when accumulating).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2(
         (m, n, k): (usize, usize, usize),
         c: *mut f32,
         accumulate: bool,
-        a: &[f32],
+        (a, a_strides): (&[f32], [usize; 2]),
         b: &[f32],
     ) {
         let (a, b) = (a.as_ptr(), b.as_ptr());
@@ -207,7 +224,10 @@ mod small {
                 let rows = (m - i).min(6);
                 // SAFETY: rows i..i + rows and columns j..j + 8 vectors are inside the
                 // matrices.
-                let args = unsafe { (k, n, a.add(i * k), b.add(j), c.add(i * n + j), accumulate) };
+                let args = unsafe {
+                    let a = a.add(i * a_strides[0]);
+                    (k, n, a, a_strides, b.add(j), c.add(i * n + j), accumulate)
+                };
                 // SAFETY: as above, with AVX2 and FMA present.
                 unsafe {
                     if vectors == 2 {
@@ -223,15 +243,15 @@ mod small {
     }
 
     /// # Safety
-    /// AVX-512F, AVX2 and FMA are present, n is a multiple of 8, a and b hold m x k and k x n
-    /// elements, and c points to m x n that nothing else accesses (initialized when
-    /// accumulating).
+    /// AVX-512F, AVX2 and FMA are present, n is a multiple of 8, a and b hold m x k (as its
+    /// strides reach them) and k x n elements, and c points to m x n that nothing else
+    /// accesses (initialized when accumulating).
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub(super) unsafe fn avx512(
         (m, n, k): (usize, usize, usize),
         c: *mut f32,
         accumulate: bool,
-        a: &[f32],
+        (a, a_strides): (&[f32], [usize; 2]),
         b: &[f32],
     ) {
         let (a, b) = (a.as_ptr(), b.as_ptr());
@@ -247,7 +267,10 @@ mod small {
             while i < m {
                 let rows = (m - i).min(8);
                 // SAFETY: rows i..i + rows and columns j..j + cols are inside the matrices.
-                let args = unsafe { (k, n, a.add(i * k), b.add(j), c.add(i * n + j), accumulate) };
+                let args = unsafe {
+                    let a = a.add(i * a_strides[0]);
+                    (k, n, a, a_strides, b.add(j), c.add(i * n + j), accumulate)
+                };
                 // SAFETY: as above, with AVX-512F, AVX2 and FMA present.
                 unsafe {
                     match cols {
@@ -280,10 +303,13 @@ mod small {
         }
     }
 
-    /// c[R x W V] = [c +] a[R x k] b[k x W V] with W = `L::WIDTH`, rows of a k apart and of b
-    /// and c n apart: R V accumulators, one broadcast of a and V loads of b per step of k.
+    /// c[R x W V] = [c +] a[R x k] b[k x W V] with W = `L::WIDTH`, a's elements `strides`
+    /// apart, rows of b and c n apart: R V accumulators, one broadcast of a and V loads of b
+    /// per step of k.
     #[inline(always)]
-    unsafe fn block<L: Lanes, const R: usize, const V: usize>((k, n, a, b, c, accumulate): Args) {
+    unsafe fn block<L: Lanes, const R: usize, const V: usize>(
+        (k, n, a, [a_row, a_col], b, c, accumulate): Args,
+    ) {
         // SAFETY: the caller keeps rows 0..R and columns 0..W V inside the matrices, and the
         // CPU has L's instructions.
         unsafe {
@@ -291,7 +317,7 @@ mod small {
             for p in 0..k {
                 let bv: [L; V] = std::array::from_fn(|v| L::load(b.add(p * n + L::WIDTH * v)));
                 for (r, sum) in sum.iter_mut().enumerate() {
-                    let av = L::splat(*a.add(r * k + p));
+                    let av = L::splat(*a.add(r * a_row + p * a_col));
                     for v in 0..V {
                         sum[v] = L::mul_add(av, bv[v], sum[v]);
                     }
@@ -662,7 +688,7 @@ mod tests {
 
     /// The small-product kernels (AVX-512 and AVX2, as this CPU has them) against gemm, on
     /// every block shape and edge: rows 1 to 19, columns 8 to 72, with and without
-    /// accumulating. The same multiply-adds in another order: within 1e-5 of the largest value.
+    /// accumulating, a row-major and transposed. The same multiply-adds in another order: within 1e-5 of the largest value.
     #[test]
     fn small_products_match_gemms() {
         #[cfg(target_arch = "x86_64")]
@@ -684,7 +710,9 @@ mod tests {
             kernels
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let kernels: Vec<fn((usize, usize, usize), *mut f32, bool, &[f32], &[f32])> = vec![];
+        let kernels: Vec<
+            fn((usize, usize, usize), *mut f32, bool, (&[f32], [usize; 2]), &[f32]),
+        > = vec![];
         if kernels.is_empty() {
             eprintln!("skipped: no AVX2 here; small_matmul is gemm");
         }
@@ -715,23 +743,27 @@ mod tests {
                         strides.1,
                         Parallelism::None,
                     );
-                    let mut got = if accumulate {
-                        start
-                    } else {
-                        vec![f32::NAN; m * n]
-                    };
-                    // SAFETY: the kernel is for this CPU, n is a multiple of 8, and the
-                    // slices have the sizes the kernel reads and writes.
-                    unsafe { kernel(dims, got.as_mut_ptr(), accumulate, &a, &b) };
-                    let scale = expected.iter().fold(0.0f32, |s, v| s.max(v.abs()));
-                    let err = got
-                        .iter()
-                        .zip(&expected)
-                        .fold(0.0f32, |e, (g, x)| e.max((g - x).abs()));
-                    assert!(
-                        err <= 1e-5 * scale,
-                        "{m}x{n}x{k}, accumulate {accumulate}: {err}"
-                    );
+                    // a as it is, and a transposed copy read through its strides.
+                    let a_t: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+                    for (a, strides) in [(&a, [k, 1]), (&a_t, [1, m])] {
+                        let mut got = if accumulate {
+                            start.clone()
+                        } else {
+                            vec![f32::NAN; m * n]
+                        };
+                        // SAFETY: the kernel is for this CPU, n is a multiple of 8, and the
+                        // slices have the sizes the kernel reads and writes.
+                        unsafe { kernel(dims, got.as_mut_ptr(), accumulate, (a, strides), &b) };
+                        let scale = expected.iter().fold(0.0f32, |s, v| s.max(v.abs()));
+                        let err = got
+                            .iter()
+                            .zip(&expected)
+                            .fold(0.0f32, |e, (g, x)| e.max((g - x).abs()));
+                        assert!(
+                            err <= 1e-5 * scale,
+                            "{m}x{n}x{k}, accumulate {accumulate}, a strides {strides:?}: {err}"
+                        );
+                    }
                 }
             }
         }

@@ -1,10 +1,11 @@
-//! A linear layer, y = x W + b, on the CPU as one gemm per thread, forward and backward.
+//! A linear layer, y = x W + b, on the CPU as one product per thread, forward and backward.
 //!
 //! burn-flex's matmul hands each product to gemm's own rayon splitting, and autodiff composes
 //! the backward pass from a transposed copy and two more products plus a bias reduction: on the
 //! 2-D MLP (batch 1024, width 128) the threads spent more time waking and yielding than
 //! multiplying (benchmarks/README.md, "Profile"). Here the rows of the batch are split once
-//! over the threads, each running gemm on its rows alone:
+//! over the threads, each multiplying its rows alone (`cpu::small_matmul`, which reads x^T
+//! in place for the weight gradient; gemm where that kernel does not apply):
 //!
 //! - forward: `y[rows] = x[rows] W + b`;
 //! - backward, in one pass: `dx[rows] = dy[rows] W^T`, and each task's share of
@@ -33,7 +34,6 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_e
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
@@ -41,8 +41,8 @@ use std::mem::MaybeUninit;
 use crate::activation::{silu, silu_backward_slice, silu_keep_sigmoid, silu_slice};
 use crate::amp;
 use crate::cpu::{
-    assume_written, f32s, matmul_uninit, on_flex_f32, per_task, small_matmul, small_matmul_uninit,
-    sum_in_order, tensor, with_scratch, written,
+    assume_written, f32s, on_flex_f32, per_task, small_matmul, small_matmul_uninit, sum_in_order,
+    tensor, with_scratch, written,
 };
 
 /// `linear.forward(x)` for x of shape [batch, d_input], fused on the CPU (see the module docs);
@@ -171,8 +171,8 @@ fn dims(x: &FlexTensor, weight: &FlexTensor) -> (usize, usize, usize) {
 }
 
 /// The forward pass on burn-flex: y = x W + b, or h = SiLU(x W + b) and, when `keep`, s =
-/// sigma(x W + b) for the backward pass. Each task writes its rows of the bias, runs gemm on
-/// them, then applies SiLU while they are in cache; nothing is zeroed first.
+/// sigma(x W + b) for the backward pass. Each task writes its rows of the bias, adds the product
+/// to them, then applies SiLU while they are in cache; nothing is zeroed first.
 fn forward(
     x: &FlexTensor,
     weight: &FlexTensor,
@@ -225,7 +225,7 @@ fn forward(
     (tensor(y, [batch, d_out]), sigmoid)
 }
 
-/// `z = x W + b` for a task's rows, written in full (the bias, then gemm adding to it).
+/// `z = x W + b` for a task's rows, written in full (the bias, then the product added to it).
 fn affine<'a>(
     z: &'a mut [MaybeUninit<f32>],
     x: &[f32],
@@ -241,7 +241,7 @@ fn affine<'a>(
     // SAFETY: every element of z's rows has just been written.
     let z = unsafe { assume_written(z) };
     let rows = z.len() / d_out;
-    small_matmul((rows, d_out, d_in), z, true, x, w);
+    small_matmul((rows, d_out, d_in), z, true, (x, [d_in, 1]), w);
     z
 }
 
@@ -345,23 +345,16 @@ fn backward_rows(
 ) -> (Vec<f32>, Vec<f64>) {
     let n = rows.len();
     let x = &x[rows.start * d_in..rows.end * d_in];
-    let parallelism = Parallelism::None;
-    // dW = x^T dy: (d_in x n) (n x d_out), n >= 1.
-    let dy_strides = [d_out, 1];
-    let product = |dw: &mut [MaybeUninit<f32>]| {
-        matmul_uninit(
-            (d_in, d_out, n),
-            dw,
-            (x, [1, d_in]),
-            (dy, dy_strides),
-            parallelism,
-        )
+    // dW = x^T dy: (d_in x n) (n x d_out), x^T read in place.
+    // SAFETY: the product writes all of dW's d_in x d_out elements.
+    let dw = unsafe {
+        written(d_in * d_out, |dw| {
+            small_matmul_uninit((d_in, d_out, n), dw, (x, [1, d_in]), dy)
+        })
     };
-    // SAFETY: gemm writes all of dW's d_in x d_out elements.
-    let dw = unsafe { written(d_in * d_out, product) };
     if !dx.is_empty() {
         // dx = dy W^T: (n x d_out) (d_out x d_in); zeros when d_out is 0.
-        small_matmul_uninit((n, d_in, d_out), dx, dy, wt);
+        small_matmul_uninit((n, d_in, d_out), dx, (dy, [d_out, 1]), wt);
     }
     let mut db = vec![0.0f64; d_out];
     for row in dy.chunks_exact(d_out.max(1)) {

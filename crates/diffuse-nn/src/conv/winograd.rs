@@ -241,7 +241,7 @@ impl Winograd {
                         let v = &v[xi * c_in * n..][..c_in * n];
                         let dims = (c_out, n, c_in);
                         if matches!(parallelism, Parallelism::None) {
-                            small_matmul(dims, m, false, u, v);
+                            small_matmul(dims, m, false, (u, [c_in, 1]), v);
                         } else {
                             matmul(dims, m, false, u, [c_in, 1], v, [n, 1], parallelism);
                         }
@@ -316,7 +316,7 @@ impl Winograd {
                             let vt = &mut vt[..c_in * n];
                             transpose(v, c_in, n, vt);
                             if matches!(parallelism, Parallelism::None) {
-                                small_matmul((c_out, c_in, n), du, true, z, vt);
+                                small_matmul((c_out, c_in, n), du, true, (z, [n, 1]), vt);
                                 continue;
                             }
                             (&*vt, [c_in, 1])
