@@ -1,4 +1,5 @@
-//! Group normalization (Wu and He 2018) on the CPU in two passes forward and two backward.
+//! Group normalization (Wu and He 2018) on the CPU in three passes forward and two or three
+//! backward.
 //!
 //! burn's `GroupNorm` is composed of a mean, a subtraction, a square, a second mean, a square
 //! root, a division and the affine map, each a pass over the tensor with its own autodiff node.
@@ -6,7 +7,8 @@
 //!
 //! - forward: mu and sigma^2 (accumulated in f64 over eight running sums, added in a fixed order,
 //!   so that the loop vectorizes), then `y = gamma_c (x - mu) / sigma + beta_c`;
-//! - backward, with x_hat = (x - mu) / sigma and g = dy gamma_c:
+//! - backward, from the mu and 1 / sigma the forward pass kept (recomputing them had been two
+//!   of the backward pass's five passes), with x_hat = (x - mu) / sigma and g = dy gamma_c:
 //!   `dx = (g - mean(g) - x_hat mean(g x_hat)) / sigma`, `dgamma_c = sum(dy x_hat)`,
 //!   `dbeta_c = sum(dy)` (per-image sums added in image order, so the bits do not depend on the
 //!   thread count).
@@ -104,11 +106,22 @@ pub(crate) trait FusedGroupNorm: Backend {
         options: Options,
     ) -> FloatTensor<Self>;
 
-    /// The gradients of x, gamma and beta, given the output's gradient.
+    /// The same, and each (image, group)'s mean and 1 / sigma ([batch groups, 2]), which its
+    /// backward pass reads.
+    fn fused_group_norm_keep(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        options: Options,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The gradients of x, gamma and beta, given the output's gradient and the statistics
+    /// the forward pass kept.
     fn fused_group_norm_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        statistics: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         options: Options,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
@@ -122,6 +135,74 @@ fn statistics(group: &[f32], epsilon: f64) -> (f32, f32) {
     (mean as f32, (1.0 / (var + epsilon).sqrt()) as f32)
 }
 
+/// The forward pass on burn-flex: y, and with `keep` each group's (mean, 1 / sigma).
+fn forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    options: Options,
+    keep: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
+    let Options {
+        groups,
+        epsilon,
+        silu,
+    } = options;
+    let shape = x.layout().shape().clone();
+    let (batch, channels, plane) = (shape[0], shape[1], shape[2] * shape[3]);
+    let per_group = channels / groups;
+    let (x, gamma, beta) = (f32s(x), f32s(gamma), f32s(beta));
+    let group_len = per_group * plane;
+    // Two per group when kept, else none.
+    let mut kept = vec![[0.0f32; 2]; if keep { batch * groups } else { 0 }];
+    let normalize = |y: &mut [MaybeUninit<f32>]| {
+        if group_len == 0 {
+            return;
+        }
+        let kept_parts: Vec<Option<&mut [f32; 2]>> = if keep {
+            kept.iter_mut().map(Some).collect()
+        } else {
+            (0..batch * groups).map(|_| None).collect()
+        };
+        y.par_chunks_mut(group_len)
+            .zip(x.par_chunks(group_len))
+            .zip(kept_parts)
+            .enumerate()
+            .for_each(|(index, ((y, x), kept))| {
+                let arch = pulp::Arch::new();
+                let (mean, rstd) = statistics(x, epsilon);
+                if let Some(kept) = kept {
+                    *kept = [mean, rstd];
+                }
+                let first = (index % groups) * per_group;
+                for (c, (y, x)) in y
+                    .chunks_exact_mut(plane)
+                    .zip(x.chunks_exact(plane))
+                    .enumerate()
+                {
+                    let (scale, shift) = (gamma[first + c] * rstd, beta[first + c]);
+                    let norm = move |x: f32| (x - mean) * scale + shift;
+                    let pairs = y.iter_mut().zip(x);
+                    if silu {
+                        arch.dispatch(|| {
+                            pairs.for_each(|(y, &x)| *y = MaybeUninit::new(silu_f32(norm(x))))
+                        });
+                    } else {
+                        arch.dispatch(|| pairs.for_each(|(y, &x)| *y = MaybeUninit::new(norm(x))));
+                    }
+                }
+            });
+    };
+    // SAFETY: the groups cover y (x.len() is a whole number of them), and each writes all its
+    // elements.
+    let y = unsafe { written(x.len(), normalize) };
+    let kept = keep.then(|| {
+        let len = kept.len();
+        tensor(kept.into_iter().flatten().collect(), [len, 2])
+    });
+    (tensor(y, shape), kept)
+}
+
 impl FusedGroupNorm for Flex {
     fn fused_group_norm(
         x: FlexTensor,
@@ -129,69 +210,33 @@ impl FusedGroupNorm for Flex {
         beta: FlexTensor,
         options: Options,
     ) -> FlexTensor {
-        let Options {
-            groups,
-            epsilon,
-            silu,
-        } = options;
-        let shape = x.layout().shape().clone();
-        let (channels, plane) = (shape[1], shape[2] * shape[3]);
-        let per_group = channels / groups;
-        let (x, gamma, beta) = (f32s(&x), f32s(&gamma), f32s(&beta));
-        let group_len = per_group * plane;
-        let normalize = |y: &mut [MaybeUninit<f32>]| {
-            if group_len == 0 {
-                return;
-            }
-            y.par_chunks_mut(group_len)
-                .zip(x.par_chunks(group_len))
-                .enumerate()
-                .for_each(|(index, (y, x))| {
-                    let arch = pulp::Arch::new();
-                    let (mean, rstd) = statistics(x, epsilon);
-                    let first = (index % groups) * per_group;
-                    for (c, (y, x)) in y
-                        .chunks_exact_mut(plane)
-                        .zip(x.chunks_exact(plane))
-                        .enumerate()
-                    {
-                        let (scale, shift) = (gamma[first + c] * rstd, beta[first + c]);
-                        let norm = move |x: f32| (x - mean) * scale + shift;
-                        let pairs = y.iter_mut().zip(x);
-                        if silu {
-                            arch.dispatch(|| {
-                                pairs.for_each(|(y, &x)| *y = MaybeUninit::new(silu_f32(norm(x))))
-                            });
-                        } else {
-                            arch.dispatch(|| {
-                                pairs.for_each(|(y, &x)| *y = MaybeUninit::new(norm(x)))
-                            });
-                        }
-                    }
-                });
-        };
-        // SAFETY: the groups cover y (x.len() is a whole number of them), and each writes
-        // all its elements.
-        let y = unsafe { written(x.len(), normalize) };
-        tensor(y, shape)
+        forward(&x, &gamma, &beta, options, false).0
+    }
+
+    fn fused_group_norm_keep(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        options: Options,
+    ) -> (FlexTensor, FlexTensor) {
+        let (y, kept) = forward(&x, &gamma, &beta, options, true);
+        (y, kept.expect("kept"))
     }
 
     fn fused_group_norm_backward(
         x: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
+        statistics: FlexTensor,
         grad: FlexTensor,
         options: Options,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let Options {
-            groups,
-            epsilon,
-            silu,
-        } = options;
+        let Options { groups, silu, .. } = options;
         let shape = x.layout().shape().clone();
         let (batch, channels, plane) = (shape[0], shape[1], shape[2] * shape[3]);
         let per_group = channels / groups;
         let (x, gamma, beta, dy) = (f32s(&x), f32s(&gamma), f32s(&beta), f32s(&grad));
+        let kept = f32s(&statistics);
         // Per image and channel: sum(g x_hat) and sum(g), summed over images afterwards, g
         // being the norm's output gradient (dy, or dy through SiLU).
         let mut sums = vec![(0.0f64, 0.0f64); batch * channels];
@@ -203,10 +248,11 @@ impl FusedGroupNorm for Flex {
             dx.par_chunks_mut(group_len)
                 .zip(x.par_chunks(group_len).zip(dy.par_chunks(group_len)))
                 .zip(sums.par_chunks_mut(per_group))
+                .zip(kept.par_chunks_exact(2))
                 .enumerate()
-                .for_each(|(index, ((dx, (x, dy)), sums))| {
+                .for_each(|(index, (((dx, (x, dy)), sums), kept))| {
                     let arch = pulp::Arch::new();
-                    let (mean, rstd) = statistics(x, epsilon);
+                    let (mean, rstd) = (kept[0], kept[1]);
                     let first = (index % groups) * per_group;
                     // mean(g gamma) and mean(g gamma x_hat) over the group, from the norm's
                     // output gradient g, channel by channel.
@@ -303,8 +349,9 @@ impl FusedGroupNorm for Flex {
 struct GroupNormBackward;
 
 impl<B: Backend + FusedGroupNorm> Backward<B, 3> for GroupNormBackward {
-    /// x, gamma and beta, checkpointed, and the options.
-    type State = (NodeId, NodeId, NodeId, Options);
+    /// x, gamma and beta, checkpointed, the statistics the forward pass kept, and the
+    /// options.
+    type State = (NodeId, NodeId, NodeId, B::FloatTensorPrimitive, Options);
 
     fn backward(
         self,
@@ -314,11 +361,12 @@ impl<B: Backend + FusedGroupNorm> Backward<B, 3> for GroupNormBackward {
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, gamma_state, beta_state, options) = ops.state;
+        let (x_state, gamma_state, beta_state, statistics, options) = ops.state;
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
         let beta = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(beta_state);
-        let (dx, dgamma, dbeta) = B::fused_group_norm_backward(x, gamma, beta, grad, options);
+        let (dx, dgamma, dbeta) =
+            B::fused_group_norm_backward(x, gamma, beta, statistics, grad, options);
         for (node, grad) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, grad);
@@ -340,15 +388,16 @@ impl<B: Backend + FusedGroupNorm, C: CheckpointStrategy> FusedGroupNorm for Auto
             .stateful();
         match prepared {
             OpsKind::Tracked(mut prep) => {
-                let state = (
+                let nodes = (
                     prep.checkpoint(&x),
                     prep.checkpoint(&gamma),
                     prep.checkpoint(&beta),
-                    options,
                 );
                 let ((x, _gx), (gamma, _gg), (beta, _gb)) =
                     (x.into_parts(), gamma.into_parts(), beta.into_parts());
-                prep.finish(state, B::fused_group_norm(x, gamma, beta, options))
+                let (y, statistics) = B::fused_group_norm_keep(x, gamma, beta, options);
+                let state = (nodes.0, nodes.1, nodes.2, statistics, options);
+                prep.finish(state, y)
             }
             OpsKind::UnTracked(prep) => {
                 let ((x, _gx), (gamma, _gg), (beta, _gb)) =
@@ -358,11 +407,22 @@ impl<B: Backend + FusedGroupNorm, C: CheckpointStrategy> FusedGroupNorm for Auto
         }
     }
 
+    /// Never called: `fused_group_norm` above keeps the statistics on the inner backend.
+    fn fused_group_norm_keep(
+        _x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _beta: FloatTensor<Self>,
+        _options: Options,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        unreachable!("the fused group norm keeps its statistics on the inner backend")
+    }
+
     /// A second derivative through a group norm is never taken here.
     fn fused_group_norm_backward(
         _x: FloatTensor<Self>,
         _gamma: FloatTensor<Self>,
         _beta: FloatTensor<Self>,
+        _statistics: FloatTensor<Self>,
         _grad: FloatTensor<Self>,
         _options: Options,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
