@@ -351,7 +351,7 @@ impl RunConfig {
         };
         let (unet, random_flip) = match set {
             // 28 -> 14 -> 7, attention at 7x7 and in the middle block: 280k parameters, about
-            // 10.5 steps/s at batch 32 on 2 cores (README, "Images").
+            // 11 steps/s at batch 32 on 2 cores (README, "Images").
             ImageDataset::Mnist | ImageDataset::FashionMnist => {
                 (unet(28, 1, &[16, 32, 32], 16), false)
             }
