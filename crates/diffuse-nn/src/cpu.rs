@@ -111,7 +111,7 @@ unsafe fn gemm_into(
     }
 }
 
-/// c (m x n) = [c +] a (m x k) b (k x n), all three row-major and contiguous, for the small
+/// c (m x n) = [c +] a (m x k) b (k x n), b and c row-major and contiguous, for the small
 /// products of Winograd's transformed tiles and of the linear layers. When n is a multiple of
 /// 8, on a CPU with AVX2 and FMA, a register-blocked kernel of its own reads the operands where
 /// they lie: 8 rows of c by 32 columns at a time with AVX-512 (6 by 16 with AVX2), the panel
@@ -303,9 +303,9 @@ mod small {
         }
     }
 
-    /// c[R x W V] = [c +] a[R x k] b[k x W V] with W = `L::WIDTH`, a's elements `strides`
-    /// apart, rows of b and c n apart: R V accumulators, one broadcast of a and V loads of b
-    /// per step of k.
+    /// c[R x W V] = [c +] a[R x k] b[k x W V] with W = `L::WIDTH`, a's rows a_row and its
+    /// columns a_col apart, rows of b and c n apart: R V accumulators, one broadcast of a and
+    /// V loads of b per step of k.
     #[inline(always)]
     unsafe fn block<L: Lanes, const R: usize, const V: usize>(
         (k, n, a, [a_row, a_col], b, c, accumulate): Args,
@@ -688,7 +688,8 @@ mod tests {
 
     /// The small-product kernels (AVX-512 and AVX2, as this CPU has them) against gemm, on
     /// every block shape and edge: rows 1 to 19, columns 8 to 72, with and without
-    /// accumulating, a row-major and transposed. The same multiply-adds in another order: within 1e-5 of the largest value.
+    /// accumulating, a row-major and transposed. The same multiply-adds in another order:
+    /// within 1e-5 of the largest value.
     #[test]
     fn small_products_match_gemms() {
         #[cfg(target_arch = "x86_64")]

@@ -8,7 +8,8 @@
 //! - forward: mu and sigma^2 (accumulated in f64 over eight running sums, added in a fixed order,
 //!   so that the loop vectorizes), then `y = gamma_c (x - mu) / sigma + beta_c`;
 //! - backward, from the mu and 1 / sigma the forward pass kept (recomputing them had been two
-//!   of the backward pass's five passes), with x_hat = (x - mu) / sigma and g = dy gamma_c:
+//!   of the backward pass's four passes, five with SiLU), with x_hat = (x - mu) / sigma and
+//!   g = dy gamma_c:
 //!   `dx = (g - mean(g) - x_hat mean(g x_hat)) / sigma`, `dgamma_c = sum(dy x_hat)`,
 //!   `dbeta_c = sum(dy)` (per-image sums added in image order, so the bits do not depend on the
 //!   thread count).
@@ -153,27 +154,20 @@ fn forward(
     let per_group = channels / groups;
     let (x, gamma, beta) = (f32s(x), f32s(gamma), f32s(beta));
     let group_len = per_group * plane;
-    // Two per group when kept, else none.
-    let mut kept = vec![[0.0f32; 2]; if keep { batch * groups } else { 0 }];
+    // Each group's (mean, 1 / sigma), returned when kept.
+    let mut kept = vec![[0.0f32; 2]; batch * groups];
     let normalize = |y: &mut [MaybeUninit<f32>]| {
         if group_len == 0 {
             return;
         }
-        let kept_parts: Vec<Option<&mut [f32; 2]>> = if keep {
-            kept.iter_mut().map(Some).collect()
-        } else {
-            (0..batch * groups).map(|_| None).collect()
-        };
         y.par_chunks_mut(group_len)
             .zip(x.par_chunks(group_len))
-            .zip(kept_parts)
+            .zip(kept.par_iter_mut())
             .enumerate()
             .for_each(|(index, ((y, x), kept))| {
                 let arch = pulp::Arch::new();
                 let (mean, rstd) = statistics(x, epsilon);
-                if let Some(kept) = kept {
-                    *kept = [mean, rstd];
-                }
+                *kept = [mean, rstd];
                 let first = (index % groups) * per_group;
                 for (c, (y, x)) in y
                     .chunks_exact_mut(plane)
