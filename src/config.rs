@@ -437,6 +437,9 @@ impl RunConfig {
 
     /// Checks every part of the config that can be checked before any data is read.
     pub fn validate(&self) -> Result<()> {
+        if let Some((field, value)) = first_non_finite(&toml::Value::try_from(self)?, "") {
+            bail!("{field} is {value}; every number of a run config must be finite");
+        }
         self.train.validate()?;
         if self.sample.n == 0 {
             bail!("sample.n must be at least 1");
@@ -570,7 +573,7 @@ impl RunConfig {
             );
         }
         crate::memory::check_unet_training(unet, size, self.train.batch_size)?;
-        crate::memory::check_unet_sampling(unet, size, self.sample.n)?;
+        crate::memory::check_unet_sampling(unet, size, size, self.sample.n)?;
         let steps = s.ddim_steps.unwrap_or(0);
         if steps == 0 || steps > self.schedule.num_train_timesteps {
             bail!(
@@ -648,8 +651,7 @@ impl RunConfig {
                 dir.display()
             );
         };
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = diffuse_fs::read_to_string(&path, diffuse_fs::Limit::CONFIG)?;
         let config: Self =
             serde_json::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
         config
@@ -673,8 +675,8 @@ enum Fields {
 impl ConfigFile {
     /// Reads a config file; the format follows the extension (`.toml` or `.json`).
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text = diffuse_fs::read_to_string(path, diffuse_fs::Limit::CONFIG)
+            .context("cannot read the --config file")?;
         let fields = match path.extension().and_then(|e| e.to_str()) {
             Some("toml") => Fields::Toml(
                 toml::from_str(&text)
@@ -707,6 +709,27 @@ impl ConfigFile {
             Fields::Toml(t) => t.get("data")?.get("dataset")?.as_str(),
             Fields::Json(j) => j.pointer("/data/dataset")?.as_str(),
         }
+    }
+}
+
+/// The first NaN or infinite number in a config (TOML keeps them; JSON cannot hold them), with
+/// its dotted path: every field of every section is checked, those added later included.
+fn first_non_finite(value: &toml::Value, path: &str) -> Option<(String, f64)> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => Some((path.to_string(), *f)),
+        toml::Value::Table(t) => t.iter().find_map(|(k, v)| first_non_finite(v, &join(k))),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| first_non_finite(v, &format!("{path}[{i}]"))),
+        _ => None,
     }
 }
 
@@ -777,6 +800,29 @@ mod tests {
         c.data.random_flip = Some(true);
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("data.random_flip"), "{err}");
+    }
+
+    #[test]
+    fn every_field_must_be_finite() {
+        let mut c = RunConfig::preset("swiss_roll");
+        c.validate().unwrap();
+        let ModelConfig::Mlp(m) = &mut c.model else {
+            unreachable!()
+        };
+        m.input_embed_scale = f64::NAN;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("model.input_embed_scale is NaN"), "{err}");
+        let mut c = RunConfig::preset("mnist");
+        c.train.adam_beta2 = f64::INFINITY;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("train.adam_beta2 is inf"), "{err}");
+        let mut c = RunConfig::preset("swiss_roll");
+        c.standardizer = Some(Standardizer {
+            mean: vec![0.0, f64::NEG_INFINITY],
+            std: vec![1.0, 1.0],
+        });
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("standardizer.mean[1] is -inf"), "{err}");
     }
 
     #[test]

@@ -56,8 +56,7 @@ const CIFAR_URL: &str = "https://www.cs.toronto.edu/~kriz/";
 
 /// The file's MD5 as lowercase hex.
 pub fn md5_hex(path: &Path) -> Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (mut file, _) = diffuse_fs::open(path)?;
     let mut hasher = Md5::new();
     std::io::copy(&mut file, &mut hasher)
         .with_context(|| format!("cannot read {}", path.display()))?;

@@ -49,12 +49,12 @@ pub struct EvalArgs {
     /// instead of the run's held-out split; the files are named `nll*_data.*`.
     #[arg(long, value_name = "FILE")]
     pub(crate) data: Option<std::path::PathBuf>,
-    /// The ODE solver's relative tolerance (--method ode).
-    #[arg(long, default_value_t = 1e-5)]
-    pub(crate) rtol: f64,
-    /// The ODE solver's absolute tolerance (--method ode).
-    #[arg(long, default_value_t = 1e-5)]
-    pub(crate) atol: f64,
+    /// The ODE solver's relative tolerance (--method ode; default 1e-5).
+    #[arg(long)]
+    pub(crate) rtol: Option<f64>,
+    /// The ODE solver's absolute tolerance (--method ode; default 1e-5).
+    #[arg(long)]
+    pub(crate) atol: Option<f64>,
     /// Examples to evaluate (default: all held-out points of a 2-D run; 100 test images).
     #[arg(long)]
     pub(crate) n: Option<usize>,
@@ -85,13 +85,16 @@ pub(crate) enum Method {
 struct NllReport {
     examples: usize,
     dims: usize,
+    /// Timesteps visited, of the chain's `timesteps` (fewer: an estimate, `--t-samples`).
     t_evaluated: usize,
+    timesteps: usize,
     decoder: Decoder,
     /// The clamp on the x_0 estimate (`--clip-x0`), if any.
     clip_x0: Option<f64>,
-    /// Mean bound, bits/dim, and the half-width of its 95% interval over examples.
+    /// Mean bound, bits/dim, and the half-width of its 95% interval over examples (null for
+    /// one example, from which no interval can be estimated).
     bits_per_dim: f64,
-    bits_per_dim_ci95: f64,
+    bits_per_dim_ci95: Option<f64>,
     /// Mean bound in nats per example.
     nats: f64,
     /// Mean of each term in bits/dim: prior L_T, decoder L_0, and the sum of the KL terms.
@@ -184,6 +187,27 @@ fn batches<const D: usize>(
         .collect()
 }
 
+/// The mean of per-example values and the half-width of its 95% confidence interval (normal
+/// approximation); `None` for a single example, whose sample variance is undefined.
+pub(crate) fn mean_and_ci95(values: &[f64]) -> (f64, Option<f64>) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let ci = (values.len() > 1).then(|| {
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        1.96 * (var / n).sqrt()
+    });
+    (mean, ci)
+}
+
+/// "+- 0.0123 bits/dim (95% CI over 200 examples" for the printed summary; one example has no
+/// interval.
+pub(crate) fn interval(ci: Option<f64>, examples: usize) -> String {
+    match ci {
+        Some(ci) => format!("+- {ci:.4} bits/dim (95% CI over {examples} examples"),
+        None => "bits/dim (one example: no confidence interval".into(),
+    }
+}
+
 /// The files' stem: `nll`, or `nll_clip_x0` for a clamped evaluation.
 pub(crate) fn stem(args: &EvalArgs) -> String {
     let base = match (args.method, args.clip_x0) {
@@ -234,9 +258,7 @@ fn report(
     };
     let n = est.per_example.len();
     let nats: Vec<f64> = est.per_example.iter().map(|v| v + log_det).collect();
-    let mean = nats.iter().sum::<f64>() / n as f64;
-    let var = nats.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
-    let ci = 1.96 * (var / n as f64).sqrt();
+    let (mean, ci) = mean_and_ci95(&nats);
     let big_t = est.per_t.len();
     let kl_sum = weighted(1, big_t - 1);
     let mut per_t_ranges = Vec::new();
@@ -257,10 +279,11 @@ fn report(
         examples: n,
         dims,
         t_evaluated,
+        timesteps: big_t,
         decoder: process.decoder,
         clip_x0: process.clip_x0,
         bits_per_dim: bits_per_dim(mean, dims),
-        bits_per_dim_ci95: bits_per_dim(ci, dims),
+        bits_per_dim_ci95: ci.map(|ci| bits_per_dim(ci, dims)),
         nats: mean,
         prior_bits_per_dim: bits_per_dim(est.prior, dims),
         decoder_bits_per_dim: bits_per_dim(est.per_t[0], dims),
@@ -275,8 +298,7 @@ fn report(
         csv.push_str(&format!("{t},{v},{}\n", bits_per_dim(*v, dims)));
         points.push((t as f64, bits_per_dim(*v, dims)));
     }
-    std::fs::write(dir.join(format!("{stem}_per_t.csv")), csv)
-        .with_context(|| format!("cannot write {stem}_per_t.csv"))?;
+    diffuse_fs::write(&dir.join(format!("{stem}_per_t.csv")), csv.as_bytes())?;
     line_plot(
         &dir.join(format!("{stem}_per_t.png")),
         "terms of the bound: L_0 (t = 0) and L_t = KL(q || p) per t",
@@ -306,11 +328,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.method == Method::Ode && args.clip_x0.is_some() {
         bail!("--clip-x0 applies to the bound (--method vlb); the ODE has no x_0 clamp");
     }
-    if !(args.rtol > 0.0 && args.atol > 0.0) {
-        bail!("--rtol and --atol must be positive");
+    if args.method == Method::Ode && args.t_samples.is_some() {
+        bail!("--t-samples applies to the bound (--method vlb); the ODE visits no timesteps");
     }
+    if args.method == Method::Vlb && (args.rtol.is_some() || args.atol.is_some()) {
+        bail!("--rtol and --atol apply to --method ode; the bound (vlb) has no solver");
+    }
+    crate::solvers::tolerance(args.rtol, args.atol)?;
     let device = crate::device::device();
     let dir = &args.run;
+    // The evaluation writes its files into the run: one writer at a time.
+    let _lock = crate::run_dir::lock_existing(dir)?;
     let images = crate::run_dir::ModelFamily::of(dir)? == crate::run_dir::ModelFamily::Unet;
     if images && args.data.is_some() {
         bail!("--data applies to 2-D runs; an image run evaluates its dataset's test split");
@@ -322,8 +350,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
             crate::eval_ode::eval_points(&args, &device)?
         };
         println!(
-            "NLL (probability-flow ODE, {} divergence): {:.4} +- {:.4} bits/dim (95% CI over {} examples; {} network evaluations)",
-            r.divergence, r.bits_per_dim, r.bits_per_dim_ci95, r.examples, r.nfe
+            "NLL (probability-flow ODE, {} divergence): {:.4} {}; {} network evaluations)",
+            r.divergence,
+            r.bits_per_dim,
+            interval(r.bits_per_dim_ci95, r.examples),
+            r.nfe
         );
         println!(
             "wrote {}",
@@ -337,16 +368,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
         eval_points(&args, &device)?
     };
     println!(
-        "NLL bound: {:.4} +- {:.4} bits/dim (95% CI over {} examples; {} of T timesteps{}{})",
+        "NLL bound: {:.4} {}; {} of T timesteps{}{})",
         r.bits_per_dim,
-        r.bits_per_dim_ci95,
-        r.examples,
+        interval(r.bits_per_dim_ci95, r.examples),
         r.t_evaluated,
         match r.clip_x0 {
             Some(c) => format!("; x_0 estimate clamped to [-{c}, {c}]"),
             None => String::new(),
         },
-        if args.t_samples.is_some() {
+        // --t-samples K >= T - 1 visits every t: the bound itself, not an estimate.
+        if r.t_evaluated < r.timesteps {
             ", an estimate: the interval does not cover the draw of t"
         } else {
             ""
@@ -390,6 +421,8 @@ fn eval_points(args: &EvalArgs, device: &Device) -> Result<NllReport> {
     let schedule = config.schedule.build()?;
     let (held, log_det) = points(args, &config)?;
     let n = args.n.unwrap_or(held.len()).min(held.len());
+    crate::memory::check_mlp_sampling(config.mlp()?, args.batch_size.min(n))
+        .context("lower --batch-size")?;
     let dim = held.dim;
     let ts = visited_timesteps(schedule.num_timesteps(), args.t_samples, args.seed);
     let process = ReverseProcess {
@@ -421,6 +454,13 @@ fn eval_images(args: &EvalArgs, device: &Device) -> Result<NllReport> {
         .map(|&v| to_model_space(v))
         .collect();
     let one = [test.channels, test.height, test.width];
+    crate::memory::check_unet_sampling(
+        &pipeline.unet_config,
+        test.height,
+        test.width,
+        args.batch_size.min(n),
+    )
+    .context("lower --batch-size")?;
     let ts = visited_timesteps(schedule.num_timesteps(), args.t_samples, args.seed);
     let process = ReverseProcess {
         prediction: pipeline.scheduler.prediction_type,

@@ -39,7 +39,7 @@ pub struct OdeReport {
     /// Network evaluations, summed over batches (each batch is one ODE solve).
     pub nfe: usize,
     pub bits_per_dim: f64,
-    pub bits_per_dim_ci95: f64,
+    pub bits_per_dim_ci95: Option<f64>,
     /// Mean negative log-likelihood in nats per example.
     pub nats: f64,
     /// 2-D runs: sum_d ln std_d of the standardization, added to every example's nats.
@@ -133,8 +133,7 @@ pub fn report(
     if let Some(v) = nats.iter().find(|v| !v.is_finite()) {
         bail!("the ODE likelihood is {v} for some example (nothing was written)");
     }
-    let mean = nats.iter().sum::<f64>() / n as f64;
-    let var = nats.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+    let (mean, ci) = crate::eval::mean_and_ci95(nats);
     let to_bits = |nats: f64| nats / (dims as f64 * std::f64::consts::LN_2);
     let dequantization = if eval.images {
         DEQUANTIZATION_BITS
@@ -150,7 +149,7 @@ pub fn report(
         atol: eval.tol.atol,
         nfe,
         bits_per_dim: to_bits(mean) + dequantization,
-        bits_per_dim_ci95: to_bits(1.96 * (var / n as f64).sqrt()),
+        bits_per_dim_ci95: ci.map(to_bits),
         nats: mean,
         log_det_standardizer: eval.log_det,
         dequantization_bits_per_dim: dequantization,
@@ -165,7 +164,7 @@ pub fn eval_points(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
     let (held, log_det) = crate::eval::points(args, &config)?;
     let n = args.n.unwrap_or(held.len()).min(held.len());
     let scheduler = config.scheduler_config();
-    let eval = ode_eval(args, &scheduler, log_det, false);
+    let eval = ode_eval(args, &scheduler, log_det, false)?;
     let (nats, nfe) = eval.nats::<2>(&model, &held.data[..n * held.dim], &[held.dim], &ad)?;
     report(
         &nats,
@@ -181,19 +180,15 @@ fn ode_eval<'a>(
     scheduler: &'a diffuse_nn::diffusers::SchedulerConfig,
     log_det: f64,
     images: bool,
-) -> OdeEval<'a> {
-    OdeEval {
+) -> Result<OdeEval<'a>> {
+    Ok(OdeEval {
         scheduler,
-        tol: diffuse_core::solver::Tolerance {
-            rtol: args.rtol,
-            atol: args.atol,
-            ..Default::default()
-        },
+        tol: crate::solvers::tolerance(args.rtol, args.atol)?,
         batch_size: args.batch_size,
         log_det,
         seed: args.seed,
         images,
-    }
+    })
 }
 
 pub fn eval_images(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
@@ -212,7 +207,7 @@ pub fn eval_images(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
     // Each evaluation keeps a backward pass through the U-Net for a whole batch, as training does.
     crate::memory::check_unet_training(&pipeline.unet_config, test.height, args.batch_size.min(n))
         .context("lower --batch-size")?;
-    let eval = ode_eval(args, &pipeline.scheduler, 0.0, true);
+    let eval = ode_eval(args, &pipeline.scheduler, 0.0, true)?;
     let (nats, nfe) = eval.nats::<4>(&pipeline.unet, &data, &one, &ad)?;
     report(
         &nats,

@@ -39,7 +39,7 @@ use serde::Serialize;
 use crate::config::RunConfig;
 use crate::data::{first_images, load_images, random_image_batch};
 use crate::progress;
-use crate::train::{Family, Finished};
+use crate::train::{Family, TrainFigures};
 
 /// Images per picture row (progressive generation, forward noising).
 const PICTURE_ROWS: usize = 8;
@@ -62,9 +62,8 @@ struct Metrics {
     steps: usize,
     batch_size: usize,
     parameters: usize,
-    train_seconds: f64,
-    steps_per_second: f64,
-    final_loss_avg100: f64,
+    #[serde(flatten)]
+    figures: TrainFigures,
     sample_seconds: f64,
 }
 
@@ -117,15 +116,19 @@ impl Family<4> for Images {
         save_unet(&dir.join("raw"), unet, &c.model).map_err(|e| err(e.to_string()))
     }
 
+    fn load_sampling(dir: &Path, _: &RunConfig, device: &Device) -> Result<Unet> {
+        Ok(crate::memory::load_pipeline(dir, device)?.unet)
+    }
+
     fn report(
         dir: &Path,
         config: &RunConfig,
         data: &ImageData,
-        run: &Finished<Unet>,
+        model: &Unet,
+        figures: &TrainFigures,
     ) -> Result<()> {
         let device = crate::device::device();
         let schedule = config.schedule.build()?;
-        let model = run.trained.sampling_model();
         let sample_seconds = pictures(
             dir,
             model,
@@ -142,9 +145,7 @@ impl Family<4> for Images {
                 steps: config.train.steps,
                 batch_size: config.train.batch_size,
                 parameters: model.num_params(),
-                train_seconds: run.seconds,
-                steps_per_second: run.steps_per_second(),
-                final_loss_avg100: run.final_loss(),
+                figures: figures.clone(),
                 sample_seconds,
             },
             &dir.join("metrics.json"),
@@ -192,27 +193,6 @@ fn pictures(
     let sample_seconds = start.elapsed().as_secs_f64();
     interpolation_picture(dir, model, &sampler, schedule, test, device, seed)?;
     Ok(sample_seconds)
-}
-
-/// Draws a finished (or interrupted) image run's pictures again from its saved weights
-/// (`unet/`): `diffuse sample --run DIR --pictures`.
-pub fn redraw_pictures(dir: &Path) -> Result<()> {
-    let config = RunConfig::load_run(dir)?;
-    let device = crate::device::device();
-    let pipeline = crate::memory::load_pipeline(dir, &device)?;
-    let schedule = pipeline.scheduler.schedule()?;
-    let test = load_images(&config, Split::Test)?;
-    pictures(
-        dir,
-        &pipeline.unet,
-        &pipeline.scheduler,
-        &schedule,
-        &config,
-        &test,
-        &device,
-    )?;
-    println!("redrew the pictures in {}", dir.display());
-    Ok(())
 }
 
 /// `samples.npy`, `samples.png` and `progressive.png` from one DDIM run.

@@ -12,6 +12,7 @@ mod memory;
 mod points;
 mod progress;
 mod run_dir;
+mod run_files;
 mod sample;
 mod solvers;
 mod train;

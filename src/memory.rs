@@ -21,10 +21,7 @@ const UNET_TENSORS_PER_LEVEL: f64 = 30.0;
 
 /// MemAvailable from /proc/meminfo, in bytes; `None` where it cannot be read.
 fn available() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024.0)
+    diffuse_fs::available_memory().map(|b| b as f64)
 }
 
 fn gib(bytes: f64) -> String {
@@ -89,24 +86,43 @@ fn unet_params(u: &UnetConfig) -> f64 {
     convs + 40.0 * last * last
 }
 
-/// Activations per image at the U-Net's resolutions.
-fn unet_activations(u: &UnetConfig, size: usize) -> f64 {
-    u.block_out_channels
-        .iter()
-        .enumerate()
-        .map(|(level, &c)| {
-            let side = (size >> level).max(1) as f64;
-            c as f64 * side * side
-        })
-        .sum()
+/// What one image holds in a U-Net's forward pass at h x w, in float32 values: every level's
+/// feature maps, and the attention's score matrices (heads x tokens x tokens, the scores and
+/// their softmax), which grow with the square of the pixels and dominate for large inputs.
+struct Activations {
+    maps: f64,
+    attention: f64,
+}
+
+fn unet_activations(u: &UnetConfig, h: usize, w: usize) -> Activations {
+    use diffuse_nn::unet::{DownBlockType, UpBlockType};
+    let n = u.block_out_channels.len();
+    let mut a = Activations {
+        maps: 0.0,
+        attention: 0.0,
+    };
+    for (level, &c) in u.block_out_channels.iter().enumerate() {
+        let tokens = ((h >> level).max(1) * (w >> level).max(1)) as f64;
+        a.maps += c as f64 * tokens;
+        // Up block i works at level n - 1 - i; the middle block at the lowest level.
+        let attends = u.down_block_types.get(level) == Some(&DownBlockType::AttnDownBlock2D)
+            || u.up_block_types.get(n - 1 - level) == Some(&UpBlockType::AttnUpBlock2D)
+            || (level + 1 == n && u.add_attention);
+        if attends {
+            let heads = (c / u.attention_head_dim.unwrap_or(c).max(1)).max(1) as f64;
+            a.attention += 2.0 * heads * tokens * tokens;
+        }
+    }
+    a
 }
 
 /// Training a U-Net at `batch` on `size` x `size` images.
 pub fn check_unet_training(u: &UnetConfig, size: usize, batch: usize) -> Result<()> {
+    let a = unet_activations(u, size, size);
     check(
         "training this U-Net",
         unet_params(u) * 5.0 * F32,
-        batch as f64 * unet_activations(u, size) * UNET_TENSORS_PER_LEVEL * F32,
+        batch as f64 * (a.maps * UNET_TENSORS_PER_LEVEL + a.attention * 2.0) * F32,
         "lower train.batch_size or unet.block_out_channels",
     )
 }
@@ -114,7 +130,7 @@ pub fn check_unet_training(u: &UnetConfig, size: usize, batch: usize) -> Result<
 /// Loading a diffusers pipeline's U-Net (its `unet/config.json`), before any weight is built.
 pub fn load_pipeline(dir: &Path, device: &Device) -> Result<Pipeline> {
     let config_path = dir.join("unet").join("config.json");
-    if let Ok(text) = std::fs::read_to_string(&config_path)
+    if let Ok(text) = diffuse_fs::read_to_string(&config_path, diffuse_fs::Limit::CONFIG)
         && let Ok(config) = UnetConfig::from_json(&text)
     {
         check(
@@ -128,13 +144,16 @@ pub fn load_pipeline(dir: &Path, device: &Device) -> Result<Pipeline> {
         .with_context(|| format!("cannot load the pipeline in {}", dir.display()))
 }
 
-/// Sampling `n` images in one batch (no autodiff).
-pub fn check_unet_sampling(u: &UnetConfig, size: usize, n: usize) -> Result<()> {
+/// Sampling `n` images of h x w in one batch (no autodiff): the U-Net's activations, and the
+/// copies of x a solver keeps (RK45's seven stages at most).
+pub fn check_unet_sampling(u: &UnetConfig, h: usize, w: usize, n: usize) -> Result<()> {
+    let a = unet_activations(u, h, w);
+    let solver = 8.0 * (u.in_channels * h * w) as f64;
     check(
-        &format!("sampling {n} images"),
+        &format!("sampling {n} images of {h} x {w}"),
         unet_params(u) * F32,
-        n as f64 * unet_activations(u, size) * 4.0 * F32,
-        "draw fewer images (sample.n or --n)",
+        n as f64 * (a.maps * 4.0 + a.attention + solver) * F32,
+        "draw fewer or smaller images (sample.n, --n, or a smaller --init-noise)",
     )
 }
 

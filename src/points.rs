@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::config::RunConfig;
 use crate::data::{PointData, load_points};
 use crate::progress;
-use crate::train::{Family, Finished};
+use crate::train::{Family, TrainFigures};
 
 /// The point family of `train`.
 pub struct Points;
@@ -96,11 +96,16 @@ impl Family<2> for Points {
         save_weights(c.sampling_model(), &dir.join("model_ema.safetensors"))
     }
 
+    fn load_sampling(dir: &Path, _: &RunConfig, device: &Device) -> Result<Mlp> {
+        Ok(crate::sample::load_run(dir, true, device)?.1)
+    }
+
     fn report(
         dir: &Path,
         config: &RunConfig,
         data: &TrainPoints,
-        run: &Finished<Mlp>,
+        model: &Mlp,
+        figures: &TrainFigures,
     ) -> Result<()> {
         let data = &data.data;
         let schedule = config.schedule.build()?;
@@ -114,9 +119,9 @@ impl Family<2> for Points {
             &device,
             seed,
         )?;
-        let samples = reverse_pictures(dir, run.trained.sampling_model(), config, &device)?;
+        let samples = reverse_pictures(dir, model, config, &device)?;
         let samples = to_points(samples, &standardizer)?;
-        let metrics = quality(data, &samples, config, run, seed);
+        let metrics = quality(data, &samples, config, figures, seed);
         scatter(
             &dir.join("samples.png"),
             &format!(
@@ -191,7 +196,7 @@ fn reverse_pictures(
     );
     pb.finish_and_clear();
     // Written whether or not sampling went non-finite: it shows how the chain got there.
-    std::fs::write(dir.join("reverse.csv"), trajectory).context("cannot write reverse.csv")?;
+    diffuse_fs::write(&dir.join("reverse.csv"), trajectory.as_bytes())?;
     let x = x.with_context(|| {
         format!(
             "the weights are saved in {}, but sampling from them failed; reverse.csv lists each step before it",
@@ -275,9 +280,8 @@ fn forward_picture(
 struct Metrics {
     dataset: String,
     steps: usize,
-    train_seconds: f64,
-    steps_per_second: f64,
-    final_loss_avg100: f64,
+    #[serde(flatten)]
+    figures: TrainFigures,
     /// Sliced Wasserstein-1 (data units, 256 projections) to the held-out points.
     sw_samples: f64,
     /// The same for training points (as many as held-out): two independent draws of the data.
@@ -290,7 +294,7 @@ fn quality(
     data: &PointData,
     samples: &PointSet,
     config: &RunConfig,
-    run: &Finished<Mlp>,
+    figures: &TrainFigures,
     seed: u64,
 ) -> Metrics {
     let k = data.held_out.len().min(data.train.len());
@@ -314,10 +318,7 @@ fn quality(
     Metrics {
         dataset: data.name.clone(),
         steps: config.train.steps,
-        train_seconds: run.seconds,
-        // This invocation's steps: a resumed run trained only those after its checkpoint.
-        steps_per_second: run.steps_per_second(),
-        final_loss_avg100: run.final_loss(),
+        figures: figures.clone(),
         sw_samples: sw(&samples.data),
         sw_data_vs_data: sw(reference),
         sw_gaussian_fit: sw(&gauss),

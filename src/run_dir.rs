@@ -3,7 +3,7 @@
 //! write checkpoints and report progress.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
@@ -13,24 +13,42 @@ use diffuse_train::{Checkpoint, Start, TrainError, TrainHooks};
 use indicatif::ProgressBar;
 
 use crate::progress;
+use crate::run_files::{self, LOCK_FILE, RunLock};
 
-/// Prepares `dir` for a new run. An existing non-empty directory is refused unless `overwrite`
-/// is set and it is a diffuse run, which is then removed whole, so no old weights can sit beside
-/// the new config.
-pub fn claim_new(dir: &Path, overwrite: bool) -> Result<()> {
-    if check_new(dir, overwrite)? {
-        std::fs::remove_dir_all(dir)
-            .with_context(|| format!("cannot remove the old run {}", dir.display()))?;
-    }
+/// Prepares `dir` for a new run and locks it for this command. An existing non-empty
+/// directory is refused unless `overwrite` is set and it is a diffuse run, whose files are then
+/// removed (and only those: [`run_files::remove_run`]), so no old weights can sit beside the
+/// new config. The checks are made again under the lock.
+pub fn claim_new(dir: &Path, overwrite: bool) -> Result<RunLock> {
     std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create run directory {}", dir.display()))
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    let lock = RunLock::acquire(dir)?;
+    if check_new(dir, overwrite)? {
+        run_files::remove_run(dir)?;
+    }
+    Ok(lock)
+}
+
+/// Locks an existing run directory for this command (`train --resume`, `sample --pictures`,
+/// `eval`): see [`RunLock`].
+pub fn lock_existing(dir: &Path) -> Result<RunLock> {
+    if !dir.is_dir() {
+        bail!("{} is not a diffuse run directory", dir.display());
+    }
+    RunLock::acquire(dir)
+}
+
+/// Whether the run in `dir` finished: `metrics.json` is the last file a run writes, after its
+/// pictures.
+pub fn is_finished(dir: &Path) -> bool {
+    dir.join("metrics.json").is_file()
 }
 
 /// Whether `dir` holds a diffuse run: a run config with a `train` section (a diffusers model
 /// folder's `config.json` has none, and is never taken for a run).
 fn is_run(dir: &Path) -> bool {
     ModelFamily::ALL.iter().any(|f| {
-        std::fs::read_to_string(dir.join(f.run_config_file()))
+        diffuse_fs::read_to_string(&dir.join(f.run_config_file()), diffuse_fs::Limit::CONFIG)
             .ok()
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
             .is_some_and(|v| v.get("train").is_some())
@@ -42,11 +60,15 @@ pub fn check_new(dir: &Path, overwrite: bool) -> Result<bool> {
     if dir.exists() && !dir.is_dir() {
         bail!("--out {} is a file, not a directory", dir.display());
     }
+    // The lock file and temporaries alone (a run killed before it wrote its config) are empty.
     let non_empty = dir.is_dir()
         && std::fs::read_dir(dir)
             .with_context(|| format!("cannot read {}", dir.display()))?
-            .next()
-            .is_some();
+            .flatten()
+            .any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name != LOCK_FILE && !diffuse_fs::is_temporary(&name)
+            });
     if non_empty {
         if !is_run(dir) {
             bail!(
@@ -63,49 +85,6 @@ pub fn check_new(dir: &Path, overwrite: bool) -> Result<bool> {
         }
     }
     Ok(non_empty)
-}
-
-/// Refuses to write `out` where it would replace one of a run's own files (its weights,
-/// config or checkpoint) or one of the command's inputs.
-pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<()> {
-    let canon = |p: &Path| {
-        let parent = p.parent().filter(|q| !q.as_os_str().is_empty());
-        let dir = parent.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        dir.canonicalize()
-            .ok()
-            .map(|d| d.join(p.file_name().unwrap_or_default()))
-    };
-    let Some(target) = canon(out) else {
-        return Ok(()); // its folder does not exist: the write will fail with its own message
-    };
-    for input in inputs {
-        if canon(input).is_some_and(|i| i == target) {
-            bail!(
-                "--out {} is one of this command's inputs; choose another path",
-                out.display()
-            );
-        }
-    }
-    // A run directory, a pipeline folder, or a model folder inside one (unet/, raw/,
-    // checkpoint/): their weights and configs are never an output.
-    let is_run = |d: &Path| {
-        ModelFamily::ALL
-            .iter()
-            .any(|f| d.join(f.run_config_file()).is_file())
-            || d.join("model_index.json").is_file()
-    };
-    let weights_or_config = target
-        .extension()
-        .is_some_and(|e| e == "safetensors" || e == "json" || e == "bpk");
-    let parent = target.parent();
-    let near_run = parent.is_some_and(|p| is_run(p) || p.parent().is_some_and(is_run));
-    if weights_or_config && near_run {
-        bail!(
-            "--out {} would overwrite a run's weights, config or checkpoint; choose another path",
-            out.display()
-        );
-    }
-    Ok(())
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -143,7 +122,7 @@ impl LossLog {
             text.push_str(&format!("{},{l}\n", i + 1));
         }
         let path = dir.join("loss.csv");
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        diffuse_fs::write(&path, text.as_bytes())?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)

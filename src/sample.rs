@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use clap::Args;
 use diffuse_core::Denoiser;
@@ -25,6 +25,7 @@ use crate::config::RunConfig;
 use crate::points::to_points;
 use crate::progress;
 use crate::run_dir::ModelFamily;
+use crate::run_files::check_output;
 use crate::solvers::{SolverChoice, build};
 
 #[derive(Args)]
@@ -62,9 +63,13 @@ pub struct SampleArgs {
     /// 2-D runs: use the raw weights instead of the EMA weights.
     #[arg(long)]
     pub no_ema: bool,
-    /// Image runs: draw the run's pictures (samples, progressive, forward, interpolation) again
-    /// from its saved weights, into the run directory.
-    #[arg(long, requires = "run")]
+    /// Draw the run's pictures and metrics again from its saved weights, into the run
+    /// directory (2-D runs: forward, reverse, samples; image runs: samples, progressive,
+    /// forward, interpolation).
+    #[arg(long, requires = "run", conflicts_with_all = [
+        "n", "seed", "out", "png", "init_noise", "no_ema", "sampler", "steps", "eta", "karras",
+        "rtol", "atol"
+    ])]
     pub pictures: bool,
 }
 
@@ -95,7 +100,10 @@ pub fn run_solver<const D: usize>(
 pub fn steps_label(choice: &SolverChoice, train_steps: usize) -> String {
     match choice.steps_or_default(train_steps) {
         Some(n) => format!("{n} steps"),
-        None => format!("rtol {:e}", choice.rtol),
+        None => format!(
+            "rtol {:e}",
+            choice.rtol.unwrap_or(crate::solvers::DEFAULT_TOLERANCE)
+        ),
     }
 }
 
@@ -128,7 +136,7 @@ fn initial_noise(
             );
         };
         let n = args.n.unwrap_or(DEFAULT_IMAGES);
-        crate::memory::check_unet_sampling(&pipeline.unet_config, size, n)?;
+        crate::memory::check_unet_sampling(&pipeline.unet_config, size, size, n)?;
         return Ok(randn(rng, [n, c, size, size], device));
     };
     let noise = read_npy(path)?;
@@ -165,6 +173,9 @@ fn initial_noise(
             path.display()
         );
     }
+    let [n, _, h, w] = shape;
+    crate::memory::check_unet_sampling(&pipeline.unet_config, h, w, n)
+        .with_context(|| format!("--init-noise {}", path.display()))?;
     Ok(Tensor::from_data(
         TensorData::new(noise.data, shape),
         device,
@@ -175,21 +186,25 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if args.n == Some(0) {
         bail!("--n must be at least 1");
     }
-    let inputs: Vec<&Path> = args.init_noise.iter().map(|p| p.as_path()).collect();
-    crate::run_dir::check_output(&args.out, &inputs)?;
-    if let Some(png) = &args.png {
-        crate::run_dir::check_output(png, &inputs)?;
-    }
     let Some(dir) = args.pipeline.as_ref().or(args.run.as_ref()) else {
         bail!("pass --run DIR or --pipeline DIR");
     };
-    let family = ModelFamily::of(dir)?;
     if args.pictures {
-        if family != ModelFamily::Unet {
-            bail!("--pictures applies to image runs; `diffuse train` draws a 2-D run's pictures");
-        }
-        return crate::images::redraw_pictures(dir);
+        return crate::train::redraw(dir);
     }
+    // Outputs are checked before any work: sampling is not thrown away for a bad path.
+    let inputs: Vec<&Path> = args.init_noise.iter().map(|p| p.as_path()).collect();
+    check_output("--out", &args.out, &inputs, &[dir])?;
+    if let Some(png) = &args.png {
+        if png
+            .extension()
+            .is_none_or(|e| !e.eq_ignore_ascii_case("png"))
+        {
+            bail!("--png {} must end in .png", png.display());
+        }
+        check_output("--png", png, &inputs, &[dir])?;
+    }
+    let family = ModelFamily::of(dir)?;
     let device = crate::device::device();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     match family {

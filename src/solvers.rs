@@ -66,12 +66,30 @@ pub struct SolverChoice {
     /// (diffusers' use_karras_sigmas).
     #[arg(long)]
     pub karras: bool,
-    /// The ODE solver's relative tolerance.
-    #[arg(long, default_value_t = 1e-5)]
-    pub rtol: f64,
-    /// The ODE solver's absolute tolerance.
-    #[arg(long, default_value_t = 1e-5)]
-    pub atol: f64,
+    /// The ODE solver's relative tolerance (--sampler ode; default 1e-5).
+    #[arg(long)]
+    pub rtol: Option<f64>,
+    /// The ODE solver's absolute tolerance (--sampler ode; default 1e-5).
+    #[arg(long)]
+    pub atol: Option<f64>,
+}
+
+/// The ODE solver's tolerances when --rtol / --atol are not given (score_sde uses 1e-5).
+pub const DEFAULT_TOLERANCE: f64 = 1e-5;
+
+/// `--rtol` and `--atol`, defaulted and checked: positive and finite.
+pub fn tolerance(rtol: Option<f64>, atol: Option<f64>) -> Result<Tolerance> {
+    let tol = Tolerance {
+        rtol: rtol.unwrap_or(DEFAULT_TOLERANCE),
+        atol: atol.unwrap_or(DEFAULT_TOLERANCE),
+        ..Default::default()
+    };
+    for (flag, v) in [("--rtol", tol.rtol), ("--atol", tol.atol)] {
+        if !(v > 0.0 && v.is_finite()) {
+            bail!("{flag} must be a positive finite number, got {v}");
+        }
+    }
+    Ok(tol)
 }
 
 impl SolverChoice {
@@ -109,6 +127,9 @@ pub fn build<const D: usize>(
     if choice.sampler == SamplerKind::Ode && choice.steps.is_some() {
         bail!("--sampler ode chooses its own steps; set --rtol and --atol instead of --steps");
     }
+    if choice.sampler != SamplerKind::Ode && (choice.rtol.is_some() || choice.atol.is_some()) {
+        bail!("--rtol and --atol apply to --sampler ode only; the other samplers take --steps");
+    }
     let learned = scheduler.variance_type == Some(DiffusersVariance::LearnedRange);
     let n = steps.unwrap_or(0);
     let sigma = |which| -> Result<Box<dyn Solver<D>>> {
@@ -135,14 +156,7 @@ pub fn build<const D: usize>(
             let adapter = scheduler.adapter(&schedule, None)?;
             let table = SigmaTable::new(&schedule.alphas_cumprod);
             let (method, grid) = if choice.sampler == SamplerKind::Ode {
-                let tol = Tolerance {
-                    rtol: choice.rtol,
-                    atol: choice.atol,
-                    ..Default::default()
-                };
-                if !(tol.rtol > 0.0 && tol.atol > 0.0) {
-                    bail!("--rtol and --atol must be positive");
-                }
+                let tol = tolerance(choice.rtol, choice.atol)?;
                 let ends = [table.sigma_max().0, table.sigma_min().0];
                 (Method::Ode(tol), Grid::from_sigmas(&table, &ends)?)
             } else if choice.karras {

@@ -13,9 +13,10 @@ use burn::tensor::{Device, Tensor};
 use clap::Args;
 use diffuse_core::Denoiser;
 use diffuse_eval::plots::loss_curve;
-use diffuse_train::checkpoint::{load_checkpoint, save_json};
-use diffuse_train::{Checkpoint, Ddpm, Start, TrainError, Trained, train};
+use diffuse_train::checkpoint::{find_checkpoint, load_checkpoint, save_json};
+use diffuse_train::{Checkpoint, Ddpm, Start, TrainError, check_checkpoint, train};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigFile, RunConfig, Source};
 use crate::device::DeviceChoice;
@@ -104,34 +105,57 @@ pub trait Family<const D: usize> {
         config: &RunConfig,
         checkpoint: &Checkpoint<Self::Net>,
     ) -> Result<(), TrainError>;
-    /// Everything the run shows after training: pictures, samples and metrics.
+    /// The weights sampling uses (EMA where kept), as the run directory holds them.
+    fn load_sampling(dir: &Path, config: &RunConfig, device: &Device) -> Result<Self::Net>;
+    /// Everything the run shows after training: pictures, samples and metrics. `metrics.json`
+    /// is written last: it marks a finished run ([`run_dir::is_finished`]).
     fn report(
         dir: &Path,
         config: &RunConfig,
         data: &Self::Data,
-        run: &Finished<Self::Net>,
+        model: &Self::Net,
+        figures: &TrainFigures,
     ) -> Result<()>;
 }
 
-/// A run whose training loop has ended.
-pub struct Finished<M> {
-    pub trained: Trained<M>,
-    /// Steps this invocation trained (a resumed run: those after its checkpoint), and seconds.
-    pub steps: usize,
-    pub seconds: f64,
+/// How the run trained, for `metrics.json`: measured by the command that trained its last
+/// steps; carried over from the `metrics.json` already there when the pictures are drawn again
+/// (`sample --pictures`); unknown (null) when a run stopped between its last step and its
+/// pictures is finished by `train --resume`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainFigures {
+    /// Seconds and steps per second of the command that trained the last steps (a resumed
+    /// run: those after its checkpoint).
+    pub train_seconds: Option<f64>,
+    pub steps_per_second: Option<f64>,
+    /// The mean of the last 100 losses.
+    pub final_loss_avg100: Option<f64>,
 }
 
-impl<M> Finished<M> {
-    pub fn steps_per_second(&self) -> f64 {
-        self.steps as f64 / self.seconds
+impl TrainFigures {
+    /// Figures of `steps` steps trained in `seconds`, ending with `losses`.
+    fn measured(steps: usize, seconds: f64, losses: &[f32]) -> Self {
+        let trained = steps > 0 && seconds > 0.0;
+        Self {
+            train_seconds: trained.then_some(seconds),
+            steps_per_second: trained.then(|| steps as f64 / seconds),
+            final_loss_avg100: final_loss(losses),
+        }
     }
 
-    /// The mean of the last 100 losses.
-    pub fn final_loss(&self) -> f64 {
-        let losses = &self.trained.losses;
-        let tail = &losses[losses.len().saturating_sub(100)..];
-        tail.iter().map(|v| *v as f64).sum::<f64>() / tail.len().max(1) as f64
+    /// The figures in the run's `metrics.json`, where it has one.
+    fn read(dir: &Path) -> Self {
+        diffuse_fs::read_to_string(&dir.join("metrics.json"), diffuse_fs::Limit::CONFIG)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
     }
+}
+
+/// The mean of the last 100 losses; `None` before the first step.
+fn final_loss(losses: &[f32]) -> Option<f64> {
+    let tail = &losses[losses.len().saturating_sub(100)..];
+    (!tail.is_empty()).then(|| tail.iter().map(|v| *v as f64).sum::<f64>() / tail.len() as f64)
 }
 
 /// The run config of `train` without `--resume`: the preset of the dataset (the flag's, else
@@ -186,6 +210,12 @@ fn resume_config(dir: &Path, args: &TrainArgs) -> Result<RunConfig> {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    // A resumed run is locked before anything of it is read; a new one once its folder exists
+    // (`run_dir::claim_new`). Held until the command ends.
+    let _lock = match &args.resume {
+        Some(dir) => Some(run_dir::lock_existing(dir)?),
+        None => None,
+    };
     let (config, dir, new) = match &args.resume {
         Some(dir) => (resume_config(dir, &args)?, dir.clone(), None),
         None => {
@@ -237,7 +267,10 @@ fn run_name(config: &RunConfig) -> Result<String> {
 }
 
 /// Trains a new run (`Some(overwrite)`: see [`run_dir::claim_new`]) or, with `None`, the run
-/// in `dir` from its checkpoint, and writes what the family shows. The config is validated.
+/// in `dir` from its checkpoint (from step 0 when it was stopped before its first one), and
+/// writes what the family shows. A run whose steps are all trained but whose pictures and
+/// metrics were never written (stopped, or killed, after its last step) is finished. The config
+/// is validated.
 fn fit<const D: usize, F: Family<D>>(
     mut config: RunConfig,
     dir: &Path,
@@ -253,14 +286,28 @@ fn fit<const D: usize, F: Family<D>>(
     device.seed(seed);
     let ad_device = device.autodiff();
     let net = F::init(&config, &ad_device)?;
+    let mut objective = Ddpm::new(&schedule, config.prediction, config.train.loss);
+    let mut _lock = None;
     let start = match new {
         Some(overwrite) => {
-            run_dir::claim_new(dir, overwrite)?;
+            _lock = Some(run_dir::claim_new(dir, overwrite)?);
+            Start::Fresh(net)
+        }
+        None if find_checkpoint(dir).is_none() => {
+            eprintln!(
+                "note: {} was stopped before its first checkpoint; training it from step 0",
+                dir.display()
+            );
             Start::Fresh(net)
         }
         None => {
             let checkpoint = load_checkpoint(dir, net)?;
-            run_dir::check_resumable(checkpoint.state.step, config.train.steps, dir)?;
+            check_checkpoint::<D, _>(&checkpoint, &objective, &config.train)?;
+            let done = checkpoint.state.step;
+            if done == config.train.steps && !run_dir::is_finished(dir) {
+                return finish::<D, F>(&config, dir, &data, checkpoint);
+            }
+            run_dir::check_resumable(done, config.train.steps, dir)?;
             Start::Resume(checkpoint)
         }
     };
@@ -286,7 +333,7 @@ fn fit<const D: usize, F: Family<D>>(
     let timer = Instant::now();
     let trained = train(
         start,
-        &mut Ddpm::new(&schedule, config.prediction, config.train.loss),
+        &mut objective,
         &config.train,
         |rng| F::batch(&config, &data, rng, &ad_device),
         &mut hooks,
@@ -295,24 +342,76 @@ fn fit<const D: usize, F: Family<D>>(
     if let Some(step) = trained.stopped_at {
         run_dir::exit_interrupted(dir, step, config.train.steps);
     }
-    let finished = Finished {
-        trained,
-        steps: config.train.steps - done,
-        seconds: timer.elapsed().as_secs_f64(),
-    };
+    let (steps, seconds) = (config.train.steps - done, timer.elapsed().as_secs_f64());
     eprintln!(
-        "trained {} steps in {:.1} s ({:.2} steps/s)",
-        finished.steps,
-        finished.seconds,
-        finished.steps_per_second()
+        "trained {steps} steps in {seconds:.1} s ({:.2} steps/s)",
+        steps as f64 / seconds
     );
-    write_losses(
+    let figures = TrainFigures::measured(steps, seconds, &trained.losses);
+    report::<D, F>(
+        &config,
         dir,
-        &config.train.loss.objective.label(),
-        &finished.trained.losses,
-    )?;
-    F::report(dir, &config, &data, &finished)?;
+        &data,
+        trained.sampling_model(),
+        &trained.losses,
+        &figures,
+    )
+}
+
+/// Draws the pictures and metrics of a run whose steps are all trained, from its last
+/// checkpoint: the end of a run that was stopped after its last step.
+fn finish<const D: usize, F: Family<D>>(
+    config: &RunConfig,
+    dir: &Path,
+    data: &F::Data,
+    checkpoint: Checkpoint<F::Net>,
+) -> Result<()> {
+    eprintln!(
+        "{} trained all {} steps but stopped before its pictures and metrics; drawing them now",
+        dir.display(),
+        config.train.steps
+    );
+    run_dir::clean(dir);
+    let losses = &checkpoint.state.losses;
+    let figures = TrainFigures {
+        final_loss_avg100: final_loss(losses),
+        ..TrainFigures::default()
+    };
+    let model = checkpoint.sampling_model().valid();
+    report::<D, F>(config, dir, data, &model, losses, &figures)
+}
+
+/// `loss.png`, then the family's pictures and metrics.
+fn report<const D: usize, F: Family<D>>(
+    config: &RunConfig,
+    dir: &Path,
+    data: &F::Data,
+    model: &F::Net,
+    losses: &[f32],
+    figures: &TrainFigures,
+) -> Result<()> {
+    write_losses(dir, &config.train.loss.objective.label(), losses)?;
+    F::report(dir, config, data, model, figures)?;
     println!("wrote {}", dir.display());
+    Ok(())
+}
+
+/// `sample --run DIR --pictures`: draws a run's pictures and metrics again from the weights
+/// it holds, whatever its family.
+pub fn redraw(dir: &Path) -> Result<()> {
+    let _lock = run_dir::lock_existing(dir)?;
+    let config = RunConfig::load_run(dir)?;
+    match config.family() {
+        ModelFamily::Mlp => redraw_with::<2, points::Points>(config, dir),
+        ModelFamily::Unet => redraw_with::<4, images::Images>(config, dir),
+    }
+}
+
+fn redraw_with<const D: usize, F: Family<D>>(mut config: RunConfig, dir: &Path) -> Result<()> {
+    let data = F::load(&mut config, false)?;
+    let model = F::load_sampling(dir, &config, &crate::device::device())?;
+    F::report(dir, &config, &data, &model, &TrainFigures::read(dir))?;
+    println!("redrew the pictures in {}", dir.display());
     Ok(())
 }
 

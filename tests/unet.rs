@@ -14,10 +14,18 @@ fn fixture_dir(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// Also on the smallest feature maps diffusers runs: a 2x4 input (maps of 2x4 and 1x2), a 4x4
+/// input through three levels (2x2, then 1x1 with attention), a one-level U-Net on 1x1 images.
 #[test]
 fn unet_matches_diffusers() {
     let device = Device::default();
-    for name in ["attn_default", "scale_shift"] {
+    for name in [
+        "attn_default",
+        "scale_shift",
+        "small_2x4",
+        "small_4x4",
+        "one_level_1x1",
+    ] {
         let dir = fixture_dir(name);
         let (_, model) =
             Unet::from_diffusers_dir(&dir, &device).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -32,12 +32,33 @@ CONFIGS = {
         norm_num_groups=4, attention_head_dim=None, resnet_time_scale_shift="scale_shift",
         flip_sin_to_cos=False, freq_shift=1, downsample_padding=0, center_input_sample=True, norm_eps=1e-6,
     ),
+    # The smallest feature maps (issue 22): a 2x4 input reaches 1x2 in the two-level model; a
+    # 4x4 input reaches 2x2 and 1x1 in three levels (attention at 1x1 and in the middle
+    # block); a one-level model on 1x1 images. `input_size` overrides the sample size.
+    "small_2x4": dict(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4, attention_head_dim=4, input_size=(2, 4),
+    ),
+    "small_4x4": dict(
+        sample_size=4, in_channels=1, out_channels=1, block_out_channels=(8, 8, 16), layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4, attention_head_dim=4,
+    ),
+    "one_level_1x1": dict(
+        sample_size=1, in_channels=3, out_channels=3, block_out_channels=(8,), layers_per_block=2,
+        down_block_types=("AttnDownBlock2D",), up_block_types=("AttnUpBlock2D",),
+        norm_num_groups=4, attention_head_dim=4,
+    ),
 }
 
 
 def main():
     for i, (name, cfg) in enumerate(CONFIGS.items()):
         torch.manual_seed(i)
+        cfg = dict(cfg)
+        h, w = cfg.pop("input_size", (cfg["sample_size"], cfg["sample_size"]))
         model = UNet2DModel(**cfg).eval()
         with torch.no_grad():
             # Perturb every parameter so that norms, biases and zero-initialised layers all matter.
@@ -45,7 +66,7 @@ def main():
                 p.add_(0.1 * torch.randn_like(p))
         out_dir = ROOT / name
         model.save_pretrained(out_dir, safe_serialization=True)
-        x = torch.randn(2, cfg["in_channels"], cfg["sample_size"], cfg["sample_size"])
+        x = torch.randn(2, cfg["in_channels"], h, w)
         t = torch.tensor([3.0, 917.0])
         with torch.no_grad():
             y = model(x, t).sample

@@ -21,6 +21,22 @@ pub enum CoreError {
     )]
     InvalidBeta { t: usize, value: f64 },
     #[error(
+        "alphas_cumprod at t = {t} is {value:e}, which is {rounds} in float32: the samplers \
+         {needs}, so sampling would give NaN or inf. {advice}",
+        rounds = if *value >= 0.5 { "1" } else { "0 or subnormal" },
+        needs = if *value >= 0.5 {
+            "take its complement as the noise level (here 0)"
+        } else {
+            "divide by it"
+        },
+        advice = if *value >= 0.5 {
+            "Raise beta_start (to at least 1e-7)"
+        } else {
+            "Lower beta_end (or beta_start), or use fewer num_train_timesteps"
+        }
+    )]
+    AlphasCumprodInFloat32 { t: usize, value: f64 },
+    #[error(
         "{requested} sampling steps requested but the model was trained with {train_steps}; \
          use at most {train_steps}"
     )]

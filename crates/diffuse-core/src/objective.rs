@@ -228,6 +228,35 @@ impl ImportanceSampler {
             .unzip()
     }
 
+    /// Checks a history read back from a checkpoint against the chain it is to sample: one
+    /// entry per timestep, at most [`HISTORY`] values each, every value a finite L_t^2 >= 0,
+    /// and, once warmed up, some t with a positive mean (else every p_t is 0 / 0).
+    pub fn check(&self, num_timesteps: usize) -> Result<(), String> {
+        if self.history.len() != num_timesteps {
+            return Err(format!(
+                "has {} timesteps but the schedule has {num_timesteps}",
+                self.history.len()
+            ));
+        }
+        for (t, h) in self.history.iter().enumerate() {
+            if h.len() > HISTORY {
+                return Err(format!(
+                    "holds {} losses at t = {t}, more than the {HISTORY} it keeps",
+                    h.len()
+                ));
+            }
+            if let Some(v) = h.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+                return Err(format!(
+                    "holds {v} at t = {t}; squared losses are finite and >= 0"
+                ));
+            }
+        }
+        if self.warmed_up() && self.history.iter().all(|h| h.iter().all(|v| *v == 0.0)) {
+            return Err("holds only zero losses, which give no distribution over t".into());
+        }
+        Ok(())
+    }
+
     /// Records the per-example losses at their timesteps.
     pub fn update(&mut self, t: &[usize], losses: &[f32]) {
         for (&ti, &l) in t.iter().zip(losses) {
@@ -346,5 +375,19 @@ mod tests {
         // E[w] over the draws is 1 (unbiased weighting).
         let mean_w = w.iter().sum::<f64>() / w.len() as f64;
         assert!((mean_w - 1.0).abs() < 0.05, "{mean_w}");
+        // A history that does not fit the chain, or holds what no training writes, is refused.
+        sampler.check(4).unwrap();
+        assert!(sampler.check(5).unwrap_err().contains("4 timesteps"));
+        let mut bad = sampler.clone();
+        bad.history[2].push_back(f64::NAN);
+        bad.history[2].pop_front();
+        assert!(bad.check(4).unwrap_err().contains("NaN"));
+        let mut long = sampler.clone();
+        long.history[0].push_back(1.0);
+        assert!(long.check(4).unwrap_err().contains("11 losses"));
+        let zeros = ImportanceSampler {
+            history: vec![VecDeque::from(vec![0.0; HISTORY]); 4],
+        };
+        assert!(zeros.check(4).unwrap_err().contains("zero"));
     }
 }

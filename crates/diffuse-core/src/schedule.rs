@@ -153,6 +153,7 @@ impl NoiseSchedule {
             acc *= a;
             alphas_cumprod.push(acc);
         }
+        check_float32(&alphas_cumprod)?;
         let alphas_cumprod_prev: Vec<f64> = std::iter::once(1.0)
             .chain(alphas_cumprod[..alphas_cumprod.len() - 1].iter().copied())
             .collect();
@@ -211,6 +212,25 @@ impl NoiseSchedule {
                 terminal.sqrt()
             )
         })
+    }
+}
+
+/// Every alpha-bar_t must stay a normal float32 below 1: the samplers compute in float32 (the
+/// sigma tables of Euler and Heun as diffusers does, `(1 - abar) / abar` in float32), so an
+/// alpha-bar that rounds to 0 (a beta_end of 0.5 over 1000 steps: 1e-126) makes 1 / abar
+/// infinite, and one that rounds to 1 (a beta_start below 6e-8) makes the first noise level 0.
+/// Training alone would not notice; every sampler would give NaN or refuse its grid.
+fn check_float32(alphas_cumprod: &[f64]) -> Result<(), CoreError> {
+    let bad = |a: f64| {
+        let a32 = a as f32;
+        !(a32.is_normal() && a32 < 1.0)
+    };
+    match alphas_cumprod.iter().position(|&a| bad(a)) {
+        Some(t) => Err(CoreError::AlphasCumprodInFloat32 {
+            t,
+            value: alphas_cumprod[t],
+        }),
+        None => Ok(()),
     }
 }
 
@@ -345,6 +365,48 @@ mod tests {
                 value: 15_555_555_553
             })
         ));
+    }
+
+    /// Schedules whose alpha-bar leaves float32's normal range, or rounds to 1 in it, are
+    /// refused (every sampler gave NaN or refused its grid); the published schedules and the
+    /// edge of the range are not.
+    #[test]
+    fn alphas_cumprod_must_be_a_normal_float32_below_1() {
+        let config = |schedule, beta_start, beta_end| ScheduleConfig {
+            num_train_timesteps: 1000,
+            beta_schedule: schedule,
+            beta_start,
+            beta_end,
+        };
+        use BetaSchedule::*;
+        for (s, b0, b1) in [
+            (Linear, 1e-4, 0.5),
+            (Linear, 1e-4, 0.9),
+            (Linear, 1e-4, 0.999),
+            (Sigmoid, 0.5, 0.9),
+            (Linear, 1e-4, 0.166), // alpha-bar_999 = 5.6e-39, subnormal in float32
+            (Linear, 1e-9, 0.02),  // alpha-bar_0 rounds to 1
+        ] {
+            let err = config(s, b0, b1).build().unwrap_err();
+            assert!(
+                matches!(err, CoreError::AlphasCumprodInFloat32 { .. }),
+                "{s:?} {b0} {b1}: {err}"
+            );
+        }
+        let err = config(Linear, 1e-4, 0.5).build().unwrap_err().to_string();
+        assert!(err.contains("beta_end") && err.contains("t = "), "{err}");
+        let err = config(Linear, 1e-9, 0.02).build().unwrap_err().to_string();
+        assert!(err.contains("t = 0") && err.contains("beta_start"), "{err}");
+        for (s, b0, b1) in [
+            (Linear, 1e-4, 0.02),
+            (ScaledLinear, 0.00085, 0.012),
+            (SquaredCosCapV2, 1e-4, 0.02),
+            (Sigmoid, 1e-4, 0.02),
+            (Linear, 1e-4, 0.164), // alpha-bar_999 = 1.7e-38, still normal
+            (Linear, 1e-7, 0.02),
+        ] {
+            config(s, b0, b1).build().unwrap();
+        }
     }
 
     #[test]

@@ -35,10 +35,7 @@ fn batch_files(dir: &Path, split: Split) -> Result<Vec<PathBuf>, DataError> {
 
 /// Reads CIFAR-10 records from one file; its length must be a whole number of records.
 pub fn read_cifar_batch(path: &Path) -> Result<ImageSet, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let bytes = diffuse_fs::read(path, diffuse_fs::Limit::memory())?;
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(DataError::Corrupt {
             path: path.into(),

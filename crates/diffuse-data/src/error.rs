@@ -53,9 +53,17 @@ pub enum DataError {
     Channels { channels: usize },
     #[error("the run config's standardizer {0}")]
     Standardizer(String),
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
+    #[error(transparent)]
+    Fs(#[from] diffuse_fs::FsError),
+    #[error(
+        "{dir}: {images} images of {channels} x {size} x {size} need {bytes} bytes, more than the {available} bytes of memory this machine has available; use a smaller folder or unet.sample_size"
+    )]
+    TooLarge {
+        dir: PathBuf,
+        images: usize,
+        channels: usize,
+        size: usize,
+        bytes: u64,
+        available: u64,
     },
 }

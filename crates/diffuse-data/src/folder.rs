@@ -18,6 +18,23 @@ fn is_image(path: &Path) -> bool {
     )
 }
 
+/// One image file, read whole (a regular file, within the memory available) and decoded by
+/// its content, within the `image` crate's default limits on its dimensions.
+fn decode(path: &Path) -> Result<image::DynamicImage, DataError> {
+    let bytes = diffuse_fs::read(path, diffuse_fs::Limit::memory())?;
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DataError::Corrupt {
+            path: path.into(),
+            reason: format!("cannot read image: {e}"),
+        })?
+        .decode()
+        .map_err(|e| DataError::Corrupt {
+            path: path.into(),
+            reason: format!("cannot decode image: {e}"),
+        })
+}
+
 /// Every PNG/JPEG directly in `dir`, sorted by name, as `channels` (1 or 3) x size x size.
 pub fn load_image_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet, DataError> {
     if channels != 1 && channels != 3 {
@@ -45,12 +62,23 @@ pub fn load_image_folder(dir: &Path, size: usize, channels: usize) -> Result<Ima
             looked_for: "*.png, *.jpg, *.jpeg".into(),
         });
     }
-    let mut pixels = Vec::with_capacity(paths.len() * channels * size * size);
+    let bytes = (paths.len() as u64)
+        .saturating_mul((channels * size) as u64)
+        .saturating_mul(size as u64);
+    let available = diffuse_fs::Limit::memory().bytes;
+    if bytes > available {
+        return Err(DataError::TooLarge {
+            dir: dir.into(),
+            images: paths.len(),
+            channels,
+            size,
+            bytes,
+            available,
+        });
+    }
+    let mut pixels = Vec::with_capacity(bytes as usize);
     for path in &paths {
-        let img = image::open(path).map_err(|e| DataError::Corrupt {
-            path: path.clone(),
-            reason: format!("cannot decode image: {e}"),
-        })?;
+        let img = decode(path)?;
         let (w, h) = (img.width() as usize, img.height() as usize);
         // Shorter side to `size`, keeping the aspect ratio (rounded as torchvision does: floor).
         let (rw, rh) = if w <= h {

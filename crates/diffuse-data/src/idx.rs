@@ -20,10 +20,7 @@ pub enum Split {
 /// stops one byte past the size the IDX header inside declares, so a gzip bomb costs no more
 /// memory than an honest file of its declared size.
 fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let raw = diffuse_fs::read(path, diffuse_fs::Limit::memory())?;
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }

@@ -1,7 +1,6 @@
 //! Reading and writing NumPy `.npy` files (format version 1.0-3.0): little- or big-endian
 //! float32/float64, C order. Arrays are returned as float32.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::DataError;
@@ -16,10 +15,7 @@ pub struct NpyArray {
 const MAGIC: &[u8] = b"\x93NUMPY";
 
 pub fn read_npy(path: &Path) -> Result<NpyArray, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let bytes = diffuse_fs::read(path, diffuse_fs::Limit::memory())?;
     parse_npy(&bytes).map_err(|e| match e {
         ParseError::Format(reason) => DataError::NpyFormat {
             path: path.into(),
@@ -149,12 +145,7 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), DataE
     for v in data {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    let write_err = |source| DataError::Write {
-        path: path.into(),
-        source,
-    };
-    let mut file = std::fs::File::create(path).map_err(write_err)?;
-    file.write_all(&out).map_err(write_err)
+    Ok(diffuse_fs::write(path, &out)?)
 }
 
 #[cfg(test)]

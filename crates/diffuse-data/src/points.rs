@@ -168,10 +168,7 @@ pub fn load_points(path: &Path, dim: usize) -> Result<Points, DataError> {
 }
 
 fn read_csv(path: &Path) -> Result<(Vec<usize>, Vec<f32>), DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let text = diffuse_fs::read_to_string(path, diffuse_fs::Limit::memory())?;
     let mut data = Vec::new();
     let mut rows = 0;
     let mut cols = None;

@@ -6,4 +6,6 @@ use thiserror::Error;
 pub enum EvalError {
     #[error("cannot draw {path}: {reason}")]
     Plot { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Fs(#[from] diffuse_fs::FsError),
 }

@@ -42,37 +42,40 @@ pub fn image_grid(
     let (tile_w, tile_h) = (w as u32 * scale, h as u32 * scale);
     let width = (cols as u32 * (tile_w + PAD) + PAD).max(320);
     let height = rows as u32 * (tile_h + PAD) + PAD + TITLE_HEIGHT;
-    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
-    root.fill(&RGBColor(128, 128, 128))
-        .map_err(|x| e(x.to_string()))?;
-    root.draw_text(title, &("sans-serif", 18).into_font().color(&WHITE), (6, 8))
-        .map_err(|x| e(x.to_string()))?;
-    let plane = h * w;
-    for i in 0..n {
-        let img = &images.pixels[i * c * plane..(i + 1) * c * plane];
-        let x0 = PAD + (i % cols) as u32 * (tile_w + PAD);
-        let y0 = TITLE_HEIGHT + PAD + (i / cols) as u32 * (tile_h + PAD);
-        for y in 0..h {
-            for x in 0..w {
-                let p = y * w + x;
-                let color = if c == 1 {
-                    RGBColor(img[p], img[p], img[p])
-                } else {
-                    RGBColor(img[p], img[plane + p], img[2 * plane + p])
-                };
-                let (px, py) = (
-                    (x0 + x as u32 * scale) as i32,
-                    (y0 + y as u32 * scale) as i32,
-                );
-                root.draw(&Rectangle::new(
-                    [(px, py), (px + scale as i32, py + scale as i32)],
-                    color.filled(),
-                ))
-                .map_err(|x| e(x.to_string()))?;
+    // Drawn into a temporary file and renamed over `path` (diffuse_fs::write_with).
+    diffuse_fs::write_with(path, |file| {
+        let root = BitMapBackend::new(file, (width, height)).into_drawing_area();
+        root.fill(&RGBColor(128, 128, 128))
+            .map_err(|x| e(x.to_string()))?;
+        root.draw_text(title, &("sans-serif", 18).into_font().color(&WHITE), (6, 8))
+            .map_err(|x| e(x.to_string()))?;
+        let plane = h * w;
+        for i in 0..n {
+            let img = &images.pixels[i * c * plane..(i + 1) * c * plane];
+            let x0 = PAD + (i % cols) as u32 * (tile_w + PAD);
+            let y0 = TITLE_HEIGHT + PAD + (i / cols) as u32 * (tile_h + PAD);
+            for y in 0..h {
+                for x in 0..w {
+                    let p = y * w + x;
+                    let color = if c == 1 {
+                        RGBColor(img[p], img[p], img[p])
+                    } else {
+                        RGBColor(img[p], img[plane + p], img[2 * plane + p])
+                    };
+                    let (px, py) = (
+                        (x0 + x as u32 * scale) as i32,
+                        (y0 + y as u32 * scale) as i32,
+                    );
+                    root.draw(&Rectangle::new(
+                        [(px, py), (px + scale as i32, py + scale as i32)],
+                        color.filled(),
+                    ))
+                    .map_err(|x| e(x.to_string()))?;
+                }
             }
         }
-    }
-    root.present().map_err(|x| e(x.to_string()))
+        root.present().map_err(|x| e(x.to_string()))
+    })
 }
 
 #[cfg(test)]

@@ -59,42 +59,44 @@ pub fn square_bounds(layers: &[&[f32]]) -> (f64, f64, f64, f64) {
 pub fn scatter(path: &Path, title: &str, layers: &[Layer]) -> Result<(), EvalError> {
     ensure_font();
     let e = err(path);
-    let root = BitMapBackend::new(path, (640, 640)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
-    let (x0, x1, y0, y1) = square_bounds(&layers.iter().map(|l| l.points).collect::<Vec<_>>());
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(40)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(|x| e(x.to_string()))?;
-    chart
-        .configure_mesh()
-        .light_line_style(WHITE)
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
-    for layer in layers {
-        let color = layer.color;
+    // Drawn into a temporary file and renamed over `path` (diffuse_fs::write_with).
+    diffuse_fs::write_with(path, |file| {
+        let root = BitMapBackend::new(file, (640, 640)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+        let (x0, x1, y0, y1) = square_bounds(&layers.iter().map(|l| l.points).collect::<Vec<_>>());
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(40)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|x| e(x.to_string()))?;
         chart
-            .draw_series(
-                layer
-                    .points
-                    .chunks_exact(2)
-                    .map(|p| Circle::new((p[0] as f64, p[1] as f64), 2, color.mix(0.5).filled())),
-            )
-            .map_err(|x| e(x.to_string()))?
-            .label(layer.label)
-            .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.6))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
-    root.present().map_err(|x| e(x.to_string()))
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(|x| e(x.to_string()))?;
+        for layer in layers {
+            let color = layer.color;
+            chart
+                .draw_series(
+                    layer.points.chunks_exact(2).map(|p| {
+                        Circle::new((p[0] as f64, p[1] as f64), 2, color.mix(0.5).filled())
+                    }),
+                )
+                .map_err(|x| e(x.to_string()))?
+                .label(layer.label)
+                .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.6))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|x| e(x.to_string()))?;
+        root.present().map_err(|x| e(x.to_string()))
+    })
 }
 
 /// A row of small scatter panels sharing one set of bounds (e.g. x_t at 10 timesteps).
@@ -102,41 +104,44 @@ pub fn strip(path: &Path, title: &str, panels: &[(String, Vec<f32>)]) -> Result<
     ensure_font();
     let e = err(path);
     let size = 220u32;
-    let root = BitMapBackend::new(path, (size * panels.len().max(1) as u32, size + 40))
-        .into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
-    let root = root
-        .titled(title, ("sans-serif", 24))
-        .map_err(|x| e(x.to_string()))?;
-    let (x0, x1, y0, y1) =
-        square_bounds(&panels.iter().map(|p| p.1.as_slice()).collect::<Vec<_>>());
-    for (area, (label, pts)) in root
-        .split_evenly((1, panels.len().max(1)))
-        .iter()
-        .zip(panels)
-    {
-        let mut chart = ChartBuilder::on(area)
-            .caption(label, ("sans-serif", 16))
-            .margin(6)
-            .build_cartesian_2d(x0..x1, y0..y1)
+    // Drawn into a temporary file and renamed over `path` (diffuse_fs::write_with).
+    diffuse_fs::write_with(path, |file| {
+        let root = BitMapBackend::new(file, (size * panels.len().max(1) as u32, size + 40))
+            .into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+        let root = root
+            .titled(title, ("sans-serif", 24))
             .map_err(|x| e(x.to_string()))?;
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .disable_axes()
-            .draw()
-            .map_err(|x| e(x.to_string()))?;
-        chart
-            .draw_series(pts.chunks_exact(2).map(|p| {
-                Circle::new(
-                    (p[0] as f64, p[1] as f64),
-                    1,
-                    SAMPLE_COLOR.mix(0.5).filled(),
-                )
-            }))
-            .map_err(|x| e(x.to_string()))?;
-    }
-    root.present().map_err(|x| e(x.to_string()))
+        let (x0, x1, y0, y1) =
+            square_bounds(&panels.iter().map(|p| p.1.as_slice()).collect::<Vec<_>>());
+        for (area, (label, pts)) in root
+            .split_evenly((1, panels.len().max(1)))
+            .iter()
+            .zip(panels)
+        {
+            let mut chart = ChartBuilder::on(area)
+                .caption(label, ("sans-serif", 16))
+                .margin(6)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(|x| e(x.to_string()))?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .disable_axes()
+                .draw()
+                .map_err(|x| e(x.to_string()))?;
+            chart
+                .draw_series(pts.chunks_exact(2).map(|p| {
+                    Circle::new(
+                        (p[0] as f64, p[1] as f64),
+                        1,
+                        SAMPLE_COLOR.mix(0.5).filled(),
+                    )
+                }))
+                .map_err(|x| e(x.to_string()))?;
+        }
+        root.present().map_err(|x| e(x.to_string()))
+    })
 }
 
 /// The loss per step (gray) and its moving average over `window` steps (blue), on a linear axis
@@ -150,56 +155,61 @@ pub fn loss_curve(
 ) -> Result<(), EvalError> {
     ensure_font();
     let e = err(path);
-    let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
-    let w = window.max(1);
-    let avg: Vec<(usize, f64)> = (0..losses.len())
-        .map(|i| {
-            let slice = &losses[i.saturating_sub(w - 1)..=i];
-            (
-                i + 1,
-                slice.iter().map(|v| *v as f64).sum::<f64>() / slice.len() as f64,
-            )
-        })
-        .filter(|(_, v)| v.is_finite())
-        .collect();
-    let top = avg.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-12) * 1.2;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("training loss ({loss_name})"), ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0usize..losses.len().max(1), 0.0..top)
-        .map_err(|x| e(x.to_string()))?;
-    chart
-        .configure_mesh()
-        .light_line_style(WHITE)
-        .x_desc("step")
-        .y_desc("loss")
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
-    let raw = losses
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(i, v)| (i + 1, (*v as f64).min(top)));
-    chart
-        .draw_series(LineSeries::new(raw, RGBColor(200, 200, 200)))
-        .map_err(|x| e(x.to_string()))?
-        .label("loss per step")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(200, 200, 200)));
-    chart
-        .draw_series(LineSeries::new(avg, SAMPLE_COLOR.stroke_width(2)))
-        .map_err(|x| e(x.to_string()))?
-        .label(format!("moving average ({w} steps)"))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], SAMPLE_COLOR.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|x| e(x.to_string()))?;
-    root.present().map_err(|x| e(x.to_string()))
+    // Drawn into a temporary file and renamed over `path` (diffuse_fs::write_with).
+    diffuse_fs::write_with(path, |file| {
+        let root = BitMapBackend::new(file, (800, 480)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+        let w = window.max(1);
+        let avg: Vec<(usize, f64)> = (0..losses.len())
+            .map(|i| {
+                let slice = &losses[i.saturating_sub(w - 1)..=i];
+                (
+                    i + 1,
+                    slice.iter().map(|v| *v as f64).sum::<f64>() / slice.len() as f64,
+                )
+            })
+            .filter(|(_, v)| v.is_finite())
+            .collect();
+        let top = avg.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-12) * 1.2;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("training loss ({loss_name})"), ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0usize..losses.len().max(1), 0.0..top)
+            .map_err(|x| e(x.to_string()))?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_desc("step")
+            .y_desc("loss")
+            .draw()
+            .map_err(|x| e(x.to_string()))?;
+        let raw = losses
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, v)| (i + 1, (*v as f64).min(top)));
+        chart
+            .draw_series(LineSeries::new(raw, RGBColor(200, 200, 200)))
+            .map_err(|x| e(x.to_string()))?
+            .label("loss per step")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(200, 200, 200)));
+        chart
+            .draw_series(LineSeries::new(avg, SAMPLE_COLOR.stroke_width(2)))
+            .map_err(|x| e(x.to_string()))?
+            .label(format!("moving average ({w} steps)"))
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], SAMPLE_COLOR.stroke_width(2))
+            });
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|x| e(x.to_string()))?;
+        root.present().map_err(|x| e(x.to_string()))
+    })
 }
 
 /// A line plot of `ys` against `xs` (NaN values skipped), log-scaled y when `log_y`.
@@ -228,28 +238,31 @@ pub fn line_plot(
         .iter()
         .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
-    let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
-    let mut chart = ChartBuilder::on(&root);
-    chart
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(35)
-        .y_label_area_size(70);
-    if log_y {
-        let (lo, hi) = (y0 * 0.8, (y1 * 1.25).max(y0 * 1.01));
-        let c = chart
-            .build_cartesian_2d(x0..x1, (lo..hi).log_scale())
-            .map_err(|x| e(x.to_string()))?;
-        draw_lines(c, pts, x_label, y_label).map_err(&e)?;
-    } else {
-        let pad = ((y1 - y0) * 0.05).max(1e-12);
-        let c = chart
-            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
-            .map_err(|x| e(x.to_string()))?;
-        draw_lines(c, pts, x_label, y_label).map_err(&e)?;
-    }
-    root.present().map_err(|x| e(x.to_string()))
+    // Drawn into a temporary file and renamed over `path` (diffuse_fs::write_with).
+    diffuse_fs::write_with(path, |file| {
+        let root = BitMapBackend::new(file, (800, 480)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+        let mut chart = ChartBuilder::on(&root);
+        chart
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(70);
+        if log_y {
+            let (lo, hi) = (y0 * 0.8, (y1 * 1.25).max(y0 * 1.01));
+            let c = chart
+                .build_cartesian_2d(x0..x1, (lo..hi).log_scale())
+                .map_err(|x| e(x.to_string()))?;
+            draw_lines(c, pts, x_label, y_label).map_err(&e)?;
+        } else {
+            let pad = ((y1 - y0) * 0.05).max(1e-12);
+            let c = chart
+                .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+                .map_err(|x| e(x.to_string()))?;
+            draw_lines(c, pts, x_label, y_label).map_err(&e)?;
+        }
+        root.present().map_err(|x| e(x.to_string()))
+    })
 }
 
 /// The mesh, labels and line of [`line_plot`] on either y axis.

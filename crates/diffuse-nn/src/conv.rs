@@ -211,9 +211,15 @@ impl Geometry {
         self.c_in * self.h * self.w
     }
 
-    /// A 1x1 convolution with stride 1 and no padding: x[n] is its own im2col matrix.
+    /// A 1x1 convolution with stride 1 and no padding: x[n] is its own im2col matrix. (`pad`
+    /// holds the padding before the image; the output's size tells of the padding after it.)
     fn pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
+        self.kh == 1
+            && self.kw == 1
+            && self.stride == [1, 1]
+            && self.pad == [0, 0]
+            && self.h_out == self.h
+            && self.w_out == self.w
     }
 
     /// Images per gemm in the im2col path: one, or as many as make [`MIN_COLUMNS`] columns.
@@ -323,9 +329,13 @@ impl Geometry {
         let (lo, hi) = self.shifted_range(d);
         row[..lo].fill(0.0);
         row[hi..].fill(0.0);
-        let start = (lo as isize + d) as usize;
-        row[lo..hi].copy_from_slice(&channel[start..start + hi - lo]);
-        self.zero_wrapped_columns(kx, row);
+        // No output pixel reads inside the image (a shift of a whole image or more, on the
+        // smallest maps): the row is all zeros, and lo + d may lie before the image.
+        if lo < hi {
+            let start = (lo as isize + d) as usize;
+            row[lo..hi].copy_from_slice(&channel[start..start + hi - lo]);
+            self.zero_wrapped_columns(kx, row);
+        }
     }
 
     /// One im2col row, output row by output row (any stride).
@@ -369,6 +379,9 @@ impl Geometry {
         let (lo, hi) = self.valid_columns(kx);
         out[..lo].fill(0.0);
         out[hi..].fill(0.0);
+        if lo == hi {
+            return; // every column of this kernel offset reads the padding
+        }
         let first = lo * self.stride[1] + kx - self.pad[1];
         if self.stride[1] == 1 {
             out[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
@@ -752,7 +765,6 @@ mod tests {
     /// over the geometries the U-Net uses and a few it does not.
     #[test]
     fn fused_convolution_and_its_gradients_match_burns() {
-        let device = Device::default().autodiff();
         let cases = [
             // (batch, c_in, c_out, h, w, k, stride, padding (top, left, bottom, right))
             (3, 4, 6, 9, 7, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1)),
@@ -814,14 +826,17 @@ mod tests {
         let mut winograd = 0;
         for (case, &(batch, c_in, c_out, h, w, k, stride, ref padding)) in cases.iter().enumerate()
         {
-            let conv = Conv2dConfig::new([c_in, c_out], [k, k])
-                .with_stride([stride, stride])
-                .with_padding(padding.clone())
-                .init(&device);
-            let x =
-                Tensor::<4>::random([batch, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
-            let options = fused_options(&conv, &x).expect("the fused path");
-            let geometry = Geometry::new(&[batch, c_in, h, w], &conv.weight.dims(), &options);
+            let shape = Shape {
+                batch,
+                c_in,
+                c_out,
+                h,
+                w,
+                k: [k, k],
+                stride,
+            };
+            let geometry = compare_with_burn(&format!("case {case}"), shape, padding.clone())
+                .expect("the fused path");
             // The input gradient as a convolution of dy, for every stride-1 kernel but 1x1.
             assert_eq!(
                 geometry.transposed().is_some(),
@@ -829,34 +844,120 @@ mod tests {
                 "case {case}"
             );
             winograd += Winograd::new(&geometry).is_some() as usize;
-            let (x1, x2) = (x.clone().detach().require_grad(), x.detach().require_grad());
-            let (y1, y2) = (conv2d(&conv, x1.clone()), conv.forward(x2.clone()));
-            assert_eq!(y1.dims(), y2.dims(), "case {case}");
-            assert!(
-                max_relative(y1.clone(), y2.clone()) < 1e-5,
-                "case {case}: output"
-            );
-            // A non-uniform output gradient, through a product with fixed weights.
-            // Mean 1: the bias gradient sums these over the batch, and a sum near zero made
-            // its relative error a matter of cancellation (the linear layer's check failed in 1
-            // of 300 runs of the suite).
-            let weights = Tensor::<4>::random(y1.dims(), Distribution::Normal(1.0, 1.0), &device);
-            let g1 = (y1 * weights.clone()).sum().backward();
-            let g2 = (y2 * weights).sum().backward();
-            let dx = max_relative(x1.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
-            assert!(dx < 1e-5, "case {case}: input gradient {dx}");
-            let dw = max_relative(
-                conv.weight.grad(&g1).unwrap(),
-                conv.weight.grad(&g2).unwrap(),
-            );
-            assert!(dw < 1e-5, "case {case}: weight gradient {dw}");
-            let bias = conv.bias.as_ref().unwrap();
-            let db = max_relative(bias.grad(&g1).unwrap(), bias.grad(&g2).unwrap());
-            assert!(db < 1e-5, "case {case}: bias gradient {db}");
         }
         // The 64-channel case, the two odd sizes (stacked, being of odd height), 12 channels
         // in, 7x7 with 8 channels in (stacked) and 28x28.
         assert_eq!(winograd, 6, "cases through Winograd");
+    }
+
+    /// The sizes of one convolution a test runs.
+    #[derive(Clone, Copy)]
+    struct Shape {
+        batch: usize,
+        c_in: usize,
+        c_out: usize,
+        h: usize,
+        w: usize,
+        k: [usize; 2],
+        stride: usize,
+    }
+
+    /// Runs `conv2d` and burn's `Conv2d::forward` on the same input and compares the outputs,
+    /// the input gradient and the parameter gradients (1e-5 relative). Returns the geometry when
+    /// the fused path took it, `None` when it handed the case to burn.
+    fn compare_with_burn(case: &str, s: Shape, padding: PaddingConfig2d) -> Option<Geometry> {
+        let device = Device::default().autodiff();
+        let conv = Conv2dConfig::new([s.c_in, s.c_out], s.k)
+            .with_stride([s.stride, s.stride])
+            .with_padding(padding)
+            .init(&device);
+        let x = Tensor::<4>::random(
+            [s.batch, s.c_in, s.h, s.w],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let geometry = fused_options(&conv, &x).map(|options| {
+            Geometry::new(&[s.batch, s.c_in, s.h, s.w], &conv.weight.dims(), &options)
+        });
+        let (x1, x2) = (x.clone().detach().require_grad(), x.detach().require_grad());
+        let (y1, y2) = (conv2d(&conv, x1.clone()), conv.forward(x2.clone()));
+        assert_eq!(y1.dims(), y2.dims(), "{case}");
+        assert!(
+            max_relative(y1.clone(), y2.clone()) < 1e-5,
+            "{case}: output"
+        );
+        // A non-uniform output gradient, through a product with fixed weights.
+        // Mean 1: the bias gradient sums these over the batch, and a sum near zero made
+        // its relative error a matter of cancellation (the linear layer's check failed in 1
+        // of 300 runs of the suite).
+        let weights = Tensor::<4>::random(y1.dims(), Distribution::Normal(1.0, 1.0), &device);
+        let g1 = (y1 * weights.clone()).sum().backward();
+        let g2 = (y2 * weights).sum().backward();
+        let dx = max_relative(x1.grad(&g1).unwrap(), x2.grad(&g2).unwrap());
+        assert!(dx < 1e-5, "{case}: input gradient {dx}");
+        let dw = max_relative(
+            conv.weight.grad(&g1).unwrap(),
+            conv.weight.grad(&g2).unwrap(),
+        );
+        assert!(dw < 1e-5, "{case}: weight gradient {dw}");
+        let bias = conv.bias.as_ref().unwrap();
+        let db = max_relative(bias.grad(&g1).unwrap(), bias.grad(&g2).unwrap());
+        assert!(db < 1e-5, "{case}: bias gradient {db}");
+        geometry
+    }
+
+    /// Every feature map from 1x1 to 9x9 (a U-Net's lowest levels reach 1x1 and 2x2 where
+    /// diffusers' does), through every kernel, stride and padding the fused path takes, with 2
+    /// channels (im2col) and 8 (Winograd where it applies), against burn's convolution. A 1x1
+    /// and a 2x2 image once read a row before the image's start.
+    #[test]
+    fn every_small_feature_map_matches_burns() {
+        let paddings = |p: usize| {
+            [
+                PaddingConfig2d::Explicit(p, p, p, p),
+                PaddingConfig2d::Explicit(p, 0, p + 1, 1),
+            ]
+        };
+        let mut fused = 0;
+        for h in 1..=9 {
+            for w in 1..=9 {
+                for (k, stride, pad) in [
+                    ([3, 3], 1, 1),
+                    ([3, 3], 2, 1),
+                    ([1, 1], 1, 0),
+                    ([3, 3], 1, 0),
+                    ([2, 2], 2, 0),
+                    ([3, 3], 1, 2),
+                    ([1, 3], 1, 1),
+                ] {
+                    for c in [2, 8] {
+                        for padding in paddings(pad) {
+                            let PaddingConfig2d::Explicit(top, left, bottom, right) = padding
+                            else {
+                                unreachable!()
+                            };
+                            if h + top + bottom < k[0] || w + left + right < k[1] {
+                                continue; // no output pixel: burn's own output is empty
+                            }
+                            let shape = Shape {
+                                batch: 3,
+                                c_in: c,
+                                c_out: c,
+                                h,
+                                w,
+                                k,
+                                stride,
+                            };
+                            let case = format!(
+                                "{h}x{w}, kernel {k:?}, stride {stride}, {padding:?}, {c} channels"
+                            );
+                            fused += compare_with_burn(&case, shape, padding).is_some() as usize;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(fused > 1500, "{fused} cases took the fused path");
     }
 
     /// Stacked geometries (odd heights) take their weight and bias gradients from im2col;

@@ -20,4 +20,6 @@ pub enum NnError {
         path: std::path::PathBuf,
         reason: String,
     },
+    #[error(transparent)]
+    Fs(#[from] diffuse_fs::FsError),
 }

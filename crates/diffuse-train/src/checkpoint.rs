@@ -1,5 +1,6 @@
 //! Checkpoints: weights as safetensors and configs as JSON, each written to a temporary file in
-//! the same directory and renamed into place, so a crash never leaves a half-written file.
+//! the same directory and renamed into place (`diffuse_fs::write`), so a crash never leaves a
+//! half-written file; read back as regular files within the memory available.
 
 use std::path::{Path, PathBuf};
 
@@ -10,24 +11,6 @@ use serde::Serialize;
 use crate::error::TrainError;
 use crate::state::TrainState;
 use crate::trainer::Checkpoint;
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-fn rename_into_place(tmp: &Path, path: &Path) -> Result<(), TrainError> {
-    std::fs::rename(tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(tmp);
-        TrainError::Checkpoint {
-            path: path.into(),
-            reason: e.to_string(),
-        }
-    })
-}
 
 /// Writes the module's weights to `path` (safetensors), atomically. The same weights give the
 /// same bytes (no metadata, whose order burn does not fix), and the file gets the mode of any
@@ -43,33 +26,15 @@ pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<(), TrainError>
         .save_into(&mut store)
         .map_err(|e| err(e.to_string()))?;
     let bytes = store.get_bytes().map_err(|e| err(e.to_string()))?;
-    write_atomic(path, &bytes)
-}
-
-/// Writes `bytes` to a temporary file beside `path` and renames it into place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = temp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        TrainError::Checkpoint {
-            path: path.into(),
-            reason: e.to_string(),
-        }
-    })?;
-    rename_into_place(&tmp, path)
+    Ok(diffuse_fs::write(path, &bytes)?)
 }
 
 /// Loads weights saved by [`save_weights`] into `model` (which fixes the architecture). A tensor
 /// missing from the file, misshapen, or in the file but not in the model is an error.
 pub fn load_weights<M: Module>(model: M, path: &Path) -> Result<M, TrainError> {
-    if !path.exists() {
-        return Err(TrainError::Load {
-            path: path.into(),
-            reason: "file not found".into(),
-        });
-    }
+    let bytes = diffuse_fs::read(path, diffuse_fs::Limit::memory())?;
     let mut model = model;
-    let mut store = SafetensorsStore::from_file(path);
+    let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let result = model.load_from(&mut store).map_err(|e| TrainError::Load {
         path: path.into(),
         reason: e.to_string(),
@@ -90,7 +55,7 @@ pub fn save_json<T: Serialize>(value: &T, path: &Path) -> Result<(), TrainError>
         reason: e,
     };
     let text = serde_json::to_string_pretty(value).map_err(|e| err(e.to_string()))?;
-    write_atomic(path, (text + "\n").as_bytes())
+    Ok(diffuse_fs::write(path, (text + "\n").as_bytes())?)
 }
 
 /// The folder of a run's resume state, inside the run directory.
@@ -119,7 +84,7 @@ pub fn save_checkpoint<M: Module>(
     if let Some(ema) = &checkpoint.ema {
         save_weights(ema, &tmp.join(MODEL_EMA))?;
     }
-    write_atomic(&tmp.join(OPTIMIZER), &checkpoint.optimizer)?;
+    diffuse_fs::write(&tmp.join(OPTIMIZER), &checkpoint.optimizer)?;
     save_json(&checkpoint.state, &tmp.join(STATE))?;
     if target.exists() {
         std::fs::rename(&target, &old).map_err(|e| err(&target, e))?;
@@ -157,10 +122,7 @@ pub fn load_checkpoint<M: Module>(run_dir: &Path, model: M) -> Result<Checkpoint
             reason: "no checkpoint to resume from (the run wrote none yet)".into(),
         });
     };
-    let text = std::fs::read_to_string(dir.join(STATE)).map_err(|e| TrainError::Load {
-        path: dir.join(STATE),
-        reason: e.to_string(),
-    })?;
+    let text = diffuse_fs::read_to_string(&dir.join(STATE), diffuse_fs::Limit::memory())?;
     let state: TrainState = serde_json::from_str(&text).map_err(|e| TrainError::Load {
         path: dir.join(STATE),
         reason: e.to_string(),
@@ -175,16 +137,25 @@ pub fn load_checkpoint<M: Module>(run_dir: &Path, model: M) -> Result<Checkpoint
             ),
         });
     }
+    // The trainer never saves a non-finite loss; one here would also blind the divergence check.
+    if let Some((i, v)) = state
+        .losses
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
+    {
+        return Err(TrainError::Load {
+            path: dir.join(STATE),
+            reason: format!("the loss of step {} is {v}", i + 1),
+        });
+    }
     let ema = if dir.join(MODEL_EMA).is_file() {
         Some(load_weights(model.clone(), &dir.join(MODEL_EMA))?)
     } else {
         None
     };
     let model = load_weights(model, &dir.join(MODEL))?;
-    let optimizer = std::fs::read(dir.join(OPTIMIZER)).map_err(|e| TrainError::Load {
-        path: dir.join(OPTIMIZER),
-        reason: e.to_string(),
-    })?;
+    let optimizer = diffuse_fs::read(&dir.join(OPTIMIZER), diffuse_fs::Limit::memory())?;
     Ok(Checkpoint {
         model,
         ema,
@@ -199,7 +170,7 @@ pub fn clean_temporaries(run_dir: &Path) -> usize {
     let is_temp = |p: &Path| {
         p.file_name().is_some_and(|n| {
             let n = n.to_string_lossy();
-            n.starts_with('.') && (n.contains(".tmp-") || n.starts_with(".checkpoint.old-"))
+            diffuse_fs::is_temporary(&n) || n.starts_with(".checkpoint.old-")
         })
     };
     let mut removed = 0;

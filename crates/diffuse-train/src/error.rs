@@ -37,4 +37,6 @@ pub enum TrainError {
     Core(#[from] diffuse_core::CoreError),
     #[error("training stopped: {0}")]
     Hook(String),
+    #[error(transparent)]
+    Fs(#[from] diffuse_fs::FsError),
 }

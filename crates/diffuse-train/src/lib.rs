@@ -12,4 +12,4 @@ pub use config::{LrDecay, OptimizerKind, TrainConfig};
 pub use error::TrainError;
 pub use objective::{Ddpm, Objective};
 pub use state::{TrainState, canonical_param_ids};
-pub use trainer::{Checkpoint, Start, TrainHooks, Trained, random_batch, train};
+pub use trainer::{Checkpoint, Start, TrainHooks, Trained, check_checkpoint, random_batch, train};

@@ -36,14 +36,20 @@ pub trait Objective<const D: usize, M> {
         None
     }
 
-    /// Takes back the state of a checkpoint; an error when it does not fit this objective.
-    fn restore(&mut self, importance: Option<ImportanceSampler>) -> Result<(), TrainError> {
+    /// An error when a checkpoint's state does not fit this objective (checked before
+    /// anything of a resumed run is written, and again by [`Objective::restore`]).
+    fn check_state(&self, importance: Option<&ImportanceSampler>) -> Result<(), TrainError> {
         match importance {
             None => Ok(()),
             Some(_) => Err(TrainError::Resume {
                 reason: "the checkpoint holds an importance-sampling history this objective does not use".into(),
             }),
         }
+    }
+
+    /// Takes back the state of a checkpoint, checked by [`Objective::check_state`].
+    fn restore(&mut self, importance: Option<ImportanceSampler>) -> Result<(), TrainError> {
+        self.check_state(importance.as_ref())
     }
 }
 
@@ -124,12 +130,24 @@ impl<const D: usize, M: Denoiser<D>> Objective<D, M> for Ddpm<'_> {
         self.importance.as_ref()
     }
 
-    fn restore(&mut self, importance: Option<ImportanceSampler>) -> Result<(), TrainError> {
+    fn check_state(&self, importance: Option<&ImportanceSampler>) -> Result<(), TrainError> {
         if self.loss.importance_sampling != importance.is_some() {
             return Err(TrainError::Resume {
                 reason: "the checkpoint and the config disagree on loss.importance_sampling".into(),
             });
         }
+        if let Some(sampler) = importance {
+            sampler
+                .check(self.schedule.num_timesteps())
+                .map_err(|e| TrainError::Resume {
+                    reason: format!("the importance-sampling history in checkpoint/state.json {e}"),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, importance: Option<ImportanceSampler>) -> Result<(), TrainError> {
+        <Self as Objective<D, M>>::check_state(self, importance.as_ref())?;
         self.importance = importance;
         Ok(())
     }

@@ -105,6 +105,28 @@ pub enum Start<M> {
     Resume(Checkpoint<M>),
 }
 
+/// Checks that `checkpoint` can continue under `config` and `objective` (the RNG position, EMA
+/// weights where the config keeps them, the objective's own state), without consuming it: a
+/// resumed run calls this before it writes anything, and [`train`] makes the same checks.
+pub fn check_checkpoint<const D: usize, M>(
+    checkpoint: &Checkpoint<M>,
+    objective: &impl Objective<D, M>,
+    config: &TrainConfig,
+) -> Result<(), TrainError> {
+    let bad = |reason: &str| TrainError::Resume {
+        reason: reason.into(),
+    };
+    if checkpoint.state.rng.restore().is_none() {
+        return Err(bad(
+            "the RNG position in checkpoint/state.json is not a number",
+        ));
+    }
+    if config.ema_decay.is_some() != checkpoint.ema.is_some() {
+        return Err(bad("the checkpoint and the config disagree on ema_decay"));
+    }
+    objective.check_state(checkpoint.state.importance.as_ref())
+}
+
 /// The mutable state of the loop, apart from the weights.
 struct Loop<M: Module> {
     rng: ChaCha8Rng,
@@ -132,6 +154,7 @@ impl<M: Module> Loop<M> {
                 Ok((model, state))
             }
             Start::Resume(c) => {
+                check_checkpoint(&c, objective, config)?;
                 let bad = |reason: String| TrainError::Resume { reason };
                 let rng = c
                     .state

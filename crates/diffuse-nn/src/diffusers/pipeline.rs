@@ -9,7 +9,7 @@
 //!
 //! Every file is written to a temporary name and renamed into place.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
@@ -29,10 +29,7 @@ pub struct Pipeline {
 const PIPELINE_CLASSES: [&str; 2] = ["DDPMPipeline", "DDIMPipeline"];
 
 fn read(path: &Path) -> Result<String, NnError> {
-    std::fs::read_to_string(path).map_err(|e| NnError::Pipeline {
-        path: path.into(),
-        reason: e.to_string(),
-    })
+    Ok(diffuse_fs::read_to_string(path, diffuse_fs::Limit::CONFIG)?)
 }
 
 /// Checks `model_index.json`: a DDPM/DDIM pipeline whose `unet` is a `UNet2DModel` and whose
@@ -42,7 +39,7 @@ fn check_model_index(path: &Path) -> Result<(), NnError> {
         path: path.into(),
         reason,
     };
-    if !path.is_file() {
+    if !path.exists() {
         return Err(err(
             "not found: a diffusers pipeline folder has model_index.json, unet/ and scheduler/"
                 .into(),
@@ -90,14 +87,6 @@ impl Pipeline {
     }
 }
 
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
 fn write_err(path: &Path, e: impl ToString) -> NnError {
     NnError::Pipeline {
         path: path.into(),
@@ -105,21 +94,9 @@ fn write_err(path: &Path, e: impl ToString) -> NnError {
     }
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NnError> {
-    let tmp = temp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        write_err(path, e)
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        write_err(path, e)
-    })
-}
-
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), NnError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| write_err(path, e))?;
-    write_atomic(path, (text + "\n").as_bytes())
+    Ok(diffuse_fs::write(path, (text + "\n").as_bytes())?)
 }
 
 /// Writes a diffusers model folder: `dir/config.json` and `dir/diffusion_pytorch_model.safetensors`
@@ -141,7 +118,7 @@ pub fn save_unet(dir: &Path, config: &UnetConfig, unet: &Unet) -> Result<(), NnE
         .save_into(&mut store)
         .map_err(|e| write_err(&weights, e))?;
     let bytes = store.get_bytes().map_err(|e| write_err(&weights, e))?;
-    write_atomic(&weights, &bytes)?;
+    diffuse_fs::write(&weights, &bytes)?;
     write_json(&dir.join("config.json"), &config_json)
 }
 

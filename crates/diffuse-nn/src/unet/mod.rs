@@ -183,8 +183,7 @@ impl Unet {
     /// (PyTorch layouts: linear weights are transposed, norm weight/bias become gamma/beta).
     pub fn from_diffusers_dir(dir: &Path, device: &Device) -> Result<(UnetConfig, Unet), NnError> {
         let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|e| NnError::Config(format!("cannot read {}: {e}", config_path.display())))?;
+        let text = diffuse_fs::read_to_string(&config_path, diffuse_fs::Limit::CONFIG)?;
         let config = UnetConfig::from_json(&text)?;
         let model = config.init(device)?;
         let model =
@@ -196,13 +195,9 @@ impl Unet {
     /// the architecture) by parameter name. A missing, extra or misshapen tensor is an error;
     /// float16, bfloat16 and float64 weights are converted to float32.
     pub fn load_diffusers_weights(mut self, weights: &Path) -> Result<Unet, NnError> {
-        if !weights.is_file() {
-            return Err(NnError::Weights {
-                path: weights.into(),
-                reason: "file not found".into(),
-            });
-        }
-        let mut store = SafetensorsStore::from_file(weights)
+        // Read here (a regular file, within the memory available), parsed from memory.
+        let bytes = diffuse_fs::read(weights, diffuse_fs::Limit::memory())?;
+        let mut store = SafetensorsStore::from_bytes(Some(bytes))
             .with_from_adapter(PyTorchToBurnAdapter)
             .remap(legacy_attention_remapper().clone());
         let result = self.load_from(&mut store).map_err(|e| NnError::Weights {
