@@ -39,7 +39,8 @@ use serde::Serialize;
 use crate::config::RunConfig;
 use crate::data::{first_images, load_images, random_image_batch};
 use crate::progress;
-use crate::train::{Family, TrainFigures};
+use crate::report::TrainFigures;
+use crate::train::Family;
 
 /// Images per picture row (progressive generation, forward noising).
 const PICTURE_ROWS: usize = 8;

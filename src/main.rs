@@ -11,6 +11,7 @@ mod images;
 mod memory;
 mod points;
 mod progress;
+mod report;
 mod run_dir;
 mod run_files;
 mod sample;

@@ -32,7 +32,8 @@ use serde::Serialize;
 use crate::config::RunConfig;
 use crate::data::{PointData, load_points};
 use crate::progress;
-use crate::train::{Family, TrainFigures};
+use crate::report::TrainFigures;
+use crate::train::Family;
 
 /// The point family of `train`.
 pub struct Points;

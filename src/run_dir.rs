@@ -258,10 +258,11 @@ impl ModelFamily {
     }
 
     /// Which family the folder holds; an error naming what is missing when it holds neither.
+    /// (By existence: a config that is not a regular file is then refused by name when read.)
     pub fn of(dir: &Path) -> Result<Self> {
-        if dir.join("model_index.json").is_file() {
+        if dir.join("model_index.json").exists() {
             Ok(ModelFamily::Unet)
-        } else if dir.join("config.json").is_file() {
+        } else if dir.join("config.json").exists() {
             Ok(ModelFamily::Mlp)
         } else {
             bail!(

@@ -190,7 +190,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         bail!("pass --run DIR or --pipeline DIR");
     };
     if args.pictures {
-        return crate::train::redraw(dir);
+        return crate::report::redraw(dir);
     }
     // Outputs are checked before any work: sampling is not thrown away for a bad path.
     let inputs: Vec<&Path> = args.init_noise.iter().map(|p| p.as_path()).collect();

@@ -12,14 +12,13 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use clap::Args;
 use diffuse_core::Denoiser;
-use diffuse_eval::plots::loss_curve;
 use diffuse_train::checkpoint::{find_checkpoint, load_checkpoint, save_json};
 use diffuse_train::{Checkpoint, Ddpm, Start, TrainError, check_checkpoint, train};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigFile, RunConfig, Source};
 use crate::device::DeviceChoice;
+use crate::report::{TrainFigures, finish, report};
 use crate::run_dir::{self, ModelFamily, RunHooks};
 use crate::{default_run_dir, download, images, points};
 use diffuse_core::Precision;
@@ -116,46 +115,6 @@ pub trait Family<const D: usize> {
         model: &Self::Net,
         figures: &TrainFigures,
     ) -> Result<()>;
-}
-
-/// How the run trained, for `metrics.json`: measured by the command that trained its last
-/// steps; carried over from the `metrics.json` already there when the pictures are drawn again
-/// (`sample --pictures`); unknown (null) when a run stopped between its last step and its
-/// pictures is finished by `train --resume`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TrainFigures {
-    /// Seconds and steps per second of the command that trained the last steps (a resumed
-    /// run: those after its checkpoint).
-    pub train_seconds: Option<f64>,
-    pub steps_per_second: Option<f64>,
-    /// The mean of the last 100 losses.
-    pub final_loss_avg100: Option<f64>,
-}
-
-impl TrainFigures {
-    /// Figures of `steps` steps trained in `seconds`, ending with `losses`.
-    fn measured(steps: usize, seconds: f64, losses: &[f32]) -> Self {
-        let trained = steps > 0 && seconds > 0.0;
-        Self {
-            train_seconds: trained.then_some(seconds),
-            steps_per_second: trained.then(|| steps as f64 / seconds),
-            final_loss_avg100: final_loss(losses),
-        }
-    }
-
-    /// The figures in the run's `metrics.json`, where it has one.
-    fn read(dir: &Path) -> Self {
-        diffuse_fs::read_to_string(&dir.join("metrics.json"), diffuse_fs::Limit::CONFIG)
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default()
-    }
-}
-
-/// The mean of the last 100 losses; `None` before the first step.
-fn final_loss(losses: &[f32]) -> Option<f64> {
-    let tail = &losses[losses.len().saturating_sub(100)..];
-    (!tail.is_empty()).then(|| tail.iter().map(|v| *v as f64).sum::<f64>() / tail.len() as f64)
 }
 
 /// The run config of `train` without `--resume`: the preset of the dataset (the flag's, else
@@ -356,67 +315,4 @@ fn fit<const D: usize, F: Family<D>>(
         &trained.losses,
         &figures,
     )
-}
-
-/// Draws the pictures and metrics of a run whose steps are all trained, from its last
-/// checkpoint: the end of a run that was stopped after its last step.
-fn finish<const D: usize, F: Family<D>>(
-    config: &RunConfig,
-    dir: &Path,
-    data: &F::Data,
-    checkpoint: Checkpoint<F::Net>,
-) -> Result<()> {
-    eprintln!(
-        "{} trained all {} steps but stopped before its pictures and metrics; drawing them now",
-        dir.display(),
-        config.train.steps
-    );
-    run_dir::clean(dir);
-    let losses = &checkpoint.state.losses;
-    let figures = TrainFigures {
-        final_loss_avg100: final_loss(losses),
-        ..TrainFigures::default()
-    };
-    let model = checkpoint.sampling_model().valid();
-    report::<D, F>(config, dir, data, &model, losses, &figures)
-}
-
-/// `loss.png`, then the family's pictures and metrics.
-fn report<const D: usize, F: Family<D>>(
-    config: &RunConfig,
-    dir: &Path,
-    data: &F::Data,
-    model: &F::Net,
-    losses: &[f32],
-    figures: &TrainFigures,
-) -> Result<()> {
-    write_losses(dir, &config.train.loss.objective.label(), losses)?;
-    F::report(dir, config, data, model, figures)?;
-    println!("wrote {}", dir.display());
-    Ok(())
-}
-
-/// `sample --run DIR --pictures`: draws a run's pictures and metrics again from the weights
-/// it holds, whatever its family.
-pub fn redraw(dir: &Path) -> Result<()> {
-    let _lock = run_dir::lock_existing(dir)?;
-    let config = RunConfig::load_run(dir)?;
-    match config.family() {
-        ModelFamily::Mlp => redraw_with::<2, points::Points>(config, dir),
-        ModelFamily::Unet => redraw_with::<4, images::Images>(config, dir),
-    }
-}
-
-fn redraw_with<const D: usize, F: Family<D>>(mut config: RunConfig, dir: &Path) -> Result<()> {
-    let data = F::load(&mut config, false)?;
-    let model = F::load_sampling(dir, &config, &crate::device::device())?;
-    F::report(dir, &config, &data, &model, &TrainFigures::read(dir))?;
-    println!("redrew the pictures in {}", dir.display());
-    Ok(())
-}
-
-/// `loss.png`. `loss.csv` already holds every loss: the hooks append each step to it.
-fn write_losses(dir: &Path, loss_name: &str, losses: &[f32]) -> Result<()> {
-    loss_curve(&dir.join("loss.png"), loss_name, losses, 200)?;
-    Ok(())
 }

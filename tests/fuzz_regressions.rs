@@ -132,3 +132,28 @@ fn fuzz_inputs_of_weights_and_configs_do_not_panic() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Checkpoint states (`train --resume`'s `state.json`): read and checked, and a history that
+/// passes its check gives a distribution over t, as the `resume_state` target requires.
+#[test]
+fn fuzz_inputs_of_resume_states_do_not_panic() {
+    use rand::SeedableRng;
+    for input in inputs("resume_state") {
+        let Ok(state) = diffuse_train::checkpoint::read_state(&input) else {
+            continue;
+        };
+        let _ = state.rng.restore();
+        let Some(mut sampler) = state.importance else {
+            continue;
+        };
+        let t = sampler.probabilities().len();
+        if t == 0 || t > 100_000 || sampler.check(t).is_err() {
+            continue;
+        }
+        let p = sampler.probabilities();
+        let total: f64 = p.iter().sum();
+        assert!(p.iter().all(|v| v.is_finite()) && (total - 1.0).abs() < 1e-6);
+        let (ts, _) = sampler.sample(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0), 8);
+        sampler.update(&ts, &[1.0; 8]);
+    }
+}

@@ -1,11 +1,12 @@
 //! The one integration test binary (STYLE.md): reference fixtures against diffusers, the sampler
 //! contract suite, sampler identities, diffusers pipelines both ways, end-to-end CLI runs,
-//! reliability (resume, divergence, refusals) and the fuzzers' inputs.
+//! reliability (resume, divergence, refusals; hostile inputs) and the fuzzers' inputs.
 
 mod cli;
 mod common;
 mod fuzz_regressions;
 mod gaussian;
+mod hostile;
 mod likelihood;
 mod pipelines;
 mod reference;

@@ -275,7 +275,7 @@ fn convert_safetensors(src: &Path, dst: &Path, dtype: &str, convert: impl Fn(f32
     std::fs::write(dst, out).unwrap();
 }
 
-fn copy_pipeline(src: &Path, dst: &Path) {
+pub(crate) fn copy_pipeline(src: &Path, dst: &Path) {
     for sub in ["", "unet", "scheduler"] {
         std::fs::create_dir_all(dst.join(sub)).unwrap();
         for entry in std::fs::read_dir(src.join(sub)).unwrap().flatten() {

@@ -250,6 +250,10 @@ impl ImportanceSampler {
                     "holds {v} at t = {t}; squared losses are finite and >= 0"
                 ));
             }
+            // Their mean is taken: a sum that overflows would make every p_t NaN.
+            if !h.iter().sum::<f64>().is_finite() {
+                return Err(format!("holds losses at t = {t} whose sum overflows"));
+            }
         }
         if self.warmed_up() && self.history.iter().all(|h| h.iter().all(|v| *v == 0.0)) {
             return Err("holds only zero losses, which give no distribution over t".into());
@@ -389,5 +393,9 @@ mod tests {
             history: vec![VecDeque::from(vec![0.0; HISTORY]); 4],
         };
         assert!(zeros.check(4).unwrap_err().contains("zero"));
+        let huge = ImportanceSampler {
+            history: vec![VecDeque::from(vec![f64::MAX; HISTORY]); 4],
+        };
+        assert!(huge.check(4).unwrap_err().contains("overflows"));
     }
 }

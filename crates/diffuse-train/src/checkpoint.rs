@@ -113,6 +113,35 @@ pub fn find_checkpoint(run_dir: &Path) -> Option<PathBuf> {
         })
 }
 
+/// Reads a checkpoint's `state.json`: the step, the RNG position, one finite loss per step, and
+/// the importance history (checked against the run's chain by the objective,
+/// `Objective::check_state`).
+pub fn read_state(path: &Path) -> Result<TrainState, TrainError> {
+    let text = diffuse_fs::read_to_string(path, diffuse_fs::Limit::memory())?;
+    let bad = |reason: String| TrainError::Load {
+        path: path.into(),
+        reason,
+    };
+    let state: TrainState = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if state.losses.len() != state.step {
+        return Err(bad(format!(
+            "step {} but {} losses recorded",
+            state.step,
+            state.losses.len()
+        )));
+    }
+    // The trainer never saves a non-finite loss; one here would also blind the divergence check.
+    if let Some((i, v)) = state
+        .losses
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
+    {
+        return Err(bad(format!("the loss of step {} is {v}", i + 1)));
+    }
+    Ok(state)
+}
+
 /// Loads a run's checkpoint into `model` and, where the checkpoint has EMA weights, into a copy
 /// of it; both fix the architecture and the device (an autodiff one to train on).
 pub fn load_checkpoint<M: Module>(run_dir: &Path, model: M) -> Result<Checkpoint<M>, TrainError> {
@@ -122,34 +151,8 @@ pub fn load_checkpoint<M: Module>(run_dir: &Path, model: M) -> Result<Checkpoint
             reason: "no checkpoint to resume from (the run wrote none yet)".into(),
         });
     };
-    let text = diffuse_fs::read_to_string(&dir.join(STATE), diffuse_fs::Limit::memory())?;
-    let state: TrainState = serde_json::from_str(&text).map_err(|e| TrainError::Load {
-        path: dir.join(STATE),
-        reason: e.to_string(),
-    })?;
-    if state.losses.len() != state.step {
-        return Err(TrainError::Load {
-            path: dir.join(STATE),
-            reason: format!(
-                "step {} but {} losses recorded",
-                state.step,
-                state.losses.len()
-            ),
-        });
-    }
-    // The trainer never saves a non-finite loss; one here would also blind the divergence check.
-    if let Some((i, v)) = state
-        .losses
-        .iter()
-        .enumerate()
-        .find(|(_, v)| !v.is_finite())
-    {
-        return Err(TrainError::Load {
-            path: dir.join(STATE),
-            reason: format!("the loss of step {} is {v}", i + 1),
-        });
-    }
-    let ema = if dir.join(MODEL_EMA).is_file() {
+    let state = read_state(&dir.join(STATE))?;
+    let ema = if dir.join(MODEL_EMA).exists() {
         Some(load_weights(model.clone(), &dir.join(MODEL_EMA))?)
     } else {
         None

@@ -1,0 +1,121 @@
+//! What a run shows once its steps are trained: the loss curve, then its family's pictures and
+//! metrics (`Family::report`), whose `metrics.json` is written last and marks the run finished.
+//! Reached three ways: at the end of `train`; by `train --resume` on a run that stopped after
+//! its last step but before its pictures ([`finish`]); and by `sample --run DIR --pictures`
+//! ([`redraw`]), on the weights the run holds.
+
+use std::path::Path;
+
+use anyhow::Result;
+use burn::module::Module;
+use diffuse_eval::plots::loss_curve;
+use diffuse_train::Checkpoint;
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunConfig;
+use crate::run_dir::{self, ModelFamily};
+use crate::train::Family;
+use crate::{images, points};
+
+/// How the run trained, for `metrics.json`: measured by the command that trained its last
+/// steps; carried over from the `metrics.json` already there when the pictures are drawn again
+/// (`sample --pictures`); unknown (null) when a run stopped between its last step and its
+/// pictures is finished by `train --resume`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainFigures {
+    /// Seconds and steps per second of the command that trained the last steps (a resumed
+    /// run: those after its checkpoint).
+    pub train_seconds: Option<f64>,
+    pub steps_per_second: Option<f64>,
+    /// The mean of the last 100 losses.
+    pub final_loss_avg100: Option<f64>,
+}
+
+impl TrainFigures {
+    /// Figures of `steps` steps trained in `seconds`, ending with `losses`.
+    pub(crate) fn measured(steps: usize, seconds: f64, losses: &[f32]) -> Self {
+        let trained = steps > 0 && seconds > 0.0;
+        Self {
+            train_seconds: trained.then_some(seconds),
+            steps_per_second: trained.then(|| steps as f64 / seconds),
+            final_loss_avg100: final_loss(losses),
+        }
+    }
+
+    /// The figures in the run's `metrics.json`, where it has one.
+    fn read(dir: &Path) -> Self {
+        diffuse_fs::read_to_string(&dir.join("metrics.json"), diffuse_fs::Limit::CONFIG)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The mean of the last 100 losses; `None` before the first step.
+fn final_loss(losses: &[f32]) -> Option<f64> {
+    let tail = &losses[losses.len().saturating_sub(100)..];
+    (!tail.is_empty()).then(|| tail.iter().map(|v| *v as f64).sum::<f64>() / tail.len() as f64)
+}
+
+/// Draws the pictures and metrics of a run whose steps are all trained, from its last
+/// checkpoint: the end of a run that was stopped after its last step.
+pub(crate) fn finish<const D: usize, F: Family<D>>(
+    config: &RunConfig,
+    dir: &Path,
+    data: &F::Data,
+    checkpoint: Checkpoint<F::Net>,
+) -> Result<()> {
+    eprintln!(
+        "{} trained all {} steps but stopped before its pictures and metrics; drawing them now",
+        dir.display(),
+        config.train.steps
+    );
+    run_dir::clean(dir);
+    let losses = &checkpoint.state.losses;
+    let figures = TrainFigures {
+        final_loss_avg100: final_loss(losses),
+        ..TrainFigures::default()
+    };
+    let model = checkpoint.sampling_model().valid();
+    report::<D, F>(config, dir, data, &model, losses, &figures)
+}
+
+/// `loss.png`, then the family's pictures and metrics.
+pub(crate) fn report<const D: usize, F: Family<D>>(
+    config: &RunConfig,
+    dir: &Path,
+    data: &F::Data,
+    model: &F::Net,
+    losses: &[f32],
+    figures: &TrainFigures,
+) -> Result<()> {
+    write_losses(dir, &config.train.loss.objective.label(), losses)?;
+    F::report(dir, config, data, model, figures)?;
+    println!("wrote {}", dir.display());
+    Ok(())
+}
+
+/// `sample --run DIR --pictures`: draws a run's pictures and metrics again from the weights
+/// it holds, whatever its family.
+pub fn redraw(dir: &Path) -> Result<()> {
+    let _lock = run_dir::lock_existing(dir)?;
+    let config = RunConfig::load_run(dir)?;
+    match config.family() {
+        ModelFamily::Mlp => redraw_with::<2, points::Points>(config, dir),
+        ModelFamily::Unet => redraw_with::<4, images::Images>(config, dir),
+    }
+}
+
+fn redraw_with<const D: usize, F: Family<D>>(mut config: RunConfig, dir: &Path) -> Result<()> {
+    let data = F::load(&mut config, false)?;
+    let model = F::load_sampling(dir, &config, &crate::device::device())?;
+    F::report(dir, &config, &data, &model, &TrainFigures::read(dir))?;
+    println!("redrew the pictures in {}", dir.display());
+    Ok(())
+}
+
+/// `loss.png`. `loss.csv` already holds every loss: the hooks append each step to it.
+fn write_losses(dir: &Path, loss_name: &str, losses: &[f32]) -> Result<()> {
+    loss_curve(&dir.join("loss.png"), loss_name, losses, 200)?;
+    Ok(())
+}
