@@ -203,6 +203,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
             bail!("--png {} must end in .png", png.display());
         }
         check_output("--png", png, &inputs, &[dir])?;
+        if png == &args.out {
+            bail!("--png and --out name the same file; give each its own");
+        }
     }
     let family = ModelFamily::of(dir)?;
     let device = crate::device::device();

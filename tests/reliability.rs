@@ -22,13 +22,14 @@ fn config_file(dir: &Path, name: &str, text: &str) -> String {
 }
 
 /// Files whose bytes a run determines (not the timings in metrics.json, nor PNGs).
-const RUN_FILES: [&str; 8] = [
+pub(crate) const RUN_FILES: [&str; 9] = [
     "config.json",
     "model.safetensors",
     "model_ema.safetensors",
     "loss.csv",
     "reverse.csv",
     "checkpoint/model.safetensors",
+    "checkpoint/model_ema.safetensors",
     "checkpoint/optimizer.bpk",
     "checkpoint/state.json",
 ];

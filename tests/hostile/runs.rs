@@ -265,17 +265,7 @@ fn a_run_killed_at_any_moment_resumes_to_the_same_bytes() {
         out.status.success() || err.contains("already trained"),
         "{err}"
     );
-    for f in [
-        "config.json",
-        "model.safetensors",
-        "model_ema.safetensors",
-        "loss.csv",
-        "reverse.csv",
-        "checkpoint/model.safetensors",
-        "checkpoint/model_ema.safetensors",
-        "checkpoint/optimizer.bpk",
-        "checkpoint/state.json",
-    ] {
+    for f in crate::reliability::RUN_FILES {
         assert!(
             std::fs::read(full.join(f)).unwrap() == std::fs::read(part.join(f)).unwrap(),
             "{f} differs after a kill at {moment:?}"
