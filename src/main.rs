@@ -87,8 +87,8 @@ fn main() -> ExitCode {
     }
     keep_freed_pages();
     let cli = Cli::parse();
-    // On a worker of the CPU kernels' thread pool (`diffuse_nn::on_worker`).
-    let result = diffuse_nn::on_worker(|| {
+    // On a worker of the CPU kernels' thread pool (`diffuse_kernels::on_worker`).
+    let result = diffuse_kernels::on_worker(|| {
         device::choose(cli.device).and_then(|()| match cli.command {
             Command::Train(args) => train::run(args),
             Command::Sample(args) => sample::run(args),

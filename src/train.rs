@@ -21,7 +21,7 @@ use crate::device::DeviceChoice;
 use crate::report::{TrainFigures, finish, report};
 use crate::run_dir::{self, ModelFamily, RunHooks};
 use crate::{default_run_dir, download, images, points};
-use diffuse_core::Precision;
+use diffuse_kernels::Precision;
 
 #[derive(Args)]
 pub struct TrainArgs {

@@ -92,7 +92,7 @@ fn unsupported_unet_config_fields_are_named() {
 /// float32 parity bound, so the products did run in bfloat16.
 #[test]
 fn bf16_autocast_stays_as_close_to_float32_as_pytorchs() {
-    use diffuse_core::precision::{Precision, autocast};
+    use diffuse_kernels::precision::{Precision, autocast};
     let reference: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture_dir("autocast_bf16.json")).unwrap())
             .unwrap();

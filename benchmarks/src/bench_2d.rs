@@ -31,7 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     keep_freed_pages();
     // On a worker of the kernels' thread pool, as the `diffuse` binary runs.
-    diffuse_nn::on_worker(run);
+    diffuse_kernels::on_worker(run);
 }
 
 fn run() {

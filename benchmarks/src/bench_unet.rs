@@ -46,7 +46,7 @@ pub fn w2_config() -> UnetConfig {
 fn main() {
     keep_freed_pages();
     // On a worker of the kernels' thread pool, as the `diffuse` binary runs.
-    diffuse_nn::on_worker(run);
+    diffuse_kernels::on_worker(run);
 }
 
 fn run() {

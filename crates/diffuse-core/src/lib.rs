@@ -12,7 +12,6 @@
 //! - [`likelihood`] — exact log-likelihood through the probability-flow ODE
 //! - [`vlb`] — the variational bound term by term: KLs, decoders, learned variances
 //! - [`objective`] — L_simple, L_vlb and L_hybrid for training, importance sampling of t
-//! - [`precision`] — mixed precision: bfloat16 products inside an [`precision::autocast`] scope
 #![allow(non_snake_case)] // x_T, as in the papers.
 
 pub mod coef;
@@ -23,7 +22,6 @@ pub mod loss;
 pub mod model;
 pub mod objective;
 pub mod param;
-pub mod precision;
 pub mod process;
 pub mod sampler;
 pub mod schedule;
@@ -35,5 +33,4 @@ pub mod vlb;
 pub use error::CoreError;
 pub use model::Denoiser;
 pub use param::Prediction;
-pub use precision::Precision;
 pub use schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};

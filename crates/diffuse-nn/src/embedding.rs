@@ -25,7 +25,7 @@ pub fn timestep_embedding(
     let freqs: Vec<f32> = (0..half)
         .map(|i| (-(max_period.ln()) * i as f64 / (half as f64 - freq_shift)).exp() as f32)
         .collect();
-    if crate::cpu::on_flex_f32(&t) && !t.is_tracked() {
+    if diffuse_kernels::on_flex_f32(&t) && !t.is_tracked() {
         let t: Vec<f32> = t.into_data().try_to_vec().expect("float32 timesteps");
         let values = embed_on_host(&t, &freqs, dim, flip_sin_to_cos);
         return Tensor::from_data(TensorData::new(values, [batch, dim]), &device);

@@ -1,19 +1,12 @@
 //! diffuse-nn: denoising networks. Each implements [`diffuse_core::Denoiser`].
 
-pub mod activation;
-pub mod amp;
-pub mod conv;
-mod cpu;
 pub mod diffusers;
 pub mod embedding;
 pub mod error;
 mod fields;
-pub mod linear;
 pub mod mlp;
-pub mod norm;
 pub mod unet;
 
-pub use cpu::on_worker;
 pub use error::NnError;
 pub use mlp::{Mlp, MlpConfig};
 pub use unet::{Unet, UnetConfig};

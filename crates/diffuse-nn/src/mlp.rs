@@ -5,8 +5,8 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-use crate::linear::{linear, linear_silu};
 use diffuse_core::Denoiser;
+use diffuse_kernels::linear::{linear, linear_silu};
 use serde::{Deserialize, Serialize};
 
 use crate::embedding::timestep_embedding;

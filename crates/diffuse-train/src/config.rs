@@ -1,7 +1,7 @@
 //! Trainer settings: optimizer, schedule of the learning rate, clipping, EMA, checkpoints.
 
-use diffuse_core::Precision;
 use diffuse_core::objective::LossConfig;
+use diffuse_kernels::Precision;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -54,7 +54,7 @@ pub struct TrainConfig {
     pub loss: LossConfig,
     /// The type of the network's products in the forward and backward passes: `f32`, or
     /// `bf16` (mixed precision: bfloat16 products, float32 weights, optimizer, norms and loss;
-    /// `diffuse_core::precision`).
+    /// `diffuse_kernels::precision`).
     pub precision: Precision,
 }
 

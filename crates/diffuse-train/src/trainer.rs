@@ -10,7 +10,7 @@ use burn::optim::{
     AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, decay::WeightDecayConfig,
 };
 use burn::tensor::{Device, Tensor, TensorData};
-use diffuse_core::precision::autocast;
+use diffuse_kernels::precision::autocast;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

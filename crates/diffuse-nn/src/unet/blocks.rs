@@ -8,12 +8,12 @@ use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use crate::activation::{silu, softmax_last};
-use crate::amp;
-use crate::conv::conv2d;
-use crate::linear::{linear, linear_3d};
-use crate::norm::{group_norm as normalize, group_norm_silu as normalize_silu};
 use burn::tensor::{Device, Tensor};
+use diffuse_kernels::activation::{silu, softmax_last};
+use diffuse_kernels::amp;
+use diffuse_kernels::conv::conv2d;
+use diffuse_kernels::linear::{linear, linear_3d};
+use diffuse_kernels::norm::{group_norm as normalize, group_norm_silu as normalize_silu};
 
 pub(crate) fn conv(
     c_in: usize,

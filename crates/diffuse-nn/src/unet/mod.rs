@@ -10,15 +10,15 @@ mod config;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use crate::conv::conv2d;
-use crate::linear::{linear, linear_silu};
-use crate::norm::group_norm_silu as normalize_silu;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear, LinearConfig};
 use burn::store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::{Device, Tensor};
 use diffuse_core::Denoiser;
+use diffuse_kernels::conv::conv2d;
+use diffuse_kernels::linear::{linear, linear_silu};
+use diffuse_kernels::norm::group_norm_silu as normalize_silu;
 
 pub use blocks::{
     Attention, BlockSettings, DownBlock, Downsample2D, MidBlock, ResnetBlock2D, UpBlock, Upsample2D,

@@ -1,14 +1,14 @@
-//! The networks' products under mixed precision ([`diffuse_core::precision`]): inside a
-//! bfloat16 [`autocast`](diffuse_core::precision::autocast) scope, linear layers,
+//! The networks' products under mixed precision ([`crate::precision`]): inside a
+//! bfloat16 [`autocast`](crate::precision::autocast) scope, linear layers,
 //! convolutions and the attention's products cast their float32 inputs and weights to
 //! bfloat16, run burn's op, and cast the result back to float32. Everything else (group norm,
 //! softmax, SiLU, the loss) stays float32, and the fused CPU kernels, which are float32, are
 //! left out of such a scope.
 
+use crate::precision;
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, FloatDType, Tensor};
-use diffuse_core::precision;
 
 /// The type `x`'s products run in: the autocast type in force, for a float32 `x`; None
 /// outside an autocast scope (float32 products, through the fused kernels on the CPU).

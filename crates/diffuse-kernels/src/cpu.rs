@@ -13,7 +13,7 @@ use rayon::slice::ParallelSliceMut;
 
 /// Whether `x` takes the fused CPU kernels: float32 on a burn-flex device, with or without
 /// autodiff.
-pub(crate) fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
+pub fn on_flex_f32<const D: usize>(x: &Tensor<D>) -> bool {
     #[allow(unreachable_patterns)] // Only flex is compiled in by default.
     let flex = matches!(
         x.device().inner().as_dispatch(),
