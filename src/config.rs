@@ -14,7 +14,7 @@ use diffuse_core::sampler::{DdimSampler, DdpmSampler, VarianceType};
 use diffuse_core::vlb::{Decoder, ReverseVariance};
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_data::{Standardizer, ToyDataset};
-use diffuse_nn::diffusers::{DiffusersVariance, SchedulerClass, SchedulerConfig};
+use diffuse_diffusers::{DiffusersVariance, SchedulerClass, SchedulerConfig};
 use diffuse_nn::unet::{DownBlockType, UpBlockType};
 use diffuse_nn::{MlpConfig, UnetConfig};
 use diffuse_train::TrainConfig;

@@ -17,7 +17,7 @@ use diffuse_core::level::SigmaTable;
 use diffuse_core::likelihood::{Divergence, ode_log_likelihood};
 use diffuse_core::solver::Tolerance;
 use diffuse_core::solver::adapter::DiscreteVp;
-use diffuse_nn::diffusers::SchedulerConfig;
+use diffuse_diffusers::SchedulerConfig;
 use diffuse_train::checkpoint::save_json;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -177,7 +177,7 @@ pub fn eval_points(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
 
 fn ode_eval<'a>(
     args: &EvalArgs,
-    scheduler: &'a diffuse_nn::diffusers::SchedulerConfig,
+    scheduler: &'a diffuse_diffusers::SchedulerConfig,
     log_det: f64,
     images: bool,
 ) -> Result<OdeEval<'a>> {

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
-use diffuse_nn::diffusers::Pipeline;
+use diffuse_diffusers::Pipeline;
 use diffuse_nn::{MlpConfig, UnetConfig};
 
 const F32: f64 = 4.0;

@@ -9,7 +9,7 @@ use diffuse_core::sampler::{DdimSampler, DdpmSampler};
 use diffuse_core::solver::grid::{Grid, karras_sigmas};
 use diffuse_core::solver::{Method, SigmaSolver, Solver, Stepwise, Tolerance};
 use diffuse_core::timesteps::TimestepSpacing;
-use diffuse_nn::diffusers::{DiffusersVariance, SchedulerConfig, SigmaScheduler};
+use diffuse_diffusers::{DiffusersVariance, SchedulerConfig, SigmaScheduler};
 
 /// DDIM's step count when `--steps` is not given (the DDIM paper's usual setting).
 pub const DEFAULT_DDIM_STEPS: usize = 50;

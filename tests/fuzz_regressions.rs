@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use diffuse_nn::diffusers::SchedulerConfig;
+use diffuse_diffusers::SchedulerConfig;
 use diffuse_nn::{MlpConfig, UnetConfig};
 
 use crate::common::{diffuse, scratch};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_data::{read_npy, write_npy};
-use diffuse_nn::diffusers::{Pipeline, save_pipeline};
+use diffuse_diffusers::{Pipeline, save_pipeline};
 use serde_json::Value;
 
 use crate::common::{diffuse, sample_ddim20, scratch, stderr};

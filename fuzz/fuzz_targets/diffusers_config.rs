@@ -3,7 +3,7 @@
 // validated, and the scheduler's noise schedule and samplers built, the sigma solvers too).
 use diffuse_core::sampler::{DdimSampler, DdpmSampler};
 use diffuse_nn::UnetConfig;
-use diffuse_nn::diffusers::{SchedulerConfig, SigmaScheduler};
+use diffuse_diffusers::{SchedulerConfig, SigmaScheduler};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

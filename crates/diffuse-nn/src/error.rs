@@ -13,13 +13,6 @@ pub enum NnError {
     },
     #[error("config field `{field}` {reason}")]
     UnsupportedField { field: String, reason: String },
-    #[error("invalid scheduler config: {0}")]
-    Scheduler(String),
-    #[error("{path}: {reason}")]
-    Pipeline {
-        path: std::path::PathBuf,
-        reason: String,
-    },
     #[error(transparent)]
     Fs(#[from] diffuse_fs::FsError),
 }

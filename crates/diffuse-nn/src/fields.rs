@@ -12,7 +12,7 @@ use crate::error::NnError;
 /// fields pass; a field `only_value` names must hold that value; anything else is an error.
 /// `note` is appended to the message for a wrong value; `class` names the config in the message
 /// for an unknown field.
-pub(crate) fn check_unmapped_fields(
+pub fn check_unmapped_fields(
     other: &BTreeMap<String, Value>,
     class: &str,
     only_value: impl Fn(&str) -> Option<Value>,

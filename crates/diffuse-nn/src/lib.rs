@@ -1,9 +1,8 @@
 //! diffuse-nn: denoising networks. Each implements [`diffuse_core::Denoiser`].
 
-pub mod diffusers;
 pub mod embedding;
 pub mod error;
-mod fields;
+pub mod fields;
 pub mod mlp;
 pub mod unet;
 

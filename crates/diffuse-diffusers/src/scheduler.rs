@@ -11,8 +11,8 @@ use diffuse_core::{BetaSchedule, NoiseSchedule, Prediction, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::NnError;
-use crate::fields::check_unmapped_fields;
+use crate::error::DiffusersError;
+use diffuse_nn::fields::check_unmapped_fields;
 
 /// The diffusers version whose field names and defaults this file follows (written into saved
 /// configs, as diffusers does).
@@ -129,9 +129,10 @@ const INERT_FIELDS: [&str; 3] = [
 ];
 
 impl SchedulerConfig {
-    pub fn from_json(text: &str) -> Result<Self, NnError> {
-        let config: Self = serde_json::from_str(text)
-            .map_err(|e| NnError::Scheduler(format!("invalid scheduler_config.json: {e}")))?;
+    pub fn from_json(text: &str) -> Result<Self, DiffusersError> {
+        let config: Self = serde_json::from_str(text).map_err(|e| {
+            DiffusersError::Scheduler(format!("invalid scheduler_config.json: {e}"))
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -172,12 +173,14 @@ impl SchedulerConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), NnError> {
+    pub fn validate(&self) -> Result<(), DiffusersError> {
         let bad = |field: &str, reason: String| {
-            Err(NnError::UnsupportedField {
-                field: field.into(),
-                reason,
-            })
+            Err(DiffusersError::from(
+                diffuse_nn::NnError::UnsupportedField {
+                    field: field.into(),
+                    reason,
+                },
+            ))
         };
         check_unmapped_fields(
             &self.other,
@@ -216,7 +219,7 @@ impl SchedulerConfig {
     }
 
     /// The noise schedule: `trained_betas` where given, else the named schedule.
-    pub fn schedule(&self) -> Result<NoiseSchedule, NnError> {
+    pub fn schedule(&self) -> Result<NoiseSchedule, DiffusersError> {
         let config = ScheduleConfig {
             num_train_timesteps: self.num_train_timesteps,
             beta_schedule: self.beta_schedule,
@@ -227,7 +230,7 @@ impl SchedulerConfig {
             Some(betas) => NoiseSchedule::from_betas(config, betas.clone()),
             None => config.build(),
         };
-        built.map_err(|e| NnError::Scheduler(e.to_string()))
+        built.map_err(|e| DiffusersError::Scheduler(e.to_string()))
     }
 
     fn clip(&self) -> Option<f64> {

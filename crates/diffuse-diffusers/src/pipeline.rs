@@ -16,8 +16,8 @@ use burn::tensor::Device;
 use serde_json::{Value, json};
 
 use super::scheduler::{DIFFUSERS_VERSION, SchedulerClass, SchedulerConfig};
-use crate::error::NnError;
-use crate::unet::{Unet, UnetConfig};
+use crate::error::DiffusersError;
+use diffuse_nn::unet::{Unet, UnetConfig};
 
 /// A loaded pipeline folder: the U-Net and its scheduler config.
 pub struct Pipeline {
@@ -28,14 +28,14 @@ pub struct Pipeline {
 
 const PIPELINE_CLASSES: [&str; 2] = ["DDPMPipeline", "DDIMPipeline"];
 
-fn read(path: &Path) -> Result<String, NnError> {
+fn read(path: &Path) -> Result<String, DiffusersError> {
     Ok(diffuse_fs::read_to_string(path, diffuse_fs::Limit::CONFIG)?)
 }
 
 /// Checks `model_index.json`: a DDPM/DDIM pipeline whose `unet` is a `UNet2DModel` and whose
 /// `scheduler` is a DDPM or DDIM scheduler.
-fn check_model_index(path: &Path) -> Result<(), NnError> {
-    let err = |reason: String| NnError::Pipeline {
+fn check_model_index(path: &Path) -> Result<(), DiffusersError> {
+    let err = |reason: String| DiffusersError::Pipeline {
         path: path.into(),
         reason,
     };
@@ -70,14 +70,15 @@ fn check_model_index(path: &Path) -> Result<(), NnError> {
 
 impl Pipeline {
     /// Loads a pipeline folder onto `device`.
-    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, NnError> {
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, DiffusersError> {
         check_model_index(&dir.join("model_index.json"))?;
         let scheduler_path = dir.join("scheduler").join("scheduler_config.json");
-        let scheduler =
-            SchedulerConfig::from_json(&read(&scheduler_path)?).map_err(|e| NnError::Pipeline {
+        let scheduler = SchedulerConfig::from_json(&read(&scheduler_path)?).map_err(|e| {
+            DiffusersError::Pipeline {
                 path: scheduler_path,
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         let (unet_config, unet) = Unet::from_diffusers_dir(&dir.join("unet"), device)?;
         Ok(Self {
             unet_config,
@@ -87,14 +88,14 @@ impl Pipeline {
     }
 }
 
-fn write_err(path: &Path, e: impl ToString) -> NnError {
-    NnError::Pipeline {
+fn write_err(path: &Path, e: impl ToString) -> DiffusersError {
+    DiffusersError::Pipeline {
         path: path.into(),
         reason: format!("cannot write: {}", e.to_string()),
     }
 }
 
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), NnError> {
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), DiffusersError> {
     let text = serde_json::to_string_pretty(value).map_err(|e| write_err(path, e))?;
     Ok(diffuse_fs::write(path, (text + "\n").as_bytes())?)
 }
@@ -102,7 +103,7 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), NnError>
 /// Writes a diffusers model folder: `dir/config.json` and `dir/diffusion_pytorch_model.safetensors`
 /// (PyTorch layouts and names), each atomically. The same weights give the same bytes (one
 /// metadata entry, `format: pt`, as diffusers writes).
-pub fn save_unet(dir: &Path, config: &UnetConfig, unet: &Unet) -> Result<(), NnError> {
+pub fn save_unet(dir: &Path, config: &UnetConfig, unet: &Unet) -> Result<(), DiffusersError> {
     std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
     let mut config_json = serde_json::to_value(config).map_err(|e| write_err(dir, e))?;
     config_json["_class_name"] = json!("UNet2DModel");
@@ -129,7 +130,7 @@ pub fn save_pipeline(
     unet_config: &UnetConfig,
     unet: &Unet,
     scheduler: &SchedulerConfig,
-) -> Result<(), NnError> {
+) -> Result<(), DiffusersError> {
     save_unet(&dir.join("unet"), unet_config, unet)?;
     let scheduler_dir = dir.join("scheduler");
     std::fs::create_dir_all(&scheduler_dir).map_err(|e| write_err(&scheduler_dir, e))?;

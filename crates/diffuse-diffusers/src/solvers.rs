@@ -14,7 +14,7 @@ use diffuse_core::timesteps::TimestepSpacing;
 use diffuse_core::{BetaSchedule, NoiseSchedule, Prediction};
 
 use super::scheduler::{DiffusersVariance, SchedulerConfig};
-use crate::error::NnError;
+use crate::error::DiffusersError;
 
 /// The diffusers schedulers diffuse reproduces over noise levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +35,9 @@ impl SchedulerConfig {
         &self,
         schedule: &NoiseSchedule,
         clip_sample: Option<f64>,
-    ) -> Result<DiscreteVp, NnError> {
+    ) -> Result<DiscreteVp, DiffusersError> {
         if self.prediction_type == Prediction::Mean {
-            return Err(NnError::Scheduler(
+            return Err(DiffusersError::Scheduler(
                 "mean prediction is defined on the chain's own timesteps only, and this method evaluates the network between them; use --sampler ddpm or ddim (for the likelihood, --method vlb)".into(),
             ));
         }
@@ -55,11 +55,11 @@ impl SchedulerConfig {
         which: SigmaScheduler,
         steps: usize,
         karras: bool,
-    ) -> Result<SigmaSolver, NnError> {
+    ) -> Result<SigmaSolver, DiffusersError> {
         let schedule = self.schedule()?;
         let table = SigmaTable::diffusers_f32(&schedule.betas);
         let spacing = self.timestep_spacing.unwrap_or(TimestepSpacing::Linspace);
-        let core = |e: diffuse_core::CoreError| NnError::Scheduler(e.to_string());
+        let core = |e: diffuse_core::CoreError| DiffusersError::Scheduler(e.to_string());
         let (method, grid) = match which {
             SigmaScheduler::Euler | SigmaScheduler::Heun => {
                 let grid =
