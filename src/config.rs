@@ -9,9 +9,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use diffuse_core::objective::LossConfig;
-use diffuse_core::sampler::{DdimSampler, DdpmSampler, VarianceType};
-use diffuse_core::vlb::{Decoder, ReverseVariance};
+use diffuse_core::discrete::bound::ReverseVariance;
+use diffuse_core::discrete::loss::LossConfig;
+use diffuse_core::discrete::sampler::{DdimSampler, DdpmSampler, VarianceType};
+use diffuse_core::gaussian::Decoder;
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_data::{Standardizer, ToyDataset};
 use diffuse_diffusers::{DiffusersVariance, SchedulerClass, SchedulerConfig};
@@ -830,7 +831,8 @@ mod tests {
         for dataset in ["swiss_roll", "mnist"] {
             let mut c = RunConfig::preset(dataset);
             c.train.loss.variance = ReverseVariance::LearnedRange;
-            c.train.loss.objective = diffuse_core::objective::Objective::Hybrid { lambda: 0.001 };
+            c.train.loss.objective =
+                diffuse_core::discrete::loss::LossKind::Hybrid { lambda: 0.001 };
             assert!(
                 c.validate().is_err(),
                 "{dataset}: the output is not yet doubled"

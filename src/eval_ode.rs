@@ -1,5 +1,5 @@
 //! `diffuse eval --nll --method ode`: the exact log-likelihood of the probability-flow ODE
-//! (`diffuse_core::likelihood`), in bits/dim with a 95% interval over the examples.
+//! (`diffuse_core::solver::likelihood`), in bits/dim with a 95% interval over the examples.
 //!
 //! - 2-D runs: the exact divergence (two backward passes per evaluation); the density is in the
 //!   data's own units (the standardization's sum_d ln std_d is added, as for the bound).
@@ -14,9 +14,9 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::Denoiser;
 use diffuse_core::level::SigmaTable;
-use diffuse_core::likelihood::{Divergence, ode_log_likelihood};
 use diffuse_core::solver::Tolerance;
 use diffuse_core::solver::adapter::DiscreteVp;
+use diffuse_core::solver::likelihood::{Divergence, ode_log_likelihood};
 use diffuse_diffusers::SchedulerConfig;
 use diffuse_train::checkpoint::save_json;
 use rand::{RngExt, SeedableRng};

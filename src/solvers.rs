@@ -4,11 +4,11 @@
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
+use diffuse_core::discrete::sampler::{DdimSampler, DdpmSampler};
+use diffuse_core::discrete::timesteps::TimestepSpacing;
 use diffuse_core::level::SigmaTable;
-use diffuse_core::sampler::{DdimSampler, DdpmSampler};
 use diffuse_core::solver::grid::{Grid, karras_sigmas};
 use diffuse_core::solver::{Method, SigmaSolver, Solver, Stepwise, Tolerance};
-use diffuse_core::timesteps::TimestepSpacing;
 use diffuse_diffusers::{DiffusersVariance, SchedulerConfig, SigmaScheduler};
 
 /// DDIM's step count when `--steps` is not given (the DDIM paper's usual setting).

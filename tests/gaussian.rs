@@ -8,13 +8,13 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::coef::randn;
+use diffuse_core::discrete::sampler::{DdimConfig, DdimSampler, DdpmConfig, DdpmSampler};
+use diffuse_core::discrete::timesteps::TimestepSpacing;
 use diffuse_core::level::{Sigma, SigmaTable};
-use diffuse_core::likelihood::{Divergence, ode_log_likelihood};
-use diffuse_core::sampler::{DdimConfig, DdimSampler, DdpmConfig, DdpmSampler};
 use diffuse_core::solver::adapter::DiscreteVp;
 use diffuse_core::solver::grid::{Grid, karras_sigmas};
+use diffuse_core::solver::likelihood::{Divergence, ode_log_likelihood};
 use diffuse_core::solver::{DpmOrder, Method, SigmaSolver, Solver, Stepwise, Tolerance};
-use diffuse_core::timesteps::TimestepSpacing;
 use diffuse_core::{NoiseSchedule, Prediction, ScheduleConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -2,10 +2,10 @@
 //!     python3 scripts/reference/schedulers.py   (torch 2.15.0, diffusers 0.42.1)
 
 use burn::tensor::{Device, Tensor, TensorData};
-use diffuse_core::sampler::{
+use diffuse_core::discrete::sampler::{
     DdimConfig, DdimSampler, DdpmConfig, DdpmSampler, Sampler, VarianceType,
 };
-use diffuse_core::timesteps::{TimestepSpacing, spaced_timesteps};
+use diffuse_core::discrete::timesteps::{TimestepSpacing, spaced_timesteps};
 use diffuse_core::{BetaSchedule, Prediction, ScheduleConfig};
 use serde_json::Value;
 

@@ -3,10 +3,10 @@
 
 use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
-use diffuse_core::sampler::{
+use diffuse_core::discrete::sampler::{
     DdimConfig, DdimSampler, DdpmConfig, DdpmSampler, Sampler, VarianceType, sample,
 };
-use diffuse_core::timesteps::TimestepSpacing;
+use diffuse_core::discrete::timesteps::TimestepSpacing;
 use diffuse_core::{NoiseSchedule, Prediction, ScheduleConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -8,13 +8,13 @@ use std::cell::Cell;
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use diffuse_core::discrete::timesteps::TimestepSpacing;
 use diffuse_core::level::{Clock, Level, Sigma, SigmaTable, Timestep};
 use diffuse_core::solver::adapter::DiscreteVp;
 use diffuse_core::solver::adapter::SigmaDenoiser;
 use diffuse_core::solver::grid::{Grid, karras_sigmas};
 use diffuse_core::solver::steps::dpmpp_2m_step;
 use diffuse_core::solver::{DpmOrder, Method, SigmaSolver, Solver};
-use diffuse_core::timesteps::TimestepSpacing;
 use diffuse_core::{Denoiser, Prediction, ScheduleConfig};
 use diffuse_data::read_npy;
 use rand::SeedableRng;

@@ -3,7 +3,9 @@
 //! diffuse computes in float32; the bounds below are stated per function.
 
 use burn::tensor::{Device, Tensor, TensorData};
-use diffuse_core::vlb::{discretized_gaussian_log_likelihood, gaussian_log_density, normal_kl};
+use diffuse_core::gaussian::{
+    discretized_gaussian_log_likelihood, gaussian_log_density, normal_kl,
+};
 use serde_json::Value;
 
 use crate::common::{floats, json_fixture};

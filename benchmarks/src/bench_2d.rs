@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
-use diffuse_core::sampler::{DdpmConfig, DdpmSampler, sample};
+use diffuse_core::discrete::sampler::{DdpmConfig, DdpmSampler, sample};
 use diffuse_core::{Prediction, ScheduleConfig};
 use diffuse_nn::MlpConfig;
 use diffuse_train::{Ddpm, Start, train};

@@ -1,7 +1,7 @@
 #![no_main]
 // diffusers configs: a U-Net `config.json` and a scheduler `scheduler_config.json` (parsed,
 // validated, and the scheduler's noise schedule and samplers built, the sigma solvers too).
-use diffuse_core::sampler::{DdimSampler, DdpmSampler};
+use diffuse_core::discrete::sampler::{DdimSampler, DdpmSampler};
 use diffuse_nn::UnetConfig;
 use diffuse_diffusers::{SchedulerConfig, SigmaScheduler};
 use libfuzzer_sys::fuzz_target;

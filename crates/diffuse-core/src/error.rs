@@ -6,8 +6,8 @@ use thiserror::Error;
 pub enum CoreError {
     #[error("num_train_timesteps must be at least 1, got 0")]
     ZeroTimesteps,
-    #[error("num_train_timesteps must be at most {max}, got {value}", max = crate::schedule::MAX_TIMESTEPS)]
-    TooManyTimesteps { value: usize },
+    #[error("num_train_timesteps must be at most {max}, got {value}")]
+    TooManyTimesteps { value: usize, max: usize },
     #[error(
         "{name} must be in (0, 1), got {value} (a beta of 1 leaves no signal: alphas_cumprod \
          becomes 0 and the x_0 estimate infinite)"
@@ -95,8 +95,8 @@ pub enum CoreError {
          discrete chain's samplers and bound give timesteps, an SDE's solvers continuous time"
     )]
     TimeInputMismatch {
-        network: crate::model::TimeInput,
-        given: crate::model::TimeInput,
+        network: crate::level::TimeInput,
+        given: crate::level::TimeInput,
     },
     #[error(
         "the adaptive ODE solver took more than {max} steps (step size {h:e} at sigma \

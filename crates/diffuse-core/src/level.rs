@@ -153,6 +153,27 @@ impl SigmaTable {
     }
 }
 
+/// What a network's time input counts. A network says which it reads
+/// ([`crate::Denoiser::time_input`]), and every caller in the core checks that before passing its
+/// clock ([`crate::model::check_time_input`]), so a continuous time is never read as a timestep, or back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeInput {
+    /// Timesteps of a discrete chain of T steps (DDPM, diffusers): 0..T-1, fractional between
+    /// the chain's steps for sigma solvers (see [`crate::level::Timestep`]).
+    Timesteps,
+    /// Continuous time of an SDE, t in [0, 1] (score_sde; see [`crate::level::Time`]).
+    Continuous,
+}
+
+impl std::fmt::Display for TimeInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeInput::Timesteps => "discrete timesteps",
+            TimeInput::Continuous => "continuous time in [0, 1]",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

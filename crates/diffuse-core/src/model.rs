@@ -4,26 +4,7 @@ use burn::tensor::Tensor;
 
 use crate::error::CoreError;
 
-/// What a network's time input counts. A network says which it reads
-/// ([`Denoiser::time_input`]), and every caller in the core checks that before passing its
-/// clock ([`check_time_input`]), so a continuous time is never read as a timestep, or back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeInput {
-    /// Timesteps of a discrete chain of T steps (DDPM, diffusers): 0..T-1, fractional between
-    /// the chain's steps for sigma solvers (see [`crate::level::Timestep`]).
-    Timesteps,
-    /// Continuous time of an SDE, t in [0, 1] (score_sde; see [`crate::level::Time`]).
-    Continuous,
-}
-
-impl std::fmt::Display for TimeInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            TimeInput::Timesteps => "discrete timesteps",
-            TimeInput::Continuous => "continuous time in [0, 1]",
-        })
-    }
-}
+pub use crate::level::TimeInput;
 
 /// A denoiser: maps x_t and its time to the parameterization's output (eps, x_0 or v).
 ///
@@ -32,7 +13,7 @@ impl std::fmt::Display for TimeInput {
 /// - `t`: [B], the time each example is at, on the clock [`Self::time_input`] names: discrete
 ///   timesteps 0..T as floats unless the network says otherwise
 /// - output: the shape of `x_t` (twice its channels along dimension 1 for a model that learns its
-///   variance: see `objective::split_output`)
+///   variance: see `discrete::bound::split_output`)
 pub trait Denoiser<const D: usize> {
     fn denoise(&self, x_t: Tensor<D>, t: Tensor<1>) -> Tensor<D>;
 
@@ -82,7 +63,7 @@ mod tests {
 
     #[test]
     fn a_network_on_continuous_time_is_refused_timesteps() {
-        use crate::sampler::{DdimConfig, DdimSampler, sample};
+        use crate::discrete::sampler::{DdimConfig, DdimSampler, sample};
         let device = burn::tensor::Device::default();
         let schedule = crate::ScheduleConfig::default().build().unwrap();
         let ddim = DdimSampler::new(&schedule, DdimConfig::default()).unwrap();

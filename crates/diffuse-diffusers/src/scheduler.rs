@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use diffuse_core::sampler::{DdimConfig, DdpmConfig, VarianceType};
-use diffuse_core::timesteps::TimestepSpacing;
+use diffuse_core::discrete::sampler::{DdimConfig, DdpmConfig, VarianceType};
+use diffuse_core::discrete::timesteps::TimestepSpacing;
 use diffuse_core::{BetaSchedule, NoiseSchedule, Prediction, ScheduleConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

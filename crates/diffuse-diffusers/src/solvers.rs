@@ -6,11 +6,11 @@
 //! "dpmsolver++"`, `solver_type = "midpoint"`, `lower_order_final = True`,
 //! `final_sigmas_type = "zero"`). `--karras` is `use_karras_sigmas = True`.
 
+use diffuse_core::discrete::timesteps::TimestepSpacing;
 use diffuse_core::level::SigmaTable;
 use diffuse_core::solver::adapter::DiscreteVp;
 use diffuse_core::solver::grid::Grid;
 use diffuse_core::solver::{DpmOrder, Method, SigmaSolver};
-use diffuse_core::timesteps::TimestepSpacing;
 use diffuse_core::{BetaSchedule, NoiseSchedule, Prediction};
 
 use super::scheduler::{DiffusersVariance, SchedulerConfig};

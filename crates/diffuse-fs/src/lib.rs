@@ -189,7 +189,7 @@ fn is_stream(meta: &Metadata) -> bool {
     meta.file_type().is_char_device() || meta.file_type().is_fifo()
 }
 
-/// Whether `path` may be written by [`write`]: absent, a regular file, or a stream.
+/// Whether `path` may be written by [`write()`]: absent, a regular file, or a stream.
 pub fn writable_kind(path: &Path) -> Result<(), FsError> {
     match std::fs::metadata(path) {
         Ok(m) if !m.is_file() && !is_stream(&m) => Err(FsError::NotRegular {

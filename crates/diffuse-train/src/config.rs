@@ -1,6 +1,6 @@
 //! Trainer settings: optimizer, schedule of the learning rate, clipping, EMA, checkpoints.
 
-use diffuse_core::objective::LossConfig;
+use diffuse_core::discrete::loss::LossConfig;
 use diffuse_kernels::Precision;
 use serde::{Deserialize, Serialize};
 

@@ -6,14 +6,15 @@
 //!
 //!   t ~ Uniform({0..T-1}) (or importance-sampled); eps ~ N(0, I);
 //!   x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps;
-//!   loss = L_simple (||target - net(x_t, t)||^2), L_vlb or L_hybrid (`diffuse_core::objective`).
+//!   loss = L_simple (||target - net(x_t, t)||^2), L_vlb or L_hybrid (`diffuse_core::discrete::loss`).
 
 use burn::tensor::{Tensor, TensorData};
 use diffuse_core::coef::{randn, timestep_tensor};
-use diffuse_core::loss::sample_timesteps;
+use diffuse_core::discrete::importance::ImportanceSampler;
+use diffuse_core::discrete::loss::sample_timesteps;
+use diffuse_core::discrete::loss::{LossConfig, training_loss};
+use diffuse_core::discrete::process::q_sample;
 use diffuse_core::model::{TimeInput, check_time_input};
-use diffuse_core::objective::{ImportanceSampler, LossConfig, training_loss};
-use diffuse_core::process::q_sample;
 use diffuse_core::{Denoiser, NoiseSchedule, Prediction};
 use rand_chacha::ChaCha8Rng;
 

@@ -5,7 +5,7 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 use diffuse_core::coef::is_finite;
-use diffuse_core::objective::ImportanceSampler;
+use diffuse_core::discrete::importance::ImportanceSampler;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

@@ -10,10 +10,10 @@
 use burn::tensor::Tensor;
 
 use crate::coef::is_finite;
+use crate::discrete::param::{NoiseLevel, Prediction};
 use crate::error::CoreError;
 use crate::level::{Clock, Level, Sigma};
 use crate::model::{Denoiser, TimeInput, check_time_input};
-use crate::param::{NoiseLevel, Prediction};
 
 /// D(y, sigma): the x_0 estimate at a noise level, in sigma coordinates (y = x_0 + sigma eps).
 pub trait SigmaDenoiser<const D: usize> {

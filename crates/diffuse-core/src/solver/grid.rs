@@ -11,10 +11,10 @@
 //!
 //! diffusers keeps sigmas and timesteps in float32; the grids round to float32 where it does.
 
+use crate::discrete::schedule::linspace;
+use crate::discrete::timesteps::TimestepSpacing;
 use crate::error::CoreError;
 use crate::level::{Clock, Level, Sigma, SigmaTable, Timestep};
-use crate::schedule::linspace;
-use crate::timesteps::TimestepSpacing;
 
 /// Karras et al.'s rho (section 3, "rho = 7 for all our experiments").
 pub const KARRAS_RHO: f64 = 7.0;

@@ -7,16 +7,17 @@
 
 pub mod adapter;
 pub mod grid;
+pub mod likelihood;
 pub mod rk45;
 pub mod steps;
 
 use burn::tensor::Tensor;
 use rand::Rng;
 
+use crate::discrete::sampler::{self, Sampler};
 use crate::error::CoreError;
 use crate::level::{Sigma, SigmaTable};
 use crate::model::Denoiser;
-use crate::sampler::{self, Sampler};
 use adapter::{DiscreteVp, SigmaDenoiser, check_finite};
 use grid::Grid;
 pub use rk45::{OdeStats, Tolerance};

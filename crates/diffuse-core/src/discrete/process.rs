@@ -10,7 +10,7 @@
 use burn::tensor::Tensor;
 
 use crate::coef::{Coef, per_item};
-use crate::schedule::NoiseSchedule;
+use crate::discrete::schedule::NoiseSchedule;
 
 /// x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps (DDPM eq. 4, reparameterized).
 pub fn q_sample<const D: usize>(
@@ -75,7 +75,7 @@ pub fn q_posterior<const D: usize>(
 mod tests {
     use super::*;
     use crate::coef::randn;
-    use crate::schedule::ScheduleConfig;
+    use crate::discrete::schedule::ScheduleConfig;
     use burn::tensor::{Device, TensorData};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;

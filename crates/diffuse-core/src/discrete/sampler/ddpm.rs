@@ -13,15 +13,15 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::{Sampler, StepOutput, check_clip, clip};
+use crate::discrete::param::{NoiseLevel, Prediction};
+use crate::discrete::schedule::NoiseSchedule;
+use crate::discrete::timesteps::{TimestepSpacing, spaced_timesteps};
 use crate::error::CoreError;
-use crate::param::{NoiseLevel, Prediction};
-use crate::schedule::NoiseSchedule;
-use crate::timesteps::{TimestepSpacing, spaced_timesteps};
 
 /// sigma_t^2 of the reverse step (DDPM section 3.2: both fixed choices give similar results):
 /// the variance of p(x_{t-1} | x_t) that training and the bound use, under diffusers' name.
 /// A sampler steps from t > 0 only with noise, so the bound's conventions at t = 0 do not apply.
-pub use crate::vlb::ReverseVariance as VarianceType;
+pub use crate::discrete::bound::ReverseVariance as VarianceType;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

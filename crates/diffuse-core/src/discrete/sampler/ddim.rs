@@ -14,10 +14,10 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::{Sampler, StepOutput, check_clip, clip};
+use crate::discrete::param::{NoiseLevel, Prediction};
+use crate::discrete::schedule::NoiseSchedule;
+use crate::discrete::timesteps::{TimestepSpacing, spaced_timesteps};
 use crate::error::CoreError;
-use crate::param::{NoiseLevel, Prediction};
-use crate::schedule::NoiseSchedule;
-use crate::timesteps::{TimestepSpacing, spaced_timesteps};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -52,11 +52,13 @@ pub fn spaced_timesteps(
             }
             out
         }
-        TimestepSpacing::Linspace => crate::schedule::linspace(0.0, (train_steps - 1) as f64, n)
-            .into_iter()
-            .rev()
-            .map(|x| x.round_ties_even() as usize)
-            .collect(),
+        TimestepSpacing::Linspace => {
+            crate::discrete::schedule::linspace(0.0, (train_steps - 1) as f64, n)
+                .into_iter()
+                .rev()
+                .map(|x| x.round_ties_even() as usize)
+                .collect()
+        }
     };
     ts.truncate(n);
     if let Some(&t) = ts.iter().find(|&&t| t >= train_steps) {

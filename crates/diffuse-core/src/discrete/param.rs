@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::coef::Coef;
-use crate::schedule::NoiseSchedule;
+use crate::discrete::schedule::NoiseSchedule;
 
 /// What the denoiser outputs. Serialized with diffusers' `prediction_type` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -135,7 +135,7 @@ impl Prediction {
 mod tests {
     use super::*;
     use crate::coef::randn;
-    use crate::schedule::ScheduleConfig;
+    use crate::discrete::schedule::ScheduleConfig;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -153,7 +153,7 @@ mod tests {
         let x0 = randn(&mut rng, [6, 3], &device);
         let eps = randn(&mut rng, [6, 3], &device);
         let level = NoiseLevel::at(&sched, &t, &device);
-        let x_t = crate::process::q_sample(&sched, x0.clone(), &t, eps.clone());
+        let x_t = crate::discrete::process::q_sample(&sched, x0.clone(), &t, eps.clone());
         let x0_back = level.x0_from_eps(x_t.clone(), eps.clone());
         let eps_back = level.eps_from_x0(x_t.clone(), x0_back);
         assert!(max_abs(eps_back, eps.clone()) < 1e-3);

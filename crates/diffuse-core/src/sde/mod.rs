@@ -183,7 +183,7 @@ impl Sde {
     /// (score_sde's `VPSDE.discrete_betas`; 0.1 and 20 with N = 1000 give DDPM's 1e-4 to 0.02).
     pub fn discrete_betas(&self, n: usize) -> Option<Vec<f64>> {
         match *self {
-            Sde::Vp { beta_min, beta_max } => Some(crate::schedule::linspace(
+            Sde::Vp { beta_min, beta_max } => Some(crate::discrete::schedule::linspace(
                 beta_min / n as f64,
                 beta_max / n as f64,
                 n,

@@ -90,7 +90,10 @@ impl ScheduleConfig {
             return Err(CoreError::ZeroTimesteps);
         }
         if t_max > MAX_TIMESTEPS {
-            return Err(CoreError::TooManyTimesteps { value: t_max });
+            return Err(CoreError::TooManyTimesteps {
+                value: t_max,
+                max: MAX_TIMESTEPS,
+            });
         }
         let (b0, b1) = (self.beta_start, self.beta_end);
         if self.beta_schedule != BetaSchedule::SquaredCosCapV2 {
@@ -362,7 +365,8 @@ mod tests {
         assert!(matches!(
             c.build(),
             Err(CoreError::TooManyTimesteps {
-                value: 15_555_555_553
+                value: 15_555_555_553,
+                ..
             })
         ));
     }
