@@ -261,7 +261,7 @@ fn fit<const D: usize, F: Family<D>>(
         }
         None => {
             let checkpoint = load_checkpoint(dir, net)?;
-            check_checkpoint::<D, _>(&checkpoint, &objective, &config.train)?;
+            check_checkpoint(&checkpoint, &objective, &config.train)?;
             let done = checkpoint.state.step;
             if done == config.train.steps && !run_dir::is_finished(dir) {
                 return finish::<D, F>(&config, dir, &data, checkpoint);

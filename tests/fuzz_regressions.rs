@@ -137,13 +137,18 @@ fn fuzz_inputs_of_weights_and_configs_do_not_panic() {
 /// passes its check gives a distribution over t, as the `resume_state` target requires.
 #[test]
 fn fuzz_inputs_of_resume_states_do_not_panic() {
+    use diffuse_core::discrete::importance::ImportanceSampler;
     use rand::SeedableRng;
     for input in inputs("resume_state") {
         let Ok(state) = diffuse_train::checkpoint::read_state(&input) else {
             continue;
         };
         let _ = state.rng.restore();
-        let Some(mut sampler) = state.importance else {
+        // DDPM's state: its importance history.
+        let Some(Ok(mut sampler)) = state
+            .objective
+            .map(serde_json::from_value::<ImportanceSampler>)
+        else {
             continue;
         };
         let t = sampler.probabilities().len();

@@ -3,6 +3,7 @@
 // then, where the importance history passes its check, used as training would use it: its
 // distribution over t must be a finite one that sums to 1, and drawing from it and updating it
 // must not panic.
+use diffuse_core::discrete::importance::ImportanceSampler;
 use diffuse_train::checkpoint::read_state;
 use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
@@ -13,7 +14,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = state.rng.restore();
-    let Some(mut sampler) = state.importance else {
+    // DDPM's state: its importance history.
+    let Some(Ok(mut sampler)) = state.objective.map(serde_json::from_value::<ImportanceSampler>)
+    else {
         return;
     };
     let t = sampler.probabilities().len();

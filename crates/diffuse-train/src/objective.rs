@@ -1,6 +1,9 @@
-//! What the trainer minimizes: any [`Objective`], a loss of one batch of clean data. The trainer
-//! owns everything else (the optimizer, warm-up, clipping, EMA, checkpoints, divergence checks,
-//! hooks), so score matching or a VAE's ELBO plugs in as one more implementation.
+//! What the trainer minimizes: any [`Objective`], the loss of one batch of its own type (clean
+//! data x_0 for DDPM and score matching; data with labels or a VAE's inputs later). The
+//! trainer owns everything else (the optimizer, warm-up, clipping, EMA, checkpoints,
+//! divergence checks, hooks), so score matching or a VAE's ELBO plugs in as one more
+//! implementation; an objective that carries state from step to step (improved DDPM's
+//! importance history) hands it to the checkpoint as JSON and takes it back on resume.
 //!
 //! [`Ddpm`] is DDPM Algorithm 1 and improved DDPM's objectives:
 //!
@@ -11,58 +14,61 @@
 use burn::tensor::{Tensor, TensorData};
 use diffuse_core::coef::{randn, timestep_tensor};
 use diffuse_core::discrete::importance::ImportanceSampler;
-use diffuse_core::discrete::loss::sample_timesteps;
-use diffuse_core::discrete::loss::{LossConfig, training_loss};
+use diffuse_core::discrete::loss::{LossConfig, sample_timesteps, training_loss};
 use diffuse_core::discrete::process::q_sample;
 use diffuse_core::model::{TimeInput, check_time_input};
 use diffuse_core::{Denoiser, NoiseSchedule, Prediction};
 use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
 
 use crate::error::TrainError;
 
-/// A training objective over batches of clean data x_0 of rank `D`, for a model `M`.
-pub trait Objective<const D: usize, M> {
-    /// The scalar loss of one batch (on x_0's autodiff device); every random draw comes from
-    /// `rng`, so a resumed run draws what the uninterrupted one would have.
-    fn loss(&mut self, model: &M, x0: Tensor<D>, rng: &mut ChaCha8Rng) -> Tensor<1>;
+/// A training objective for a model `M` over batches of its own [`Objective::Batch`].
+pub trait Objective<M> {
+    /// One training batch, as the run's data source draws it.
+    type Batch;
+
+    /// The scalar loss of one batch (on the batch's autodiff device); every random draw comes
+    /// from `rng`, so a resumed run draws what the uninterrupted one would have.
+    fn loss(&mut self, model: &M, batch: Self::Batch, rng: &mut ChaCha8Rng) -> Tensor<1>;
 
     /// An error when the objective cannot train `model` (checked once, before the first step).
     fn accepts(&self, _model: &M) -> Result<(), TrainError> {
         Ok(())
     }
 
-    /// The state the objective carries from step to step (improved DDPM's importance history),
-    /// saved in checkpoints.
-    fn importance(&self) -> Option<&ImportanceSampler> {
+    /// The state the objective carries from step to step, saved in checkpoints as JSON; `None`
+    /// for an objective without one.
+    fn state(&self) -> Option<Value> {
         None
     }
 
     /// An error when a checkpoint's state does not fit this objective (checked before
     /// anything of a resumed run is written, and again by [`Objective::restore`]).
-    fn check_state(&self, importance: Option<&ImportanceSampler>) -> Result<(), TrainError> {
-        match importance {
+    fn check_state(&self, state: Option<&Value>) -> Result<(), TrainError> {
+        match state {
             None => Ok(()),
             Some(_) => Err(TrainError::Resume {
-                reason: "the checkpoint holds an importance-sampling history this objective does not use".into(),
+                reason: "the checkpoint holds a state this objective does not keep".into(),
             }),
         }
     }
 
     /// Takes back the state of a checkpoint, checked by [`Objective::check_state`].
-    fn restore(&mut self, importance: Option<ImportanceSampler>) -> Result<(), TrainError> {
-        self.check_state(importance.as_ref())
+    fn restore(&mut self, state: Option<Value>) -> Result<(), TrainError> {
+        self.check_state(state.as_ref())
     }
 }
 
-/// The DDPM family of objectives on one noise schedule.
-pub struct Ddpm<'a> {
+/// The DDPM family of objectives on one noise schedule, for data of rank `D`.
+pub struct Ddpm<'a, const D: usize> {
     pub schedule: &'a NoiseSchedule,
     pub prediction: Prediction,
     pub loss: LossConfig,
     importance: Option<ImportanceSampler>,
 }
 
-impl<'a> Ddpm<'a> {
+impl<'a, const D: usize> Ddpm<'a, D> {
     pub fn new(schedule: &'a NoiseSchedule, prediction: Prediction, loss: LossConfig) -> Self {
         let importance = loss
             .importance_sampling
@@ -74,9 +80,25 @@ impl<'a> Ddpm<'a> {
             importance,
         }
     }
+
+    /// The importance history a checkpoint holds (the JSON of an [`ImportanceSampler`]).
+    fn parse_history(state: Option<&Value>) -> Result<Option<ImportanceSampler>, TrainError> {
+        state
+            .map(|v| {
+                serde_json::from_value(v.clone()).map_err(|e| TrainError::Resume {
+                    reason: format!(
+                        "the importance-sampling history in checkpoint/state.json does not parse: {e}"
+                    ),
+                })
+            })
+            .transpose()
+    }
 }
 
-impl<const D: usize, M: Denoiser<D>> Objective<D, M> for Ddpm<'_> {
+impl<const D: usize, M: Denoiser<D>> Objective<M> for Ddpm<'_, D> {
+    /// Clean data x_0.
+    type Batch = Tensor<D>;
+
     /// DDPM's chain tells the network timesteps.
     fn accepts(&self, model: &M) -> Result<(), TrainError> {
         Ok(check_time_input(model, TimeInput::Timesteps)?)
@@ -127,17 +149,21 @@ impl<const D: usize, M: Denoiser<D>> Objective<D, M> for Ddpm<'_> {
         }
     }
 
-    fn importance(&self) -> Option<&ImportanceSampler> {
-        self.importance.as_ref()
+    /// improved DDPM's importance history, when t is importance-sampled.
+    fn state(&self) -> Option<Value> {
+        self.importance
+            .as_ref()
+            .map(|s| serde_json::to_value(s).expect("an importance history is plain data"))
     }
 
-    fn check_state(&self, importance: Option<&ImportanceSampler>) -> Result<(), TrainError> {
+    fn check_state(&self, state: Option<&Value>) -> Result<(), TrainError> {
+        let importance = Self::parse_history(state)?;
         if self.loss.importance_sampling != importance.is_some() {
             return Err(TrainError::Resume {
                 reason: "the checkpoint and the config disagree on loss.importance_sampling".into(),
             });
         }
-        if let Some(sampler) = importance {
+        if let Some(sampler) = &importance {
             sampler
                 .check(self.schedule.num_timesteps())
                 .map_err(|e| TrainError::Resume {
@@ -147,9 +173,9 @@ impl<const D: usize, M: Denoiser<D>> Objective<D, M> for Ddpm<'_> {
         Ok(())
     }
 
-    fn restore(&mut self, importance: Option<ImportanceSampler>) -> Result<(), TrainError> {
-        <Self as Objective<D, M>>::check_state(self, importance.as_ref())?;
-        self.importance = importance;
+    fn restore(&mut self, state: Option<Value>) -> Result<(), TrainError> {
+        <Self as Objective<M>>::check_state(self, state.as_ref())?;
+        self.importance = Self::parse_history(state.as_ref())?;
         Ok(())
     }
 }
@@ -163,7 +189,7 @@ mod tests {
     #[test]
     fn ddpm_trains_networks_on_timesteps_only() {
         let schedule = ScheduleConfig::default().build().unwrap();
-        let ddpm = Ddpm::new(&schedule, Prediction::Epsilon, LossConfig::default());
+        let ddpm = Ddpm::<2>::new(&schedule, Prediction::Epsilon, LossConfig::default());
         let net = |x: Tensor<2>, _t: Tensor<1>| x;
         let err = ddpm.accepts(&ContinuousTime(net)).unwrap_err();
         assert!(err.to_string().contains("continuous time"), "{err}");

@@ -1,11 +1,10 @@
 //! What a run needs to continue bit for bit after an interruption: the step, the RNG's position
 //! (which fixes the data order, the timesteps and the noise still to come), the loss history, the
-//! importance sampler's history, and, beside this struct, the optimizer moments and the weights.
+//! objective's own state (improved DDPM's importance history), and, beside this struct, the optimizer moments and the weights.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 use diffuse_core::coef::is_finite;
-use diffuse_core::discrete::importance::ImportanceSampler;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -46,8 +45,11 @@ pub struct TrainState {
     pub rng: RngState,
     /// The loss of every completed step, in order.
     pub losses: Vec<f32>,
-    /// improved DDPM's per-t loss history, when t is importance-sampled.
-    pub importance: Option<ImportanceSampler>,
+    /// The objective's own state (`Objective::state`): improved DDPM's per-t loss history
+    /// when t is importance-sampled. Saved under the key DDPM's history has always had, so a
+    /// checkpoint's bytes are those of earlier versions.
+    #[serde(rename = "importance")]
+    pub objective: Option<serde_json::Value>,
 }
 
 /// Gives the module's parameters the ids 1, 2, ... in visiting order. burn draws parameter ids

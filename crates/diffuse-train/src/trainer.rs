@@ -108,9 +108,9 @@ pub enum Start<M> {
 /// Checks that `checkpoint` can continue under `config` and `objective` (the RNG position, EMA
 /// weights where the config keeps them, the objective's own state), without consuming it: a
 /// resumed run calls this before it writes anything, and [`train`] makes the same checks.
-pub fn check_checkpoint<const D: usize, M>(
+pub fn check_checkpoint<M>(
     checkpoint: &Checkpoint<M>,
-    objective: &impl Objective<D, M>,
+    objective: &impl Objective<M>,
     config: &TrainConfig,
 ) -> Result<(), TrainError> {
     let bad = |reason: &str| TrainError::Resume {
@@ -124,7 +124,7 @@ pub fn check_checkpoint<const D: usize, M>(
     if config.ema_decay.is_some() != checkpoint.ema.is_some() {
         return Err(bad("the checkpoint and the config disagree on ema_decay"));
     }
-    objective.check_state(checkpoint.state.importance.as_ref())
+    objective.check_state(checkpoint.state.objective.as_ref())
 }
 
 /// The mutable state of the loop, apart from the weights.
@@ -136,10 +136,10 @@ struct Loop<M: Module> {
 }
 
 impl<M: Module> Loop<M> {
-    fn start<const D: usize>(
+    fn start(
         start: Start<M>,
         config: &TrainConfig,
-        objective: &mut impl Objective<D, M>,
+        objective: &mut impl Objective<M>,
     ) -> Result<(M, Self), TrainError> {
         match start {
             Start::Fresh(model) => {
@@ -173,7 +173,7 @@ impl<M: Module> Loop<M> {
                         ));
                     }
                 };
-                objective.restore(c.state.importance)?;
+                objective.restore(c.state.objective)?;
                 let model = canonical_param_ids(c.model);
                 let state = Self {
                     rng,
@@ -186,10 +186,10 @@ impl<M: Module> Loop<M> {
         }
     }
 
-    fn checkpoint<const D: usize>(
+    fn checkpoint(
         &self,
         model: &M,
-        objective: &impl Objective<D, M>,
+        objective: &impl Objective<M>,
     ) -> Result<Checkpoint<M>, TrainError> {
         let step = self.losses.len();
         let raw = model.valid();
@@ -204,7 +204,7 @@ impl<M: Module> Loop<M> {
                 step,
                 rng: RngState::of(&self.rng),
                 losses: self.losses.clone(),
-                importance: objective.importance().cloned(),
+                objective: objective.state(),
             },
             optimizer: canonical_record(&self.optim)?,
         })
@@ -241,17 +241,17 @@ fn canonical_record(optim: &ModuleOptimizer) -> Result<Vec<u8>, TrainError> {
 }
 
 /// Trains `model` (created on an autodiff device), or continues a checkpoint, on `objective`.
-/// `data(rng)` returns a batch of clean x_0 on that device. All randomness flows
+/// `data(rng)` returns one of the objective's batches on that device. All randomness flows
 /// from `config.seed`; a resumed run draws exactly what the uninterrupted one would have.
 ///
 /// Before a checkpoint is handed to the hooks, the loss and the weights are checked: a
 /// non-finite loss or weight, or a loss `divergence_factor` times the first one, ends the run
 /// with an error naming the step, and the last checkpoint written stays the last good one.
-pub fn train<const D: usize, M: Module>(
+pub fn train<M: Module, O: Objective<M>>(
     start: Start<M>,
-    objective: &mut impl Objective<D, M>,
+    objective: &mut O,
     config: &TrainConfig,
-    mut data: impl FnMut(&mut ChaCha8Rng) -> Tensor<D>,
+    mut data: impl FnMut(&mut ChaCha8Rng) -> O::Batch,
     hooks: &mut impl TrainHooks<M>,
 ) -> Result<Trained<M>, TrainError> {
     config.validate()?;
@@ -260,9 +260,11 @@ pub fn train<const D: usize, M: Module>(
     let first = s.losses.len();
     let mut stopped_at = None;
     for step in first..config.steps {
-        let x0 = data(&mut s.rng);
+        let batch = data(&mut s.rng);
         // The forward pass in the configured precision; the backward pass follows its casts.
-        let loss = autocast(config.precision, || objective.loss(&model, x0, &mut s.rng));
+        let loss = autocast(config.precision, || {
+            objective.loss(&model, batch, &mut s.rng)
+        });
         let value: f32 = loss.clone().into_scalar();
         check_loss(config, step + 1, value, s.losses.first().copied())?;
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
