@@ -1,10 +1,13 @@
-//! The one configuration of a run, for every model family: written into the run directory
-//! (`config.json` for an MLP on points, `diffuse_config.json` for a U-Net on images, whose folder
-//! is also a diffusers pipeline and keeps `config.json` free for diffusers' model loaders) and
-//! read from `--config FILE` (TOML or JSON), whose fields are laid over the dataset's preset.
+//! The one configuration of a run, for every model family and kind of data: written into the run
+//! directory (`config.json` for an MLP on points, `diffuse_config.json` for a U-Net on images,
+//! whose folder is also a diffusers pipeline and keeps `config.json` free for diffusers' model
+//! loaders) and read from `--config FILE` (TOML or JSON), whose fields are laid over the
+//! dataset's preset.
 //!
-//! The model section names the family: `[model]` is an MLP denoiser on points, `[unet]` a
-//! diffusers `UNet2DModel` on images. A config holds exactly one of them.
+//! `family` names the model family (`ddpm`, the default, is left out of the file, so configs
+//! written before families existed read as they always did). The model section names the kind
+//! of data: `[model]` is an MLP on points, `[unet]` a diffusers `UNet2DModel` on images. A config
+//! holds exactly one of them.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +24,8 @@ use diffuse_nn::{MlpConfig, UnetConfig};
 use diffuse_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::run_dir::ModelFamily;
+use crate::families::FamilyName;
+use crate::kinds::KindName;
 
 /// The image datasets `train` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,11 +128,11 @@ impl DataConfig {
         Ok(Source::Toy(ToyDataset::from_name(&self.dataset)?))
     }
 
-    /// The model family that trains on this data.
-    fn family(&self) -> ModelFamily {
+    /// The kind of data these fields name.
+    fn kind(&self) -> KindName {
         match self.source() {
-            Ok(Source::Images(_)) => ModelFamily::Unet,
-            _ => ModelFamily::Mlp,
+            Ok(Source::Images(_)) => KindName::Images,
+            _ => KindName::Points,
         }
     }
 
@@ -198,10 +202,11 @@ pub enum ModelConfig {
 }
 
 impl ModelConfig {
-    pub fn family(&self) -> ModelFamily {
+    /// The kind of data the network takes.
+    pub fn kind(&self) -> KindName {
         match self {
-            Self::Mlp(_) => ModelFamily::Mlp,
-            Self::Unet(_) => ModelFamily::Unet,
+            Self::Mlp(_) => KindName::Points,
+            Self::Unet(_) => KindName::Images,
         }
     }
 }
@@ -209,6 +214,8 @@ impl ModelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RunConfigFile", into = "RunConfigFile")]
 pub struct RunConfig {
+    /// The model family (`crate::families`).
+    pub family: FamilyName,
     pub data: DataConfig,
     pub schedule: ScheduleConfig,
     pub prediction: Prediction,
@@ -223,6 +230,8 @@ pub struct RunConfig {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RunConfigFile {
+    #[serde(default, skip_serializing_if = "FamilyName::is_ddpm")]
+    family: FamilyName,
     #[serde(default)]
     data: DataConfig,
     #[serde(default)]
@@ -254,6 +263,7 @@ impl TryFrom<RunConfigFile> for RunConfig {
             }
         };
         Ok(Self {
+            family: f.family,
             data: f.data,
             schedule: f.schedule,
             prediction: f.prediction,
@@ -272,6 +282,7 @@ impl From<RunConfig> for RunConfigFile {
             ModelConfig::Unet(u) => (None, Some(u)),
         };
         Self {
+            family: c.family,
             data: c.data,
             schedule: c.schedule,
             prediction: c.prediction,
@@ -287,6 +298,7 @@ impl From<RunConfig> for RunConfigFile {
 impl Default for RunConfig {
     fn default() -> Self {
         Self {
+            family: FamilyName::Ddpm,
             data: DataConfig::default(),
             schedule: ScheduleConfig::default(),
             prediction: Prediction::default(),
@@ -360,6 +372,7 @@ impl RunConfig {
             ImageDataset::Cifar10 | ImageDataset::Folder => (unet(32, 3, &[32, 64, 64], 32), true),
         };
         Self {
+            family: FamilyName::Ddpm,
             data: DataConfig {
                 dataset: set.name().into(),
                 path: None,
@@ -395,8 +408,9 @@ impl RunConfig {
         }
     }
 
-    pub fn family(&self) -> ModelFamily {
-        self.model.family()
+    /// The kind of data of the run: its network's.
+    pub fn kind(&self) -> KindName {
+        self.model.kind()
     }
 
     /// The MLP of a point run.
@@ -433,7 +447,7 @@ impl RunConfig {
 
     /// The run directory's config file.
     pub fn file_name(&self) -> &'static str {
-        self.family().run_config_file()
+        self.kind().run_config_file()
     }
 
     /// Checks every part of the config that can be checked before any data is read.
@@ -445,9 +459,9 @@ impl RunConfig {
         if self.sample.n == 0 {
             bail!("sample.n must be at least 1");
         }
-        match self.data.family() {
-            ModelFamily::Mlp => self.validate_points()?,
-            ModelFamily::Unet => self.validate_images()?,
+        match self.data.kind() {
+            KindName::Points => self.validate_points()?,
+            KindName::Images => self.validate_images()?,
         }
         // The sampler `train` draws its pictures with, built now so that a bad sampling field
         // fails before training (and any download) rather than after it.
@@ -598,7 +612,7 @@ impl RunConfig {
             self.sample.clip_sample,
             learned,
         );
-        if self.family() == ModelFamily::Mlp {
+        if self.kind() == KindName::Points {
             c.class = SchedulerClass::Ddpm;
             c.variance_type = match (learned, self.sample.variance_type) {
                 (true, _) => Some(DiffusersVariance::LearnedRange),
@@ -642,7 +656,7 @@ impl RunConfig {
 
     /// The run config a run directory holds (`config.json` or `diffuse_config.json`), checked.
     pub fn load_run(dir: &Path) -> Result<Self> {
-        let Some(path) = ModelFamily::ALL
+        let Some(path) = KindName::ALL
             .iter()
             .map(|f| dir.join(f.run_config_file()))
             .find(|p| p.is_file())

@@ -50,7 +50,7 @@ pub struct Quality {
 }
 
 pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
-    if crate::run_dir::ModelFamily::of(run_dir)? == crate::run_dir::ModelFamily::Unet {
+    if crate::kinds::KindName::of(run_dir)? == crate::kinds::KindName::Images {
         return images(run_dir, file, seed);
     }
     let config = RunConfig::load_run(run_dir)?;
@@ -77,7 +77,7 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
             (a, set.sample(n, &mut rng))
         }
         Some(_) => {
-            let data = crate::data::load_points(&config)?;
+            let data = crate::kinds::points::load_points(&config)?;
             let m = data.held_out.len().min(data.train.len());
             let train = Points::new(data.train.data[..m * dim].to_vec(), dim);
             (data.held_out, train)
@@ -150,8 +150,8 @@ fn pooled(images: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
 fn images(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
     let config = crate::config::RunConfig::load_run(run_dir)?;
     let arr = read_npy(file)?;
-    let test = crate::data::load_images(&config, diffuse_data::Split::Test)?;
-    let train = crate::data::load_images(&config, diffuse_data::Split::Train)?;
+    let test = crate::kinds::images::load_images(&config, diffuse_data::Split::Test)?;
+    let train = crate::kinds::images::load_images(&config, diffuse_data::Split::Train)?;
     let [_, c, h, w] = test.shape();
     if arr.shape.len() != 4 || arr.shape[1..] != [c, h, w] || arr.shape[0] < 2 {
         bail!(

@@ -1,21 +1,18 @@
 //! `diffuse`: train diffusion models and sample from them.
 
 mod config;
-mod data;
 mod device;
 mod download;
 mod eval;
-mod eval_ode;
 mod eval_samples;
-mod images;
+mod families;
+mod kinds;
 mod memory;
-mod points;
 mod progress;
 mod report;
 mod run_dir;
 mod run_files;
 mod sample;
-mod solvers;
 mod train;
 
 use std::path::PathBuf;

@@ -13,9 +13,9 @@ use diffuse_train::Checkpoint;
 use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
-use crate::run_dir::{self, ModelFamily};
-use crate::train::Family;
-use crate::{images, points};
+use crate::families::{Family, Task, dispatch};
+use crate::kinds::Kind;
+use crate::run_dir;
 
 /// How the run trained, for `metrics.json`: measured by the command that trained its last
 /// steps; carried over from the `metrics.json` already there when the pictures are drawn again
@@ -59,10 +59,10 @@ fn final_loss(losses: &[f32]) -> Option<f64> {
 
 /// Draws the pictures and metrics of a run whose steps are all trained, from its last
 /// checkpoint: the end of a run that was stopped after its last step.
-pub(crate) fn finish<const D: usize, F: Family<D>>(
+pub(crate) fn finish<const D: usize, K: Kind<D>, F: Family<D, K>>(
     config: &RunConfig,
     dir: &Path,
-    data: &F::Data,
+    data: &K::Data,
     checkpoint: Checkpoint<F::Net>,
 ) -> Result<()> {
     eprintln!(
@@ -77,14 +77,14 @@ pub(crate) fn finish<const D: usize, F: Family<D>>(
         ..TrainFigures::default()
     };
     let model = checkpoint.sampling_model().valid();
-    report::<D, F>(config, dir, data, &model, losses, &figures)
+    report::<D, K, F>(config, dir, data, &model, losses, &figures)
 }
 
 /// `loss.png`, then the family's pictures and metrics.
-pub(crate) fn report<const D: usize, F: Family<D>>(
+pub(crate) fn report<const D: usize, K: Kind<D>, F: Family<D, K>>(
     config: &RunConfig,
     dir: &Path,
-    data: &F::Data,
+    data: &K::Data,
     model: &F::Net,
     losses: &[f32],
     figures: &TrainFigures,
@@ -100,18 +100,24 @@ pub(crate) fn report<const D: usize, F: Family<D>>(
 pub fn redraw(dir: &Path) -> Result<()> {
     let _lock = run_dir::lock_existing(dir)?;
     let config = RunConfig::load_run(dir)?;
-    match config.family() {
-        ModelFamily::Mlp => redraw_with::<2, points::Points>(config, dir),
-        ModelFamily::Unet => redraw_with::<4, images::Images>(config, dir),
-    }
+    dispatch(config.family, config.kind(), Redraw { config, dir })
 }
 
-fn redraw_with<const D: usize, F: Family<D>>(mut config: RunConfig, dir: &Path) -> Result<()> {
-    let data = F::load(&mut config, false)?;
-    let model = F::load_sampling(dir, &config, &crate::device::device())?;
-    F::report(dir, &config, &data, &model, &TrainFigures::read(dir))?;
-    println!("redrew the pictures in {}", dir.display());
-    Ok(())
+/// `--pictures`' generic half.
+struct Redraw<'a> {
+    config: RunConfig,
+    dir: &'a Path,
+}
+
+impl Task for Redraw<'_> {
+    fn run<const D: usize, K: Kind<D>, F: Family<D, K>>(self) -> Result<()> {
+        let (mut config, dir) = (self.config, self.dir);
+        let data = K::load(&mut config, false)?;
+        let model = F::load_sampling(dir, &config, &crate::device::device())?;
+        F::report(dir, &config, &data, &model, &TrainFigures::read(dir))?;
+        println!("redrew the pictures in {}", dir.display());
+        Ok(())
+    }
 }
 
 /// `loss.png`. `loss.csv` already holds every loss: the hooks append each step to it.

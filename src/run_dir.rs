@@ -47,7 +47,7 @@ pub fn is_finished(dir: &Path) -> bool {
 /// Whether `dir` holds a diffuse run: a run config with a `train` section (a diffusers model
 /// folder's `config.json` has none, and is never taken for a run).
 fn is_run(dir: &Path) -> bool {
-    ModelFamily::ALL.iter().any(|f| {
+    crate::kinds::KindName::ALL.iter().any(|f| {
         diffuse_fs::read_to_string(&dir.join(f.run_config_file()), diffuse_fs::Limit::CONFIG)
             .ok()
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
@@ -233,42 +233,4 @@ pub fn check_resumable(done: usize, steps: usize, dir: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The model family of a run directory or pipeline folder: what every command dispatches on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ModelFamily {
-    /// An MLP denoiser on points (`config.json` with a `train` section, weights as safetensors).
-    Mlp,
-    /// A diffusers `UNet2DModel` on images (a pipeline folder: `model_index.json`, `unet/`,
-    /// `scheduler/`).
-    Unet,
-}
-
-impl ModelFamily {
-    pub const ALL: [ModelFamily; 2] = [ModelFamily::Mlp, ModelFamily::Unet];
-
-    /// The file a run directory of this family keeps its run config in. An image run's folder
-    /// is also a diffusers pipeline, whose loaders would take a `config.json` for a model config.
-    pub fn run_config_file(self) -> &'static str {
-        match self {
-            ModelFamily::Mlp => "config.json",
-            ModelFamily::Unet => "diffuse_config.json",
-        }
-    }
-
-    /// Which family the folder holds; an error naming what is missing when it holds neither.
-    /// (By existence: a config that is not a regular file is then refused by name when read.)
-    pub fn of(dir: &Path) -> Result<Self> {
-        if dir.join("model_index.json").exists() {
-            Ok(ModelFamily::Unet)
-        } else if dir.join("config.json").exists() {
-            Ok(ModelFamily::Mlp)
-        } else {
-            bail!(
-                "{} is not a diffuse run directory: neither a 2-D run (config.json) nor a pipeline folder (model_index.json)",
-                dir.display()
-            )
-        }
-    }
 }

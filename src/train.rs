@@ -8,19 +8,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use burn::module::Module;
-use burn::tensor::{Device, Tensor};
 use clap::Args;
-use diffuse_core::Denoiser;
 use diffuse_train::checkpoint::{find_checkpoint, load_checkpoint, save_json};
-use diffuse_train::{Checkpoint, Ddpm, Start, TrainError, check_checkpoint, train};
-use rand_chacha::ChaCha8Rng;
+use diffuse_train::{Checkpoint, Start, check_checkpoint, train};
 
 use crate::config::{ConfigFile, RunConfig, Source};
 use crate::device::DeviceChoice;
+use crate::families::{Family, Task, dispatch};
+use crate::kinds::{Kind, KindName};
 use crate::report::{TrainFigures, finish, report};
-use crate::run_dir::{self, ModelFamily, RunHooks};
-use crate::{default_run_dir, download, images, points};
+use crate::run_dir::{self, RunHooks};
+use crate::{default_run_dir, download};
 use diffuse_kernels::Precision;
 
 #[derive(Args)]
@@ -76,45 +74,6 @@ pub struct TrainArgs {
 enum PrecisionArg {
     F32,
     Bf16,
-}
-
-/// What a model family brings to training: its network, its data, where its weights go, and
-/// what its run directory shows once training ends.
-pub trait Family<const D: usize> {
-    type Net: Module + Denoiser<D>;
-    type Data;
-    /// Show the loss on the progress bar every this many steps.
-    const LOSS_EVERY: usize;
-
-    /// The run's data; a fresh run also fits what it derives from it (a standardizer).
-    fn load(config: &mut RunConfig, fresh: bool) -> Result<Self::Data>;
-    fn init(config: &RunConfig, device: &Device) -> Result<Self::Net>;
-    /// One training batch in model space, drawn with the run's RNG.
-    fn batch(
-        config: &RunConfig,
-        data: &Self::Data,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-    ) -> Tensor<D>;
-    /// The line a run prints when it starts: what trains on what.
-    fn describe(config: &RunConfig, data: &Self::Data, net: &Self::Net) -> String;
-    /// Writes the user-facing weights of a checkpoint.
-    fn save(
-        dir: &Path,
-        config: &RunConfig,
-        checkpoint: &Checkpoint<Self::Net>,
-    ) -> Result<(), TrainError>;
-    /// The weights sampling uses (EMA where kept), as the run directory holds them.
-    fn load_sampling(dir: &Path, config: &RunConfig, device: &Device) -> Result<Self::Net>;
-    /// Everything the run shows after training: pictures, samples and metrics. `metrics.json`
-    /// is written last: it marks a finished run ([`run_dir::is_finished`]).
-    fn report(
-        dir: &Path,
-        config: &RunConfig,
-        data: &Self::Data,
-        model: &Self::Net,
-        figures: &TrainFigures,
-    ) -> Result<()>;
 }
 
 /// The run config of `train` without `--resume`: the preset of the dataset (the flag's, else
@@ -187,7 +146,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     };
     // Everything is checked before anything is fetched or written.
-    if config.family() == ModelFamily::Mlp && (args.data_dir.is_some() || args.download) {
+    if config.kind() == KindName::Points && (args.data_dir.is_some() || args.download) {
         bail!(
             "--data-dir and --download apply to image datasets (mnist, fashion_mnist, cifar10, folder)"
         );
@@ -207,9 +166,28 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.download {
         download::fetch(config.data.image_dataset()?, &config.data.image_dir()?)?;
     }
-    match config.family() {
-        ModelFamily::Mlp => fit::<2, points::Points>(config, &dir, new),
-        ModelFamily::Unet => fit::<4, images::Images>(config, &dir, new),
+    let (family, kind) = (config.family, config.kind());
+    dispatch(
+        family,
+        kind,
+        Fit {
+            config,
+            dir: &dir,
+            new,
+        },
+    )
+}
+
+/// `train`'s generic half.
+struct Fit<'a> {
+    config: RunConfig,
+    dir: &'a Path,
+    new: Option<bool>,
+}
+
+impl Task for Fit<'_> {
+    fn run<const D: usize, K: Kind<D>, F: Family<D, K>>(self) -> Result<()> {
+        fit::<D, K, F>(self.config, self.dir, self.new)
     }
 }
 
@@ -230,22 +208,18 @@ fn run_name(config: &RunConfig) -> Result<String> {
 /// writes what the family shows. A run whose steps are all trained but whose pictures and
 /// metrics were never written (stopped, or killed, after its last step) is finished. The config
 /// is validated.
-fn fit<const D: usize, F: Family<D>>(
+fn fit<const D: usize, K: Kind<D>, F: Family<D, K>>(
     mut config: RunConfig,
     dir: &Path,
     new: Option<bool>,
 ) -> Result<()> {
-    let schedule = config.schedule.build()?;
-    if let Some(w) = schedule.terminal_warning() {
-        eprintln!("warning: {w}");
-    }
-    let data = F::load(&mut config, new.is_some())?;
+    let mut objective = F::objective(&config)?;
+    let data = K::load(&mut config, new.is_some())?;
     let seed = config.train.seed;
     let device = crate::device::device();
     device.seed(seed);
     let ad_device = device.autodiff();
     let net = F::init(&config, &ad_device)?;
-    let mut objective = Ddpm::new(&schedule, config.prediction, config.train.loss);
     let mut _lock = None;
     let start = match new {
         Some(overwrite) => {
@@ -264,7 +238,7 @@ fn fit<const D: usize, F: Family<D>>(
             check_checkpoint(&checkpoint, &objective, &config.train)?;
             let done = checkpoint.state.step;
             if done == config.train.steps && !run_dir::is_finished(dir) {
-                return finish::<D, F>(&config, dir, &data, checkpoint);
+                return finish::<D, K, F>(&config, dir, &data, checkpoint);
             }
             run_dir::check_resumable(done, config.train.steps, dir)?;
             Start::Resume(checkpoint)
@@ -276,25 +250,26 @@ fn fit<const D: usize, F: Family<D>>(
         Start::Resume(c) => c.state.step,
         Start::Fresh(_) => 0,
     };
-    let what = match &start {
-        Start::Resume(c) => F::describe(&config, &data, &c.model),
-        Start::Fresh(net) => F::describe(&config, &data, net),
+    let net = match &start {
+        Start::Resume(c) => F::describe(&c.model),
+        Start::Fresh(net) => F::describe(net),
     };
     eprintln!(
-        "{what} for {} steps{}; run directory {}",
+        "training {net} on {} for {} steps{}; run directory {}",
+        K::describe(&config, &data),
         config.train.steps,
         run_dir::resuming_note(&start),
         dir.display()
     );
     let save = Box::new(|c: &Checkpoint<F::Net>| F::save(dir, &config, c));
-    let mut hooks = RunHooks::new(dir, config.train.steps, F::LOSS_EVERY, &start, save)?;
+    let mut hooks = RunHooks::new(dir, config.train.steps, K::LOSS_EVERY, &start, save)?;
     run_dir::catch_interrupts();
     let timer = Instant::now();
     let trained = train(
         start,
         &mut objective,
         &config.train,
-        |rng| F::batch(&config, &data, rng, &ad_device),
+        |rng| K::batch(&config, &data, rng, &ad_device),
         &mut hooks,
     )?;
     hooks.pb.finish_and_clear();
@@ -307,7 +282,7 @@ fn fit<const D: usize, F: Family<D>>(
         steps as f64 / seconds
     );
     let figures = TrainFigures::measured(steps, seconds, &trained.losses);
-    report::<D, F>(
+    report::<D, K, F>(
         &config,
         dir,
         &data,

@@ -55,7 +55,7 @@ fn run() {
     let x0: Tensor<2> = randn(&mut ChaCha8Rng::seed_from_u64(1), [1024, 2], &ad);
     let trained = train(
         Start::Fresh(model),
-        &mut Ddpm::new(&schedule, Prediction::Epsilon, config.loss),
+        &mut Ddpm::new(schedule.clone(), Prediction::Epsilon, config.loss),
         &config,
         |_| x0.clone(),
         &mut timer,

@@ -71,7 +71,7 @@ fn run() {
     let x0: Tensor<4> = randn(&mut ChaCha8Rng::seed_from_u64(1), [64, 1, 28, 28], &ad);
     let trained = train(
         Start::Fresh(model),
-        &mut Ddpm::new(&schedule, Prediction::Epsilon, train_config.loss),
+        &mut Ddpm::new(schedule.clone(), Prediction::Epsilon, train_config.loss),
         &train_config,
         |_| x0.clone(),
         &mut timer,

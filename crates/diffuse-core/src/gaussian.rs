@@ -78,6 +78,7 @@ pub fn sum_per_example<const D: usize>(x: Tensor<D>) -> Tensor<1> {
     x.reshape([batch as i64, -1]).sum_dim(1).reshape([batch])
 }
 
+/// What the data is, for a decoder term -log p(x_0 | ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decoder {

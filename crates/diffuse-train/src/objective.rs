@@ -61,15 +61,15 @@ pub trait Objective<M> {
 }
 
 /// The DDPM family of objectives on one noise schedule, for data of rank `D`.
-pub struct Ddpm<'a, const D: usize> {
-    pub schedule: &'a NoiseSchedule,
+pub struct Ddpm<const D: usize> {
+    pub schedule: NoiseSchedule,
     pub prediction: Prediction,
     pub loss: LossConfig,
     importance: Option<ImportanceSampler>,
 }
 
-impl<'a, const D: usize> Ddpm<'a, D> {
-    pub fn new(schedule: &'a NoiseSchedule, prediction: Prediction, loss: LossConfig) -> Self {
+impl<const D: usize> Ddpm<D> {
+    pub fn new(schedule: NoiseSchedule, prediction: Prediction, loss: LossConfig) -> Self {
         let importance = loss
             .importance_sampling
             .then(|| ImportanceSampler::new(schedule.num_timesteps()));
@@ -95,7 +95,7 @@ impl<'a, const D: usize> Ddpm<'a, D> {
     }
 }
 
-impl<const D: usize, M: Denoiser<D>> Objective<M> for Ddpm<'_, D> {
+impl<const D: usize, M: Denoiser<D>> Objective<M> for Ddpm<D> {
     /// Clean data x_0.
     type Batch = Tensor<D>;
 
@@ -118,10 +118,10 @@ impl<const D: usize, M: Denoiser<D>> Objective<M> for Ddpm<'_, D> {
             ),
         };
         let eps = randn(rng, shape, &device);
-        let x_t = q_sample(self.schedule, x0.clone(), &t, eps.clone());
+        let x_t = q_sample(&self.schedule, x0.clone(), &t, eps.clone());
         let output = model.denoise(x_t.clone(), timestep_tensor(&t, &device));
         let per_example = training_loss(
-            self.schedule,
+            &self.schedule,
             self.prediction,
             &self.loss,
             x0,
@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn ddpm_trains_networks_on_timesteps_only() {
         let schedule = ScheduleConfig::default().build().unwrap();
-        let ddpm = Ddpm::<2>::new(&schedule, Prediction::Epsilon, LossConfig::default());
+        let ddpm = Ddpm::<2>::new(schedule, Prediction::Epsilon, LossConfig::default());
         let net = |x: Tensor<2>, _t: Tensor<1>| x;
         let err = ddpm.accepts(&ContinuousTime(net)).unwrap_err();
         assert!(err.to_string().contains("continuous time"), "{err}");

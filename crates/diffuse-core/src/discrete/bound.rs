@@ -110,8 +110,6 @@ pub fn reverse_mean<const D: usize>(
     (posterior.mean, x0)
 }
 
-/// What the data is, for the decoder term L_0.
-
 /// Splits a network output into (parameterization output, log-variance of p(x_{t-1} | x_t)).
 pub fn split_output<const D: usize>(
     schedule: &NoiseSchedule,

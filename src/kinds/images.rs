@@ -1,57 +1,57 @@
-//! A run's data, read as its config says: points (a built-in set or the user's file, split into
-//! training and held-out points) or images (a dataset's train and test splits, or a folder).
+//! Images: a dataset's train and test splits (MNIST, Fashion-MNIST, CIFAR-10) or a folder,
+//! as 8-bit pixels, mapped to [-1, 1] in batches, with random horizontal flips where the config
+//! asks for them.
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_data::images::{flip_horizontal, to_model_space};
-use diffuse_data::{ImageSet, Points, Split, load_cifar10, load_image_folder, load_mnist};
-use rand::{RngExt, SeedableRng};
+use diffuse_data::{ImageSet, Split, load_cifar10, load_image_folder, load_mnist};
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{ImageDataset, MIN_HELD_OUT, RunConfig, Source};
+use super::Kind;
+use crate::config::{ImageDataset, RunConfig};
 
-/// Training and held-out points, in data space.
-pub struct PointData {
-    pub name: String,
-    pub train: Points,
-    pub held_out: Points,
+/// Images in [N, C, H, W].
+pub struct Images;
+
+/// Training images, and held-out ones for the pictures (a folder's own images: it has no test
+/// split).
+pub struct ImageData {
+    pub train: ImageSet,
+    pub test: ImageSet,
 }
 
-/// A point run's data: drawn from its built-in set, or its file split at random, both from the
-/// run's seed, so that evaluation finds the same held-out points again.
-pub fn load_points(config: &RunConfig) -> Result<PointData> {
-    let d = &config.data;
-    let model = config.mlp()?;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed ^ 0xDA7A);
-    match d.source()? {
-        Source::File(path) => {
-            let points = diffuse_data::load_points(path, model.data_dim)?;
-            if points.len() < 5 * MIN_HELD_OUT {
-                bail!(
-                    "{} holds {} points; training needs at least {} (20% are held out for evaluation)",
-                    path.display(),
-                    points.len(),
-                    5 * MIN_HELD_OUT
-                );
-            }
-            let held = d.held_out().min(points.len() / 5);
-            let (train, held_out) = points.split(held, &mut rng);
-            let name = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Ok(PointData {
-                name,
-                train,
-                held_out,
-            })
-        }
-        Source::Toy(set) => Ok(PointData {
-            name: set.name().to_string(),
-            train: set.sample(d.train_points(), &mut rng),
-            held_out: set.sample(d.held_out(), &mut rng),
-        }),
-        Source::Images(set) => bail!("{} is an image set, not points", set.name()),
+impl Kind<4> for Images {
+    type Data = ImageData;
+    const LOSS_EVERY: usize = 10;
+
+    fn load(config: &mut RunConfig, _: bool) -> Result<ImageData> {
+        let train = load_images(config, Split::Train)?;
+        let test = match config.data.image_dataset()? {
+            ImageDataset::Folder => train.clone(),
+            _ => load_images(config, Split::Test)?,
+        };
+        Ok(ImageData { train, test })
+    }
+
+    fn batch(
+        config: &RunConfig,
+        data: &ImageData,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Tensor<4> {
+        let flip = config.data.random_flip.unwrap_or(false);
+        random_image_batch(&data.train, config.train.batch_size, flip, rng, device)
+    }
+
+    fn describe(config: &RunConfig, data: &ImageData) -> String {
+        format!(
+            "{} ({} images, batches of {})",
+            config.data.dataset,
+            data.train.len(),
+            config.train.batch_size,
+        )
     }
 }
 

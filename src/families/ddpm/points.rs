@@ -1,5 +1,4 @@
-//! An MLP denoiser on 2-D points: how it trains ([`Points`], the [`Family`] of `train`) and what
-//! its run directory holds:
+//! DDPM on 2-D points: an MLP denoiser, how it trains and what its run directory holds:
 //!
 //! - `config.json`: the full configuration (with the data standardizer), enough to sample again
 //! - `model.safetensors`, `model_ema.safetensors`: weights, written atomically every
@@ -13,83 +12,47 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::Denoiser;
 use diffuse_core::coef::randn;
 use diffuse_core::discrete::process::q_sample;
 use diffuse_core::discrete::sampler::{self, DdpmSampler, StepOutput};
-use diffuse_data::{Points as PointSet, Standardizer};
+use diffuse_data::Points as PointSet;
 use diffuse_eval::metrics::{gaussian_fit_2d, sample_gaussian_2d, sliced_wasserstein};
 use diffuse_eval::plots::{DATA_COLOR, Layer, SAMPLE_COLOR, scatter, strip};
 use diffuse_nn::Mlp;
 use diffuse_train::checkpoint::{save_json, save_weights};
-use diffuse_train::{Checkpoint, TrainError, random_batch};
+use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::Ddpm;
 use crate::config::RunConfig;
-use crate::data::{PointData, load_points};
+use crate::eval::EvalArgs;
+use crate::families::Family;
+use crate::kinds::Points;
+use crate::kinds::points::{PointData, TrainPoints, standardizer, to_points};
 use crate::progress;
 use crate::report::TrainFigures;
-use crate::train::Family;
+use crate::sample::SampleArgs;
 
-/// The point family of `train`.
-pub struct Points;
-
-/// The run's standardizer (a point run's config always holds one once trained).
-pub fn standardizer(config: &RunConfig) -> Result<Standardizer> {
-    config
-        .standardizer
-        .clone()
-        .context("config.json has no standardizer; was it written by diffuse train?")
-}
-
-/// Training points, standardized, beside the held-out ones.
-pub struct TrainPoints {
-    data: PointData,
-    standardized: PointSet,
-}
-
-impl Family<2> for Points {
+impl Family<2, Points> for Ddpm {
     type Net = Mlp;
-    type Data = TrainPoints;
-    const LOSS_EVERY: usize = 25;
-
-    fn load(config: &mut RunConfig, fresh: bool) -> Result<TrainPoints> {
-        let data = load_points(config)?;
-        if fresh {
-            config.standardizer = Some(match config.data.standardize {
-                Some(false) => Standardizer::identity(data.train.dim),
-                _ => Standardizer::fit(&data.train),
-            });
-        }
-        let standardized = standardizer(config)?.forward(&data.train);
-        Ok(TrainPoints { data, standardized })
-    }
+    type Objective = diffuse_train::Ddpm<2>;
 
     fn init(config: &RunConfig, device: &Device) -> Result<Mlp> {
         Ok(config.mlp()?.init(device)?)
     }
 
-    fn batch(
-        config: &RunConfig,
-        data: &TrainPoints,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-    ) -> Tensor<2> {
-        let z = &data.standardized;
-        random_batch(&z.data, z.dim, config.train.batch_size, rng, device)
+    fn objective(config: &RunConfig) -> Result<Self::Objective> {
+        super::objective(config)
     }
 
-    fn describe(_: &RunConfig, data: &TrainPoints, _: &Mlp) -> String {
-        format!(
-            "training on {} ({} points, {} held out)",
-            data.data.name,
-            data.data.train.len(),
-            data.data.held_out.len()
-        )
+    fn describe(net: &Mlp) -> String {
+        format!("a {}-parameter MLP", net.num_params())
     }
 
     fn save(dir: &Path, _: &RunConfig, c: &Checkpoint<Mlp>) -> Result<(), TrainError> {
@@ -98,7 +61,15 @@ impl Family<2> for Points {
     }
 
     fn load_sampling(dir: &Path, _: &RunConfig, device: &Device) -> Result<Mlp> {
-        Ok(crate::sample::load_run(dir, true, device)?.1)
+        Ok(super::sample::load_run(dir, true, device)?.1)
+    }
+
+    fn sample(args: &SampleArgs, dir: &Path, _: Option<&RunConfig>) -> Result<()> {
+        super::sample::points(args, dir)
+    }
+
+    fn nll(args: &EvalArgs, dir: &Path, config: &RunConfig) -> Result<()> {
+        super::bound::nll_points(args, dir, config)
     }
 
     fn report(
@@ -228,23 +199,6 @@ pub fn draw_ddpm<M: Denoiser<2>>(
     let scheduler = config.scheduler_config();
     let s = DdpmSampler::new(&scheduler.schedule()?, scheduler.ddpm(None))?;
     Ok(sampler::sample(model, &s, x_T, &mut rng, observe)?)
-}
-
-/// A [n, dim] tensor back to points in the data's own units.
-pub fn to_points(x: Tensor<2>, standardizer: &Standardizer) -> Result<PointSet> {
-    let dim = x.dims()[1];
-    let data: Vec<f32> = x
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let points = standardizer.inverse(&PointSet::new(data, dim));
-    if let Some(v) = points.data.iter().find(|v| !v.is_finite()) {
-        bail!(
-            "a sample is {v} in the data's units: the data's scale (std up to {:e}) overflows float32; rescale the data",
-            standardizer.std.iter().fold(0.0f64, |m, s| m.max(*s))
-        );
-    }
-    Ok(points)
 }
 
 /// q(x_t | x_0) for held-out points at 10 evenly spaced t, in model space.

@@ -23,9 +23,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::sample::load_run;
 use crate::eval::EvalArgs;
 use crate::progress;
-use crate::sample::load_run;
 
 #[derive(Serialize)]
 pub struct OdeReport {
@@ -161,7 +161,7 @@ pub fn report(
 pub fn eval_points(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
     let ad = device.clone().autodiff();
     let (config, model) = load_run(&args.run, true, &ad)?;
-    let (held, log_det) = crate::eval::points(args, &config)?;
+    let (held, log_det) = super::bound::points(args, &config)?;
     let n = args.n.unwrap_or(held.len()).min(held.len());
     let scheduler = config.scheduler_config();
     let eval = ode_eval(args, &scheduler, log_det, false)?;
@@ -183,7 +183,7 @@ fn ode_eval<'a>(
 ) -> Result<OdeEval<'a>> {
     Ok(OdeEval {
         scheduler,
-        tol: crate::solvers::tolerance(args.rtol, args.atol)?,
+        tol: super::solvers::tolerance(args.rtol, args.atol)?,
         batch_size: args.batch_size,
         log_det,
         seed: args.seed,
@@ -195,7 +195,7 @@ pub fn eval_images(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
     let ad = device.clone().autodiff();
     let config = crate::config::RunConfig::load_run(&args.run)?;
     let pipeline = crate::memory::load_pipeline(&args.run, &ad)?;
-    let test = crate::data::load_images(&config, diffuse_data::Split::Test)?;
+    let test = crate::kinds::images::load_images(&config, diffuse_data::Split::Test)?;
     let n = args.n.unwrap_or(100).min(test.len());
     // Uniform dequantization: (k + u) / 256 in [0, 1], mapped to [-1, 1].
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xDE9);

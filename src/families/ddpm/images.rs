@@ -1,5 +1,5 @@
-//! A diffusers-compatible U-Net on images: how it trains ([`Images`], the [`Family`] of
-//! `train`) and what its run directory holds, which is also a diffusers `DDIMPipeline` folder:
+//! DDPM on images: a diffusers-compatible U-Net, how it trains and what its run directory
+//! holds, which is also a diffusers `DDIMPipeline` folder:
 //!
 //! - `model_index.json`, `unet/` (EMA weights where enabled), `scheduler/scheduler_config.json`:
 //!   `DDIMPipeline.from_pretrained(run_dir)` (`DDPMPipeline` for a learned variance) and
@@ -26,7 +26,7 @@ use diffuse_core::discrete::process::q_sample;
 use diffuse_core::discrete::sampler::{DdimSampler, Sampler, sample};
 use diffuse_core::{Denoiser, NoiseSchedule};
 use diffuse_data::images::to_pixel;
-use diffuse_data::{ImageSet, Split, write_npy};
+use diffuse_data::{ImageSet, write_npy};
 use diffuse_diffusers::{SchedulerConfig, save_pipeline, save_unet};
 use diffuse_eval::grid::{Images as ImageGrid, image_grid};
 use diffuse_nn::Unet;
@@ -36,25 +36,20 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::Ddpm;
 use crate::config::RunConfig;
-use crate::data::{first_images, load_images, random_image_batch};
+use crate::eval::EvalArgs;
+use crate::families::Family;
+use crate::kinds::Images;
+use crate::kinds::images::{ImageData, first_images};
 use crate::progress;
 use crate::report::TrainFigures;
-use crate::train::Family;
+use crate::sample::SampleArgs;
 
 /// Images per picture row (progressive generation, forward noising).
 const PICTURE_ROWS: usize = 8;
 /// Panels per row: points of the reverse process, or of the forward process.
 const PICTURE_STEPS: usize = 10;
-
-/// The image family of `train`.
-pub struct Images;
-
-/// Training images, and held-out ones for the pictures.
-pub struct ImageData {
-    train: ImageSet,
-    test: ImageSet,
-}
 
 #[derive(Serialize)]
 struct Metrics {
@@ -68,42 +63,20 @@ struct Metrics {
     sample_seconds: f64,
 }
 
-impl Family<4> for Images {
+impl Family<4, Images> for Ddpm {
     type Net = Unet;
-    type Data = ImageData;
-    const LOSS_EVERY: usize = 10;
-
-    fn load(config: &mut RunConfig, _: bool) -> Result<ImageData> {
-        let train = load_images(config, Split::Train)?;
-        let test = match config.data.image_dataset()? {
-            crate::config::ImageDataset::Folder => train.clone(),
-            _ => load_images(config, Split::Test)?,
-        };
-        Ok(ImageData { train, test })
-    }
+    type Objective = diffuse_train::Ddpm<4>;
 
     fn init(config: &RunConfig, device: &Device) -> Result<Unet> {
         Ok(config.unet()?.init(device)?)
     }
 
-    fn batch(
-        config: &RunConfig,
-        data: &ImageData,
-        rng: &mut ChaCha8Rng,
-        device: &Device,
-    ) -> Tensor<4> {
-        let flip = config.data.random_flip.unwrap_or(false);
-        random_image_batch(&data.train, config.train.batch_size, flip, rng, device)
+    fn objective(config: &RunConfig) -> Result<Self::Objective> {
+        super::objective(config)
     }
 
-    fn describe(config: &RunConfig, data: &ImageData, net: &Unet) -> String {
-        format!(
-            "training a {}-parameter U-Net on {} ({} images, batches of {})",
-            net.num_params(),
-            config.data.dataset,
-            data.train.len(),
-            config.train.batch_size,
-        )
+    fn describe(net: &Unet) -> String {
+        format!("a {}-parameter U-Net", net.num_params())
     }
 
     fn save(dir: &Path, config: &RunConfig, c: &Checkpoint<Unet>) -> Result<(), TrainError> {
@@ -119,6 +92,14 @@ impl Family<4> for Images {
 
     fn load_sampling(dir: &Path, _: &RunConfig, device: &Device) -> Result<Unet> {
         Ok(crate::memory::load_pipeline(dir, device)?.unet)
+    }
+
+    fn sample(args: &SampleArgs, dir: &Path, _: Option<&RunConfig>) -> Result<()> {
+        super::sample::images(args, dir)
+    }
+
+    fn nll(args: &EvalArgs, dir: &Path, config: &RunConfig) -> Result<()> {
+        super::bound::nll_images(args, dir, config)
     }
 
     fn report(

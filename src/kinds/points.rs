@@ -1,0 +1,128 @@
+//! Points: a built-in 2-D set or the user's file, split into training and held-out points and
+//! standardized per dimension for training (the map is kept in the run config, and samples are
+//! mapped back to the data's units).
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor};
+use diffuse_data::{Points as PointSet, Standardizer};
+use diffuse_train::random_batch;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::Kind;
+use crate::config::{MIN_HELD_OUT, RunConfig, Source};
+
+/// Points in two dimensions.
+pub struct Points;
+
+/// Training and held-out points, in data space.
+pub struct PointData {
+    pub name: String,
+    pub train: PointSet,
+    pub held_out: PointSet,
+}
+
+/// A point run's data: drawn from its built-in set, or its file split at random, both from the
+/// run's seed, so that evaluation finds the same held-out points again.
+pub fn load_points(config: &RunConfig) -> Result<PointData> {
+    let d = &config.data;
+    let model = config.mlp()?;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed ^ 0xDA7A);
+    match d.source()? {
+        Source::File(path) => {
+            let points = diffuse_data::load_points(path, model.data_dim)?;
+            if points.len() < 5 * MIN_HELD_OUT {
+                bail!(
+                    "{} holds {} points; training needs at least {} (20% are held out for evaluation)",
+                    path.display(),
+                    points.len(),
+                    5 * MIN_HELD_OUT
+                );
+            }
+            let held = d.held_out().min(points.len() / 5);
+            let (train, held_out) = points.split(held, &mut rng);
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok(PointData {
+                name,
+                train,
+                held_out,
+            })
+        }
+        Source::Toy(set) => Ok(PointData {
+            name: set.name().to_string(),
+            train: set.sample(d.train_points(), &mut rng),
+            held_out: set.sample(d.held_out(), &mut rng),
+        }),
+        Source::Images(set) => bail!("{} is an image set, not points", set.name()),
+    }
+}
+
+/// The run's standardizer (a point run's config always holds one once trained).
+pub fn standardizer(config: &RunConfig) -> Result<Standardizer> {
+    config
+        .standardizer
+        .clone()
+        .context("config.json has no standardizer; was it written by diffuse train?")
+}
+
+/// Training points, standardized, beside the held-out ones.
+pub struct TrainPoints {
+    pub data: PointData,
+    pub standardized: PointSet,
+}
+
+impl Kind<2> for Points {
+    type Data = TrainPoints;
+    const LOSS_EVERY: usize = 25;
+
+    fn load(config: &mut RunConfig, fresh: bool) -> Result<TrainPoints> {
+        let data = load_points(config)?;
+        if fresh {
+            config.standardizer = Some(match config.data.standardize {
+                Some(false) => Standardizer::identity(data.train.dim),
+                _ => Standardizer::fit(&data.train),
+            });
+        }
+        let standardized = standardizer(config)?.forward(&data.train);
+        Ok(TrainPoints { data, standardized })
+    }
+
+    fn batch(
+        config: &RunConfig,
+        data: &TrainPoints,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Tensor<2> {
+        let z = &data.standardized;
+        random_batch(&z.data, z.dim, config.train.batch_size, rng, device)
+    }
+
+    fn describe(_: &RunConfig, data: &TrainPoints) -> String {
+        format!(
+            "{} ({} points, {} held out)",
+            data.data.name,
+            data.data.train.len(),
+            data.data.held_out.len()
+        )
+    }
+}
+
+/// A [n, dim] tensor back to points in the data's own units.
+pub fn to_points(x: Tensor<2>, standardizer: &Standardizer) -> Result<PointSet> {
+    let dim = x.dims()[1];
+    let data: Vec<f32> = x
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let points = standardizer.inverse(&PointSet::new(data, dim));
+    if let Some(v) = points.data.iter().find(|v| !v.is_finite()) {
+        bail!(
+            "a sample is {v} in the data's units: the data's scale (std up to {:e}) overflows float32; rescale the data",
+            standardizer.std.iter().fold(0.0f64, |m, s| m.max(*s))
+        );
+    }
+    Ok(points)
+}
