@@ -24,8 +24,7 @@ use diffuse_nn::{MlpConfig, UnetConfig};
 use diffuse_train::TrainConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::families::FamilyName;
-use crate::kinds::KindName;
+use crate::axes::{FamilyName, KindName};
 
 /// The image datasets `train` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

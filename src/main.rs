@@ -1,5 +1,7 @@
 //! `diffuse`: train diffusion models and sample from them.
 
+mod args;
+mod axes;
 mod config;
 mod device;
 mod download;

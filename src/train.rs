@@ -14,9 +14,10 @@ use diffuse_train::{Checkpoint, Start, check_checkpoint, train};
 
 use crate::config::{ConfigFile, RunConfig, Source};
 use crate::device::DeviceChoice;
+use crate::families::TrainFigures;
 use crate::families::{Family, Task, dispatch};
 use crate::kinds::{Kind, KindName};
-use crate::report::{TrainFigures, finish, report};
+use crate::report::{finish, report};
 use crate::run_dir::{self, RunHooks};
 use crate::{default_run_dir, download};
 use diffuse_kernels::Precision;

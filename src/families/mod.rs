@@ -17,27 +17,10 @@ use diffuse_core::Denoiser;
 use diffuse_train::{Checkpoint, Objective, TrainError};
 use serde::{Deserialize, Serialize};
 
+use crate::args::{EvalArgs, SampleArgs};
+pub use crate::axes::FamilyName;
 use crate::config::RunConfig;
-use crate::eval::EvalArgs;
 use crate::kinds::{Images, Kind, KindName, Points};
-use crate::report::TrainFigures;
-use crate::sample::SampleArgs;
-
-/// The model families a run config names (`family`, default `ddpm`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FamilyName {
-    /// DDPM's discrete chain (Ho et al. 2020; improved DDPM): eps / x_0 / v / mean prediction,
-    /// L_simple, L_vlb or L_hybrid; DDPM, DDIM and the solvers over its noise levels.
-    #[default]
-    Ddpm,
-}
-
-impl FamilyName {
-    pub fn is_ddpm(&self) -> bool {
-        *self == FamilyName::Ddpm
-    }
-}
 
 /// A model family on one kind of data `K`, with examples of rank `D`.
 pub trait Family<const D: usize, K: Kind<D>> {
@@ -93,5 +76,54 @@ fn on_kind<F: Family<2, Points> + Family<4, Images>>(
     match kind {
         KindName::Points => task.run::<2, Points, F>(),
         KindName::Images => task.run::<4, Images, F>(),
+    }
+}
+
+/// How the run trained, for `metrics.json`: measured by the command that trained its last
+/// steps; carried over from the `metrics.json` already there when the pictures are drawn again
+/// (`sample --pictures`); unknown (null) when a run stopped between its last step and its
+/// pictures is finished by `train --resume`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrainFigures {
+    /// Seconds and steps per second of the command that trained the last steps (a resumed
+    /// run: those after its checkpoint).
+    pub train_seconds: Option<f64>,
+    pub steps_per_second: Option<f64>,
+    /// The mean of the last 100 losses.
+    pub final_loss_avg100: Option<f64>,
+}
+
+impl TrainFigures {
+    /// Figures of `steps` steps trained in `seconds`, ending with `losses`.
+    pub fn measured(steps: usize, seconds: f64, losses: &[f32]) -> Self {
+        let trained = steps > 0 && seconds > 0.0;
+        Self {
+            train_seconds: trained.then_some(seconds),
+            steps_per_second: trained.then(|| steps as f64 / seconds),
+            final_loss_avg100: final_loss(losses),
+        }
+    }
+
+    /// The figures in the run's `metrics.json`, where it has one.
+    pub fn read(dir: &Path) -> Self {
+        diffuse_fs::read_to_string(&dir.join("metrics.json"), diffuse_fs::Limit::CONFIG)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// The mean of the last 100 losses; `None` before the first step.
+pub fn final_loss(losses: &[f32]) -> Option<f64> {
+    let tail = &losses[losses.len().saturating_sub(100)..];
+    (!tail.is_empty()).then(|| tail.iter().map(|v| *v as f64).sum::<f64>() / tail.len() as f64)
+}
+
+/// "+- 0.0123 bits/dim (95% CI over 200 examples" for a likelihood's printed summary; one
+/// example has no interval.
+pub fn interval(ci: Option<f64>, examples: usize) -> String {
+    match ci {
+        Some(ci) => format!("+- {ci:.4} bits/dim (95% CI over {examples} examples"),
+        None => "bits/dim (one example: no confidence interval".into(),
     }
 }

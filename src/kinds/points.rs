@@ -2,6 +2,8 @@
 //! standardized per dimension for training (the map is kept in the run config, and samples are
 //! mapped back to the data's units).
 
+use std::path::Path;
+
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
 use diffuse_data::{Points as PointSet, Standardizer};
@@ -125,4 +127,24 @@ pub fn to_points(x: Tensor<2>, standardizer: &Standardizer) -> Result<PointSet> 
         );
     }
     Ok(points)
+}
+
+/// The points a likelihood is evaluated on, in model space: the user's `data` file (in the
+/// data's units) or the run's held-out split; and sum_d ln std_d of the run's standardization,
+/// which turns a model-space NLL into one in the data's units (p_data(x) = p_model(z) / prod
+/// std).
+pub fn evaluation_points(config: &RunConfig, data: Option<&Path>) -> Result<(PointSet, f64)> {
+    let standardizer = standardizer(config)?;
+    let raw = match data {
+        Some(path) => {
+            let p = diffuse_data::load_points(path, config.mlp()?.data_dim)?;
+            if let Some(v) = p.data.iter().find(|v| !v.is_finite()) {
+                bail!("{}: holds {v}; points must be finite", path.display());
+            }
+            p
+        }
+        None => load_points(config)?.held_out,
+    };
+    let log_det: f64 = standardizer.std.iter().map(|s| s.ln()).sum();
+    Ok((standardizer.forward(&raw), log_det))
 }

@@ -91,6 +91,19 @@ pub fn sample_gaussian_2d(
     out
 }
 
+/// The mean of per-example values and the half-width of its 95% confidence interval (normal
+/// approximation, 1.96 standard errors); `None` for a single example, whose sample variance is
+/// undefined.
+pub fn mean_and_ci95(values: &[f64]) -> (f64, Option<f64>) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let ci = (values.len() > 1).then(|| {
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        1.96 * (var / n).sqrt()
+    });
+    (mean, ci)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +138,14 @@ mod tests {
                 assert!((c[i][j] - cov[i][j]).abs() < 0.05, "{c:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_interval_is_196_standard_errors_and_undefined_for_one_value() {
+        let (mean, ci) = mean_and_ci95(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(mean, 2.5);
+        // sample variance 5/3, standard error sqrt(5/12)
+        assert!((ci.unwrap() - 1.96 * (5.0f64 / 12.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_and_ci95(&[7.0]), (7.0, None));
     }
 }

@@ -20,7 +20,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::discrete::bound::{BoundEstimate, ReverseProcess, evaluate_bound};
 use diffuse_core::gaussian::{Decoder, bits_per_dim};
 use diffuse_data::images::to_model_space;
-use diffuse_data::{Points, load_points};
 use diffuse_eval::plots::line_plot;
 use diffuse_train::checkpoint::save_json;
 use rand::SeedableRng;
@@ -28,9 +27,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::sample::load_run;
+use crate::args::{EvalArgs, Method, stem};
 use crate::config::RunConfig;
-use crate::eval::{EvalArgs, Method, interval, mean_and_ci95, stem};
+use crate::families::interval;
+use crate::kinds::points::evaluation_points;
 use crate::progress;
+use diffuse_eval::metrics::mean_and_ci95;
 
 #[derive(Serialize)]
 struct NllReport {
@@ -294,29 +296,10 @@ fn print_bound(args: &EvalArgs, dir: &Path, r: &NllReport) -> Result<()> {
     Ok(())
 }
 
-/// The points a 2-D evaluation runs on, in model space: `--data` or the run's held-out split,
-/// and the standardization's log-determinant.
-pub(crate) fn points(args: &EvalArgs, config: &crate::config::RunConfig) -> Result<(Points, f64)> {
-    let standardizer = crate::kinds::points::standardizer(config)?;
-    let raw = match &args.data {
-        Some(path) => {
-            let p = load_points(path, config.mlp()?.data_dim)?;
-            if let Some(v) = p.data.iter().find(|v| !v.is_finite()) {
-                bail!("{}: holds {v}; points must be finite", path.display());
-            }
-            p
-        }
-        None => crate::kinds::points::load_points(config)?.held_out,
-    };
-    // Density in data units: p_data(x) = p_model(z) / prod std, so NLL_data = NLL_model + sum ln std.
-    let log_det: f64 = standardizer.std.iter().map(|s| s.ln()).sum();
-    Ok((standardizer.forward(&raw), log_det))
-}
-
 fn eval_points(args: &EvalArgs, device: &Device) -> Result<NllReport> {
     let (config, model) = load_run(&args.run, true, device)?;
     let schedule = config.schedule.build()?;
-    let (held, log_det) = points(args, &config)?;
+    let (held, log_det) = evaluation_points(&config, args.data.as_deref())?;
     let n = args.n.unwrap_or(held.len()).min(held.len());
     crate::memory::check_mlp_sampling(config.mlp()?, args.batch_size.min(n))
         .context("lower --batch-size")?;

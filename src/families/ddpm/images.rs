@@ -37,14 +37,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::Ddpm;
+use crate::args::{EvalArgs, SampleArgs};
 use crate::config::RunConfig;
-use crate::eval::EvalArgs;
 use crate::families::Family;
+use crate::families::TrainFigures;
 use crate::kinds::Images;
 use crate::kinds::images::{ImageData, first_images};
 use crate::progress;
-use crate::report::TrainFigures;
-use crate::sample::SampleArgs;
 
 /// Images per picture row (progressive generation, forward noising).
 const PICTURE_ROWS: usize = 8;

@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::sample::load_run;
-use crate::eval::EvalArgs;
+use crate::args::{EvalArgs, stem};
 use crate::progress;
 
 #[derive(Serialize)]
@@ -133,7 +133,7 @@ pub fn report(
     if let Some(v) = nats.iter().find(|v| !v.is_finite()) {
         bail!("the ODE likelihood is {v} for some example (nothing was written)");
     }
-    let (mean, ci) = crate::eval::mean_and_ci95(nats);
+    let (mean, ci) = diffuse_eval::metrics::mean_and_ci95(nats);
     let to_bits = |nats: f64| nats / (dims as f64 * std::f64::consts::LN_2);
     let dequantization = if eval.images {
         DEQUANTIZATION_BITS
@@ -161,7 +161,7 @@ pub fn report(
 pub fn eval_points(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
     let ad = device.clone().autodiff();
     let (config, model) = load_run(&args.run, true, &ad)?;
-    let (held, log_det) = super::bound::points(args, &config)?;
+    let (held, log_det) = crate::kinds::points::evaluation_points(&config, args.data.as_deref())?;
     let n = args.n.unwrap_or(held.len()).min(held.len());
     let scheduler = config.scheduler_config();
     let eval = ode_eval(args, &scheduler, log_det, false)?;
@@ -171,7 +171,7 @@ pub fn eval_points(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
         held.dim,
         nfe,
         &eval,
-        &args.run.join(format!("{}.json", crate::eval::stem(args))),
+        &args.run.join(format!("{}.json", stem(args))),
     )
 }
 
@@ -183,7 +183,7 @@ fn ode_eval<'a>(
 ) -> Result<OdeEval<'a>> {
     Ok(OdeEval {
         scheduler,
-        tol: super::solvers::tolerance(args.rtol, args.atol)?,
+        tol: crate::args::tolerance(args.rtol, args.atol)?,
         batch_size: args.batch_size,
         log_det,
         seed: args.seed,
@@ -214,6 +214,6 @@ pub fn eval_images(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
         one.iter().product(),
         nfe,
         &eval,
-        &args.run.join(format!("{}.json", crate::eval::stem(args))),
+        &args.run.join(format!("{}.json", stem(args))),
     )
 }

@@ -30,14 +30,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::Ddpm;
+use crate::args::{EvalArgs, SampleArgs};
 use crate::config::RunConfig;
-use crate::eval::EvalArgs;
 use crate::families::Family;
+use crate::families::TrainFigures;
 use crate::kinds::Points;
 use crate::kinds::points::{PointData, TrainPoints, standardizer, to_points};
 use crate::progress;
-use crate::report::TrainFigures;
-use crate::sample::SampleArgs;
 
 impl Family<2, Points> for Ddpm {
     type Net = Mlp;

@@ -19,11 +19,11 @@ use diffuse_train::checkpoint::load_weights;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::solvers::{SolverChoice, build};
+use super::solvers::build;
+use crate::args::{SampleArgs, SolverChoice};
 use crate::config::RunConfig;
 use crate::kinds::points::to_points;
 use crate::progress;
-use crate::sample::SampleArgs;
 
 /// Points drawn from a 2-D run when `--n` is not given.
 const DEFAULT_POINTS: usize = 1000;
@@ -54,7 +54,7 @@ pub fn steps_label(choice: &SolverChoice, train_steps: usize) -> String {
         Some(n) => format!("{n} steps"),
         None => format!(
             "rtol {:e}",
-            choice.rtol.unwrap_or(super::solvers::DEFAULT_TOLERANCE)
+            choice.rtol.unwrap_or(crate::args::DEFAULT_TOLERANCE)
         ),
     }
 }

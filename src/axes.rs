@@ -1,0 +1,62 @@
+//! The names of the binary's two axes, as a run config and a run directory spell them: the
+//! model family (`crate::families`) and the kind of data (`crate::kinds`). Both modules, the run
+//! config and the run directories use these; nothing here depends on them.
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// The model families a run config names (`family`, default `ddpm`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FamilyName {
+    /// DDPM's discrete chain (Ho et al. 2020; improved DDPM): eps / x_0 / v / mean prediction,
+    /// L_simple, L_vlb or L_hybrid; DDPM, DDIM and the solvers over its noise levels.
+    #[default]
+    Ddpm,
+}
+
+impl FamilyName {
+    pub fn is_ddpm(&self) -> bool {
+        *self == FamilyName::Ddpm
+    }
+}
+
+/// The kind of data of a run directory or pipeline folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindName {
+    /// Points (an MLP: `config.json` with a `train` section, weights as safetensors).
+    Points,
+    /// Images (a U-Net: the folder holds `diffuse_config.json`, or is a diffusers pipeline
+    /// with `model_index.json`, `unet/`, `scheduler/`).
+    Images,
+}
+
+impl KindName {
+    pub const ALL: [KindName; 2] = [KindName::Points, KindName::Images];
+
+    /// The file a run directory of this kind keeps its run config in. An image run's folder
+    /// is also a diffusers pipeline, whose loaders would take a `config.json` for a model config.
+    pub fn run_config_file(self) -> &'static str {
+        match self {
+            KindName::Points => "config.json",
+            KindName::Images => "diffuse_config.json",
+        }
+    }
+
+    /// Which kind the folder holds; an error naming what is missing when it holds neither.
+    /// (By existence: a config that is not a regular file is then refused by name when read.)
+    pub fn of(dir: &Path) -> Result<Self> {
+        if dir.join("model_index.json").exists() {
+            Ok(KindName::Images)
+        } else if dir.join("config.json").exists() {
+            Ok(KindName::Points)
+        } else {
+            bail!(
+                "{} is not a diffuse run directory: neither a 2-D run (config.json) nor a pipeline folder (model_index.json)",
+                dir.display()
+            )
+        }
+    }
+}
