@@ -72,6 +72,8 @@ pub enum SamplerKind {
     Ode,
     /// Euler-Maruyama on the reverse SDE; T steps by default.
     Sde,
+    /// Annealed Langevin dynamics (NCSN Algorithm 1): --steps per noise level (NCSN runs).
+    Langevin,
 }
 
 impl SamplerKind {
@@ -84,6 +86,7 @@ impl SamplerKind {
             Self::DpmSolverPp => "DPM-Solver++(2M)",
             Self::Ode => "PF-ODE RK45",
             Self::Sde => "reverse SDE",
+            Self::Langevin => "annealed Langevin",
         }
     }
 }
@@ -91,10 +94,12 @@ impl SamplerKind {
 /// The sampling flags `sample` takes.
 #[derive(Args, Clone, Debug)]
 pub struct SolverChoice {
-    #[arg(long, value_enum, default_value = "ddpm")]
-    pub sampler: SamplerKind,
+    /// The sampler (default: ddpm for DDPM runs and pipelines, langevin for NCSN runs).
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerKind>,
     /// Sampling steps (diffusers' num_inference_steps). Defaults: DDPM and SDE all T, DDIM and
-    /// Euler 50, Heun 25, DPM-Solver++ 20; the ODE solver chooses its own.
+    /// Euler 50, Heun 25, DPM-Solver++ 20; the ODE solver chooses its own. Langevin: steps per
+    /// noise level (default: the run's ncsn.langevin_steps).
     #[arg(long)]
     pub steps: Option<usize>,
     /// DDIM's eta in [0, 1] (0: deterministic).
@@ -131,15 +136,35 @@ pub fn tolerance(rtol: Option<f64>, atol: Option<f64>) -> Result<Tolerance> {
 }
 
 impl SolverChoice {
+    /// The sampler of a DDPM run: `--sampler`, or DDPM's ancestral sampler.
+    pub fn sampler(&self) -> SamplerKind {
+        self.sampler.unwrap_or(SamplerKind::Ddpm)
+    }
+
+    /// The flags that set a sampler's details, by name, where given: each family refuses those
+    /// its sampler does not take.
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("--eta", self.eta != 0.0),
+            ("--karras", self.karras),
+            ("--rtol", self.rtol.is_some()),
+            ("--atol", self.atol.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect()
+    }
+
     /// The step count used (for titles); `None` for the adaptive ODE.
     pub fn steps_or_default(&self, train_steps: usize) -> Option<usize> {
-        Some(match (self.sampler, self.steps) {
+        Some(match (self.sampler(), self.steps) {
             (SamplerKind::Ode, _) => return None,
             (_, Some(s)) => s,
             (SamplerKind::Ddpm | SamplerKind::Sde, None) => train_steps,
             (SamplerKind::Ddim | SamplerKind::Euler, None) => DEFAULT_DDIM_STEPS,
             (SamplerKind::Heun, None) => 25,
             (SamplerKind::DpmSolverPp, None) => 20,
+            (SamplerKind::Langevin, None) => return None,
         })
     }
 }

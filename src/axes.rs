@@ -8,18 +8,29 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 /// The model families a run config names (`family`, default `ddpm`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum FamilyName {
     /// DDPM's discrete chain (Ho et al. 2020; improved DDPM): eps / x_0 / v / mean prediction,
     /// L_simple, L_vlb or L_hybrid; DDPM, DDIM and the solvers over its noise levels.
     #[default]
     Ddpm,
+    /// Noise-conditional score networks (Song & Ermon 2019, 2020): denoising score matching
+    /// over geometric noise levels, sampled by annealed Langevin dynamics.
+    Ncsn,
 }
 
 impl FamilyName {
     pub fn is_ddpm(&self) -> bool {
         *self == FamilyName::Ddpm
+    }
+
+    /// The name a run config and `--family` spell it with.
+    pub fn name(self) -> &'static str {
+        match self {
+            FamilyName::Ddpm => "ddpm",
+            FamilyName::Ncsn => "ncsn",
+        }
     }
 }
 
@@ -48,7 +59,7 @@ impl KindName {
     /// Which kind the folder holds; an error naming what is missing when it holds neither.
     /// (By existence: a config that is not a regular file is then refused by name when read.)
     pub fn of(dir: &Path) -> Result<Self> {
-        if dir.join("model_index.json").exists() {
+        if dir.join("model_index.json").exists() || dir.join("diffuse_config.json").exists() {
             Ok(KindName::Images)
         } else if dir.join("config.json").exists() {
             Ok(KindName::Points)

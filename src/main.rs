@@ -8,6 +8,7 @@ mod download;
 mod eval;
 mod eval_samples;
 mod families;
+mod figures;
 mod kinds;
 mod memory;
 mod progress;

@@ -12,7 +12,8 @@ use diffuse_eval::plots::loss_curve;
 use diffuse_train::Checkpoint;
 
 use crate::config::RunConfig;
-use crate::families::{Family, Task, TrainFigures, dispatch, final_loss};
+use crate::families::{Family, Task, TrainFigures, dispatch};
+use crate::figures::final_loss;
 use crate::kinds::Kind;
 use crate::run_dir;
 

@@ -47,7 +47,7 @@ pub fn is_finished(dir: &Path) -> bool {
 /// Whether `dir` holds a diffuse run: a run config with a `train` section (a diffusers model
 /// folder's `config.json` has none, and is never taken for a run).
 fn is_run(dir: &Path) -> bool {
-    crate::kinds::KindName::ALL.iter().any(|f| {
+    crate::axes::KindName::ALL.iter().any(|f| {
         diffuse_fs::read_to_string(&dir.join(f.run_config_file()), diffuse_fs::Limit::CONFIG)
             .ok()
             .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())

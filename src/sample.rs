@@ -50,6 +50,11 @@ pub fn run(args: SampleArgs) -> Result<()> {
     )
 }
 
+/// Points drawn from a 2-D run when `--n` is not given.
+pub const DEFAULT_POINTS: usize = 1000;
+/// Images drawn when neither `--n` nor `--init-noise` gives the count.
+pub const DEFAULT_IMAGES: usize = 16;
+
 /// The family, kind and run config of a run directory; a diffusers pipeline folder without a
 /// diffuse config is DDPM on images.
 pub fn resolve(dir: &Path) -> Result<(FamilyName, KindName, Option<RunConfig>)> {

@@ -15,7 +15,7 @@ use diffuse_train::{Checkpoint, Start, check_checkpoint, train};
 use crate::config::{ConfigFile, RunConfig, Source};
 use crate::device::DeviceChoice;
 use crate::families::TrainFigures;
-use crate::families::{Family, Task, dispatch};
+use crate::families::{Family, FamilyName, Task, dispatch};
 use crate::kinds::{Kind, KindName};
 use crate::report::{finish, report};
 use crate::run_dir::{self, RunHooks};
@@ -52,6 +52,10 @@ pub struct TrainArgs {
     /// precision, with float32 weights, optimizer, norms and loss; on cpu and cuda).
     #[arg(long, value_enum)]
     precision: Option<PrecisionArg>,
+    /// The model family: ddpm (the default: DDPM's discrete chain) or ncsn (noise-conditional
+    /// score networks, sampled by annealed Langevin dynamics).
+    #[arg(long, value_enum)]
+    family: Option<FamilyName>,
     /// The run directory (default: runs/<dataset>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -62,7 +66,7 @@ pub struct TrainArgs {
     /// extends it). The result is the same, bit for bit, as a run that was never stopped.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "data", "dataset", "download", "batch_size", "lr", "seed", "precision", "out", "config",
-        "overwrite"
+        "overwrite", "family"
     ])]
     resume: Option<PathBuf>,
     /// Replace the run already in --out (without it, an existing run is never overwritten).
@@ -88,7 +92,10 @@ fn new_config(args: &TrainArgs) -> Result<RunConfig> {
         .as_deref()
         .or(file_dataset)
         .unwrap_or("swiss_roll");
-    let preset = RunConfig::preset(dataset);
+    let file_family = file.as_ref().map(|f| f.family()).transpose()?.flatten();
+    let family = args.family.or(file_family).unwrap_or_default();
+    // The family's section at its defaults for the data, which the file's fields then change.
+    let preset = RunConfig::preset(dataset).with_family(family);
     let mut config = match &file {
         Some(file) => preset.overlay(file)?,
         None => preset,
@@ -114,6 +121,7 @@ fn new_config(args: &TrainArgs) -> Result<RunConfig> {
             PrecisionArg::Bf16 => Precision::Bf16,
         };
     }
+    config.family = family;
     config.fit_output_to_loss();
     Ok(config)
 }
@@ -214,8 +222,11 @@ fn fit<const D: usize, K: Kind<D>, F: Family<D, K>>(
     dir: &Path,
     new: Option<bool>,
 ) -> Result<()> {
-    let mut objective = F::objective(&config)?;
     let data = K::load(&mut config, new.is_some())?;
+    if new.is_some() {
+        F::prepare(&mut config, &data)?;
+    }
+    let mut objective = F::objective(&config)?;
     let seed = config.train.seed;
     let device = crate::device::device();
     device.seed(seed);

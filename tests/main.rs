@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod families;
 mod fuzz_regressions;
 mod gaussian;
 mod hostile;
@@ -13,6 +14,7 @@ mod reference;
 mod reliability;
 mod samplers;
 mod sampling_cli;
+mod score;
 mod sde;
 mod solvers;
 mod unet;

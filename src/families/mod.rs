@@ -7,6 +7,7 @@
 //! files (a folder beside `ddpm/`) plus one arm there.
 
 pub mod ddpm;
+pub mod ncsn;
 
 use std::path::Path;
 
@@ -15,11 +16,11 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use diffuse_core::Denoiser;
 use diffuse_train::{Checkpoint, Objective, TrainError};
-use serde::{Deserialize, Serialize};
 
 use crate::args::{EvalArgs, SampleArgs};
 pub use crate::axes::FamilyName;
 use crate::config::RunConfig;
+pub use crate::figures::TrainFigures;
 use crate::kinds::{Images, Kind, KindName, Points};
 
 /// A model family on one kind of data `K`, with examples of rank `D`.
@@ -27,6 +28,11 @@ pub trait Family<const D: usize, K: Kind<D>> {
     type Net: Module + Denoiser<D>;
     type Objective: Objective<Self::Net, Batch = Tensor<D>>;
 
+    /// Fills what a fresh run derives from its data into its config (NCSN's noise levels)
+    /// before the network and the objective are built; nothing by default.
+    fn prepare(_config: &mut RunConfig, _data: &K::Data) -> Result<()> {
+        Ok(())
+    }
     /// The network of a fresh run, on `device` (an autodiff one to train on).
     fn init(config: &RunConfig, device: &Device) -> Result<Self::Net>;
     /// What the trainer minimizes.
@@ -66,6 +72,7 @@ pub trait Task {
 pub fn dispatch(family: FamilyName, kind: KindName, task: impl Task) -> Result<()> {
     match family {
         FamilyName::Ddpm => on_kind::<ddpm::Ddpm>(kind, task),
+        FamilyName::Ncsn => on_kind::<ncsn::Ncsn>(kind, task),
     }
 }
 
@@ -77,46 +84,6 @@ fn on_kind<F: Family<2, Points> + Family<4, Images>>(
         KindName::Points => task.run::<2, Points, F>(),
         KindName::Images => task.run::<4, Images, F>(),
     }
-}
-
-/// How the run trained, for `metrics.json`: measured by the command that trained its last
-/// steps; carried over from the `metrics.json` already there when the pictures are drawn again
-/// (`sample --pictures`); unknown (null) when a run stopped between its last step and its
-/// pictures is finished by `train --resume`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TrainFigures {
-    /// Seconds and steps per second of the command that trained the last steps (a resumed
-    /// run: those after its checkpoint).
-    pub train_seconds: Option<f64>,
-    pub steps_per_second: Option<f64>,
-    /// The mean of the last 100 losses.
-    pub final_loss_avg100: Option<f64>,
-}
-
-impl TrainFigures {
-    /// Figures of `steps` steps trained in `seconds`, ending with `losses`.
-    pub fn measured(steps: usize, seconds: f64, losses: &[f32]) -> Self {
-        let trained = steps > 0 && seconds > 0.0;
-        Self {
-            train_seconds: trained.then_some(seconds),
-            steps_per_second: trained.then(|| steps as f64 / seconds),
-            final_loss_avg100: final_loss(losses),
-        }
-    }
-
-    /// The figures in the run's `metrics.json`, where it has one.
-    pub fn read(dir: &Path) -> Self {
-        diffuse_fs::read_to_string(&dir.join("metrics.json"), diffuse_fs::Limit::CONFIG)
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default()
-    }
-}
-
-/// The mean of the last 100 losses; `None` before the first step.
-pub fn final_loss(losses: &[f32]) -> Option<f64> {
-    let tail = &losses[losses.len().saturating_sub(100)..];
-    (!tail.is_empty()).then(|| tail.iter().map(|v| *v as f64).sum::<f64>() / tail.len() as f64)
 }
 
 /// "+- 0.0123 bits/dim (95% CI over 200 examples" for a likelihood's printed summary; one

@@ -4,13 +4,23 @@
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
-use diffuse_data::images::{flip_horizontal, to_model_space};
+use diffuse_data::images::{flip_horizontal, to_model_space, to_pixel};
 use diffuse_data::{ImageSet, Split, load_cifar10, load_image_folder, load_mnist};
+use diffuse_data::{read_npy, write_npy};
+use diffuse_eval::grid::{Images as ImageGrid, image_grid};
+use diffuse_nn::UnetConfig;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 use super::Kind;
+use std::path::Path;
+
+use diffuse_train::checkpoint::save_json;
+use serde::Serialize;
+
+use crate::args::SampleArgs;
 use crate::config::{ImageDataset, RunConfig};
+use crate::figures::TrainFigures;
 
 /// Images in [N, C, H, W].
 pub struct Images;
@@ -43,6 +53,16 @@ impl Kind<4> for Images {
     ) -> Tensor<4> {
         let flip = config.data.random_flip.unwrap_or(false);
         random_image_batch(&data.train, config.train.batch_size, flip, rng, device)
+    }
+
+    fn model_rows(data: &ImageData, n: usize) -> (Vec<f32>, usize) {
+        let set = &data.train;
+        let n = n.min(set.len());
+        let rows = set.pixels[..n * set.image_size()]
+            .iter()
+            .map(|&v| to_model_space(v))
+            .collect();
+        (rows, set.image_size())
     }
 
     fn describe(config: &RunConfig, data: &ImageData) -> String {
@@ -128,4 +148,140 @@ pub fn first_images(set: &ImageSet, n: usize, device: &Device) -> Tensor<4> {
         TensorData::new(data, [n, set.channels, set.height, set.width]),
         device,
     )
+}
+
+/// Images in model space to `--out`, and a grid of their 8-bit pixels to `--png`.
+pub fn write_images(args: &SampleArgs, x: Tensor<4>, title: &str) -> Result<()> {
+    let shape: [usize; 4] = x.dims();
+    let values: Vec<f32> = x
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    write_npy(&args.out, &shape, &values)?;
+    println!(
+        "wrote {} images ({}x{}x{}, model space) to {}",
+        shape[0],
+        shape[1],
+        shape[2],
+        shape[3],
+        args.out.display()
+    );
+    if let Some(png) = &args.png {
+        let pixels: Vec<u8> = values.iter().map(|&v| to_pixel(v)).collect();
+        let cols = (shape[0] as f64).sqrt().ceil() as usize;
+        let scale = if shape[2] <= 32 { 3 } else { 1 };
+        let grid = ImageGrid {
+            pixels: &pixels,
+            shape,
+        };
+        image_grid(png, title, &grid, cols, scale)?;
+        println!("wrote {}", png.display());
+    }
+    Ok(())
+}
+
+/// Model-space values to 8-bit pixels.
+pub fn pixels(x: Tensor<4>) -> Result<Vec<u8>> {
+    Ok(x.into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .into_iter()
+        .map(to_pixel)
+        .collect())
+}
+
+/// Writes `pixels` ([N, C, H, W]) as a grid of `cols` columns.
+pub fn grid(path: &Path, title: &str, pixels: &[u8], shape: [usize; 4], cols: usize) -> Result<()> {
+    let scale = if shape[2] <= 32 { 3 } else { 1 };
+    image_grid(path, title, &ImageGrid { pixels, shape }, cols, scale)?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Metrics {
+    dataset: String,
+    train_images: usize,
+    steps: usize,
+    batch_size: usize,
+    parameters: usize,
+    #[serde(flatten)]
+    figures: TrainFigures,
+    sample_seconds: f64,
+}
+
+/// `metrics.json` of an image run, whatever its family (written last: the run is finished).
+pub fn write_metrics(
+    dir: &Path,
+    config: &RunConfig,
+    data: &ImageData,
+    parameters: usize,
+    figures: &TrainFigures,
+    sample_seconds: f64,
+) -> Result<()> {
+    save_json(
+        &Metrics {
+            dataset: config.data.dataset.clone(),
+            train_images: data.train.len(),
+            steps: config.train.steps,
+            batch_size: config.train.batch_size,
+            parameters,
+            figures: figures.clone(),
+            sample_seconds,
+        },
+        &dir.join("metrics.json"),
+    )?;
+    Ok(())
+}
+
+/// A standard-normal draw from an `--init-noise` file, checked against the U-Net: finite,
+/// [N, C, H, W] with its channels and a size its levels divide, `--n` (when given) equal to N,
+/// and within the memory sampling N images of H x W takes.
+pub fn read_noise(
+    path: &Path,
+    unet: &UnetConfig,
+    n_flag: Option<usize>,
+    device: &Device,
+) -> Result<Tensor<4>> {
+    let c = unet.in_channels;
+    let noise = read_npy(path)?;
+    if let Some(i) = noise.data.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{}: value {} at flat index {i} is not finite; initial noise must be finite",
+            path.display(),
+            noise.data[i]
+        );
+    }
+    let shape: [usize; 4] = match noise.shape.as_slice() {
+        &[n, ch, h, w] if ch == c && n > 0 => [n, ch, h, w],
+        s => bail!(
+            "{}: init noise must have shape [N, {c}, H, W] for this U-Net, found {s:?}",
+            path.display()
+        ),
+    };
+    let levels = unet.block_out_channels.len() as u32;
+    let factor = 1usize << (levels - 1);
+    if !shape[2].is_multiple_of(factor) || !shape[3].is_multiple_of(factor) {
+        bail!(
+            "{}: H and W ({} x {}) must be divisible by {factor} for this {levels}-level U-Net",
+            path.display(),
+            shape[2],
+            shape[3]
+        );
+    }
+    if let Some(n) = n_flag
+        && n != shape[0]
+    {
+        bail!(
+            "--n {n} disagrees with the {} images in {}; leave --n out",
+            shape[0],
+            path.display()
+        );
+    }
+    let [n, _, h, w] = shape;
+    crate::memory::check_unet_sampling(unet, h, w, n)
+        .with_context(|| format!("--init-noise {}", path.display()))?;
+    Ok(Tensor::from_data(
+        TensorData::new(noise.data, shape),
+        device,
+    ))
 }

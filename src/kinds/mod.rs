@@ -34,4 +34,7 @@ pub trait Kind<const D: usize> {
     ) -> Tensor<D>;
     /// What the run trains on, for the line it prints when it starts.
     fn describe(config: &RunConfig, data: &Self::Data) -> String;
+    /// Up to `n` training examples in model space, row-major, and their dimension (the first
+    /// ones: deterministic).
+    fn model_rows(data: &Self::Data, n: usize) -> (Vec<f32>, usize);
 }

@@ -91,6 +91,22 @@ pub fn sample_gaussian_2d(
     out
 }
 
+/// The largest Euclidean distance between two of `rows` (row-major, `dim` columns): NCSNv2's
+/// sigma_1 (Technique 1). Every pair is visited; callers pass a subset of large sets.
+pub fn max_pairwise_distance(rows: &[f32], dim: usize) -> f64 {
+    let n = rows.len() / dim.max(1);
+    let mut best = 0.0f64;
+    for i in 0..n {
+        let a = &rows[i * dim..(i + 1) * dim];
+        for j in i + 1..n {
+            let b = &rows[j * dim..(j + 1) * dim];
+            let d2: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+            best = best.max(d2);
+        }
+    }
+    best.sqrt()
+}
+
 /// The mean of per-example values and the half-width of its 95% confidence interval (normal
 /// approximation, 1.96 standard errors); `None` for a single example, whose sample variance is
 /// undefined.
@@ -147,5 +163,12 @@ mod tests {
         // sample variance 5/3, standard error sqrt(5/12)
         assert!((ci.unwrap() - 1.96 * (5.0f64 / 12.0).sqrt()).abs() < 1e-12);
         assert_eq!(mean_and_ci95(&[7.0]), (7.0, None));
+    }
+
+    #[test]
+    fn the_largest_pairwise_distance_is_found() {
+        let rows = [0.0f32, 0.0, 3.0, 4.0, 1.0, 1.0, -3.0, -4.0];
+        assert!((max_pairwise_distance(&rows, 2) - 10.0).abs() < 1e-12);
+        assert_eq!(max_pairwise_distance(&rows[..2], 2), 0.0);
     }
 }

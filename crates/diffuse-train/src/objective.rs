@@ -10,13 +10,20 @@
 //!   t ~ Uniform({0..T-1}) (or importance-sampled); eps ~ N(0, I);
 //!   x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps;
 //!   loss = L_simple (||target - net(x_t, t)||^2), L_vlb or L_hybrid (`diffuse_core::discrete::loss`).
+//!
+//! [`Ncsn`] is NCSN's denoising score matching over L noise levels (`diffuse_core::sde::ncsn`):
+//!
+//!   i ~ Uniform({1..L}); z ~ N(0, I); x = x_0 + sigma_i z;
+//!   loss = 1/2 ||net(x, c(sigma_i)) - z||^2, the network predicting the noise (s = -net / sigma).
 
 use burn::tensor::{Tensor, TensorData};
+use diffuse_core::coef::per_item;
 use diffuse_core::coef::{randn, timestep_tensor};
 use diffuse_core::discrete::importance::ImportanceSampler;
 use diffuse_core::discrete::loss::{LossConfig, sample_timesteps, training_loss};
 use diffuse_core::discrete::process::q_sample;
 use diffuse_core::model::{TimeInput, check_time_input};
+use diffuse_core::sde::ncsn::{NoiseLevels, dsm_loss, input_scale};
 use diffuse_core::{Denoiser, NoiseSchedule, Prediction};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -177,6 +184,53 @@ impl<const D: usize, M: Denoiser<D>> Objective<M> for Ddpm<D> {
         <Self as Objective<M>>::check_state(self, state.as_ref())?;
         self.importance = Self::parse_history(state.as_ref())?;
         Ok(())
+    }
+}
+
+/// NCSN's objective: denoising score matching with lambda(sigma) = sigma^2 at levels drawn
+/// uniformly, for data of rank `D`. The network is told the level as
+/// [`NoiseLevels::condition`] (0 at sigma_L, 999 at sigma_1) and predicts the noise z.
+pub struct Ncsn<const D: usize> {
+    pub levels: NoiseLevels,
+    /// The data's standard deviation, when the network's input is scaled to unit variance
+    /// (`diffuse_core::sde::ncsn::input_scale`).
+    pub sigma_data: Option<f64>,
+}
+
+impl<const D: usize, M: Denoiser<D>> Objective<M> for Ncsn<D> {
+    /// Clean data x_0.
+    type Batch = Tensor<D>;
+
+    /// The network reads the level's conditioning value on the timestep clock.
+    fn accepts(&self, model: &M) -> Result<(), TrainError> {
+        Ok(check_time_input(model, TimeInput::Timesteps)?)
+    }
+
+    fn loss(&mut self, model: &M, x0: Tensor<D>, rng: &mut ChaCha8Rng) -> Tensor<1> {
+        let device = x0.device();
+        let shape: [usize; D] = x0.dims();
+        let levels = &self.levels;
+        let i = sample_timesteps(rng, levels.len(), shape[0]);
+        let z = randn(rng, shape, &device);
+        let sigma = per_item::<D>(&i, |i| levels.sigmas()[i], &device);
+        let x = x0 + z.clone() * sigma;
+        let x = match self.sigma_data {
+            Some(_) => {
+                x * per_item::<D>(
+                    &i,
+                    |i| input_scale(levels.sigmas()[i], self.sigma_data),
+                    &device,
+                )
+            }
+            None => x,
+        };
+        let c: Vec<f32> = i
+            .iter()
+            .map(|&i| levels.condition(levels.sigmas()[i]) as f32)
+            .collect();
+        let n = c.len();
+        let noise = model.denoise(x, Tensor::<1>::from_data(TensorData::new(c, [n]), &device));
+        dsm_loss(noise, z).mean()
     }
 }
 

@@ -26,11 +26,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::sample::load_run;
 use crate::args::{EvalArgs, Method, stem};
 use crate::config::RunConfig;
 use crate::families::interval;
 use crate::kinds::points::evaluation_points;
+use crate::kinds::points::load_mlp as load_run;
 use crate::progress;
 use diffuse_eval::metrics::mean_and_ci95;
 

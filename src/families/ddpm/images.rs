@@ -25,16 +25,12 @@ use diffuse_core::coef::randn;
 use diffuse_core::discrete::process::q_sample;
 use diffuse_core::discrete::sampler::{DdimSampler, Sampler, sample};
 use diffuse_core::{Denoiser, NoiseSchedule};
-use diffuse_data::images::to_pixel;
 use diffuse_data::{ImageSet, write_npy};
 use diffuse_diffusers::{SchedulerConfig, save_pipeline, save_unet};
-use diffuse_eval::grid::{Images as ImageGrid, image_grid};
 use diffuse_nn::Unet;
-use diffuse_train::checkpoint::save_json;
 use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 
 use super::Ddpm;
 use crate::args::{EvalArgs, SampleArgs};
@@ -42,25 +38,13 @@ use crate::config::RunConfig;
 use crate::families::Family;
 use crate::families::TrainFigures;
 use crate::kinds::Images;
-use crate::kinds::images::{ImageData, first_images};
+use crate::kinds::images::{ImageData, first_images, grid, pixels, write_metrics};
 use crate::progress;
 
 /// Images per picture row (progressive generation, forward noising).
 const PICTURE_ROWS: usize = 8;
 /// Panels per row: points of the reverse process, or of the forward process.
 const PICTURE_STEPS: usize = 10;
-
-#[derive(Serialize)]
-struct Metrics {
-    dataset: String,
-    train_images: usize,
-    steps: usize,
-    batch_size: usize,
-    parameters: usize,
-    #[serde(flatten)]
-    figures: TrainFigures,
-    sample_seconds: f64,
-}
 
 impl Family<4, Images> for Ddpm {
     type Net = Unet;
@@ -119,37 +103,15 @@ impl Family<4, Images> for Ddpm {
             &data.test,
             &device,
         )?;
-        save_json(
-            &Metrics {
-                dataset: config.data.dataset.clone(),
-                train_images: data.train.len(),
-                steps: config.train.steps,
-                batch_size: config.train.batch_size,
-                parameters: model.num_params(),
-                figures: figures.clone(),
-                sample_seconds,
-            },
-            &dir.join("metrics.json"),
-        )?;
-        Ok(())
+        write_metrics(
+            dir,
+            config,
+            data,
+            model.num_params(),
+            figures,
+            sample_seconds,
+        )
     }
-}
-
-/// Model-space values to 8-bit pixels.
-fn pixels(x: Tensor<4>) -> Result<Vec<u8>> {
-    Ok(x.into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?
-        .into_iter()
-        .map(to_pixel)
-        .collect())
-}
-
-/// Writes `pixels` ([N, C, H, W]) as a grid of `cols` columns.
-fn grid(path: &Path, title: &str, pixels: &[u8], shape: [usize; 4], cols: usize) -> Result<()> {
-    let scale = if shape[2] <= 32 { 3 } else { 1 };
-    image_grid(path, title, &ImageGrid { pixels, shape }, cols, scale)?;
-    Ok(())
 }
 
 /// Every picture of a run (and `samples.npy`); returns the seconds spent sampling.

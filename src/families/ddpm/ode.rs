@@ -23,8 +23,8 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::sample::load_run;
 use crate::args::{EvalArgs, stem};
+use crate::kinds::points::load_mlp as load_run;
 use crate::progress;
 
 #[derive(Serialize)]

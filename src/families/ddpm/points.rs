@@ -20,14 +20,11 @@ use diffuse_core::coef::randn;
 use diffuse_core::discrete::process::q_sample;
 use diffuse_core::discrete::sampler::{self, DdpmSampler, StepOutput};
 use diffuse_data::Points as PointSet;
-use diffuse_eval::metrics::{gaussian_fit_2d, sample_gaussian_2d, sliced_wasserstein};
-use diffuse_eval::plots::{DATA_COLOR, Layer, SAMPLE_COLOR, scatter, strip};
+use diffuse_eval::plots::strip;
 use diffuse_nn::Mlp;
-use diffuse_train::checkpoint::{save_json, save_weights};
 use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 
 use super::Ddpm;
 use crate::args::{EvalArgs, SampleArgs};
@@ -35,7 +32,9 @@ use crate::config::RunConfig;
 use crate::families::Family;
 use crate::families::TrainFigures;
 use crate::kinds::Points;
-use crate::kinds::points::{PointData, TrainPoints, standardizer, to_points};
+use crate::kinds::points::{
+    TrainPoints, load_mlp, report_samples, save_mlp, standardizer, to_points,
+};
 use crate::progress;
 
 impl Family<2, Points> for Ddpm {
@@ -55,12 +54,11 @@ impl Family<2, Points> for Ddpm {
     }
 
     fn save(dir: &Path, _: &RunConfig, c: &Checkpoint<Mlp>) -> Result<(), TrainError> {
-        save_weights(&c.model, &dir.join("model.safetensors"))?;
-        save_weights(c.sampling_model(), &dir.join("model_ema.safetensors"))
+        save_mlp(dir, c)
     }
 
     fn load_sampling(dir: &Path, _: &RunConfig, device: &Device) -> Result<Mlp> {
-        Ok(super::sample::load_run(dir, true, device)?.1)
+        Ok(load_mlp(dir, true, device)?.1)
     }
 
     fn sample(args: &SampleArgs, dir: &Path, _: Option<&RunConfig>) -> Result<()> {
@@ -92,38 +90,7 @@ impl Family<2, Points> for Ddpm {
         )?;
         let samples = reverse_pictures(dir, model, config, &device)?;
         let samples = to_points(samples, &standardizer)?;
-        let metrics = quality(data, &samples, config, figures, seed);
-        scatter(
-            &dir.join("samples.png"),
-            &format!(
-                "{}: {} samples (SW {:.3}; data vs data {:.3})",
-                data.name,
-                samples.len(),
-                metrics.sw_samples,
-                metrics.sw_data_vs_data
-            ),
-            &[
-                Layer {
-                    label: "held-out data",
-                    points: &data.held_out.data,
-                    color: DATA_COLOR,
-                },
-                Layer {
-                    label: "samples",
-                    points: &samples.data,
-                    color: SAMPLE_COLOR,
-                },
-            ],
-        )?;
-        save_json(&metrics, &dir.join("metrics.json"))?;
-        println!(
-            "sliced Wasserstein to held-out points: samples {:.4}, data vs data {:.4} (ratio {:.2}), single Gaussian {:.4}",
-            metrics.sw_samples,
-            metrics.sw_data_vs_data,
-            metrics.sw_samples / metrics.sw_data_vs_data,
-            metrics.sw_gaussian_fit
-        );
-        Ok(())
+        report_samples(dir, config, data, &samples, figures)
     }
 }
 
@@ -228,53 +195,4 @@ fn forward_picture(
         &panels,
     )?;
     Ok(())
-}
-
-#[derive(Serialize)]
-struct Metrics {
-    dataset: String,
-    steps: usize,
-    #[serde(flatten)]
-    figures: TrainFigures,
-    /// Sliced Wasserstein-1 (data units, 256 projections) to the held-out points.
-    sw_samples: f64,
-    /// The same for training points (as many as held-out): two independent draws of the data.
-    sw_data_vs_data: f64,
-    /// The same for a single Gaussian fitted to the training points.
-    sw_gaussian_fit: f64,
-}
-
-fn quality(
-    data: &PointData,
-    samples: &PointSet,
-    config: &RunConfig,
-    figures: &TrainFigures,
-    seed: u64,
-) -> Metrics {
-    let k = data.held_out.len().min(data.train.len());
-    let reference = &data.train.data[..k * 2];
-    let (mean, cov) = gaussian_fit_2d(&data.train.data);
-    let gauss = sample_gaussian_2d(
-        mean,
-        cov,
-        samples.len(),
-        &mut ChaCha8Rng::seed_from_u64(seed + 3),
-    );
-    let sw = |pts: &[f32]| {
-        sliced_wasserstein(
-            pts,
-            &data.held_out.data,
-            2,
-            256,
-            &mut ChaCha8Rng::seed_from_u64(seed + 4),
-        )
-    };
-    Metrics {
-        dataset: data.name.clone(),
-        steps: config.train.steps,
-        figures: figures.clone(),
-        sw_samples: sw(&samples.data),
-        sw_data_vs_data: sw(reference),
-        sw_gaussian_fit: sw(&gauss),
-    }
 }

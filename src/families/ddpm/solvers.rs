@@ -22,21 +22,21 @@ pub fn build<const D: usize>(
 ) -> Result<Box<dyn Solver<D>>> {
     let schedule = scheduler.schedule()?;
     let steps = choice.steps_or_default(schedule.num_timesteps());
-    if choice.eta != 0.0 && choice.sampler != SamplerKind::Ddim {
+    if choice.eta != 0.0 && choice.sampler() != SamplerKind::Ddim {
         bail!("--eta applies to DDIM only; the other samplers' noise is fixed by their method");
     }
     if choice.karras
         && matches!(
-            choice.sampler,
+            choice.sampler(),
             SamplerKind::Ddpm | SamplerKind::Ddim | SamplerKind::Ode
         )
     {
         bail!("--karras applies to euler, heun, dpm-solver++ and sde");
     }
-    if choice.sampler == SamplerKind::Ode && choice.steps.is_some() {
+    if choice.sampler() == SamplerKind::Ode && choice.steps.is_some() {
         bail!("--sampler ode chooses its own steps; set --rtol and --atol instead of --steps");
     }
-    if choice.sampler != SamplerKind::Ode && (choice.rtol.is_some() || choice.atol.is_some()) {
+    if choice.sampler() != SamplerKind::Ode && (choice.rtol.is_some() || choice.atol.is_some()) {
         bail!("--rtol and --atol apply to --sampler ode only; the other samplers take --steps");
     }
     let learned = scheduler.variance_type == Some(DiffusersVariance::LearnedRange);
@@ -44,7 +44,10 @@ pub fn build<const D: usize>(
     let sigma = |which| -> Result<Box<dyn Solver<D>>> {
         Ok(Box::new(scheduler.sigma_solver(which, n, choice.karras)?))
     };
-    Ok(match choice.sampler {
+    Ok(match choice.sampler() {
+        SamplerKind::Langevin => bail!(
+            "--sampler langevin applies to NCSN runs; a DDPM run samples with ddpm, ddim, euler, heun, dpm-solver++, ode or sde"
+        ),
         SamplerKind::Ddpm => Box::new(Stepwise(DdpmSampler::new(
             &schedule,
             scheduler.ddpm(choice.steps),
@@ -64,7 +67,7 @@ pub fn build<const D: usize>(
         SamplerKind::Ode | SamplerKind::Sde => {
             let adapter = scheduler.adapter(&schedule, None)?;
             let table = SigmaTable::new(&schedule.alphas_cumprod);
-            let (method, grid) = if choice.sampler == SamplerKind::Ode {
+            let (method, grid) = if choice.sampler() == SamplerKind::Ode {
                 let tol = tolerance(choice.rtol, choice.atol)?;
                 let ends = [table.sigma_max().0, table.sigma_min().0];
                 (Method::Ode(tol), Grid::from_sigmas(&table, &ends)?)

@@ -12,6 +12,8 @@
 //! dx = [f(t) x - 1/2 g(t)^2 score] dt (eq. 13) ([`Sde::reverse_drift`]). A discrete DDPM
 //! chain is the VP SDE taken in N steps: beta_i = beta(i / (N - 1)) / N ([`Sde::discrete_betas`]).
 
+pub mod ncsn;
+
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
 use serde::{Deserialize, Serialize};

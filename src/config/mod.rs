@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::axes::{FamilyName, KindName};
 
+mod ncsn;
+pub use ncsn::NcsnConfig;
+
 /// The image datasets `train` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -223,9 +226,13 @@ pub struct RunConfig {
     pub sample: SampleConfig,
     /// Points: filled in by `train`, the map from data space to model space.
     pub standardizer: Option<Standardizer>,
+    /// The NCSN family's section (`family = "ncsn"`).
+    pub ncsn: Option<NcsnConfig>,
 }
 
-/// A run config as a file holds it: the model under `model` (MLP) or `unet` (U-Net).
+/// A run config as a file holds it: the model under `model` (MLP) or `unet` (U-Net); the DDPM
+/// family's `schedule` and `prediction` only for that family, another family's own section
+/// only for it.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RunConfigFile {
@@ -233,10 +240,10 @@ struct RunConfigFile {
     family: FamilyName,
     #[serde(default)]
     data: DataConfig,
-    #[serde(default)]
-    schedule: ScheduleConfig,
-    #[serde(default)]
-    prediction: Prediction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schedule: Option<ScheduleConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prediction: Option<Prediction>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     model: Option<MlpConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,12 +254,28 @@ struct RunConfigFile {
     sample: SampleConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     standardizer: Option<Standardizer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ncsn: Option<NcsnConfig>,
 }
 
 impl TryFrom<RunConfigFile> for RunConfig {
     type Error = String;
 
     fn try_from(f: RunConfigFile) -> Result<Self, String> {
+        let family = f.family;
+        for (section, set, owner) in [
+            ("schedule", f.schedule.is_some(), FamilyName::Ddpm),
+            ("prediction", f.prediction.is_some(), FamilyName::Ddpm),
+            ("ncsn", f.ncsn.is_some(), FamilyName::Ncsn),
+        ] {
+            if set && family != owner {
+                return Err(format!(
+                    "`{section}` applies to the {} family, and this run's family is {}",
+                    owner.name(),
+                    family.name()
+                ));
+            }
+        }
         let model = match (f.model, f.unet) {
             (Some(m), None) => ModelConfig::Mlp(m),
             (None, Some(u)) => ModelConfig::Unet(u),
@@ -264,12 +287,13 @@ impl TryFrom<RunConfigFile> for RunConfig {
         Ok(Self {
             family: f.family,
             data: f.data,
-            schedule: f.schedule,
-            prediction: f.prediction,
+            schedule: f.schedule.unwrap_or_default(),
+            prediction: f.prediction.unwrap_or_default(),
             model,
             train: f.train,
             sample: f.sample,
             standardizer: f.standardizer,
+            ncsn: f.ncsn,
         })
     }
 }
@@ -280,16 +304,18 @@ impl From<RunConfig> for RunConfigFile {
             ModelConfig::Mlp(m) => (Some(m), None),
             ModelConfig::Unet(u) => (None, Some(u)),
         };
+        let ddpm = c.family.is_ddpm();
         Self {
             family: c.family,
             data: c.data,
-            schedule: c.schedule,
-            prediction: c.prediction,
+            schedule: ddpm.then_some(c.schedule),
+            prediction: ddpm.then_some(c.prediction),
             model,
             unet,
             train: c.train,
             sample: c.sample,
             standardizer: c.standardizer,
+            ncsn: c.ncsn,
         }
     }
 }
@@ -305,6 +331,7 @@ impl Default for RunConfig {
             train: TrainConfig::default(),
             sample: SampleConfig::default(),
             standardizer: None,
+            ncsn: None,
         }
     }
 }
@@ -404,6 +431,7 @@ impl RunConfig {
                 ddim_steps: Some(50),
             },
             standardizer: None,
+            ncsn: None,
         }
     }
 
@@ -462,8 +490,24 @@ impl RunConfig {
             KindName::Points => self.validate_points()?,
             KindName::Images => self.validate_images()?,
         }
-        // The sampler `train` draws its pictures with, built now so that a bad sampling field
-        // fails before training (and any download) rather than after it.
+        match self.family {
+            FamilyName::Ddpm => self.validate_ddpm(),
+            FamilyName::Ncsn => self.validate_ncsn(),
+        }
+    }
+
+    /// The DDPM family's fields: the sampler `train` draws its pictures with is built now, so
+    /// that a bad sampling field fails before training (and any download) rather than after it.
+    fn validate_ddpm(&self) -> Result<()> {
+        if self.kind() == KindName::Images {
+            let steps = self.sample.ddim_steps.unwrap_or(0);
+            if steps == 0 || steps > self.schedule.num_train_timesteps {
+                bail!(
+                    "sample.ddim_steps must be in 1..={}, got {steps}",
+                    self.schedule.num_train_timesteps
+                );
+            }
+        }
         let schedule = self.schedule.build()?;
         let scheduler = self.scheduler_config();
         match self.sample.ddim_steps {
@@ -472,6 +516,49 @@ impl RunConfig {
         }
         .context("sample.clip_sample")?;
         Ok(())
+    }
+
+    /// The NCSN family: its section, and none of DDPM's sampling fields or losses.
+    fn validate_ncsn(&self) -> Result<()> {
+        let Some(ncsn) = &self.ncsn else {
+            bail!("family \"ncsn\" needs an [ncsn] section (langevin_steps at least)");
+        };
+        ncsn.validate()?;
+        self.refuse_ddpm_fields("ncsn")
+    }
+
+    /// DDPM's sampling fields and losses, set on a run of another family, are refused by name.
+    fn refuse_ddpm_fields(&self, family: &str) -> Result<()> {
+        let s = &self.sample;
+        for (field, set) in [
+            ("sample.clip_sample", s.clip_sample.is_some()),
+            ("sample.ddim_steps", s.ddim_steps.is_some()),
+            ("sample.variance_type", s.variance_type.is_some()),
+            (
+                "train.loss",
+                self.train.loss != diffuse_core::discrete::loss::LossConfig::default(),
+            ),
+        ] {
+            if set {
+                bail!("{field} applies to the ddpm family, not to {family}");
+            }
+        }
+        Ok(())
+    }
+
+    /// This config moved to `family`, with that family's section at its defaults for the
+    /// config's kind of data and the DDPM family's sampling fields cleared: what `train
+    /// --family` lays a config file over.
+    pub fn with_family(mut self, family: FamilyName) -> Self {
+        self.family = family;
+        if family != FamilyName::Ddpm {
+            self.sample.clip_sample = None;
+            self.sample.ddim_steps = None;
+            self.sample.variance_type = None;
+            self.train.loss = Default::default();
+        }
+        self.ncsn = (family == FamilyName::Ncsn).then(|| NcsnConfig::for_kind(self.kind()));
+        self
     }
 
     /// The family's fields are set and the other family's are not.
@@ -588,13 +675,6 @@ impl RunConfig {
         }
         crate::memory::check_unet_training(unet, size, self.train.batch_size)?;
         crate::memory::check_unet_sampling(unet, size, size, self.sample.n)?;
-        let steps = s.ddim_steps.unwrap_or(0);
-        if steps == 0 || steps > self.schedule.num_train_timesteps {
-            bail!(
-                "sample.ddim_steps must be in 1..={}, got {steps}",
-                self.schedule.num_train_timesteps
-            );
-        }
         Ok(())
     }
 
@@ -723,6 +803,26 @@ impl ConfigFile {
             Fields::Toml(t) => t.get("data")?.get("dataset")?.as_str(),
             Fields::Json(j) => j.pointer("/data/dataset")?.as_str(),
         }
+    }
+
+    /// The file's `family`, which chooses the family section it is laid over.
+    pub fn family(&self) -> Result<Option<FamilyName>> {
+        let value = match &self.fields {
+            Fields::Toml(t) => t.get("family").map(serde_json::to_value),
+            Fields::Json(j) => j.get("family").map(|v| Ok(v.clone())),
+        };
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let value = value?;
+        serde_json::from_value(value.clone())
+            .map(Some)
+            .with_context(|| {
+                format!(
+                    "{}: `family` is {value}; families are ddpm and ncsn",
+                    self.path.display()
+                )
+            })
     }
 }
 
