@@ -81,7 +81,7 @@ const NLL_STEMS: [&str; 6] = [
 ];
 
 /// Files diffuse writes at the top of a run directory (2-D runs and image runs).
-const TOP_FILES: [&str; 15] = [
+const TOP_FILES: [&str; 16] = [
     "config.json",
     "diffuse_config.json",
     "model_index.json",
@@ -92,6 +92,7 @@ const TOP_FILES: [&str; 15] = [
     "forward.png",
     "reverse.png",
     "reverse.csv",
+    "score.png",
     "samples.png",
     "samples.npy",
     "progressive.png",

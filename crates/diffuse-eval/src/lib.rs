@@ -1,6 +1,7 @@
 //! diffuse-eval: sample-quality metrics and pictures.
 
 pub mod error;
+pub mod field;
 pub mod frechet;
 pub mod grid;
 pub mod metrics;

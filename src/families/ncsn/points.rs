@@ -3,6 +3,8 @@
 //! `checkpoint/`, `loss.csv`, `loss.png`, `samples.png`, `metrics.json`), with these pictures:
 //!
 //! - `forward.png`: held-out data perturbed at 10 of the levels, x_0 + sigma_i z (model space)
+//! - `score.png`: the learned score field s(x, sigma) as arrows over the held-out data, at 4 of
+//!   the levels (model space)
 //! - `reverse.png`: annealed Langevin's samples after 10 of the levels (model space)
 
 use std::path::Path;
@@ -12,7 +14,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::coef::randn;
 use diffuse_data::{Points as PointSet, Standardizer};
-use diffuse_eval::plots::strip;
+use diffuse_eval::field::{FieldPanel, vector_fields};
+use diffuse_eval::plots::{square_bounds, strip};
 use diffuse_nn::Mlp;
 use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
@@ -20,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{Ncsn, langevin, langevin_steps, section};
 use crate::args::{EvalArgs, SampleArgs};
-use crate::config::RunConfig;
+use crate::config::{NcsnConfig, RunConfig};
 use crate::families::{Family, TrainFigures};
 use crate::kinds::points::{
     TrainPoints, load_mlp, report_samples, save_mlp, standardizer, to_points, write_points,
@@ -69,13 +72,10 @@ impl Family<2, Points> for Ncsn {
     ) -> Result<()> {
         let device = crate::device::device();
         let standardizer = standardizer(config)?;
-        forward_picture(
-            dir,
-            config,
-            &standardizer.forward(&data.data.held_out),
-            &device,
-        )?;
+        let held_out = standardizer.forward(&data.data.held_out);
+        forward_picture(dir, config, &held_out, &device)?;
         let section = section(config)?;
+        score_picture(dir, model, section, &held_out, &device)?;
         let n = config.sample.n;
         let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed + 1);
         let z = randn(&mut rng, [n, 2], &device);
@@ -142,6 +142,69 @@ fn shown_levels(levels: usize) -> Vec<usize> {
     (0..PANELS)
         .map(|k| k * (levels - 1) / (PANELS - 1))
         .collect()
+}
+
+/// Arrows per side of `score.png`'s grid.
+const GRID: usize = 21;
+
+/// `score.png`: the score field on a 21 x 21 grid over the held-out points (model space) at 4
+/// of the levels, each panel's median arrow one grid cell long and none longer.
+fn score_picture(
+    dir: &Path,
+    model: &Mlp,
+    section: &NcsnConfig,
+    held_out: &PointSet,
+    device: &Device,
+) -> Result<()> {
+    let levels = section.levels()?;
+    let n = held_out.len().min(1000);
+    let points = &held_out.data[..n * 2];
+    let (x0, x1, y0, y1) = square_bounds(&[points]);
+    let cell = (x1 - x0) / GRID as f64;
+    let grid: Vec<f32> = (0..GRID * GRID)
+        .flat_map(|k| {
+            let (i, j) = (k % GRID, k / GRID);
+            [
+                (x0 + (i as f64 + 0.5) * cell) as f32,
+                (y0 + (j as f64 + 0.5) * (y1 - y0) / GRID as f64) as f32,
+            ]
+        })
+        .collect();
+    let x = Tensor::<2>::from_data(TensorData::new(grid.clone(), [GRID * GRID, 2]), device);
+    let last = levels.len() - 1;
+    let mut panels = Vec::new();
+    for i in [0, last / 3, 2 * last / 3, last] {
+        let s: Vec<f32> = super::score(model, section, &levels, x.clone(), i)
+            .into_data()
+            .try_to_vec()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        // The median arrow spans a cell; longer ones (far from the data, where the score is
+        // large) are cut to one cell, so the field near the data stays visible.
+        let mut lengths: Vec<f32> = s.chunks_exact(2).map(|v| v[0].hypot(v[1])).collect();
+        lengths.sort_by(f32::total_cmp);
+        let median = lengths[lengths.len() / 2].max(f32::MIN_POSITIVE);
+        let cell = cell as f32;
+        let arrows = grid
+            .chunks_exact(2)
+            .zip(s.chunks_exact(2))
+            .map(|(p, v)| {
+                let len = v[0].hypot(v[1]).max(f32::MIN_POSITIVE);
+                let scale = (cell / median).min(cell / len);
+                [p[0], p[1], v[0] * scale, v[1] * scale]
+            })
+            .collect();
+        panels.push(FieldPanel {
+            label: format!("sigma {:.3}", levels.sigmas()[i]),
+            points,
+            arrows,
+        });
+    }
+    vector_fields(
+        &dir.join("score.png"),
+        "learned score s(x, sigma) over held-out data (model space; arrows cut at one cell)",
+        &panels,
+    )?;
+    Ok(())
 }
 
 /// `forward.png`: held-out points (model space) perturbed at 10 of the levels.
