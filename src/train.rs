@@ -27,9 +27,10 @@ pub struct TrainArgs {
     /// Your own points: `.npy` (float32/float64, shape [N, 2]) or `.csv` (x,y per line).
     #[arg(long, conflicts_with = "dataset")]
     data: Option<PathBuf>,
-    /// A built-in 2-D dataset (swiss_roll, two_moons, eight_gaussians, circles, checkerboard),
-    /// which trains an MLP, or an image dataset (mnist, fashion_mnist, cifar10, folder), which
-    /// trains a U-Net (the presets; a config file's `[model]` or `[unet]` section changes them).
+    /// A built-in 2-D dataset (swiss_roll, two_moons, eight_gaussians, circles, checkerboard,
+    /// ring16), which trains an MLP, or an image dataset (mnist, fashion_mnist, cifar10,
+    /// folder), which trains a U-Net (the presets; a config file's `[model]` or `[unet]` section
+    /// changes them).
     #[arg(long)]
     dataset: Option<String>,
     /// Image datasets: the folder with the files (default: data/<dataset>). MNIST and

@@ -67,7 +67,13 @@ fn an_ncsn_run_trains_samples_and_refuses_what_does_not_apply() {
         sw < 0.5 * gauss,
         "samples {sw} vs a fitted Gaussian {gauss}"
     );
-    for f in ["forward.png", "score.png", "reverse.png", "samples.png", "loss.png"] {
+    for f in [
+        "forward.png",
+        "score.png",
+        "reverse.png",
+        "samples.png",
+        "loss.png",
+    ] {
         assert!(run.join(f).is_file(), "{f}");
     }
     // sample: annealed Langevin, the same seed the same bits.

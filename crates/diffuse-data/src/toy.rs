@@ -19,15 +19,18 @@ pub enum ToyDataset {
     EightGaussians,
     Circles,
     Checkerboard,
+    /// 16 tight Gaussians on a circle: sharp structure that blurs visibly when a model is off.
+    Ring16,
 }
 
 impl ToyDataset {
-    pub const ALL: [ToyDataset; 5] = [
+    pub const ALL: [ToyDataset; 6] = [
         ToyDataset::SwissRoll,
         ToyDataset::TwoMoons,
         ToyDataset::EightGaussians,
         ToyDataset::Circles,
         ToyDataset::Checkerboard,
+        ToyDataset::Ring16,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +40,7 @@ impl ToyDataset {
             ToyDataset::EightGaussians => "eight_gaussians",
             ToyDataset::Circles => "circles",
             ToyDataset::Checkerboard => "checkerboard",
+            ToyDataset::Ring16 => "ring16",
         }
     }
 
@@ -62,6 +66,7 @@ impl ToyDataset {
                 ToyDataset::EightGaussians => eight_gaussians(rng),
                 ToyDataset::Circles => circles(rng, i % 2 == 0),
                 ToyDataset::Checkerboard => checkerboard(rng),
+                ToyDataset::Ring16 => ring16(rng),
             };
             data.extend([x as f32, y as f32]);
         }
@@ -71,6 +76,17 @@ impl ToyDataset {
 
 fn normal(rng: &mut impl Rng) -> f64 {
     rng.sample(StandardNormal)
+}
+
+/// One of 16 Gaussians with std 0.08, their means evenly spaced on a circle of radius 4 (the
+/// means 1.57 apart: 20 standard deviations).
+fn ring16(rng: &mut impl Rng) -> [f64; 2] {
+    let k = rng.random_range(0..16) as f64;
+    let a = 2.0 * PI * k / 16.0;
+    [
+        4.0 * a.cos() + 0.08 * normal(rng),
+        4.0 * a.sin() + 0.08 * normal(rng),
+    ]
 }
 
 /// scikit-learn's `make_swiss_roll` projected on (x, z), noise 0.5.

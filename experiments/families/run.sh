@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Model families side by side (issue 23's experiment): each family's default recipe on the
+# swiss roll and a ring of 16 tight Gaussians (3 seeds; 20,000 samples against 20,000 fresh
+# points, next to the data-vs-data floor), and on MNIST (the preset; pooled-pixel distances of
+# 256 samples to the test set, next to train vs test). Writes experiments/families/out/.
+#
+#   experiments/families/run.sh              # everything (about 40 minutes on 2 cores)
+#   experiments/families/run.sh points       # the 2-D part only
+#   MNIST=../shared/data/mnist experiments/families/run.sh mnist
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release --quiet
+D=target/release/diffuse
+OUT=experiments/families/out
+mkdir -p "$OUT"
+what=${1:-all}
+MNIST=${MNIST:-../shared/data/mnist}
+
+field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+
+if [ "$what" = all ] || [ "$what" = points ]; then
+  table="$OUT/points.tsv"
+  echo -e "dataset\tfamily\tseed\ttrain_s\tsample_s\tnfe\tsw\tfloor\tratio" > "$table"
+  for dataset in swiss_roll ring16; do
+    for family in ddpm ncsn; do
+      for seed in 0 1 2; do
+        run="$OUT/runs/$dataset-$family-$seed"
+        rm -rf "$run"
+        "$D" train --dataset "$dataset" --family "$family" --seed "$seed" --out "$run" > /dev/null 2>&1
+        start=$(date +%s.%N)
+        nfe=$("$D" sample --run "$run" --n 20000 --seed 7 --out "$run/s20k.npy" 2>&1 | grep -o '^[0-9]* network evaluations' | cut -d' ' -f1)
+        end=$(date +%s.%N)
+        "$D" eval --run "$run" --samples "$run/s20k.npy" > /dev/null
+        sw=$(field "$run/s20k.sw.json" sliced_wasserstein)
+        floor=$(field "$run/s20k.sw.json" data_vs_data)
+        train_s=$(field "$run/metrics.json" train_seconds)
+        printf "%s\t%s\t%s\t%.1f\t%.1f\t%s\t%.4f\t%.4f\t%.2f\n" "$dataset" "$family" "$seed" \
+          "$train_s" "$(echo "$end - $start" | bc)" "$nfe" "$sw" "$floor" \
+          "$(echo "$sw / $floor" | bc -l)" | tee -a "$table"
+      done
+    done
+  done
+fi
+
+if [ "$what" = all ] || [ "$what" = mnist ]; then
+  table="$OUT/mnist.tsv"
+  echo -e "family\ttrain_s\tsample_s\tsw\tsw_floor\tfrechet\tfrechet_floor" > "$table"
+  for family in ddpm ncsn; do
+    run="$OUT/runs/mnist-$family"
+    rm -rf "$run"
+    "$D" train --dataset mnist --data-dir "$MNIST" --family "$family" --out "$run" > /dev/null 2>&1
+    sampler=ddim; [ "$family" = ncsn ] && sampler=langevin
+    start=$(date +%s.%N)
+    "$D" sample --run "$run" --sampler "$sampler" --n 256 --seed 7 --out "$run/s256.npy" --png "$run/s256.png" > /dev/null 2>&1
+    end=$(date +%s.%N)
+    "$D" eval --run "$run" --samples "$run/s256.npy" > /dev/null
+    j="$run/s256.sw.json"
+    printf "%s\t%.1f\t%.1f\t%.4f\t%.4f\t%.4f\t%.4f\n" "$family" "$(field "$run/metrics.json" train_seconds)" \
+      "$(echo "$end - $start" | bc)" "$(field "$j" sliced_wasserstein)" "$(field "$j" data_vs_data)" \
+      "$(field "$j" frechet)" "$(field "$j" frechet_data_vs_data)" | tee -a "$table"
+  done
+fi
