@@ -50,7 +50,7 @@ pub struct SampleArgs {
     /// forward, interpolation).
     #[arg(long, requires = "run", conflicts_with_all = [
         "n", "seed", "out", "png", "init_noise", "no_ema", "sampler", "steps", "eta", "karras",
-        "rtol", "atol"
+        "rtol", "atol", "corrector_steps", "snr"
     ])]
     pub pictures: bool,
 }
@@ -70,8 +70,13 @@ pub enum SamplerKind {
     DpmSolverPp,
     /// The probability-flow ODE by adaptive RK45 (--rtol, --atol); reports its evaluations.
     Ode,
-    /// Euler-Maruyama on the reverse SDE; T steps by default.
+    /// Euler-Maruyama on the reverse SDE; T steps by default (score runs: the SDE's own
+    /// clock, score.steps; --corrector-steps adds Langevin corrector steps).
     Sde,
+    /// Predictor-corrector (Song et al. 2021, Algorithms 2-3): the reverse-diffusion predictor
+    /// and --corrector-steps Langevin corrector steps at --snr (score runs, and DDPM runs on a
+    /// linear schedule, the VP SDE's chain).
+    Pc,
     /// Annealed Langevin dynamics (NCSN Algorithm 1): --steps per noise level (NCSN runs).
     Langevin,
 }
@@ -86,6 +91,7 @@ impl SamplerKind {
             Self::DpmSolverPp => "DPM-Solver++(2M)",
             Self::Ode => "PF-ODE RK45",
             Self::Sde => "reverse SDE",
+            Self::Pc => "predictor-corrector",
             Self::Langevin => "annealed Langevin",
         }
     }
@@ -94,7 +100,8 @@ impl SamplerKind {
 /// The sampling flags `sample` takes.
 #[derive(Args, Clone, Debug)]
 pub struct SolverChoice {
-    /// The sampler (default: ddpm for DDPM runs and pipelines, langevin for NCSN runs).
+    /// The sampler (default: ddpm for DDPM runs and pipelines, langevin for NCSN runs, pc for
+    /// score runs).
     #[arg(long, value_enum)]
     pub sampler: Option<SamplerKind>,
     /// Sampling steps (diffusers' num_inference_steps). Defaults: DDPM and SDE all T, DDIM and
@@ -115,7 +122,17 @@ pub struct SolverChoice {
     /// The ODE solver's absolute tolerance (--sampler ode; default 1e-5).
     #[arg(long)]
     pub atol: Option<f64>,
+    /// Langevin corrector steps per time step (--sampler pc: default 1, or the run's
+    /// score.corrector_steps; --sampler sde on score runs: default 0).
+    #[arg(long)]
+    pub corrector_steps: Option<usize>,
+    /// The Langevin corrector's signal-to-noise ratio (default 0.16, or the run's score.snr).
+    #[arg(long)]
+    pub snr: Option<f64>,
 }
+
+/// The Langevin corrector's signal-to-noise ratio when --snr is not given (score_sde's 0.16).
+pub const DEFAULT_SNR: f64 = 0.16;
 
 /// The ODE solver's tolerances when --rtol / --atol are not given (score_sde uses 1e-5).
 pub const DEFAULT_TOLERANCE: f64 = 1e-5;
@@ -149,6 +166,8 @@ impl SolverChoice {
             ("--karras", self.karras),
             ("--rtol", self.rtol.is_some()),
             ("--atol", self.atol.is_some()),
+            ("--corrector-steps", self.corrector_steps.is_some()),
+            ("--snr", self.snr.is_some()),
         ]
         .into_iter()
         .filter_map(|(flag, set)| set.then_some(flag))
@@ -160,7 +179,7 @@ impl SolverChoice {
         Some(match (self.sampler(), self.steps) {
             (SamplerKind::Ode, _) => return None,
             (_, Some(s)) => s,
-            (SamplerKind::Ddpm | SamplerKind::Sde, None) => train_steps,
+            (SamplerKind::Ddpm | SamplerKind::Sde | SamplerKind::Pc, None) => train_steps,
             (SamplerKind::Ddim | SamplerKind::Euler, None) => DEFAULT_DDIM_STEPS,
             (SamplerKind::Heun, None) => 25,
             (SamplerKind::DpmSolverPp, None) => 20,

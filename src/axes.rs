@@ -18,6 +18,9 @@ pub enum FamilyName {
     /// Noise-conditional score networks (Song & Ermon 2019, 2020): denoising score matching
     /// over geometric noise levels, sampled by annealed Langevin dynamics.
     Ncsn,
+    /// Score SDEs (Song et al. 2021): VP, sub-VP or VE (`--sde`), trained in continuous time,
+    /// sampled by predictor-corrector, the probability-flow ODE or the fast solvers.
+    Score,
 }
 
 impl FamilyName {
@@ -30,6 +33,7 @@ impl FamilyName {
         match self {
             FamilyName::Ddpm => "ddpm",
             FamilyName::Ncsn => "ncsn",
+            FamilyName::Score => "score",
         }
     }
 }

@@ -12,7 +12,7 @@ use clap::Args;
 use diffuse_train::checkpoint::{find_checkpoint, load_checkpoint, save_json};
 use diffuse_train::{Checkpoint, Start, check_checkpoint, train};
 
-use crate::config::{ConfigFile, RunConfig, Source};
+use crate::config::{ConfigFile, RunConfig, SdeName, Source};
 use crate::device::DeviceChoice;
 use crate::families::TrainFigures;
 use crate::families::{Family, FamilyName, Task, dispatch};
@@ -53,10 +53,14 @@ pub struct TrainArgs {
     /// precision, with float32 weights, optimizer, norms and loss; on cpu and cuda).
     #[arg(long, value_enum)]
     precision: Option<PrecisionArg>,
-    /// The model family: ddpm (the default: DDPM's discrete chain) or ncsn (noise-conditional
-    /// score networks, sampled by annealed Langevin dynamics).
+    /// The model family: ddpm (the default: DDPM's discrete chain), ncsn (noise-conditional
+    /// score networks, sampled by annealed Langevin dynamics) or score (score SDEs in
+    /// continuous time, `--sde`, sampled by predictor-corrector).
     #[arg(long, value_enum)]
     family: Option<FamilyName>,
+    /// The score family's SDE (vp, the default; subvp; ve), as `[score] sde` in a config file.
+    #[arg(long, value_enum)]
+    sde: Option<SdeName>,
     /// The run directory (default: runs/<dataset>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -67,7 +71,7 @@ pub struct TrainArgs {
     /// extends it). The result is the same, bit for bit, as a run that was never stopped.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "data", "dataset", "download", "batch_size", "lr", "seed", "precision", "out", "config",
-        "overwrite", "family"
+        "overwrite", "family", "sde"
     ])]
     resume: Option<PathBuf>,
     /// Replace the run already in --out (without it, an existing run is never overwritten).
@@ -123,6 +127,15 @@ fn new_config(args: &TrainArgs) -> Result<RunConfig> {
         };
     }
     config.family = family;
+    if let Some(sde) = args.sde {
+        let Some(score) = config.score.as_mut() else {
+            bail!(
+                "--sde applies to the score family (--family score); this run's family is {}",
+                family.name()
+            );
+        };
+        score.sde = sde;
+    }
     config.fit_output_to_loss();
     Ok(config)
 }

@@ -11,7 +11,7 @@ use diffuse_core::coef::randn;
 use diffuse_core::discrete::sampler::{DdimConfig, DdimSampler, DdpmConfig, DdpmSampler};
 use diffuse_core::discrete::timesteps::TimestepSpacing;
 use diffuse_core::level::{Sigma, SigmaTable};
-use diffuse_core::solver::adapter::DiscreteVp;
+use diffuse_core::solver::adapter::{Adapter, DiscreteVp};
 use diffuse_core::solver::grid::{Grid, karras_sigmas};
 use diffuse_core::solver::likelihood::{Divergence, ode_log_likelihood};
 use diffuse_core::solver::{DpmOrder, Method, SigmaSolver, Solver, Stepwise, Tolerance};
@@ -108,8 +108,8 @@ fn every_solver_given_the_exact_score_draws_the_data() {
         Box::new(SigmaSolver {
             method,
             grid,
-            adapter: adapter.clone(),
-            table: table.clone(),
+            adapter: Adapter::DiscreteVp(adapter.clone()),
+            clock: Box::new(table.clone()),
         })
     };
     let dpm = DpmOrder {

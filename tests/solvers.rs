@@ -10,8 +10,7 @@ use std::path::PathBuf;
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::discrete::timesteps::TimestepSpacing;
 use diffuse_core::level::{Clock, Level, Sigma, SigmaTable, Timestep};
-use diffuse_core::solver::adapter::DiscreteVp;
-use diffuse_core::solver::adapter::SigmaDenoiser;
+use diffuse_core::solver::adapter::{Adapter, DiscreteVp};
 use diffuse_core::solver::grid::{Grid, karras_sigmas};
 use diffuse_core::solver::steps::dpmpp_2m_step;
 use diffuse_core::solver::{DpmOrder, Method, SigmaSolver, Solver};
@@ -183,13 +182,13 @@ fn one_step_at_a_time_as_diffusers() {
         let solver = SigmaSolver {
             method: method(sched),
             grid,
-            adapter: DiscreteVp {
+            adapter: Adapter::DiscreteVp(DiscreteVp {
                 prediction,
                 learned_variance: false,
                 clip_sample: None,
                 alphas_cumprod: schedule.alphas_cumprod.clone(),
-            },
-            table: table.clone(),
+            }),
+            clock: Box::new(table.clone()),
         };
         let calls = case["calls"].as_array().unwrap();
         // DPM-Solver is checked against diffusers' formulas in float64 (its float32 code drifts

@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use crate::axes::{FamilyName, KindName};
 
 mod ncsn;
+mod score;
 pub use ncsn::NcsnConfig;
+pub use score::{ScoreConfig, SdeName};
 
 /// The image datasets `train` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +230,8 @@ pub struct RunConfig {
     pub standardizer: Option<Standardizer>,
     /// The NCSN family's section (`family = "ncsn"`).
     pub ncsn: Option<NcsnConfig>,
+    /// The score SDE family's section (`family = "score"`).
+    pub score: Option<ScoreConfig>,
 }
 
 /// A run config as a file holds it: the model under `model` (MLP) or `unet` (U-Net); the DDPM
@@ -256,6 +260,8 @@ struct RunConfigFile {
     standardizer: Option<Standardizer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ncsn: Option<NcsnConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    score: Option<ScoreConfig>,
 }
 
 impl TryFrom<RunConfigFile> for RunConfig {
@@ -267,6 +273,7 @@ impl TryFrom<RunConfigFile> for RunConfig {
             ("schedule", f.schedule.is_some(), FamilyName::Ddpm),
             ("prediction", f.prediction.is_some(), FamilyName::Ddpm),
             ("ncsn", f.ncsn.is_some(), FamilyName::Ncsn),
+            ("score", f.score.is_some(), FamilyName::Score),
         ] {
             if set && family != owner {
                 return Err(format!(
@@ -294,6 +301,7 @@ impl TryFrom<RunConfigFile> for RunConfig {
             sample: f.sample,
             standardizer: f.standardizer,
             ncsn: f.ncsn,
+            score: f.score,
         })
     }
 }
@@ -316,6 +324,7 @@ impl From<RunConfig> for RunConfigFile {
             sample: c.sample,
             standardizer: c.standardizer,
             ncsn: c.ncsn,
+            score: c.score,
         }
     }
 }
@@ -332,6 +341,7 @@ impl Default for RunConfig {
             sample: SampleConfig::default(),
             standardizer: None,
             ncsn: None,
+            score: None,
         }
     }
 }
@@ -432,6 +442,7 @@ impl RunConfig {
             },
             standardizer: None,
             ncsn: None,
+            score: None,
         }
     }
 
@@ -493,6 +504,7 @@ impl RunConfig {
         match self.family {
             FamilyName::Ddpm => self.validate_ddpm(),
             FamilyName::Ncsn => self.validate_ncsn(),
+            FamilyName::Score => self.validate_score(),
         }
     }
 
@@ -527,6 +539,15 @@ impl RunConfig {
         self.refuse_ddpm_fields("ncsn")
     }
 
+    /// The score SDE family: its section, and none of DDPM's sampling fields or losses.
+    fn validate_score(&self) -> Result<()> {
+        let Some(score) = &self.score else {
+            bail!("family \"score\" needs a [score] section (sde and steps at least)");
+        };
+        score.validate()?;
+        self.refuse_ddpm_fields("score")
+    }
+
     /// DDPM's sampling fields and losses, set on a run of another family, are refused by name.
     fn refuse_ddpm_fields(&self, family: &str) -> Result<()> {
         let s = &self.sample;
@@ -558,6 +579,8 @@ impl RunConfig {
             self.train.loss = Default::default();
         }
         self.ncsn = (family == FamilyName::Ncsn).then(|| NcsnConfig::for_kind(self.kind()));
+        self.score = (family == FamilyName::Score)
+            .then(|| ScoreConfig::for_kind(SdeName::Vp, self.kind()));
         self
     }
 
@@ -819,7 +842,7 @@ impl ConfigFile {
             .map(Some)
             .with_context(|| {
                 format!(
-                    "{}: `family` is {value}; families are ddpm and ncsn",
+                    "{}: `family` is {value}; families are ddpm, ncsn and score",
                     self.path.display()
                 )
             })

@@ -7,7 +7,10 @@
 //! files (a folder beside `ddpm/`) plus one arm there.
 
 pub mod ddpm;
+pub mod likelihood;
 pub mod ncsn;
+pub mod pictures;
+pub mod score;
 
 use std::path::Path;
 
@@ -73,6 +76,7 @@ pub fn dispatch(family: FamilyName, kind: KindName, task: impl Task) -> Result<(
     match family {
         FamilyName::Ddpm => on_kind::<ddpm::Ddpm>(kind, task),
         FamilyName::Ncsn => on_kind::<ncsn::Ncsn>(kind, task),
+        FamilyName::Score => on_kind::<score::Score>(kind, task),
     }
 }
 

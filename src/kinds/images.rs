@@ -285,3 +285,23 @@ pub fn read_noise(
         device,
     ))
 }
+
+/// The standard normal draw a family's sampler starts from (scaled to its first noise level
+/// there): `--init-noise`, or `--n` images from the seed.
+pub fn initial_noise(
+    args: &SampleArgs,
+    config: &RunConfig,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> Result<Tensor<4>> {
+    let unet = config.unet()?;
+    let size = unet.sample_size.unwrap_or(0);
+    match &args.init_noise {
+        Some(path) => crate::kinds::images::read_noise(path, unet, args.n, device),
+        None => {
+            let n = args.n.unwrap_or(crate::sample::DEFAULT_IMAGES);
+            crate::memory::check_unet_sampling(unet, size, size, n)?;
+            Ok(diffuse_core::coef::randn(rng, [n, unet.in_channels, size, size], device))
+        }
+    }
+}

@@ -153,6 +153,48 @@ impl SigmaTable {
     }
 }
 
+/// Where a process's noise levels meet a network: the network's clock at a sigma, and the
+/// process's scale there. Every process here has x_t = alpha(t) x_0 + sigma_x(t) eps, so in
+/// y = x / alpha the noise level is sigma = sigma_x / alpha, whatever the process: solvers step
+/// in sigma, and a clock says what the network is told and how y becomes its x.
+///
+/// - a discrete variance-preserving chain ([`SigmaTable`]): a fractional timestep,
+///   alpha = 1 / sqrt(1 + sigma^2), prior N(0, I);
+/// - a score SDE (`crate::sde::Sde`): its continuous time t with sigma(t) = sigma, alpha =
+///   mean(t), its prior (N(0, I) for VP and sub-VP, N(0, sigma_max^2 I) for VE).
+pub trait NoiseClock {
+    /// The level at `sigma`, with the clock the network expects there.
+    fn level(&self, sigma: Sigma) -> Level;
+    /// alpha at `sigma`: x = alpha y.
+    fn alpha(&self, sigma: Sigma) -> f64;
+    /// The standard deviation of the prior the process ends in, in x coordinates.
+    fn prior_std(&self) -> f64;
+    /// The scale of y at the first level of a solve from the prior: y = x / alpha with x drawn
+    /// from the prior.
+    fn init_sigma(&self, sigma_max: Sigma) -> f64 {
+        self.prior_std() / self.alpha(sigma_max)
+    }
+}
+
+impl NoiseClock for SigmaTable {
+    fn level(&self, sigma: Sigma) -> Level {
+        SigmaTable::level(self, sigma)
+    }
+
+    fn alpha(&self, sigma: Sigma) -> f64 {
+        sigma.alpha_sigma_vp().0
+    }
+
+    fn prior_std(&self) -> f64 {
+        1.0
+    }
+
+    /// sqrt(1 + sigma_max^2), the exact variance-preserving scale.
+    fn init_sigma(&self, sigma_max: Sigma) -> f64 {
+        (1.0 + sigma_max.0 * sigma_max.0).sqrt()
+    }
+}
+
 /// What a network's time input counts. A network says which it reads
 /// ([`crate::Denoiser::time_input`]), and every caller in the core checks that before passing its
 /// clock ([`crate::model::check_time_input`]), so a continuous time is never read as a timestep, or back.

@@ -8,7 +8,7 @@
 
 use diffuse_core::discrete::timesteps::TimestepSpacing;
 use diffuse_core::level::SigmaTable;
-use diffuse_core::solver::adapter::DiscreteVp;
+use diffuse_core::solver::adapter::{Adapter, DiscreteVp};
 use diffuse_core::solver::grid::Grid;
 use diffuse_core::solver::{DpmOrder, Method, SigmaSolver};
 use diffuse_core::{BetaSchedule, NoiseSchedule, Prediction};
@@ -98,8 +98,8 @@ impl SchedulerConfig {
         Ok(SigmaSolver {
             method,
             grid,
-            adapter,
-            table,
+            adapter: Adapter::DiscreteVp(adapter),
+            clock: Box::new(table),
         })
     }
 }

@@ -10,6 +10,6 @@ pub mod trainer;
 
 pub use config::{LrDecay, OptimizerKind, TrainConfig};
 pub use error::TrainError;
-pub use objective::{Ddpm, Ncsn, Objective};
+pub use objective::{Ddpm, Ncsn, Objective, ScoreSde};
 pub use state::{TrainState, canonical_param_ids};
 pub use trainer::{Checkpoint, Start, TrainHooks, Trained, check_checkpoint, random_batch, train};

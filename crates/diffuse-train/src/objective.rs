@@ -15,6 +15,14 @@
 //!
 //!   i ~ Uniform({1..L}); z ~ N(0, I); x = x_0 + sigma_i z;
 //!   loss = 1/2 ||net(x, c(sigma_i)) - z||^2, the network predicting the noise (s = -net / sigma).
+//!
+//! [`ScoreSde`] is the score SDEs' denoising score matching in continuous time (Song et al.
+//! 2021, eq. 7; score_sde's `get_sde_loss_fn` with `continuous = True`):
+//!
+//!   t ~ Uniform(eps, 1); z ~ N(0, I); x_t = mean(t) x_0 + std(t) z;
+//!   loss = lambda(t) 1/2 ||s(x_t, t) + z / std(t)||^2 = w(t) 1/2 ||net(c_in x_t, 999 t) - z||^2,
+//!   with s = -net / std, lambda(t) = std(t)^2 (w = 1) or g(t)^2 (likelihood weighting,
+//!   w = g^2 / std^2).
 
 use burn::tensor::{Tensor, TensorData};
 use diffuse_core::coef::per_item;
@@ -23,7 +31,11 @@ use diffuse_core::discrete::importance::ImportanceSampler;
 use diffuse_core::discrete::loss::{LossConfig, sample_timesteps, training_loss};
 use diffuse_core::discrete::process::q_sample;
 use diffuse_core::model::{TimeInput, check_time_input};
+use diffuse_core::level::Time;
+use diffuse_core::sde::Sde;
 use diffuse_core::sde::ncsn::{NoiseLevels, dsm_loss, input_scale};
+use diffuse_core::solver::adapter::NoiseConditional;
+use rand::RngExt;
 use diffuse_core::{Denoiser, NoiseSchedule, Prediction};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -231,6 +243,72 @@ impl<const D: usize, M: Denoiser<D>> Objective<M> for Ncsn<D> {
         let n = c.len();
         let noise = model.denoise(x, Tensor::<1>::from_data(TensorData::new(c, [n]), &device));
         dsm_loss(noise, z).mean()
+    }
+}
+
+/// The score SDEs' objective in continuous time (see the module docs), for data of rank `D`.
+pub struct ScoreSde<const D: usize> {
+    /// The SDE and how the network's input is scaled.
+    pub net: NoiseConditional,
+    /// The smallest time drawn (score_sde: 1e-5).
+    pub eps: f64,
+    /// lambda(t) = g(t)^2 instead of std(t)^2 (score_sde's `likelihood_weighting`).
+    pub likelihood_weighting: bool,
+}
+
+impl<const D: usize> ScoreSde<D> {
+    pub fn sde(&self) -> &Sde {
+        &self.net.sde
+    }
+}
+
+impl<const D: usize, M: Denoiser<D>> Objective<M> for ScoreSde<D> {
+    /// Clean data x_0.
+    type Batch = Tensor<D>;
+
+    /// The network reads 999 t on the timestep clock.
+    fn accepts(&self, model: &M) -> Result<(), TrainError> {
+        Ok(check_time_input(model, TimeInput::Timesteps)?)
+    }
+
+    fn loss(&mut self, model: &M, x0: Tensor<D>, rng: &mut ChaCha8Rng) -> Tensor<1> {
+        let device = x0.device();
+        let shape: [usize; D] = x0.dims();
+        let batch = shape[0];
+        let times: Vec<f64> = (0..batch)
+            .map(|_| self.eps + (1.0 - self.eps) * rng.random::<f64>())
+            .collect();
+        let z = randn(rng, shape, &device);
+        let column = |f: &dyn Fn(Time) -> f64| -> Tensor<D> {
+            let data: Vec<f32> = times.iter().map(|&t| f(Time(t)) as f32).collect();
+            let mut s = [1usize; D];
+            s[0] = batch;
+            Tensor::from_data(TensorData::new(data, s), &device)
+        };
+        let sde = self.net.sde;
+        let sigma_data = self.net.sigma_data;
+        let mean = column(&|t| sde.marginal(t).0);
+        let std = column(&|t| sde.marginal(t).1);
+        let scale = column(&|t| sde.input_scale(t, sigma_data));
+        let x = (x0 * mean + z.clone() * std) * scale;
+        let c: Vec<f32> = times
+            .iter()
+            .map(|&t| NoiseConditional::condition(Time(t)) as f32)
+            .collect();
+        let noise = model.denoise(x, Tensor::<1>::from_data(TensorData::new(c, [batch]), &device));
+        let loss = dsm_loss(noise, z);
+        if self.likelihood_weighting {
+            let w: Vec<f32> = times
+                .iter()
+                .map(|&t| {
+                    let (g, std) = (sde.coefficients(Time(t)).1, sde.marginal(Time(t)).1);
+                    (g * g / (std * std)) as f32
+                })
+                .collect();
+            (loss * Tensor::<1>::from_data(TensorData::new(w, [batch]), &device)).mean()
+        } else {
+            loss.mean()
+        }
     }
 }
 

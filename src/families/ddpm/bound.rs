@@ -1,6 +1,6 @@
 //! `diffuse eval --nll` for the DDPM family: the variational bound on held-out data (DDPM eq.
 //! 5), term by term, in bits/dim with a 95% confidence interval over the examples, or with
-//! `--method ode` the probability-flow ODE's exact likelihood (`ode.rs`).
+//! `--method ode` the probability-flow ODE's exact likelihood (`crate::families::likelihood`).
 //!
 //! - 2-D runs: the held-out points of the run (regenerated from its config and seed), the
 //!   Gaussian-density decoder; the NLL is a density in the data's own units, so it adds
@@ -29,6 +29,7 @@ use serde::Serialize;
 use crate::args::{EvalArgs, Method, stem};
 use crate::config::RunConfig;
 use crate::families::interval;
+use crate::families::likelihood::{self, OdeProcess};
 use crate::kinds::points::evaluation_points;
 use crate::kinds::points::load_mlp as load_run;
 use crate::progress;
@@ -233,7 +234,13 @@ fn report(
 pub fn nll_points(args: &EvalArgs, dir: &Path, _: &RunConfig) -> Result<()> {
     let device = crate::device::device();
     match args.method {
-        Method::Ode => print_ode(args, dir, &super::ode::eval_points(args, &device)?),
+        Method::Ode => likelihood::print(
+            args,
+            dir,
+            &likelihood::eval_points(args, &device, |c| {
+                OdeProcess::chain(&c.scheduler_config())
+            })?,
+        ),
         Method::Vlb => print_bound(args, dir, &eval_points(args, &device)?),
     }
 }
@@ -245,24 +252,17 @@ pub fn nll_images(args: &EvalArgs, dir: &Path, _: &RunConfig) -> Result<()> {
     }
     let device = crate::device::device();
     match args.method {
-        Method::Ode => print_ode(args, dir, &super::ode::eval_images(args, &device)?),
+        Method::Ode => {
+            let ad = device.clone().autodiff();
+            let config = RunConfig::load_run(&args.run)?;
+            let pipeline = crate::memory::load_pipeline(&args.run, &ad)?;
+            let process = OdeProcess::chain(&pipeline.scheduler)?;
+            let unet_config = &pipeline.unet_config;
+            let r = likelihood::eval_images(args, &config, &pipeline.unet, unet_config, process, &ad)?;
+            likelihood::print(args, dir, &r)
+        }
         Method::Vlb => print_bound(args, dir, &eval_images(args, &device)?),
     }
-}
-
-fn print_ode(args: &EvalArgs, dir: &Path, r: &super::ode::OdeReport) -> Result<()> {
-    println!(
-        "NLL (probability-flow ODE, {} divergence): {:.4} {}; {} network evaluations)",
-        r.divergence,
-        r.bits_per_dim,
-        interval(r.bits_per_dim_ci95, r.examples),
-        r.nfe
-    );
-    println!(
-        "wrote {}",
-        dir.join(format!("{}.json", stem(args))).display()
-    );
-    Ok(())
 }
 
 fn print_bound(args: &EvalArgs, dir: &Path, r: &NllReport) -> Result<()> {

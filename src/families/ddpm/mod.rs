@@ -7,11 +7,10 @@
 //! - `points` / `images` — the family on each kind of data: network, weights, pictures
 //! - `sample` — `diffuse sample` on its runs and on diffusers pipeline folders
 //! - `solvers` — `--sampler` to a solver, from the run's scheduler config
-//! - `bound` / `ode` — `diffuse eval --nll`: the bound (`--method vlb`) and the ODE
+//! - `bound` — `diffuse eval --nll`: the bound (`--method vlb`) and the ODE
 
 pub mod bound;
 pub mod images;
-pub mod ode;
 pub mod points;
 pub mod sample;
 pub mod solvers;

@@ -7,10 +7,14 @@ use diffuse_core::discrete::sampler::{DdimSampler, DdpmSampler};
 use diffuse_core::discrete::timesteps::TimestepSpacing;
 use diffuse_core::level::SigmaTable;
 use diffuse_core::solver::grid::{Grid, karras_sigmas};
-use diffuse_core::solver::{Method, SigmaSolver, Solver, Stepwise};
+use diffuse_core::solver::adapter::Adapter;
+use diffuse_core::sde::Sde;
+use diffuse_core::sde::pc::{Pc, Predictor};
+use diffuse_core::solver::{Method, PcSolver, SigmaSolver, Solver, Stepwise};
+use diffuse_core::{BetaSchedule, NoiseSchedule};
 use diffuse_diffusers::{DiffusersVariance, SchedulerConfig, SigmaScheduler};
 
-use crate::args::{SamplerKind, SolverChoice, tolerance};
+use crate::args::{DEFAULT_SNR, SamplerKind, SolverChoice, tolerance};
 
 /// Said when DDIM samples a model with a learned variance, which it cannot use.
 pub const DDIM_LEARNED_VARIANCE_NOTE: &str = "note: DDIM's noise is set by --eta alone (DDIM eq. 16); this model's learned variance is not used (--sampler ddpm uses it)";
@@ -39,6 +43,11 @@ pub fn build<const D: usize>(
     if choice.sampler() != SamplerKind::Ode && (choice.rtol.is_some() || choice.atol.is_some()) {
         bail!("--rtol and --atol apply to --sampler ode only; the other samplers take --steps");
     }
+    if choice.sampler() != SamplerKind::Pc
+        && (choice.corrector_steps.is_some() || choice.snr.is_some())
+    {
+        bail!("--corrector-steps and --snr apply to --sampler pc");
+    }
     let learned = scheduler.variance_type == Some(DiffusersVariance::LearnedRange);
     let n = steps.unwrap_or(0);
     let sigma = |which| -> Result<Box<dyn Solver<D>>> {
@@ -48,6 +57,7 @@ pub fn build<const D: usize>(
         SamplerKind::Langevin => bail!(
             "--sampler langevin applies to NCSN runs; a DDPM run samples with ddpm, ddim, euler, heun, dpm-solver++, ode or sde"
         ),
+        SamplerKind::Pc => Box::new(pc(choice, scheduler, &schedule, n)?),
         SamplerKind::Ddpm => Box::new(Stepwise(DdpmSampler::new(
             &schedule,
             scheduler.ddpm(choice.steps),
@@ -86,9 +96,48 @@ pub fn build<const D: usize>(
             Box::new(SigmaSolver {
                 method,
                 grid,
-                adapter,
-                table,
+                adapter: Adapter::DiscreteVp(adapter),
+                clock: Box::new(table),
             })
         }
+    })
+}
+
+/// `--sampler pc` on a DDPM model: the VP SDE whose N-step chain is the model's (a linear
+/// schedule: beta_i = (beta_min + i / (N - 1) (beta_max - beta_min)) / N, so beta_min =
+/// N beta_start and beta_max = N beta_end), N = T steps by default, the reverse-diffusion
+/// predictor and Langevin corrector steps (score_sde's sampling of its DDPM checkpoints).
+fn pc(
+    choice: &SolverChoice,
+    scheduler: &SchedulerConfig,
+    schedule: &NoiseSchedule,
+    n: usize,
+) -> Result<PcSolver> {
+    let t = schedule.num_timesteps() as f64;
+    let sde = match scheduler.beta_schedule {
+        BetaSchedule::Linear => Sde::Vp {
+            beta_min: scheduler.beta_start * t,
+            beta_max: scheduler.beta_end * t,
+        },
+        other => bail!(
+            "--sampler pc samples a DDPM model as the VP SDE, whose chain has linear betas; this model's beta_schedule is {other:?} (use ddpm, ddim, the solvers, ode or sde)"
+        ),
+    };
+    if scheduler.trained_betas.is_some() {
+        bail!("--sampler pc needs the chain's linear betas; this scheduler gives trained_betas");
+    }
+    let pc = Pc {
+        predictor: Predictor::ReverseDiffusion,
+        corrector_steps: choice.corrector_steps.unwrap_or(1),
+        snr: choice.snr.unwrap_or(DEFAULT_SNR),
+        steps: n,
+        eps: 1e-3,
+    };
+    pc.validate()?;
+    Ok(PcSolver {
+        sde,
+        pc,
+        adapter: Adapter::DiscreteVp(scheduler.adapter(schedule, None)?),
+        clock: Box::new(SigmaTable::new(&schedule.alphas_cumprod)),
     })
 }

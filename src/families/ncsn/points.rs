@@ -11,11 +11,10 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
 use diffuse_data::{Points as PointSet, Standardizer};
-use diffuse_eval::field::{FieldPanel, vector_fields};
-use diffuse_eval::plots::{square_bounds, strip};
+use diffuse_eval::plots::strip;
 use diffuse_nn::Mlp;
 use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
@@ -24,14 +23,12 @@ use rand_chacha::ChaCha8Rng;
 use super::{Ncsn, langevin, langevin_steps, section};
 use crate::args::{EvalArgs, SampleArgs};
 use crate::config::{NcsnConfig, RunConfig};
+use crate::families::pictures::{Perturbation, ScoreAt, points_forward, score_field, shown};
 use crate::families::{Family, TrainFigures};
 use crate::kinds::points::{
     TrainPoints, load_mlp, report_samples, save_mlp, standardizer, to_points, write_points,
 };
 use crate::kinds::{Kind, Points};
-
-/// Panels of the pictures: levels shown.
-const PANELS: usize = 10;
 
 impl Family<2, Points> for Ncsn {
     type Net = Mlp;
@@ -80,7 +77,7 @@ impl Family<2, Points> for Ncsn {
         let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed + 1);
         let z = randn(&mut rng, [n, 2], &device);
         let levels = section.levels()?.len();
-        let shown = shown_levels(levels);
+        let shown = shown(levels);
         let mut panels = Vec::new();
         let mut observe = |i: usize, x: &Tensor<2>| {
             if shown.contains(&i) {
@@ -137,18 +134,7 @@ impl Family<2, Points> for Ncsn {
     }
 }
 
-/// The `PANELS` level indices shown in the pictures, from the first to the last.
-fn shown_levels(levels: usize) -> Vec<usize> {
-    (0..PANELS)
-        .map(|k| k * (levels - 1) / (PANELS - 1))
-        .collect()
-}
-
-/// Arrows per side of `score.png`'s grid.
-const GRID: usize = 21;
-
-/// `score.png`: the score field on a 21 x 21 grid over the held-out points (model space) at 4
-/// of the levels, each panel's median arrow one grid cell long and none longer.
+/// `score.png`: the score field at 4 of the levels.
 fn score_picture(
     dir: &Path,
     model: &Mlp,
@@ -157,79 +143,45 @@ fn score_picture(
     device: &Device,
 ) -> Result<()> {
     let levels = section.levels()?;
-    let n = held_out.len().min(1000);
-    let points = &held_out.data[..n * 2];
-    let (x0, x1, y0, y1) = square_bounds(&[points]);
-    let cell = (x1 - x0) / GRID as f64;
-    let grid: Vec<f32> = (0..GRID * GRID)
-        .flat_map(|k| {
-            let (i, j) = (k % GRID, k / GRID);
-            [
-                (x0 + (i as f64 + 0.5) * cell) as f32,
-                (y0 + (j as f64 + 0.5) * (y1 - y0) / GRID as f64) as f32,
-            ]
+    let last = levels.len() - 1;
+    let panels: Vec<(String, ScoreAt)> = [0, last / 3, 2 * last / 3, last]
+        .into_iter()
+        .map(|i| {
+            let levels = &levels;
+            let score: ScoreAt = Box::new(move |x| Ok(super::score(model, section, levels, x, i)));
+            (format!("sigma {:.3}", levels.sigmas()[i]), score)
         })
         .collect();
-    let x = Tensor::<2>::from_data(TensorData::new(grid.clone(), [GRID * GRID, 2]), device);
-    let last = levels.len() - 1;
-    let mut panels = Vec::new();
-    for i in [0, last / 3, 2 * last / 3, last] {
-        let s: Vec<f32> = super::score(model, section, &levels, x.clone(), i)
-            .into_data()
-            .try_to_vec()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        // The median arrow spans a cell; longer ones (far from the data, where the score is
-        // large) are cut to one cell, so the field near the data stays visible.
-        let mut lengths: Vec<f32> = s.chunks_exact(2).map(|v| v[0].hypot(v[1])).collect();
-        lengths.sort_by(f32::total_cmp);
-        let median = lengths[lengths.len() / 2].max(f32::MIN_POSITIVE);
-        let cell = cell as f32;
-        let arrows = grid
-            .chunks_exact(2)
-            .zip(s.chunks_exact(2))
-            .map(|(p, v)| {
-                let len = v[0].hypot(v[1]).max(f32::MIN_POSITIVE);
-                let scale = (cell / median).min(cell / len);
-                [p[0], p[1], v[0] * scale, v[1] * scale]
-            })
-            .collect();
-        panels.push(FieldPanel {
-            label: format!("sigma {:.3}", levels.sigmas()[i]),
-            points,
-            arrows,
-        });
-    }
-    vector_fields(
-        &dir.join("score.png"),
+    score_field(
+        dir,
         "learned score s(x, sigma) over held-out data (model space; arrows cut at one cell)",
-        &panels,
-    )?;
-    Ok(())
+        held_out,
+        panels,
+        device,
+    )
 }
 
 /// `forward.png`: held-out points (model space) perturbed at 10 of the levels.
 fn forward_picture(dir: &Path, config: &RunConfig, x0: &PointSet, device: &Device) -> Result<()> {
     let levels = section(config)?.levels()?;
-    let n = x0.len().min(1000);
-    let x0_t = Tensor::<2>::from_data(TensorData::new(x0.data[..n * 2].to_vec(), [n, 2]), device);
-    let z = randn(
-        &mut ChaCha8Rng::seed_from_u64(config.train.seed + 2),
-        [n, 2],
-        device,
-    );
-    let mut panels = Vec::new();
-    for i in shown_levels(levels.len()).into_iter().rev() {
-        let sigma = levels.sigmas()[i];
-        let x = x0_t.clone() + z.clone().mul_scalar(sigma as f32);
-        panels.push((
-            format!("sigma {sigma:.3}"),
-            x.into_data().try_to_vec::<f32>().unwrap_or_default(),
-        ));
-    }
-    strip(
-        &dir.join("forward.png"),
+    let panels: Vec<Perturbation> = shown(levels.len())
+        .into_iter()
+        .rev()
+        .map(|i| {
+            let sigma = levels.sigmas()[i];
+            Perturbation {
+                label: format!("sigma {sigma:.3}"),
+                mean: 1.0,
+                std: sigma,
+            }
+        })
+        .collect();
+    points_forward(
+        dir,
         "noise levels: x_0 + sigma z (model space), from sigma_L to sigma_1",
+        x0,
+        config.train.seed + 2,
         &panels,
-    )?;
-    Ok(())
+        device,
+    )
 }

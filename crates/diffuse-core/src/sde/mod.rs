@@ -13,6 +13,7 @@
 //! chain is the VP SDE taken in N steps: beta_i = beta(i / (N - 1)) / N ([`Sde::discrete_betas`]).
 
 pub mod ncsn;
+pub mod pc;
 
 use burn::tensor::{Device, Tensor};
 use rand::Rng;
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::coef::randn;
 use crate::error::CoreError;
-use crate::level::{Sigma, Time};
+use crate::level::{Clock, Level, NoiseClock, Sigma, Time};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -181,6 +182,92 @@ impl Sde {
         x.mul_scalar(f as f32) - score.mul_scalar((weight * g * g) as f32)
     }
 
+    /// The time at which the noise level std / mean is `sigma` (the inverse of [`Sde::sigma`]).
+    /// VE: sigma = sigma_min (sigma_max / sigma_min)^t. VP: mean^2 = 1 / (1 + sigma^2).
+    /// sub-VP: sigma = (1 - mean^2) / mean, so log mean = -asinh(sigma / 2). VP and sub-VP then
+    /// solve 1/4 t^2 (beta_max - beta_min) + 1/2 t beta_min = -log mean for t >= 0.
+    pub fn time_of(&self, Sigma(sigma): Sigma) -> Time {
+        let (b0, b1, neg_log_mean) = match *self {
+            Sde::Ve {
+                sigma_min,
+                sigma_max,
+            } => return Time((sigma / sigma_min).ln() / (sigma_max / sigma_min).ln()),
+            Sde::Vp { beta_min, beta_max } => {
+                (beta_min, beta_max, 0.5 * (sigma * sigma).ln_1p())
+            }
+            Sde::SubVp { beta_min, beta_max } => (beta_min, beta_max, (0.5 * sigma).asinh()),
+        };
+        // a t^2 + b t = c with a, b, c >= 0; the root in the form that does not cancel.
+        let (a, b, c) = (0.25 * (b1 - b0), 0.5 * b0, neg_log_mean);
+        Time(2.0 * c / (b + (b * b + 4.0 * a * c).sqrt()))
+    }
+
+    /// The factor a network's input is scaled by at time t when the data's standard deviation
+    /// is `sigma_data`: 1 / sqrt(mean^2 sigma_data^2 + std^2), so that x_t = mean x_0 + std z
+    /// reaches the network with unit variance (Karras et al. 2022's c_in); 1 when unset.
+    /// For VE and NCSN's levels this is [`ncsn::input_scale`]; for VP with sigma_data = 1 it is 1.
+    pub fn input_scale(&self, t: Time, sigma_data: Option<f64>) -> f64 {
+        let Some(sd) = sigma_data else { return 1.0 };
+        let (mean, std) = self.marginal(t);
+        1.0 / ((mean * sd).powi(2) + std * std).sqrt()
+    }
+
+    /// The forward SDE taken in N steps at time t (score_sde's `SDE.discretize`): x_{i+1} =
+    /// x_i + f + G z with f = `f_scale` x_i. VP: DDPM's chain, f = (sqrt(1 - beta_i) - 1) x,
+    /// G = sqrt(beta_i) with i = floor(t (N - 1)); VE: SMLD's, f = 0, G = sqrt(sigma_i^2 -
+    /// sigma_{i-1}^2) over N geometric sigmas (sigma_{-1} = 0); sub-VP: Euler-Maruyama,
+    /// f = f(t) x / N, G = g(t) / sqrt(N). Returns (f_scale, G).
+    pub fn discretize(&self, Time(t): Time, n: usize) -> (f64, f64) {
+        let i = ((t * (n - 1) as f64).floor().max(0.0) as usize).min(n - 1);
+        match *self {
+            Sde::Vp { .. } => {
+                let betas = self.discrete_betas(n).expect("VP has discrete betas");
+                ((1.0 - betas[i]).sqrt() - 1.0, betas[i].sqrt())
+            }
+            Sde::Ve { .. } => {
+                let sigmas = self.discrete_sigmas(n).expect("VE has discrete sigmas");
+                let previous = if i == 0 { 0.0 } else { sigmas[i - 1] };
+                (0.0, (sigmas[i] * sigmas[i] - previous * previous).sqrt())
+            }
+            Sde::SubVp { .. } => {
+                let (f, g) = self.coefficients(Time(t));
+                (f / n as f64, g / (n as f64).sqrt())
+            }
+        }
+    }
+
+    /// VE's N noise levels, geometric from sigma_min to sigma_max (score_sde's
+    /// `VESDE.discrete_sigmas`).
+    pub fn discrete_sigmas(&self, n: usize) -> Option<Vec<f64>> {
+        match *self {
+            Sde::Ve {
+                sigma_min,
+                sigma_max,
+            } => Some(
+                crate::discrete::schedule::linspace(sigma_min.ln(), sigma_max.ln(), n)
+                    .into_iter()
+                    .map(f64::exp)
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The Langevin corrector's alpha at time t (score_sde's `LangevinCorrector`): the VP
+    /// chain's 1 - beta_i for VP and sub-VP (whose betas are VP's), 1 for VE.
+    pub fn corrector_alpha(&self, Time(t): Time, n: usize) -> f64 {
+        let i = ((t * (n - 1) as f64).floor().max(0.0) as usize).min(n - 1);
+        match *self {
+            Sde::Vp { beta_min, beta_max } | Sde::SubVp { beta_min, beta_max } => {
+                let betas = Sde::Vp { beta_min, beta_max }
+                    .discrete_betas(n)
+                    .expect("VP has discrete betas");
+                1.0 - betas[i]
+            }
+            Sde::Ve { .. } => 1.0,
+        }
+    }
+
     /// The VP SDE in N steps: DDPM's betas, beta_i = (beta_min + i/(N-1) (beta_max - beta_min)) / N
     /// (score_sde's `VPSDE.discrete_betas`; 0.1 and 20 with N = 1000 give DDPM's 1e-4 to 0.02).
     pub fn discrete_betas(&self, n: usize) -> Option<Vec<f64>> {
@@ -192,6 +279,24 @@ impl Sde {
             )),
             _ => None,
         }
+    }
+}
+
+/// A score SDE as solvers see it: the network is told t, with sigma(t) = sigma.
+impl NoiseClock for Sde {
+    fn level(&self, sigma: Sigma) -> Level {
+        Level {
+            sigma,
+            clock: Clock::Continuous(self.time_of(sigma)),
+        }
+    }
+
+    fn alpha(&self, sigma: Sigma) -> f64 {
+        self.marginal(self.time_of(sigma)).0
+    }
+
+    fn prior_std(&self) -> f64 {
+        Sde::prior_std(self)
     }
 }
 
@@ -211,6 +316,16 @@ mod tests {
         let s = ScheduleConfig::default().build().unwrap();
         let (mean, _) = Sde::vp().marginal(Time(0.5));
         assert!((mean * mean / s.alphas_cumprod[499] - 1.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn time_of_inverts_sigma() {
+        for sde in [Sde::vp(), Sde::sub_vp(), Sde::ve()] {
+            for t in [1e-5, 1e-3, 0.1, 0.5, 0.9, 1.0] {
+                let back = sde.time_of(sde.sigma(Time(t))).0;
+                assert!((back - t).abs() < 1e-9 * t.max(1e-3), "{sde:?} t={t}: {back}");
+            }
+        }
     }
 
     /// d/dt var(t) = 2 f var + g^2 for the kernel's variance (x_0 = 0), by central differences.

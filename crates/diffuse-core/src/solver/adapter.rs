@@ -3,17 +3,110 @@
 //! y = x_0 + sigma eps, which is all a sigma solver needs. Tweedie's formula gives the score from
 //! it: grad log p_sigma(y) = (D(y, sigma) - y) / sigma^2.
 //!
-//! A network trained on a discrete variance-preserving chain sees x = alpha y with
-//! alpha = 1 / sqrt(1 + sigma^2) and its own clock (a fractional timestep between the chain's
-//! steps, see [`crate::level::SigmaTable::timestep_of`]).
+//! Two readings of a network, one [`Adapter`]:
+//!
+//! - [`DiscreteVp`]: a network trained on a discrete variance-preserving chain sees
+//!   x = alpha y with alpha = 1 / sqrt(1 + sigma^2) and its own clock (a fractional timestep
+//!   between the chain's steps, see [`crate::level::SigmaTable::timestep_of`]);
+//! - [`NoiseConditional`]: a network conditioned on a continuous noise level, predicting the
+//!   noise z of x_t = mean(t) x_0 + std(t) z: the score SDEs (VP, sub-VP, VE; `crate::sde`)
+//!   and NCSN's levels (the VE SDE between its smallest and largest sigma, on which NCSN's
+//!   conditioning is the same 999 t).
 
 use burn::tensor::Tensor;
 
 use crate::coef::is_finite;
 use crate::discrete::param::{NoiseLevel, Prediction};
 use crate::error::CoreError;
-use crate::level::{Clock, Level, Sigma};
+use crate::level::{Clock, Level, Sigma, Time};
 use crate::model::{Denoiser, TimeInput, check_time_input};
+use crate::sde::Sde;
+
+/// How any network of the project is read as a denoiser (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Adapter {
+    DiscreteVp(DiscreteVp),
+    NoiseConditional(NoiseConditional),
+}
+
+impl Adapter {
+    pub fn wrap<'a, const D: usize>(
+        &'a self,
+        net: &'a dyn Denoiser<D>,
+    ) -> Box<dyn SigmaDenoiser<D> + 'a> {
+        match self {
+            Adapter::DiscreteVp(how) => Box::new(how.wrap(net)),
+            Adapter::NoiseConditional(how) => Box::new(how.wrap(net)),
+        }
+    }
+}
+
+/// A network told c(t) = 999 t on its timestep input (as score_sde's DDPM-architecture
+/// models are: labels = 999 t), with its input scaled by [`Sde::input_scale`], predicting the
+/// noise: the score is s(x, t) = -net(c_in x, 999 t) / std(t), and in sigma coordinates
+/// D(y, sigma) = y - sigma net(..).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoiseConditional {
+    pub sde: Sde,
+    /// The data's standard deviation where the input is scaled to unit variance.
+    pub sigma_data: Option<f64>,
+}
+
+impl NoiseConditional {
+    /// What the network's time input is told at t.
+    pub fn condition(t: Time) -> f64 {
+        999.0 * t.0
+    }
+
+    pub fn wrap<'a, const D: usize>(&'a self, net: &'a dyn Denoiser<D>) -> ConditionedNet<'a, D> {
+        ConditionedNet { net, how: self }
+    }
+
+    /// The network's noise estimate for x_t (x coordinates) at t.
+    pub fn noise<const D: usize>(
+        &self,
+        net: &dyn Denoiser<D>,
+        x: Tensor<D>,
+        t: Time,
+    ) -> Result<Tensor<D>, CoreError> {
+        check_time_input(net, TimeInput::Timesteps)?;
+        let batch = x.dims()[0];
+        let c = Tensor::<1>::full([batch], Self::condition(t) as f32, &x.device());
+        let scale = self.sde.input_scale(t, self.sigma_data);
+        Ok(net.denoise(x.mul_scalar(scale as f32), c))
+    }
+
+    /// s(x, t) = -net(..) / std(t), in x coordinates.
+    pub fn score<const D: usize>(
+        &self,
+        net: &dyn Denoiser<D>,
+        x: Tensor<D>,
+        t: Time,
+    ) -> Result<Tensor<D>, CoreError> {
+        let std = self.sde.marginal(t).1;
+        Ok(self.noise(net, x, t)?.div_scalar(-std as f32))
+    }
+}
+
+/// A network wrapped by [`NoiseConditional`].
+pub struct ConditionedNet<'a, const D: usize> {
+    pub net: &'a dyn Denoiser<D>,
+    pub how: &'a NoiseConditional,
+}
+
+impl<const D: usize> SigmaDenoiser<D> for ConditionedNet<'_, D> {
+    fn x0(&self, y: Tensor<D>, at: Level) -> Result<Tensor<D>, CoreError> {
+        let Clock::Continuous(t) = at.clock else {
+            return Err(CoreError::TimeInputMismatch {
+                network: TimeInput::Continuous,
+                given: TimeInput::Timesteps,
+            });
+        };
+        let mean = self.how.sde.marginal(t).0;
+        let z = self.how.noise(self.net, y.clone().mul_scalar(mean as f32), t)?;
+        Ok(y - z.mul_scalar(at.sigma.0 as f32))
+    }
+}
 
 /// D(y, sigma): the x_0 estimate at a noise level, in sigma coordinates (y = x_0 + sigma eps).
 pub trait SigmaDenoiser<const D: usize> {

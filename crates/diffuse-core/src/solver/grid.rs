@@ -14,7 +14,7 @@
 use crate::discrete::schedule::linspace;
 use crate::discrete::timesteps::TimestepSpacing;
 use crate::error::CoreError;
-use crate::level::{Clock, Level, Sigma, SigmaTable, Timestep};
+use crate::level::{Clock, Level, NoiseClock, Sigma, SigmaTable, Timestep};
 
 /// Karras et al.'s rho (section 3, "rho = 7 for all our experiments").
 pub const KARRAS_RHO: f64 = 7.0;
@@ -45,15 +45,16 @@ impl Grid {
         self.levels.is_empty()
     }
 
-    /// A grid of these sigmas on a discrete chain (its clock from log-sigma interpolation),
-    /// ending at 0, starting from the exact variance-preserving scale sqrt(1 + sigma_max^2).
-    pub fn from_sigmas(table: &SigmaTable, sigmas: &[f64]) -> Result<Self, CoreError> {
+    /// A grid of these sigmas on a process's clock (a discrete chain's: log-sigma
+    /// interpolation), ending at 0, starting from the prior's scale in y (for a chain the exact
+    /// variance-preserving scale sqrt(1 + sigma_max^2)).
+    pub fn from_sigmas(clock: &dyn NoiseClock, sigmas: &[f64]) -> Result<Self, CoreError> {
         check_decreasing(sigmas)?;
-        let levels = sigmas.iter().map(|&s| table.level(Sigma(s))).collect();
+        let levels = sigmas.iter().map(|&s| clock.level(Sigma(s))).collect();
         Ok(Self {
             levels,
             final_sigma: Sigma(0.0),
-            init_sigma: (1.0 + sigmas[0] * sigmas[0]).sqrt(),
+            init_sigma: clock.init_sigma(Sigma(sigmas[0])),
         })
     }
 

@@ -5,9 +5,12 @@
 //! and along a solution d/ds log p_s(y(s)) = -div f = -(n - tr dD/dy), n the dimension. Solving
 //! from the data (s_min) to the prior (s_max) together with l(s) = int div f ds gives
 //!
-//!   log p_0(x) = log N(y(s_max); 0, (1 + sigma_max^2) I) + l(s_max) - n log alpha_min,
+//!   log p_0(x) = log N(y(s_max); 0, (prior_std / alpha_max)^2 I) + l(s_max) - n log alpha_min,
 //!
-//! with y(s_min) = x / alpha_min (the last term converts the density back to x). The trace is
+//! with y(s_min) = x / alpha_min (the last term converts the density back to x), alpha the
+//! process's scale x = alpha y and prior_std its prior's ([`NoiseClock`]): for a discrete VP
+//! chain alpha = 1 / sqrt(1 + sigma^2) and the prior N(0, I), so y(s_max) is compared with
+//! N(0, (1 + sigma_max^2) I); for a score SDE, its mean(t) and its prior (VE: N(0, sigma_max^2 I)). The trace is
 //! exact (one backward pass per dimension, for 2-D data) or Hutchinson-Skilling's unbiased
 //! estimate eps^T (dD/dy) eps with a probe eps fixed for the whole solve (for images).
 //! The model must run on an autodiff device.
@@ -15,7 +18,7 @@
 use burn::tensor::Tensor;
 
 use crate::error::CoreError;
-use crate::level::{Sigma, SigmaTable};
+use crate::level::{NoiseClock, Sigma};
 use crate::solver::adapter::SigmaDenoiser;
 use crate::solver::rk45::{OdeState, OdeStats, Tolerance, rk45};
 
@@ -61,7 +64,7 @@ impl<const D: usize> OdeState for Augmented<D> {
 #[allow(clippy::too_many_arguments)]
 pub fn ode_log_likelihood<const D: usize>(
     model: &dyn SigmaDenoiser<D>,
-    table: &SigmaTable,
+    clock: &dyn NoiseClock,
     x: Tensor<D>,
     sigma_min: Sigma,
     sigma_max: Sigma,
@@ -71,11 +74,11 @@ pub fn ode_log_likelihood<const D: usize>(
 ) -> Result<Likelihood, CoreError> {
     let dims = x.dims();
     let (batch, n) = (dims[0], dims[1..].iter().product::<usize>());
-    let (alpha_min, _) = sigma_min.alpha_sigma_vp();
+    let alpha_min = clock.alpha(sigma_min);
     let y0 = x.mul_scalar((1.0 / alpha_min) as f32);
     let l0 = Tensor::<1>::zeros([batch], &y0.device());
     let mut f = |s: f64, state: &Augmented<D>| -> Result<Augmented<D>, CoreError> {
-        let level = table.level(Sigma(s.exp()));
+        let level = clock.level(Sigma(s.exp()));
         let y = state.0.clone().detach();
         let (x0, trace) = denoise_with_trace(model, y.clone(), level, divergence)?;
         Ok(Augmented(y - x0, trace.neg().add_scalar(n as f32)))
@@ -88,7 +91,8 @@ pub fn ode_log_likelihood<const D: usize>(
         tol,
         observe,
     )?;
-    let var = 1.0 + sigma_max.0 * sigma_max.0;
+    let prior_sd = clock.init_sigma(sigma_max);
+    let var = prior_sd * prior_sd;
     let y_sq: Vec<f64> = to_f64(
         end.0
             .clone()

@@ -16,9 +16,11 @@ use rand::Rng;
 
 use crate::discrete::sampler::{self, Sampler};
 use crate::error::CoreError;
-use crate::level::{Sigma, SigmaTable};
+use crate::level::{NoiseClock, Sigma};
 use crate::model::Denoiser;
-use adapter::{DiscreteVp, SigmaDenoiser, check_finite};
+use crate::sde::Sde;
+use crate::sde::pc::{self, Pc};
+use adapter::{Adapter, SigmaDenoiser, check_finite};
 use grid::Grid;
 pub use rk45::{OdeStats, Tolerance};
 pub use steps::{DpmOrder, Observe};
@@ -88,9 +90,10 @@ pub enum Method {
 pub struct SigmaSolver {
     pub method: Method,
     pub grid: Grid,
-    pub adapter: DiscreteVp,
-    /// The chain's sigmas: the adaptive ODE's clock between grid points.
-    pub table: SigmaTable,
+    pub adapter: Adapter,
+    /// The process's clock (a chain's sigma table, a score SDE): the adaptive ODE's clock
+    /// between grid points.
+    pub clock: Box<dyn NoiseClock>,
 }
 
 impl<const D: usize> Solver<D> for SigmaSolver {
@@ -111,6 +114,7 @@ impl<const D: usize> Solver<D> for SigmaSolver {
         observe: Observe,
     ) -> Result<Sampled<D>, CoreError> {
         let model = self.adapter.wrap(net);
+        let model = model.as_ref();
         let y = z.mul_scalar(self.grid.init_sigma as f32);
         check_finite(&y, 0, self.grid.init_sigma).map_err(|_| CoreError::NonFiniteInput)?;
         let mut nfe = 0;
@@ -119,17 +123,17 @@ impl<const D: usize> Solver<D> for SigmaSolver {
             observe(n)
         };
         let x0 = match &self.method {
-            Method::Euler => steps::euler(&model, &self.grid, y, &mut count)?,
-            Method::Heun => steps::heun(&model, &self.grid, y, &mut count)?,
+            Method::Euler => steps::euler(model, &self.grid, y, &mut count)?,
+            Method::Heun => steps::heun(model, &self.grid, y, &mut count)?,
             Method::DpmSolverPp(order) => {
-                steps::dpmpp_2m(&model, &self.grid, y, *order, &mut count)?
+                steps::dpmpp_2m(model, &self.grid, y, *order, &mut count)?
             }
-            Method::Sde => steps::euler_maruyama(&model, &self.grid, y, rng, &mut count)?,
+            Method::Sde => steps::euler_maruyama(model, &self.grid, y, rng, &mut count)?,
             Method::Ode(tol) => {
                 let (lo, hi) = (self.grid.sigma(self.grid.len() - 1), self.grid.sigma(0));
                 probability_flow(
-                    &model,
-                    &self.table,
+                    model,
+                    self.clock.as_ref(),
                     y,
                     Sigma(hi),
                     Sigma(lo),
@@ -143,11 +147,51 @@ impl<const D: usize> Solver<D> for SigmaSolver {
     }
 }
 
+/// Predictor-corrector sampling (`crate::sde::pc`) of any network on an SDE: a score SDE's own
+/// network (the adapter [`Adapter::NoiseConditional`], the clock the SDE), or a DDPM network
+/// on the VP SDE its linear chain discretizes (the adapter [`Adapter::DiscreteVp`], the clock
+/// its sigma table).
+pub struct PcSolver {
+    pub sde: Sde,
+    pub pc: Pc,
+    pub adapter: Adapter,
+    pub clock: Box<dyn NoiseClock>,
+}
+
+impl<const D: usize> Solver<D> for PcSolver {
+    fn model_calls(&self) -> Option<usize> {
+        Some(self.pc.model_calls())
+    }
+
+    /// x_T = prior_std z.
+    fn sample(
+        &self,
+        net: &dyn Denoiser<D>,
+        z: Tensor<D>,
+        rng: &mut dyn Rng,
+        observe: Observe,
+    ) -> Result<Sampled<D>, CoreError> {
+        let model = self.adapter.wrap(net);
+        let x = z.mul_scalar(self.sde.prior_std() as f32);
+        check_finite(&x, 0, self.sde.sigma(crate::level::Time(1.0)).0)
+            .map_err(|_| CoreError::NonFiniteInput)?;
+        let mut nfe = 0;
+        let mut score = |x: Tensor<D>, t| {
+            let s = pc::score_through(model.as_ref(), self.clock.as_ref(), &self.sde, x, t);
+            nfe += 1;
+            observe(nfe);
+            s
+        };
+        let x0 = pc::sample(&mut score, &self.sde, &self.pc, x, rng, &mut |_, _| {})?;
+        Ok(Sampled { x0, nfe })
+    }
+}
+
 /// The probability-flow ODE dy/d(log sigma) = y - D(y, sigma) (Karras et al. eq. 4 with
 /// s = log sigma) from sigma_max to sigma_min by RK45, then y_0 = D(y, sigma_min).
 pub fn probability_flow<const D: usize>(
     model: &dyn SigmaDenoiser<D>,
-    table: &SigmaTable,
+    clock: &dyn NoiseClock,
     y: Tensor<D>,
     sigma_max: Sigma,
     sigma_min: Sigma,
@@ -155,11 +199,11 @@ pub fn probability_flow<const D: usize>(
     observe: Observe,
 ) -> Result<(Tensor<D>, OdeStats), CoreError> {
     let mut f = |s: f64, y: &Tensor<D>| -> Result<Tensor<D>, CoreError> {
-        let x0 = model.x0(y.clone(), table.level(Sigma(s.exp())))?;
+        let x0 = model.x0(y.clone(), clock.level(Sigma(s.exp())))?;
         Ok(y.clone() - x0)
     };
     let (y, mut stats) = rk45::rk45(&mut f, sigma_max.0.ln(), sigma_min.0.ln(), y, tol, observe)?;
-    let x0 = model.x0(y, table.level(sigma_min))?;
+    let x0 = model.x0(y, clock.level(sigma_min))?;
     stats.nfe += 1;
     observe(stats.nfe);
     check_finite(&x0, stats.accepted, 0.0)?;

@@ -1,5 +1,6 @@
 //! `diffuse eval --nll --method ode`: the exact log-likelihood of the probability-flow ODE
-//! (`diffuse_core::solver::likelihood`), in bits/dim with a 95% interval over the examples.
+//! (`diffuse_core::solver::likelihood`), in bits/dim with a 95% interval over the examples,
+//! for every family with a process ([`OdeProcess`]: DDPM's chain, a score SDE).
 //!
 //! - 2-D runs: the exact divergence (two backward passes per evaluation); the density is in the
 //!   data's own units (the standardization's sum_d ln std_d is added, as for the bound).
@@ -13,9 +14,9 @@
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::Denoiser;
-use diffuse_core::level::SigmaTable;
+use diffuse_core::level::{NoiseClock, Sigma, SigmaTable};
 use diffuse_core::solver::Tolerance;
-use diffuse_core::solver::adapter::DiscreteVp;
+use diffuse_core::solver::adapter::Adapter;
 use diffuse_core::solver::likelihood::{Divergence, ode_log_likelihood};
 use diffuse_diffusers::SchedulerConfig;
 use diffuse_train::checkpoint::save_json;
@@ -24,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::args::{EvalArgs, stem};
+use crate::config::RunConfig;
 use crate::kinds::points::load_mlp as load_run;
 use crate::progress;
 
@@ -48,9 +50,32 @@ pub struct OdeReport {
     pub dequantization_bits_per_dim: f64,
 }
 
+/// The process whose probability-flow ODE is solved: how the network is read, its clock, and
+/// the noise levels the solve runs between.
+pub struct OdeProcess {
+    pub adapter: Adapter,
+    pub clock: Box<dyn NoiseClock>,
+    pub sigma_min: Sigma,
+    pub sigma_max: Sigma,
+}
+
+impl OdeProcess {
+    /// A DDPM chain's, over its whole table.
+    pub fn chain(scheduler: &SchedulerConfig) -> Result<Self> {
+        let schedule = scheduler.schedule()?;
+        let table = SigmaTable::new(&schedule.alphas_cumprod);
+        Ok(Self {
+            adapter: Adapter::DiscreteVp(scheduler.adapter(&schedule, None)?),
+            sigma_min: table.sigma_min(),
+            sigma_max: table.sigma_max(),
+            clock: Box::new(table),
+        })
+    }
+}
+
 /// What the likelihood needs besides the network.
-pub struct OdeEval<'a> {
-    pub scheduler: &'a SchedulerConfig,
+pub struct OdeEval {
+    pub process: OdeProcess,
     pub tol: Tolerance,
     pub batch_size: usize,
     pub log_det: f64,
@@ -63,15 +88,7 @@ pub struct OdeEval<'a> {
 /// log2 of the 128 bins per unit of [-1, 1]: -log2 of a pixel bin's width 2 / 256.
 const DEQUANTIZATION_BITS: f64 = 7.0;
 
-impl OdeEval<'_> {
-    fn adapter(&self) -> Result<(DiscreteVp, SigmaTable)> {
-        let schedule = self.scheduler.schedule()?;
-        Ok((
-            self.scheduler.adapter(&schedule, None)?,
-            SigmaTable::new(&schedule.alphas_cumprod),
-        ))
-    }
-
+impl OdeEval {
     /// Negative log-likelihoods in nats per example, batch by batch, for data already in model
     /// space; `shape_of_one` is one example's shape.
     pub fn nats<const D: usize>(
@@ -81,8 +98,8 @@ impl OdeEval<'_> {
         shape_of_one: &[usize],
         device: &Device,
     ) -> Result<(Vec<f64>, usize)> {
-        let (adapter, table) = self.adapter()?;
-        let model = adapter.wrap(net);
+        let p = &self.process;
+        let model = p.adapter.wrap(net);
         let per: usize = shape_of_one.iter().product();
         let n = data.len() / per;
         let pb = progress::spinner("ODE likelihood: network evaluations");
@@ -104,11 +121,11 @@ impl OdeEval<'_> {
             };
             let done = nfe;
             let got = ode_log_likelihood(
-                &model,
-                &table,
+                model.as_ref(),
+                p.clock.as_ref(),
                 x,
-                table.sigma_min(),
-                table.sigma_max(),
+                p.sigma_min,
+                p.sigma_max,
                 &divergence,
                 self.tol,
                 &mut |k| pb.set_position((done + k) as u64),
@@ -158,13 +175,17 @@ pub fn report(
     Ok(r)
 }
 
-pub fn eval_points(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
+/// `eval --nll --method ode` on a run of points, with the process its config gives.
+pub fn eval_points(
+    args: &EvalArgs,
+    device: &Device,
+    process: impl FnOnce(&RunConfig) -> Result<OdeProcess>,
+) -> Result<OdeReport> {
     let ad = device.clone().autodiff();
     let (config, model) = load_run(&args.run, true, &ad)?;
     let (held, log_det) = crate::kinds::points::evaluation_points(&config, args.data.as_deref())?;
     let n = args.n.unwrap_or(held.len()).min(held.len());
-    let scheduler = config.scheduler_config();
-    let eval = ode_eval(args, &scheduler, log_det, false)?;
+    let eval = ode_eval(args, process(&config)?, log_det, false)?;
     let (nats, nfe) = eval.nats::<2>(&model, &held.data[..n * held.dim], &[held.dim], &ad)?;
     report(
         &nats,
@@ -175,14 +196,9 @@ pub fn eval_points(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
     )
 }
 
-fn ode_eval<'a>(
-    args: &EvalArgs,
-    scheduler: &'a diffuse_diffusers::SchedulerConfig,
-    log_det: f64,
-    images: bool,
-) -> Result<OdeEval<'a>> {
+fn ode_eval(args: &EvalArgs, process: OdeProcess, log_det: f64, images: bool) -> Result<OdeEval> {
     Ok(OdeEval {
-        scheduler,
+        process,
         tol: crate::args::tolerance(args.rtol, args.atol)?,
         batch_size: args.batch_size,
         log_det,
@@ -191,11 +207,17 @@ fn ode_eval<'a>(
     })
 }
 
-pub fn eval_images(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
-    let ad = device.clone().autodiff();
-    let config = crate::config::RunConfig::load_run(&args.run)?;
-    let pipeline = crate::memory::load_pipeline(&args.run, &ad)?;
-    let test = crate::kinds::images::load_images(&config, diffuse_data::Split::Test)?;
+/// `eval --nll --method ode` on an image run: the first `--n` test images of its dataset,
+/// dequantized, under `unet` (on an autodiff device) and the process.
+pub fn eval_images<U: Denoiser<4>>(
+    args: &EvalArgs,
+    config: &RunConfig,
+    unet: &U,
+    unet_config: &diffuse_nn::UnetConfig,
+    process: OdeProcess,
+    device: &Device,
+) -> Result<OdeReport> {
+    let test = crate::kinds::images::load_images(config, diffuse_data::Split::Test)?;
     let n = args.n.unwrap_or(100).min(test.len());
     // Uniform dequantization: (k + u) / 256 in [0, 1], mapped to [-1, 1].
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xDE9);
@@ -205,10 +227,10 @@ pub fn eval_images(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
         .collect();
     let one = [test.channels, test.height, test.width];
     // Each evaluation keeps a backward pass through the U-Net for a whole batch, as training does.
-    crate::memory::check_unet_training(&pipeline.unet_config, test.height, args.batch_size.min(n))
+    crate::memory::check_unet_training(unet_config, test.height, args.batch_size.min(n))
         .context("lower --batch-size")?;
-    let eval = ode_eval(args, &pipeline.scheduler, 0.0, true)?;
-    let (nats, nfe) = eval.nats::<4>(&pipeline.unet, &data, &one, &ad)?;
+    let eval = ode_eval(args, process, 0.0, true)?;
+    let (nats, nfe) = eval.nats::<4>(unet, &data, &one, device)?;
     report(
         &nats,
         one.iter().product(),
@@ -216,4 +238,20 @@ pub fn eval_images(args: &EvalArgs, device: &Device) -> Result<OdeReport> {
         &eval,
         &args.run.join(format!("{}.json", stem(args))),
     )
+}
+
+/// Prints a likelihood's summary line and where it was written.
+pub fn print(args: &EvalArgs, dir: &std::path::Path, r: &OdeReport) -> Result<()> {
+    println!(
+        "NLL (probability-flow ODE, {} divergence): {:.4} {}; {} network evaluations)",
+        r.divergence,
+        r.bits_per_dim,
+        crate::families::interval(r.bits_per_dim_ci95, r.examples),
+        r.nfe
+    );
+    println!(
+        "wrote {}",
+        dir.join(format!("{}.json", stem(args))).display()
+    );
+    Ok(())
 }

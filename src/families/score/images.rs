@@ -1,0 +1,156 @@
+//! Score SDEs on images: diffusers' U-Net, told 999 t, predicting the noise. Its run directory
+//! holds `diffuse_config.json` (with the `[score]` section), the EMA weights as a diffusers
+//! `UNet2DModel` folder `unet/` and the raw ones in `raw/` (no scheduler: the run's SDE is in
+//! its config), `checkpoint/`, `loss.csv`, `loss.png`, `metrics.json`, and:
+//!
+//! - `samples.npy`, `samples.png`: `sample.n` samples by the run's predictor-corrector sampler
+//! - `progressive.png`: the first samples after 10 of its steps (left: t = 1)
+//! - `forward.png`: test images at 10 times of the SDE, mean(t) x_0 + std(t) z
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use burn::module::Module;
+use burn::tensor::Device;
+use diffuse_diffusers::save_unet;
+use diffuse_nn::Unet;
+use diffuse_train::{Checkpoint, TrainError};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{Score, pc_with_steps, perturbations, run_solver, sampler, section};
+use crate::args::{EvalArgs, Method, SampleArgs};
+use crate::config::RunConfig;
+use crate::families::likelihood;
+use crate::families::pictures::{self, images_forward, shown};
+use crate::families::{Family, TrainFigures};
+use crate::kinds::images::{ImageData, write_images, write_metrics};
+use crate::kinds::{Images, Kind};
+
+/// Training images compared for VE's sigma_max (Technique 1): every pair of them is visited.
+const DISTANCE_IMAGES: usize = 2000;
+
+impl Family<4, Images> for Score {
+    type Net = Unet;
+    type Objective = diffuse_train::ScoreSde<4>;
+
+    /// VE: sigma_max from the first 2,000 training images (Technique 1).
+    fn prepare(config: &mut RunConfig, data: &ImageData) -> Result<()> {
+        let (rows, dim) = Images::model_rows(data, DISTANCE_IMAGES);
+        super::prepare(config, &rows, dim)
+    }
+
+    fn init(config: &RunConfig, device: &Device) -> Result<Unet> {
+        Ok(config.unet()?.init(device)?)
+    }
+
+    fn objective(config: &RunConfig) -> Result<Self::Objective> {
+        super::objective(config)
+    }
+
+    fn describe(net: &Unet) -> String {
+        format!("a {}-parameter time-conditional U-Net", net.num_params())
+    }
+
+    fn save(dir: &Path, config: &RunConfig, c: &Checkpoint<Unet>) -> Result<(), TrainError> {
+        let err = |e: String| TrainError::Checkpoint {
+            path: dir.into(),
+            reason: e,
+        };
+        let unet = config.unet().map_err(|e| err(e.to_string()))?;
+        save_unet(&dir.join("unet"), unet, c.sampling_model()).map_err(|e| err(e.to_string()))?;
+        save_unet(&dir.join("raw"), unet, &c.model).map_err(|e| err(e.to_string()))
+    }
+
+    fn load_sampling(dir: &Path, _: &RunConfig, device: &Device) -> Result<Unet> {
+        Ok(Unet::from_diffusers_dir(&dir.join("unet"), device)?.1)
+    }
+
+    fn report(
+        dir: &Path,
+        config: &RunConfig,
+        data: &ImageData,
+        model: &Unet,
+        figures: &TrainFigures,
+    ) -> Result<()> {
+        let device = crate::device::device();
+        let section = section(config)?;
+        images_forward(
+            dir,
+            &format!(
+                "{} SDE: mean(t) x_0 + std(t) z, t from {} (left) to 1 (right)",
+                section.sde.name(),
+                section.sample_eps
+            ),
+            data,
+            config.train.seed + 2,
+            &perturbations(section)?,
+            &device,
+        )?;
+        let start = Instant::now();
+        let unet = config.unet()?;
+        let size = unet.sample_size.unwrap_or(0);
+        let shape = [config.sample.n, unet.in_channels, size, size];
+        let pc = section.pc();
+        pictures::samples_and_progressive(
+            dir,
+            shape,
+            config.train.seed + 1,
+            &shown(pc.steps),
+            |z, rng, observe| pc_with_steps(model, section, z, rng, observe),
+            &format!(
+                "{} samples (PC, {} steps x (1 + {} corrector), EMA weights)",
+                shape[0], pc.steps, pc.corrector_steps
+            ),
+            "predictor-corrector: x after 10 of its steps (left: t = 1)",
+            &device,
+        )?;
+        let sample_seconds = start.elapsed().as_secs_f64();
+        write_metrics(
+            dir,
+            config,
+            data,
+            model.num_params(),
+            figures,
+            sample_seconds,
+        )
+    }
+
+    fn sample(args: &SampleArgs, dir: &Path, config: Option<&RunConfig>) -> Result<()> {
+        let Some(config) = config else {
+            bail!("{} has no diffuse_config.json", dir.display());
+        };
+        if args.no_ema {
+            bail!(
+                "--no-ema applies to 2-D runs; an image run keeps its raw weights as a diffusers model in {}",
+                dir.join("raw").display()
+            );
+        }
+        let section = section(config)?;
+        let (solver, label) = sampler::<4>(&args.solver, section)?;
+        let device = crate::device::device();
+        let model = <Self as Family<4, Images>>::load_sampling(dir, config, &device)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+        let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
+        let x = run_solver(solver.as_ref(), &model, z, &mut rng, &label)?;
+        let n = x.dims()[0];
+        write_images(args, x, &format!("{n} samples ({label})"))
+    }
+
+    fn nll(args: &EvalArgs, dir: &Path, config: &RunConfig) -> Result<()> {
+        if args.method != Method::Ode {
+            bail!(
+                "a score run's likelihood is the probability-flow ODE's: --method ode (the variational bound --method vlb is DDPM's)"
+            );
+        }
+        if args.data.is_some() {
+            bail!("--data applies to 2-D runs; an image run evaluates its dataset's test split");
+        }
+        let ad = crate::device::device().autodiff();
+        let unet = Unet::from_diffusers_dir(&dir.join("unet"), &ad)?.1;
+        let process = super::ode_process(section(config)?)?;
+        let r = likelihood::eval_images(args, config, &unet, config.unet()?, process, &ad)?;
+        likelihood::print(args, dir, &r)
+    }
+}
