@@ -1,10 +1,14 @@
 //! Score-based models with exact scores: NCSN's denoising score matching loss of the exact
-//! score of Gaussian data is its known minimum, and annealed Langevin dynamics given the exact
-//! score of a Gaussian mixture draws its weights and variances.
+//! score of Gaussian data is its known minimum, and annealed Langevin dynamics and
+//! predictor-corrector sampling given the exact score of a Gaussian mixture draw its weights
+//! and variances.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::coef::randn;
+use diffuse_core::level::Time;
+use diffuse_core::sde::Sde;
 use diffuse_core::sde::ncsn::{NoiseLevels, annealed_langevin, langevin_step_size};
+use diffuse_core::sde::pc::{self, Pc, Predictor};
 use diffuse_train::{Ncsn, Objective};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -81,16 +85,23 @@ struct Mixture {
 }
 
 impl Mixture {
-    /// The exact score of the mixture convolved with N(0, sigma^2 I): each component's score
-    /// -(x - mu_k) / v, v = std^2 + sigma^2, weighted by its responsibility.
+    /// The exact score of the mixture convolved with N(0, sigma^2 I).
     fn score(&self, x: Tensor<2>, sigma: f64) -> Tensor<2> {
-        let v = self.std * self.std + sigma * sigma;
+        self.score_at(x, 1.0, sigma)
+    }
+
+    /// The exact score of x_t = mean x_0 + std z for x_0 drawn from the mixture: each
+    /// component's score -(x - mean mu_k) / v, v = mean^2 std_k^2 + std^2, weighted by its
+    /// responsibility.
+    fn score_at(&self, x: Tensor<2>, scale: f64, sigma: f64) -> Tensor<2> {
+        let v = (scale * self.std).powi(2) + sigma * sigma;
         let n = x.dims()[0];
         let device = x.device();
         let mut logits = Vec::new();
         let mut grads = Vec::new();
         for (w, mu) in self.weights.iter().zip(&self.means) {
-            let m = Tensor::<2>::from_data(TensorData::new(mu.to_vec(), [1, 2]), &device);
+            let m = Tensor::<2>::from_data(TensorData::new(mu.to_vec(), [1, 2]), &device)
+                .mul_scalar(scale as f32);
             let d = x.clone() - m;
             let sq = d.clone().powi_scalar(2).sum_dim(1); // [n, 1]
             logits.push(sq.mul_scalar(-0.5 / v as f32).add_scalar(w.ln() as f32));
@@ -107,10 +118,9 @@ impl Mixture {
 }
 
 /// Annealed Langevin (NCSN Algorithm 1, with the denoising step) given the exact score draws
-/// the mixture's weights and means within 4 standard errors, and each component's variance
-/// within 4 standard errors plus 6%: the chain lags the falling levels, and its variances
-/// came out 1-5% high (measured over seeds 11-13; the standard error of a variance here is
-/// 1.4-2.2%).
+/// the mixture's weights, means and each component's variance within 4 standard errors (the
+/// chain lags the falling levels: its variances came out 1-5% high over seeds 11-13, where the
+/// standard error of a variance is 1.4-2.2%).
 #[test]
 fn annealed_langevin_with_the_exact_score_recovers_a_mixture() {
     let device = Device::default();
@@ -145,6 +155,13 @@ fn annealed_langevin_with_the_exact_score_recovers_a_mixture() {
         &mut |_, _| {},
     )
     .unwrap();
+    recovers(&mix, x, "annealed Langevin");
+}
+
+/// The samples' weights and means within 4 standard errors of the mixture's, and each
+/// component's variance within 4 standard errors of its own.
+fn recovers(mix: &Mixture, x: Tensor<2>, what: &str) {
+    let n = x.dims()[0];
     let pts: Vec<f32> = x.into_data().try_to_vec().unwrap();
     let mut members: [Vec<[f64; 2]>; 3] = Default::default();
     for p in pts.chunks_exact(2) {
@@ -167,7 +184,7 @@ fn annealed_langevin_with_the_exact_score_recovers_a_mixture() {
         );
         assert!(
             (share - mix.weights[k]).abs() < 4.0 * se,
-            "component {k}: weight {share}"
+            "{what}: component {k}: weight {share}"
         );
         for d in 0..2 {
             let mean = group.iter().map(|p| p[d]).sum::<f64>() / m;
@@ -181,8 +198,44 @@ fn annealed_langevin_with_the_exact_score_recovers_a_mixture() {
             assert!((mean - mix.means[k][d] as f64).abs() < 4.0 * (truth / m).sqrt());
             assert!(
                 (var - truth).abs() < 4.0 * se_var,
-                "component {k} dim {d}: variance {var}"
+                "{what}: component {k} dim {d}: variance {var}"
             );
         }
+    }
+}
+
+/// Predictor-corrector (reverse diffusion + one Langevin step at snr 0.16, 1,000 steps) on the
+/// VP and VE SDEs, given the exact score of the mixture's marginals, draws its weights, means
+/// and variances within 4 standard errors.
+#[test]
+fn predictor_corrector_with_the_exact_score_recovers_a_mixture() {
+    let device = Device::default();
+    let mix = Mixture {
+        weights: [0.2, 0.3, 0.5],
+        means: [[-4.0, 0.0], [4.0, 0.0], [0.0, 4.0]],
+        std: 0.1,
+    };
+    let pc = Pc {
+        predictor: Predictor::ReverseDiffusion,
+        corrector_steps: 1,
+        snr: 0.16,
+        steps: 1000,
+        eps: 1e-3,
+    };
+    for sde in [
+        Sde::vp(),
+        Sde::Ve {
+            sigma_min: 0.01,
+            sigma_max: 8.0,
+        },
+    ] {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let x = sde.prior_sample(&mut rng, [20_000, 2], &device);
+        let mut score = |x: Tensor<2>, t: Time| {
+            let (mean, std) = sde.marginal(t);
+            Ok(mix.score_at(x, mean, std))
+        };
+        let x = pc::sample(&mut score, &sde, &pc, x, &mut rng, &mut |_, _| {}).unwrap();
+        recovers(&mix, x, &format!("PC on {sde:?}"));
     }
 }

@@ -579,8 +579,8 @@ impl RunConfig {
             self.train.loss = Default::default();
         }
         self.ncsn = (family == FamilyName::Ncsn).then(|| NcsnConfig::for_kind(self.kind()));
-        self.score = (family == FamilyName::Score)
-            .then(|| ScoreConfig::for_kind(SdeName::Vp, self.kind()));
+        self.score =
+            (family == FamilyName::Score).then(|| ScoreConfig::for_kind(SdeName::Vp, self.kind()));
         self
     }
 

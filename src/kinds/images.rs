@@ -301,7 +301,11 @@ pub fn initial_noise(
         None => {
             let n = args.n.unwrap_or(crate::sample::DEFAULT_IMAGES);
             crate::memory::check_unet_sampling(unet, size, size, n)?;
-            Ok(diffuse_core::coef::randn(rng, [n, unet.in_channels, size, size], device))
+            Ok(diffuse_core::coef::randn(
+                rng,
+                [n, unet.in_channels, size, size],
+                device,
+            ))
         }
     }
 }

@@ -30,13 +30,13 @@ use diffuse_core::coef::{randn, timestep_tensor};
 use diffuse_core::discrete::importance::ImportanceSampler;
 use diffuse_core::discrete::loss::{LossConfig, sample_timesteps, training_loss};
 use diffuse_core::discrete::process::q_sample;
-use diffuse_core::model::{TimeInput, check_time_input};
 use diffuse_core::level::Time;
+use diffuse_core::model::{TimeInput, check_time_input};
 use diffuse_core::sde::Sde;
 use diffuse_core::sde::ncsn::{NoiseLevels, dsm_loss, input_scale};
 use diffuse_core::solver::adapter::NoiseConditional;
-use rand::RngExt;
 use diffuse_core::{Denoiser, NoiseSchedule, Prediction};
+use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
@@ -295,7 +295,10 @@ impl<const D: usize, M: Denoiser<D>> Objective<M> for ScoreSde<D> {
             .iter()
             .map(|&t| NoiseConditional::condition(Time(t)) as f32)
             .collect();
-        let noise = model.denoise(x, Tensor::<1>::from_data(TensorData::new(c, [batch]), &device));
+        let noise = model.denoise(
+            x,
+            Tensor::<1>::from_data(TensorData::new(c, [batch]), &device),
+        );
         let loss = dsm_loss(noise, z);
         if self.likelihood_weighting {
             let w: Vec<f32> = times

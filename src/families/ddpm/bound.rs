@@ -237,9 +237,7 @@ pub fn nll_points(args: &EvalArgs, dir: &Path, _: &RunConfig) -> Result<()> {
         Method::Ode => likelihood::print(
             args,
             dir,
-            &likelihood::eval_points(args, &device, |c| {
-                OdeProcess::chain(&c.scheduler_config())
-            })?,
+            &likelihood::eval_points(args, &device, |c| OdeProcess::chain(&c.scheduler_config()))?,
         ),
         Method::Vlb => print_bound(args, dir, &eval_points(args, &device)?),
     }
@@ -258,7 +256,8 @@ pub fn nll_images(args: &EvalArgs, dir: &Path, _: &RunConfig) -> Result<()> {
             let pipeline = crate::memory::load_pipeline(&args.run, &ad)?;
             let process = OdeProcess::chain(&pipeline.scheduler)?;
             let unet_config = &pipeline.unet_config;
-            let r = likelihood::eval_images(args, &config, &pipeline.unet, unet_config, process, &ad)?;
+            let r =
+                likelihood::eval_images(args, &config, &pipeline.unet, unet_config, process, &ad)?;
             likelihood::print(args, dir, &r)
         }
         Method::Vlb => print_bound(args, dir, &eval_images(args, &device)?),

@@ -22,8 +22,8 @@ use rand_chacha::ChaCha8Rng;
 use super::{Ncsn, langevin, langevin_steps, section};
 use crate::args::{EvalArgs, SampleArgs};
 use crate::config::RunConfig;
-use crate::families::{Family, TrainFigures};
 use crate::families::pictures::{self, Perturbation, images_forward, shown};
+use crate::families::{Family, TrainFigures};
 use crate::kinds::images::{ImageData, write_images, write_metrics};
 use crate::kinds::{Images, Kind};
 

@@ -137,7 +137,9 @@ fn sampler<const D: usize>(
         SamplerKind::Ode => {
             refuse(&["--rtol", "--atol"])?;
             if choice.steps.is_some() {
-                bail!("--sampler ode chooses its own steps; set --rtol and --atol instead of --steps");
+                bail!(
+                    "--sampler ode chooses its own steps; set --rtol and --atol instead of --steps"
+                );
             }
             let tol = tolerance(choice.rtol, choice.atol)?;
             let ends = [
@@ -152,7 +154,10 @@ fn sampler<const D: usize>(
             };
             (
                 Box::new(solver) as Box<dyn Solver<D>>,
-                format!("probability-flow ODE, RK45 at rtol {} atol {}", tol.rtol, tol.atol),
+                format!(
+                    "probability-flow ODE, RK45 at rtol {} atol {}",
+                    tol.rtol, tol.atol
+                ),
             )
         }
         SamplerKind::Euler | SamplerKind::Heun | SamplerKind::DpmSolverPp => {
@@ -169,11 +174,8 @@ fn sampler<const D: usize>(
                 ),
             };
             let n = choice.steps.unwrap_or(default);
-            let sigmas = karras_sigmas(
-                sde.sigma(Time(section.sample_eps)),
-                sde.sigma(Time(1.0)),
-                n,
-            );
+            let sigmas =
+                karras_sigmas(sde.sigma(Time(section.sample_eps)), sde.sigma(Time(1.0)), n);
             let solver = SigmaSolver {
                 method,
                 grid: Grid::from_sigmas(&sde, &sigmas)?,
@@ -259,7 +261,8 @@ fn perturbations(section: &ScoreConfig) -> Result<Vec<crate::families::pictures:
     let panels = crate::families::pictures::PANELS;
     Ok((0..panels)
         .map(|k| {
-            let t = section.sample_eps + (1.0 - section.sample_eps) * k as f64 / (panels - 1) as f64;
+            let t =
+                section.sample_eps + (1.0 - section.sample_eps) * k as f64 / (panels - 1) as f64;
             let (mean, std) = sde.marginal(Time(t));
             crate::families::pictures::Perturbation {
                 label: format!("t {t:.2}"),

@@ -192,9 +192,7 @@ impl Sde {
                 sigma_min,
                 sigma_max,
             } => return Time((sigma / sigma_min).ln() / (sigma_max / sigma_min).ln()),
-            Sde::Vp { beta_min, beta_max } => {
-                (beta_min, beta_max, 0.5 * (sigma * sigma).ln_1p())
-            }
+            Sde::Vp { beta_min, beta_max } => (beta_min, beta_max, 0.5 * (sigma * sigma).ln_1p()),
             Sde::SubVp { beta_min, beta_max } => (beta_min, beta_max, (0.5 * sigma).asinh()),
         };
         // a t^2 + b t = c with a, b, c >= 0; the root in the form that does not cancel.
@@ -323,7 +321,10 @@ mod tests {
         for sde in [Sde::vp(), Sde::sub_vp(), Sde::ve()] {
             for t in [1e-5, 1e-3, 0.1, 0.5, 0.9, 1.0] {
                 let back = sde.time_of(sde.sigma(Time(t))).0;
-                assert!((back - t).abs() < 1e-9 * t.max(1e-3), "{sde:?} t={t}: {back}");
+                assert!(
+                    (back - t).abs() < 1e-9 * t.max(1e-3),
+                    "{sde:?} t={t}: {back}"
+                );
             }
         }
     }

@@ -67,7 +67,10 @@ impl Pc {
             return bad(format!("PC needs at least 2 steps, got {}", self.steps));
         }
         if !(self.snr.is_finite() && self.snr > 0.0) {
-            return bad(format!("the corrector's snr must be positive, got {}", self.snr));
+            return bad(format!(
+                "the corrector's snr must be positive, got {}",
+                self.snr
+            ));
         }
         if !(self.eps > 0.0 && self.eps < 1.0) {
             return bad(format!("eps must be in (0, 1), got {}", self.eps));
@@ -95,35 +98,17 @@ pub fn sample<const D: usize>(
     pc.validate()?;
     let shape: [usize; D] = x.dims();
     let device = x.device();
-    let n = pc.steps;
     let mut x_mean = x.clone();
     for (i, &t) in pc.times().iter().enumerate() {
         let t = Time(t);
         for _ in 0..pc.corrector_steps {
             let g = score(x.clone(), t)?;
             let z = randn(&mut rng, shape, &device);
-            let ratio = mean_norm(&z) / mean_norm(&g).max(f64::MIN_POSITIVE);
-            let alpha = sde.corrector_alpha(t, n);
-            let step = 2.0 * alpha * (pc.snr * ratio).powi(2);
-            x = x + g.mul_scalar(step as f32) + z.mul_scalar((2.0 * step).sqrt() as f32);
+            x = corrector_step(sde, pc, t, x, g, z);
         }
         let s = score(x.clone(), t)?;
         let z = randn(&mut rng, shape, &device);
-        let (mean, noise) = match pc.predictor {
-            Predictor::ReverseDiffusion => {
-                let (f, big_g) = sde.discretize(t, n);
-                let mean = x.clone() - x.clone().mul_scalar(f as f32)
-                    + s.mul_scalar((big_g * big_g) as f32);
-                (mean, big_g)
-            }
-            Predictor::EulerMaruyama => {
-                let dt = 1.0 / n as f64;
-                let drift = sde.reverse_drift(x.clone(), t, s, false);
-                (x.clone() - drift.mul_scalar(dt as f32), sde.coefficients(t).1 * dt.sqrt())
-            }
-        };
-        x_mean = mean;
-        x = x_mean.clone() + z.mul_scalar(noise as f32);
+        (x, x_mean) = predictor_step(sde, pc, t, x, s, z);
         if !is_finite(&x) {
             return Err(CoreError::NonFiniteAtSigma {
                 step: i + 1,
@@ -133,6 +118,52 @@ pub fn sample<const D: usize>(
         observe(i, &x_mean);
     }
     Ok(x_mean)
+}
+
+/// One Langevin corrector step at t from x, with score g = s(x, t) and noise z (score_sde's
+/// `LangevinCorrector.update_fn`, one of its `n_steps`).
+pub fn corrector_step<const D: usize>(
+    sde: &Sde,
+    pc: &Pc,
+    t: Time,
+    x: Tensor<D>,
+    g: Tensor<D>,
+    z: Tensor<D>,
+) -> Tensor<D> {
+    let ratio = mean_norm(&z) / mean_norm(&g).max(f64::MIN_POSITIVE);
+    let alpha = sde.corrector_alpha(t, pc.steps);
+    let step = 2.0 * alpha * (pc.snr * ratio).powi(2);
+    x + g.mul_scalar(step as f32) + z.mul_scalar((2.0 * step).sqrt() as f32)
+}
+
+/// One predictor step at t from x, with score s = s(x, t) and noise z: (x, x_mean), the
+/// mean being x before the noise is added (score_sde's `ReverseDiffusionPredictor` and
+/// `EulerMaruyamaPredictor.update_fn`).
+pub fn predictor_step<const D: usize>(
+    sde: &Sde,
+    pc: &Pc,
+    t: Time,
+    x: Tensor<D>,
+    s: Tensor<D>,
+    z: Tensor<D>,
+) -> (Tensor<D>, Tensor<D>) {
+    let n = pc.steps;
+    let (mean, noise) = match pc.predictor {
+        Predictor::ReverseDiffusion => {
+            let (f, big_g) = sde.discretize(t, n);
+            let mean = x.clone() - x.mul_scalar(f as f32) + s.mul_scalar((big_g * big_g) as f32);
+            (mean, big_g)
+        }
+        Predictor::EulerMaruyama => {
+            let dt = 1.0 / n as f64;
+            let drift = sde.reverse_drift(x.clone(), t, s, false);
+            (
+                x - drift.mul_scalar(dt as f32),
+                sde.coefficients(t).1 * dt.sqrt(),
+            )
+        }
+    };
+    (mean.clone() + z.mul_scalar(noise as f32), mean)
 }
 
 /// The score in x coordinates at time t of `sde`, from any network through its adapter and

@@ -103,7 +103,9 @@ impl<const D: usize> SigmaDenoiser<D> for ConditionedNet<'_, D> {
             });
         };
         let mean = self.how.sde.marginal(t).0;
-        let z = self.how.noise(self.net, y.clone().mul_scalar(mean as f32), t)?;
+        let z = self
+            .how
+            .noise(self.net, y.clone().mul_scalar(mean as f32), t)?;
         Ok(y - z.mul_scalar(at.sigma.0 as f32))
     }
 }
