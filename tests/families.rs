@@ -158,8 +158,18 @@ fn each_family_refuses_the_others_fields() {
         ),
         (
             "f.toml",
-            "family = \"score\"\n",
-            "families are ddpm and ncsn",
+            "family = \"vae\"\n",
+            "families are ddpm, ncsn and score",
+        ),
+        (
+            "g.toml",
+            "[score]\nsde = \"ve\"\nsteps = 10\n",
+            "`score` applies to the score family",
+        ),
+        (
+            "h.toml",
+            "family = \"score\"\n[score]\nsde = \"vp\"\nsteps = 10\nsigma_max = 5.0\n",
+            "score.sigma_max applies to the VE SDE",
         ),
     ] {
         let path = dir.join(name);

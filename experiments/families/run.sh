@@ -4,8 +4,9 @@
 # points, next to the data-vs-data floor), and on MNIST (the preset; pooled-pixel distances of
 # 256 samples to the test set, next to train vs test). Writes experiments/families/out/.
 #
-#   experiments/families/run.sh              # everything (about 40 minutes on 2 cores)
-#   experiments/families/run.sh points       # the 2-D part only
+#   experiments/families/run.sh              # everything (about 80 minutes on 2 cores)
+#   experiments/families/run.sh points       # the 2-D part only (ddpm, ncsn)
+#   experiments/families/run.sh score        # the score SDEs on 2-D data (PC, ODE, bits/dim)
 #   MNIST=../shared/data/mnist experiments/families/run.sh mnist
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,14 +43,47 @@ if [ "$what" = all ] || [ "$what" = points ]; then
   done
 fi
 
+if [ "$what" = all ] || [ "$what" = score ]; then
+  table="$OUT/score.tsv"
+  echo -e "dataset\tsde\tseed\tsampler\ttrain_s\tsample_s\tnfe\tsw\tfloor\tratio\tbits_per_dim" > "$table"
+  for dataset in swiss_roll ring16; do
+    seeds="0 1 2"; [ "$dataset" = ring16 ] && seeds=0
+    for sde in vp subvp ve; do
+      for seed in $seeds; do
+        run="$OUT/runs/$dataset-score-$sde-$seed"
+        rm -rf "$run"
+        "$D" train --dataset "$dataset" --family score --sde "$sde" --seed "$seed" --out "$run" > /dev/null 2>&1
+        "$D" eval --run "$run" --nll --method ode --n 1000 > /dev/null 2>&1
+        bits=$(field "$run/nll_ode.json" bits_per_dim)
+        for sampler in pc ode; do
+          start=$(date +%s.%N)
+          nfe=$("$D" sample --run "$run" --sampler "$sampler" --n 20000 --seed 7 --out "$run/$sampler.npy" 2>&1 | grep -o '^[0-9]* network evaluations' | cut -d' ' -f1)
+          end=$(date +%s.%N)
+          "$D" eval --run "$run" --samples "$run/$sampler.npy" > /dev/null
+          sw=$(field "$run/$sampler.sw.json" sliced_wasserstein)
+          floor=$(field "$run/$sampler.sw.json" data_vs_data)
+          printf "%s\t%s\t%s\t%s\t%.1f\t%.1f\t%s\t%.4f\t%.4f\t%.2f\t%.3f\n" "$dataset" "$sde" "$seed" "$sampler" \
+            "$(field "$run/metrics.json" train_seconds)" "$(echo "$end - $start" | bc)" "$nfe" "$sw" "$floor" \
+            "$(echo "$sw / $floor" | bc -l)" "$bits" | tee -a "$table"
+        done
+      done
+    done
+  done
+fi
+
 if [ "$what" = all ] || [ "$what" = mnist ]; then
   table="$OUT/mnist.tsv"
-  echo -e "family\ttrain_s\tsample_s\tsw\tsw_floor\tfrechet\tfrechet_floor" > "$table"
-  for family in ddpm ncsn; do
+  [ -f "$table" ] || echo -e "family\ttrain_s\tsample_s\tsw\tsw_floor\tfrechet\tfrechet_floor" > "$table"
+  for family in ${MNIST_FAMILIES:-ddpm ncsn score-vp score-ve}; do
     run="$OUT/runs/mnist-$family"
     rm -rf "$run"
-    "$D" train --dataset mnist --data-dir "$MNIST" --family "$family" --out "$run" > /dev/null 2>&1
-    sampler=ddim; [ "$family" = ncsn ] && sampler=langevin
+    case "$family" in
+      score-*) flags="--family score --sde ${family#score-}"; sampler=pc ;;
+      ncsn) flags="--family ncsn"; sampler=langevin ;;
+      *) flags="--family $family"; sampler=ddim ;;
+    esac
+    # shellcheck disable=SC2086
+    "$D" train --dataset mnist --data-dir "$MNIST" $flags --out "$run" > /dev/null 2>&1
     start=$(date +%s.%N)
     "$D" sample --run "$run" --sampler "$sampler" --n 256 --seed 7 --out "$run/s256.npy" --png "$run/s256.png" > /dev/null 2>&1
     end=$(date +%s.%N)

@@ -163,6 +163,7 @@ fn by_rows(panels: &[Vec<u8>], rows: usize, per_image: usize) -> Vec<u8> {
 /// Runs a sampler from a seeded standard-normal draw of `shape`, keeping the first `ROWS`
 /// images at the steps in `show`; writes `samples.npy`, `samples.png` (titled
 /// `samples_title`) and `progressive.png` (titled `progressive_title`).
+#[allow(clippy::too_many_arguments)]
 pub fn samples_and_progressive(
     dir: &Path,
     shape: [usize; 4],
