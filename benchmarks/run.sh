@@ -2,6 +2,7 @@
 # Side by side: diffuse (burn-flex) and PyTorch eager on this machine, one run after the other.
 #   benchmarks/run.sh [ARGS]         W1, the 2-D MLP workload (bench-2d, torch_2d.py)
 #   benchmarks/run.sh --unet [ARGS]  W2, the 28x28 U-Net workload (bench-unet, torch_unet.py)
+#   benchmarks/run.sh --score [ARGS] W3, W1's MLP as a VP score SDE (bench-2d --score)
 # Needs: cargo, and python3 with torch (W2: and diffusers). Runs PyTorch twice, eager and with
 # torch.compile (inductor; --no-compile skips it), and prints every JSON line and the ratios.
 set -euo pipefail
@@ -10,6 +11,8 @@ workload=2d
 if [[ "${1:-}" == "--unet" ]]; then
   workload=unet
   shift
+elif [[ "${1:-}" == "--score" ]]; then
+  workload=score
 fi
 compile=1
 args=()
@@ -17,7 +20,7 @@ for a in "$@"; do
   if [[ $a == --no-compile ]]; then compile=0; else args+=("$a"); fi
 done
 cargo build --release -q -p diffuse-benchmarks
-if [[ $workload == 2d ]]; then
+if [[ $workload == 2d || $workload == score ]]; then
   script=benchmarks/torch_2d.py
   rust=$(./target/release/bench-2d "${args[@]}")
 else
@@ -38,6 +41,9 @@ w, r, t, c = sys.argv[1], *(json.loads(a) for a in sys.argv[2:])
 if w == "2d":
     figures = [("train_steps_per_s", "train steps/s (batch 1024)", False),
                ("sample_10k_1000_steps_s", "10k samples x 1000 DDPM steps, s", True)]
+elif w == "score":
+    figures = [("train_steps_per_s", "score SDE train steps/s (batch 1024)", False),
+               ("sample_10k_pc_1000_s", "10k samples x 1000 PC steps (2000 evaluations), s", True)]
 else:
     assert r["params"] == t["params"], f"models differ: {r['params']} vs {t['params']} parameters"
     figures = [("train_steps_per_s_b64", "train steps/s (batch 64)", False),

@@ -24,6 +24,22 @@ fn ok(out: &std::process::Output, what: &str) {
     assert!(out.status.success(), "{what}: {}", stderr(out));
 }
 
+/// A folder of three of the README's pictures: an image dataset for tiny runs.
+fn image_folder(dir: &Path) -> std::path::PathBuf {
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for (i, name) in ["samples.png", "forward.png", "reverse.png"]
+        .iter()
+        .enumerate()
+    {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/images")
+            .join(name);
+        std::fs::copy(src, images.join(format!("{i}.png"))).unwrap();
+    }
+    images
+}
+
 fn refused(out: &std::process::Output, needle: &str, what: &str) {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(1), "{what}: {err}");
@@ -224,17 +240,7 @@ fn each_family_refuses_the_others_fields() {
 #[test]
 fn an_ncsn_image_run_trains_and_samples() {
     let dir = scratch("ncsn-images");
-    let images = dir.join("images");
-    std::fs::create_dir_all(&images).unwrap();
-    for (i, name) in ["samples.png", "forward.png", "reverse.png"]
-        .iter()
-        .enumerate()
-    {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("docs/images")
-            .join(name);
-        std::fs::copy(src, images.join(format!("{i}.png"))).unwrap();
-    }
+    let images = image_folder(&dir);
     let config = dir.join("unet.json");
     std::fs::write(
         &config,
@@ -415,6 +421,14 @@ fn score_sde_runs_train_sample_evaluate_and_refuse_what_does_not_apply() {
         (vec!["--sampler", "ode", "--snr", "0.1"], "--snr"),
         (vec!["--sampler", "euler", "--rtol", "1e-3"], "--rtol"),
         (vec!["--sampler", "ode", "--steps", "5"], "--steps"),
+        (
+            vec!["--sampler", "pc", "--snr", "0"],
+            "snr must be positive",
+        ),
+        (
+            vec!["--sampler", "pc", "--snr", "nan"],
+            "snr must be positive",
+        ),
     ] {
         let mut args = vec!["sample", "--run", s(&run), "--n", "3", "--out", s(&a)];
         args.extend(extra.iter());
@@ -478,6 +492,21 @@ fn score_sde_runs_train_sample_evaluate_and_refuse_what_does_not_apply() {
         s(&a),
     ]);
     ok(&o, "pc on ddpm");
+    refused(
+        &diffuse(&[
+            "sample",
+            "--run",
+            s(&ddpm),
+            "--sampler",
+            "pc",
+            "--steps",
+            "10",
+            "--out",
+            s(&a),
+        ]),
+        "too few",
+        "pc with 10 steps on VP",
+    );
     assert!(
         stderr(&o).contains("200 network evaluations"),
         "{}",
@@ -491,17 +520,7 @@ fn score_sde_runs_train_sample_evaluate_and_refuse_what_does_not_apply() {
 #[test]
 fn a_score_image_run_trains_samples_and_evaluates() {
     let dir = scratch("score-images");
-    let images = dir.join("images");
-    std::fs::create_dir_all(&images).unwrap();
-    for (i, name) in ["samples.png", "forward.png", "reverse.png"]
-        .iter()
-        .enumerate()
-    {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("docs/images")
-            .join(name);
-        std::fs::copy(src, images.join(format!("{i}.png"))).unwrap();
-    }
+    let images = image_folder(&dir);
     let config = dir.join("unet.json");
     std::fs::write(
         &config,

@@ -29,6 +29,12 @@ pub fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Whether `name` is on the command line (bench-2d's `--score`).
+#[allow(dead_code)] // bench-unet takes none
+pub fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
 /// Plain Adam at a constant rate, no clipping, EMA or checkpoints: the loop the PyTorch scripts
 /// run, for `steps` steps at `batch_size`.
 pub fn plain_adam(steps: usize, batch_size: usize, lr: f64) -> TrainConfig {

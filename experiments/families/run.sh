@@ -7,6 +7,7 @@
 #   experiments/families/run.sh              # everything (about 80 minutes on 2 cores)
 #   experiments/families/run.sh points       # the 2-D part only (ddpm, ncsn)
 #   experiments/families/run.sh score        # the score SDEs on 2-D data (PC, ODE, bits/dim)
+#   DATASETS=swiss_roll SDES="subvp ve" SEEDS=0 NLL_N=300 experiments/families/run.sh score
 #   MNIST=../shared/data/mnist experiments/families/run.sh mnist
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -45,15 +46,15 @@ fi
 
 if [ "$what" = all ] || [ "$what" = score ]; then
   table="$OUT/score.tsv"
-  echo -e "dataset\tsde\tseed\tsampler\ttrain_s\tsample_s\tnfe\tsw\tfloor\tratio\tbits_per_dim" > "$table"
-  for dataset in swiss_roll ring16; do
-    seeds="0 1 2"; [ "$dataset" = ring16 ] && seeds=0
-    for sde in vp subvp ve; do
+  [ -f "$table" ] || echo -e "dataset\tsde\tseed\tsampler\ttrain_s\tsample_s\tnfe\tsw\tfloor\tratio\tbits_per_dim" > "$table"
+  for dataset in ${DATASETS:-swiss_roll ring16}; do
+    seeds=${SEEDS:-0 1 2}; [ "$dataset" = ring16 ] && seeds=0
+    for sde in ${SDES:-vp subvp ve}; do
       for seed in $seeds; do
         run="$OUT/runs/$dataset-score-$sde-$seed"
         rm -rf "$run"
         "$D" train --dataset "$dataset" --family score --sde "$sde" --seed "$seed" --out "$run" > /dev/null 2>&1
-        "$D" eval --run "$run" --nll --method ode --n 1000 > /dev/null 2>&1
+        "$D" eval --run "$run" --nll --method ode --n "${NLL_N:-1000}" > /dev/null 2>&1
         bits=$(field "$run/nll_ode.json" bits_per_dim)
         for sampler in pc ode; do
           start=$(date +%s.%N)
@@ -92,5 +93,20 @@ if [ "$what" = all ] || [ "$what" = mnist ]; then
     printf "%s\t%.1f\t%.1f\t%.4f\t%.4f\t%.4f\t%.4f\n" "$family" "$(field "$run/metrics.json" train_seconds)" \
       "$(echo "$end - $start" | bc)" "$(field "$j" sliced_wasserstein)" "$(field "$j" data_vs_data)" \
       "$(field "$j" frechet)" "$(field "$j" frechet_data_vs_data)" | tee -a "$table"
+  done
+fi
+
+if [ "$what" = grids ]; then
+  run="$OUT/runs/${GRID_RUN:-mnist-score-vp}"
+  table="$OUT/grids.tsv"
+  echo -e "sampler\tsteps\tnfe\tsample_s" > "$table"
+  for spec in pc:100 sde:200 euler:200 heun:100 dpm-solver++:200 ode:0; do
+    sampler=${spec%%:*}; steps=${spec#*:}
+    flags="--steps $steps"; [ "$sampler" = ode ] && flags="--rtol 1e-3 --atol 1e-3"
+    start=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    nfe=$("$D" sample --run "$run" --sampler "$sampler" $flags --n 36 --seed 7 --out "$run/grid-$sampler.npy" --png "$run/grid-$sampler.png" 2>&1 | grep -o '^[0-9]* network evaluations' | cut -d' ' -f1)
+    end=$(date +%s.%N)
+    printf "%s\t%s\t%s\t%.1f\n" "$sampler" "$steps" "$nfe" "$(echo "$end - $start" | bc)" | tee -a "$table"
   done
 fi

@@ -170,6 +170,13 @@ impl ScoreConfig {
             bail!("score.steps must be at least 2, got {}", self.steps);
         }
         positive("snr", self.snr)?;
+        if matches!(self.sde, SdeName::Vp | SdeName::Subvp) && self.steps as f64 <= self.beta_max {
+            bail!(
+                "score.steps ({}) must be above score.beta_max ({}): the VP chain's betas beta_max / steps must stay below 1",
+                self.steps,
+                self.beta_max
+            );
+        }
         if let Some(s) = self.sigma_data {
             positive("sigma_data", s)?;
         }

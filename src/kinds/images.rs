@@ -309,3 +309,25 @@ pub fn initial_noise(
         }
     }
 }
+
+/// Writes a checkpoint's U-Net as the weights of a run with no diffusers pipeline (NCSN, score
+/// SDEs): the sampling (EMA) weights as a `UNet2DModel` folder `unet/`, the raw ones in `raw/`.
+pub fn save_unet_folders(
+    dir: &Path,
+    config: &RunConfig,
+    c: &diffuse_train::Checkpoint<diffuse_nn::Unet>,
+) -> Result<(), diffuse_train::TrainError> {
+    let err = |e: String| diffuse_train::TrainError::Checkpoint {
+        path: dir.into(),
+        reason: e,
+    };
+    let unet = config.unet().map_err(|e| err(e.to_string()))?;
+    diffuse_diffusers::save_unet(&dir.join("unet"), unet, c.sampling_model())
+        .map_err(|e| err(e.to_string()))?;
+    diffuse_diffusers::save_unet(&dir.join("raw"), unet, &c.model).map_err(|e| err(e.to_string()))
+}
+
+/// The sampling weights [`save_unet_folders`] wrote.
+pub fn load_unet_folder(dir: &Path, device: &Device) -> Result<diffuse_nn::Unet> {
+    Ok(diffuse_nn::Unet::from_diffusers_dir(&dir.join("unet"), device)?.1)
+}

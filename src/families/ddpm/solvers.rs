@@ -134,6 +134,7 @@ fn pc(
         eps: 1e-3,
     };
     pc.validate()?;
+    sde.check_steps(pc.steps)?;
     Ok(PcSolver {
         sde,
         pc,

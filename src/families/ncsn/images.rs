@@ -13,7 +13,6 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::Device;
-use diffuse_diffusers::save_unet;
 use diffuse_nn::Unet;
 use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
@@ -24,7 +23,9 @@ use crate::args::{EvalArgs, SampleArgs};
 use crate::config::RunConfig;
 use crate::families::pictures::{self, Perturbation, images_forward, shown};
 use crate::families::{Family, TrainFigures};
-use crate::kinds::images::{ImageData, write_images, write_metrics};
+use crate::kinds::images::{
+    ImageData, load_unet_folder, save_unet_folders, write_images, write_metrics,
+};
 use crate::kinds::{Images, Kind};
 
 /// Training images compared for the largest pairwise distance (Technique 1): every pair of
@@ -54,17 +55,11 @@ impl Family<4, Images> for Ncsn {
     }
 
     fn save(dir: &Path, config: &RunConfig, c: &Checkpoint<Unet>) -> Result<(), TrainError> {
-        let err = |e: String| TrainError::Checkpoint {
-            path: dir.into(),
-            reason: e,
-        };
-        let unet = config.unet().map_err(|e| err(e.to_string()))?;
-        save_unet(&dir.join("unet"), unet, c.sampling_model()).map_err(|e| err(e.to_string()))?;
-        save_unet(&dir.join("raw"), unet, &c.model).map_err(|e| err(e.to_string()))
+        save_unet_folders(dir, config, c)
     }
 
     fn load_sampling(dir: &Path, _: &RunConfig, device: &Device) -> Result<Unet> {
-        Ok(Unet::from_diffusers_dir(&dir.join("unet"), device)?.1)
+        load_unet_folder(dir, device)
     }
 
     fn report(

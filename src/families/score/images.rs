@@ -13,7 +13,6 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::Device;
-use diffuse_diffusers::save_unet;
 use diffuse_nn::Unet;
 use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
@@ -25,7 +24,9 @@ use crate::config::RunConfig;
 use crate::families::likelihood;
 use crate::families::pictures::{self, images_forward, shown};
 use crate::families::{Family, TrainFigures};
-use crate::kinds::images::{ImageData, write_images, write_metrics};
+use crate::kinds::images::{
+    ImageData, load_unet_folder, save_unet_folders, write_images, write_metrics,
+};
 use crate::kinds::{Images, Kind};
 
 /// Training images compared for VE's sigma_max (Technique 1): every pair of them is visited.
@@ -54,17 +55,11 @@ impl Family<4, Images> for Score {
     }
 
     fn save(dir: &Path, config: &RunConfig, c: &Checkpoint<Unet>) -> Result<(), TrainError> {
-        let err = |e: String| TrainError::Checkpoint {
-            path: dir.into(),
-            reason: e,
-        };
-        let unet = config.unet().map_err(|e| err(e.to_string()))?;
-        save_unet(&dir.join("unet"), unet, c.sampling_model()).map_err(|e| err(e.to_string()))?;
-        save_unet(&dir.join("raw"), unet, &c.model).map_err(|e| err(e.to_string()))
+        save_unet_folders(dir, config, c)
     }
 
     fn load_sampling(dir: &Path, _: &RunConfig, device: &Device) -> Result<Unet> {
-        Ok(Unet::from_diffusers_dir(&dir.join("unet"), device)?.1)
+        load_unet_folder(dir, device)
     }
 
     fn report(
@@ -148,7 +143,7 @@ impl Family<4, Images> for Score {
             bail!("--data applies to 2-D runs; an image run evaluates its dataset's test split");
         }
         let ad = crate::device::device().autodiff();
-        let unet = Unet::from_diffusers_dir(&dir.join("unet"), &ad)?.1;
+        let unet = load_unet_folder(dir, &ad)?;
         let process = super::ode_process(section(config)?)?;
         let r = likelihood::eval_images(args, config, &unet, config.unet()?, process, &ad)?;
         likelihood::print(args, dir, &r)

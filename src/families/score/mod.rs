@@ -115,6 +115,7 @@ fn sampler<const D: usize>(
                 eps: section.sample_eps,
             };
             pc.validate()?;
+            sde.check_steps(pc.steps)?;
             let label = format!(
                 "{}, {} steps x (1 + {} corrector at snr {})",
                 if pc_kind {

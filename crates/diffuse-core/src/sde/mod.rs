@@ -234,6 +234,21 @@ impl Sde {
         }
     }
 
+    /// An error when N steps cannot discretize this SDE: VP's chain (and the corrector's alphas
+    /// of VP and sub-VP) needs beta_i = beta(t) / N below 1, so N > beta_max (score_sde gives
+    /// NaN there).
+    pub fn check_steps(&self, n: usize) -> Result<(), CoreError> {
+        match *self {
+            Sde::Vp { beta_max, .. } | Sde::SubVp { beta_max, .. } if n as f64 <= beta_max => {
+                Err(CoreError::InvalidSolver(format!(
+                    "{n} steps are too few for this SDE: its discrete betas beta_max / N = {:.3} must stay below 1 (take more than {beta_max} steps)",
+                    beta_max / n as f64
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// VE's N noise levels, geometric from sigma_min to sigma_max (score_sde's
     /// `VESDE.discrete_sigmas`).
     pub fn discrete_sigmas(&self, n: usize) -> Option<Vec<f64>> {

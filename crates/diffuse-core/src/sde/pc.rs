@@ -96,6 +96,7 @@ pub fn sample<const D: usize>(
     observe: &mut dyn FnMut(usize, &Tensor<D>),
 ) -> Result<Tensor<D>, CoreError> {
     pc.validate()?;
+    sde.check_steps(pc.steps)?;
     let shape: [usize; D] = x.dims();
     let device = x.device();
     let mut x_mean = x.clone();
