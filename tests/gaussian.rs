@@ -1,5 +1,5 @@
 //! Every solver, given the exact score of Gaussian data, draws that Gaussian; the ODE likelihood
-//! with the exact score is the true density.
+//! with the exact score is the true density, on the discrete chain and on the score SDEs.
 //!
 //! Data N(m, diag(s^2)) in 2-D: at noise level sigma, y = x_0 + sigma eps is N(m, s^2 + sigma^2)
 //! and the ideal denoiser is D(y, sigma) = m + s^2 / (s^2 + sigma^2) (y - m). It is wrapped as a
@@ -10,11 +10,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_core::coef::randn;
 use diffuse_core::discrete::sampler::{DdimConfig, DdimSampler, DdpmConfig, DdpmSampler};
 use diffuse_core::discrete::timesteps::TimestepSpacing;
-use diffuse_core::level::{Sigma, SigmaTable};
-use diffuse_core::solver::adapter::{Adapter, DiscreteVp};
+use diffuse_core::level::{Sigma, SigmaTable, Time};
+use diffuse_core::sde::Sde;
+use diffuse_core::sde::pc::{Pc, Predictor};
+use diffuse_core::solver::adapter::{Adapter, DiscreteVp, NoiseConditional};
 use diffuse_core::solver::grid::{Grid, karras_sigmas};
 use diffuse_core::solver::likelihood::{Divergence, ode_log_likelihood};
-use diffuse_core::solver::{DpmOrder, Method, SigmaSolver, Solver, Stepwise, Tolerance};
+use diffuse_core::solver::{DpmOrder, Method, PcSolver, SigmaSolver, Solver, Stepwise, Tolerance};
 use diffuse_core::{NoiseSchedule, Prediction, ScheduleConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -212,4 +214,118 @@ fn ode_likelihood_with_the_exact_score_is_the_true_density() {
         "ODE {mean} nats/dim vs true {truth} ({:?})",
         got.stats
     );
+}
+
+/// The noise-predicting network of a score SDE that is exact for N(MEAN, STD^2) data: at t
+/// (told as 999 t), x_t = mean x_0 + std z has score -(x - mean MEAN) / (mean^2 STD^2 + std^2),
+/// so z_hat = -std score.
+fn exact_noise(sde: Sde) -> impl Fn(Tensor<2>, Tensor<1>) -> Tensor<2> {
+    move |x: Tensor<2>, c: Tensor<1>| {
+        let device = x.device();
+        let c: f32 = c.narrow(0, 0, 1).into_scalar();
+        let (mean, std) = sde.marginal(Time(c as f64 / 999.0));
+        let centre = row(MEAN.map(|m| mean * m), &device);
+        let var = row(STD.map(|s| (mean * s).powi(2) + std * std), &device);
+        (x - centre).div(var).mul_scalar(std as f32)
+    }
+}
+
+/// With the exact score, the ODE likelihood through the score SDEs' adapter and clock (VP,
+/// sub-VP and VE, each with its own prior) equals log N(x; m, s^2) within 1e-3 nats per
+/// dimension, as the discrete chain's does; the same network sampled by PC and by the ODE
+/// draws the data.
+#[test]
+fn score_sde_likelihood_and_samplers_with_the_exact_score_are_the_true_density() {
+    let device = Device::default().autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let n = 256;
+    let z: Vec<f32> = randn::<2>(&mut rng, [n, 2], &Device::default())
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let x: Vec<f32> = z
+        .iter()
+        .enumerate()
+        .map(|(k, z)| (MEAN[k % 2] + STD[k % 2] * *z as f64) as f32)
+        .collect();
+    let truth: f64 = x
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| {
+            let (m, s) = (MEAN[k % 2], STD[k % 2]);
+            -0.5 * (2.0 * std::f64::consts::PI * s * s).ln() - 0.5 * ((v as f64 - m) / s).powi(2)
+        })
+        .sum::<f64>()
+        / (2 * n) as f64;
+    let x = Tensor::<2>::from_data(TensorData::new(x, [n, 2]), &device);
+    let tol = Tolerance {
+        rtol: 1e-8,
+        atol: 1e-8,
+        max_steps: 100_000,
+    };
+    for sde in [Sde::vp(), Sde::sub_vp(), Sde::ve()] {
+        let how = Adapter::NoiseConditional(NoiseConditional {
+            sde,
+            sigma_data: None,
+        });
+        let net = exact_noise(sde);
+        let model = how.wrap(&net);
+        let got = ode_log_likelihood(
+            model.as_ref(),
+            &sde,
+            x.clone(),
+            sde.sigma(Time(1e-5)),
+            sde.sigma(Time(1.0)),
+            &Divergence::Exact,
+            tol,
+            &mut |_| {},
+        )
+        .unwrap();
+        let mean = got.log_p.iter().sum::<f64>() / (2 * n) as f64;
+        // The prior N(0, prior_std^2 I) is not the marginal at t = 1, whose mean is
+        // mean(1) MEAN: per example the log-ratio fluctuates with -mean(1) m u / prior_std^2,
+        // u the prior draw, a standard deviation of |mean(1) m| / prior_std per dimension
+        // (VE: |m| / 50), which the average over the examples keeps.
+        let (mean_1, prior) = (sde.marginal(Time(1.0)).0, sde.prior_std());
+        let fluctuation = 0.5
+            * MEAN
+                .iter()
+                .map(|m| (mean_1 * m).powi(2))
+                .sum::<f64>()
+                .sqrt()
+            / prior
+            / (n as f64).sqrt();
+        assert!(
+            (mean - truth).abs() < 1e-3 + 4.0 * fluctuation,
+            "{sde:?}: ODE {mean} nats/dim vs true {truth} (prior fluctuation {fluctuation}; {:?})",
+            got.stats
+        );
+        for solver in [
+            Box::new(PcSolver {
+                sde,
+                pc: Pc {
+                    predictor: Predictor::ReverseDiffusion,
+                    corrector_steps: 1,
+                    snr: 0.16,
+                    steps: 500,
+                    eps: 1e-3,
+                },
+                adapter: how.clone(),
+                clock: Box::new(sde),
+            }) as Box<dyn Solver<2>>,
+            Box::new(SigmaSolver {
+                method: Method::Ode(Tolerance::default()),
+                grid: Grid::from_sigmas(&sde, &[sde.sigma(Time(1.0)).0, sde.sigma(Time(1e-3)).0])
+                    .unwrap(),
+                adapter: how.clone(),
+                clock: Box::new(sde),
+            }),
+        ] {
+            let cpu = Device::default();
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            let z = randn(&mut rng, [20_000, 2], &cpu);
+            let out = solver.sample(&net, z, &mut rng, &mut |_| {}).unwrap();
+            assert_gaussian(&format!("{sde:?} ({} evaluations)", out.nfe), out.x0);
+        }
+    }
 }

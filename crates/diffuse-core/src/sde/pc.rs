@@ -168,10 +168,12 @@ pub fn predictor_step<const D: usize>(
 }
 
 /// The score in x coordinates at time t of `sde`, from any network through its adapter and
-/// clock (Tweedie's formula): with alpha = mean(t), sigma = std(t) / mean(t) and y = x / alpha,
-/// s(x, t) = (D(y, sigma) - y) / (sigma^2 alpha). For a network on the SDE's own clock this is
-/// -net / std(t); for a DDPM network it reads the chain at the sigma of t, which is how a
-/// discrete VP model is sampled by PC (score_sde samples DDPM checkpoints this way).
+/// clock: with alpha = mean(t), sigma = std(t) / mean(t) and y = x / alpha, s(x, t) =
+/// s_y(y, sigma) / alpha, s_y the adapter's ([`SigmaDenoiser::score`]: Tweedie's
+/// (D(y, sigma) - y) / sigma^2, or -eps / sigma for a noise-predicting network, which makes
+/// this -net / std(t) on the SDE's own clock). A DDPM network is read on the chain at the sigma
+/// of t, which is how a discrete VP model is sampled by PC (score_sde samples DDPM checkpoints
+/// this way).
 pub fn score_through<const D: usize>(
     model: &dyn SigmaDenoiser<D>,
     clock: &dyn NoiseClock,
@@ -182,8 +184,7 @@ pub fn score_through<const D: usize>(
     let sigma = sde.sigma(t);
     let alpha = sde.marginal(t).0;
     let y = x.div_scalar(alpha as f32);
-    let d = model.x0(y.clone(), clock.level(sigma))?;
-    Ok((d - y).div_scalar((sigma.0 * sigma.0 * alpha) as f32))
+    Ok(model.score(y, clock.level(sigma))?.div_scalar(alpha as f32))
 }
 
 /// The mean over the batch of each example's ||v||.

@@ -94,8 +94,9 @@ pub struct ConditionedNet<'a, const D: usize> {
     pub how: &'a NoiseConditional,
 }
 
-impl<const D: usize> SigmaDenoiser<D> for ConditionedNet<'_, D> {
-    fn x0(&self, y: Tensor<D>, at: Level) -> Result<Tensor<D>, CoreError> {
+impl<const D: usize> ConditionedNet<'_, D> {
+    /// The network's noise estimate for y at a level on the SDE's clock.
+    fn noise_at(&self, y: Tensor<D>, at: Level) -> Result<Tensor<D>, CoreError> {
         let Clock::Continuous(t) = at.clock else {
             return Err(CoreError::TimeInputMismatch {
                 network: TimeInput::Continuous,
@@ -103,26 +104,43 @@ impl<const D: usize> SigmaDenoiser<D> for ConditionedNet<'_, D> {
             });
         };
         let mean = self.how.sde.marginal(t).0;
-        let z = self
-            .how
-            .noise(self.net, y.clone().mul_scalar(mean as f32), t)?;
+        self.how.noise(self.net, y.mul_scalar(mean as f32), t)
+    }
+}
+
+impl<const D: usize> SigmaDenoiser<D> for ConditionedNet<'_, D> {
+    fn x0(&self, y: Tensor<D>, at: Level) -> Result<Tensor<D>, CoreError> {
+        let z = self.noise_at(y.clone(), at)?;
         Ok(y - z.mul_scalar(at.sigma.0 as f32))
+    }
+
+    /// -eps / sigma, without forming D - y.
+    fn score(&self, y: Tensor<D>, at: Level) -> Result<Tensor<D>, CoreError> {
+        Ok(self.noise_at(y, at)?.div_scalar(-at.sigma.0 as f32))
     }
 }
 
 /// D(y, sigma): the x_0 estimate at a noise level, in sigma coordinates (y = x_0 + sigma eps).
 pub trait SigmaDenoiser<const D: usize> {
     fn x0(&self, y: Tensor<D>, at: Level) -> Result<Tensor<D>, CoreError>;
+
+    /// The score grad log p_sigma(y) = (D(y, sigma) - y) / sigma^2 (Tweedie's formula). A
+    /// network that predicts the noise overrides it with -eps / sigma: at small sigma, D - y
+    /// is sigma^2 times the score, below float32's resolution of y (measured: sub-VP's PC,
+    /// whose sigma reaches 1e-4, drew its data's variance 4x too large through D - y).
+    fn score(&self, y: Tensor<D>, at: Level) -> Result<Tensor<D>, CoreError> {
+        let s = at.sigma.0;
+        Ok((self.x0(y.clone(), at)? - y).div_scalar((s * s) as f32))
+    }
 }
 
-/// The score grad log p_sigma(y) = (D(y, sigma) - y) / sigma^2 (Tweedie's formula).
+/// The score grad log p_sigma(y) of `model` ([`SigmaDenoiser::score`]).
 pub fn score<const D: usize>(
     model: &dyn SigmaDenoiser<D>,
     y: Tensor<D>,
     at: Level,
 ) -> Result<Tensor<D>, CoreError> {
-    let s = at.sigma.0;
-    Ok((model.x0(y.clone(), at)? - y).div_scalar((s * s) as f32))
+    model.score(y, at)
 }
 
 /// How a discrete-chain network's output is read (the fields of a run's or a diffusers
