@@ -346,6 +346,18 @@ impl Default for RunConfig {
     }
 }
 
+/// The MLP of the 2-D presets: the default one with 32 Fourier features of each coordinate
+/// (`input_embed_dim`, Tancik et al. 2020). Measured on `ring16` (16 tight Gaussians on a
+/// circle; 20,000 samples against the data-vs-data floor): without them DDPM, NCSN and the
+/// score SDEs all stayed at 6.4-8.0x, a wider MLP (256) at 7.1x, a wider and deeper one (256 x 4)
+/// at 7.1x; with them DDPM came to 1.21x (1.25x at width 256).
+pub fn points_mlp() -> MlpConfig {
+    MlpConfig {
+        input_embed_dim: 32,
+        ..MlpConfig::default()
+    }
+}
+
 fn swiss_roll() -> String {
     "swiss_roll".into()
 }
@@ -396,6 +408,7 @@ impl RunConfig {
         let Some(set) = ImageDataset::from_name(dataset) else {
             let mut c = Self::default();
             c.data.dataset = dataset.into();
+            c.model = ModelConfig::Mlp(points_mlp());
             return c;
         };
         let (unet, random_flip) = match set {
@@ -734,7 +747,7 @@ impl RunConfig {
         let mut base = self.clone();
         match (&base.model, has_model, has_unet) {
             (ModelConfig::Unet(_), true, false) => {
-                base.model = ModelConfig::Mlp(MlpConfig::default())
+                base.model = ModelConfig::Mlp(points_mlp())
             }
             (ModelConfig::Mlp(_), false, true) => {
                 base.model = ModelConfig::Unet(serde_json::from_str("{}")?)

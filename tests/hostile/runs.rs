@@ -175,8 +175,9 @@ fn resume_checks_the_importance_history() {
 #[test]
 fn finishing_a_run_is_resumable() {
     let dir = scratch("finish");
-    // A small network, so its checkpoints fit under the limit and the pictures do not.
-    let text = format!("{SMALL}[model]\nhidden_width = 32\n");
+    // A small network (no Fourier features), so its checkpoints fit under the limit and the
+    // pictures do not.
+    let text = format!("{SMALL}[model]\nhidden_width = 32\ninput_embed_dim = 0\n");
     let small = config(&dir, "tiny.toml", &text);
     let run = dir.join("run");
     let out = within(
