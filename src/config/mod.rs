@@ -746,9 +746,7 @@ impl RunConfig {
         let (has_model, has_unet) = file.model_sections();
         let mut base = self.clone();
         match (&base.model, has_model, has_unet) {
-            (ModelConfig::Unet(_), true, false) => {
-                base.model = ModelConfig::Mlp(points_mlp())
-            }
+            (ModelConfig::Unet(_), true, false) => base.model = ModelConfig::Mlp(points_mlp()),
             (ModelConfig::Mlp(_), false, true) => {
                 base.model = ModelConfig::Unet(serde_json::from_str("{}")?)
             }
