@@ -40,6 +40,36 @@ fn image_folder(dir: &Path) -> std::path::PathBuf {
     images
 }
 
+/// Trains a tiny U-Net (8x8, 30 steps) of the family `section` names on [`image_folder`]'s
+/// pictures; returns the run directory.
+fn train_tiny_unet(dir: &Path, section: &str) -> std::path::PathBuf {
+    let images = image_folder(dir);
+    let config = dir.join("unet.json");
+    let unet = r#""unet": {"sample_size": 8, "block_out_channels": [8, 16],
+                     "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+                     "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+                     "norm_num_groups": 4, "attention_head_dim": 4},
+            "train": {"steps": 30, "batch_size": 4, "checkpoint_every": 15},
+            "sample": {"n": 4}"#;
+    std::fs::write(&config, format!("{{{section}, {unet}}}")).unwrap();
+    let run = dir.join("run");
+    ok(
+        &diffuse(&[
+            "train",
+            "--dataset",
+            "folder",
+            "--data-dir",
+            s(&images),
+            "--config",
+            s(&config),
+            "--out",
+            s(&run),
+        ]),
+        "train",
+    );
+    run
+}
+
 fn refused(out: &std::process::Output, needle: &str, what: &str) {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(1), "{what}: {err}");
@@ -240,33 +270,9 @@ fn each_family_refuses_the_others_fields() {
 #[test]
 fn an_ncsn_image_run_trains_and_samples() {
     let dir = scratch("ncsn-images");
-    let images = image_folder(&dir);
-    let config = dir.join("unet.json");
-    std::fs::write(
-        &config,
-        r#"{"family": "ncsn", "ncsn": {"num_levels": 8, "langevin_steps": 2},
-            "unet": {"sample_size": 8, "block_out_channels": [8, 16],
-                     "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
-                     "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
-                     "norm_num_groups": 4, "attention_head_dim": 4},
-            "train": {"steps": 30, "batch_size": 4, "checkpoint_every": 15},
-            "sample": {"n": 4}}"#,
-    )
-    .unwrap();
-    let run = dir.join("run");
-    ok(
-        &diffuse(&[
-            "train",
-            "--dataset",
-            "folder",
-            "--data-dir",
-            s(&images),
-            "--config",
-            s(&config),
-            "--out",
-            s(&run),
-        ]),
-        "train",
+    let run = train_tiny_unet(
+        &dir,
+        r#""family": "ncsn", "ncsn": {"num_levels": 8, "langevin_steps": 2}"#,
     );
     for f in [
         "diffuse_config.json",
@@ -520,33 +526,9 @@ fn score_sde_runs_train_sample_evaluate_and_refuse_what_does_not_apply() {
 #[test]
 fn a_score_image_run_trains_samples_and_evaluates() {
     let dir = scratch("score-images");
-    let images = image_folder(&dir);
-    let config = dir.join("unet.json");
-    std::fs::write(
-        &config,
-        r#"{"family": "score", "score": {"sde": "ve", "steps": 4},
-            "unet": {"sample_size": 8, "block_out_channels": [8, 16],
-                     "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
-                     "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
-                     "norm_num_groups": 4, "attention_head_dim": 4},
-            "train": {"steps": 30, "batch_size": 4, "checkpoint_every": 15},
-            "sample": {"n": 4}}"#,
-    )
-    .unwrap();
-    let run = dir.join("run");
-    ok(
-        &diffuse(&[
-            "train",
-            "--dataset",
-            "folder",
-            "--data-dir",
-            s(&images),
-            "--config",
-            s(&config),
-            "--out",
-            s(&run),
-        ]),
-        "train",
+    let run = train_tiny_unet(
+        &dir,
+        r#""family": "score", "score": {"sde": "ve", "steps": 4}"#,
     );
     for f in [
         "unet/diffusion_pytorch_model.safetensors",
