@@ -344,6 +344,25 @@ mod tests {
         }
     }
 
+    /// An SDE as a clock: the level at sigma(t) tells the network t, alpha is mean(t), and a
+    /// solve from the prior starts at prior_std / mean(1) in y; VP's chain needs N > beta_max.
+    #[test]
+    fn an_sde_is_a_noise_clock() {
+        for sde in [Sde::vp(), Sde::sub_vp(), Sde::ve()] {
+            let t = Time(0.3);
+            let level = NoiseClock::level(&sde, sde.sigma(t));
+            let Clock::Continuous(back) = level.clock else {
+                panic!("{sde:?}: a discrete clock");
+            };
+            assert!((back.0 - 0.3).abs() < 1e-12, "{sde:?}: {back:?}");
+            assert!((sde.alpha(sde.sigma(t)) - sde.marginal(t).0).abs() < 1e-12);
+            let init = sde.init_sigma(sde.sigma(Time(1.0)));
+            assert!((init - Sde::prior_std(&sde) / sde.marginal(Time(1.0)).0).abs() < 1e-9);
+        }
+        assert!(Sde::vp().check_steps(20).is_err() && Sde::vp().check_steps(21).is_ok());
+        assert!(Sde::sub_vp().check_steps(10).is_err() && Sde::ve().check_steps(2).is_ok());
+    }
+
     /// d/dt var(t) = 2 f var + g^2 for the kernel's variance (x_0 = 0), by central differences.
     #[test]
     fn marginals_solve_the_variance_ode() {

@@ -19,8 +19,9 @@
 //! As in score_sde, the corrector's norms are averaged over the batch, so an example's path
 //! depends on the others drawn with it (the same seed and `--n` give the same bits). Each
 //! example's own norms would free it of that, but in low dimensions they fail: measured on
-//! the swiss roll, a point near a mode has ||g|| near 0, its step explodes, and the samples
-//! ended at 42x the data-vs-data distance instead of 1.3x.
+//! the swiss roll (a VP model after 3,000 steps, 2,000 samples), a point near a mode has ||g||
+//! near 0, its step explodes, and the samples ended at 42x the data-vs-data distance, against
+//! 2.2x with the batch's averages and 1.3x without the corrector.
 
 use burn::tensor::Tensor;
 use rand::Rng;
