@@ -37,10 +37,11 @@ impl<const D: usize> Coef<D> {
     }
 }
 
-/// `f(t[i])` for each batch item, as a [B, 1, ..., 1] tensor that broadcasts over x.
-pub fn per_item<const D: usize>(
-    t: &[usize],
-    f: impl Fn(usize) -> f64,
+/// `f(t[i])` for each batch item (a timestep, a level's index, a continuous time), as a
+/// [B, 1, ..., 1] tensor that broadcasts over x.
+pub fn per_item<const D: usize, T: Copy>(
+    t: &[T],
+    f: impl Fn(T) -> f64,
     device: &Device,
 ) -> Tensor<D> {
     let data: Vec<f32> = t.iter().map(|&ti| f(ti) as f32).collect();

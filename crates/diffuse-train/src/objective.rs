@@ -32,7 +32,6 @@ use diffuse_core::discrete::loss::{LossConfig, sample_timesteps, training_loss};
 use diffuse_core::discrete::process::q_sample;
 use diffuse_core::level::Time;
 use diffuse_core::model::{TimeInput, check_time_input};
-use diffuse_core::sde::Sde;
 use diffuse_core::sde::ncsn::{NoiseLevels, dsm_loss, input_scale};
 use diffuse_core::solver::adapter::NoiseConditional;
 use diffuse_core::{Denoiser, NoiseSchedule, Prediction};
@@ -224,11 +223,11 @@ impl<const D: usize, M: Denoiser<D>> Objective<M> for Ncsn<D> {
         let levels = &self.levels;
         let i = sample_timesteps(rng, levels.len(), shape[0]);
         let z = randn(rng, shape, &device);
-        let sigma = per_item::<D>(&i, |i| levels.sigmas()[i], &device);
+        let sigma = per_item::<D, _>(&i, |i| levels.sigmas()[i], &device);
         let x = x0 + z.clone() * sigma;
         let x = match self.sigma_data {
             Some(_) => {
-                x * per_item::<D>(
+                x * per_item::<D, _>(
                     &i,
                     |i| input_scale(levels.sigmas()[i], self.sigma_data),
                     &device,
@@ -256,12 +255,6 @@ pub struct ScoreSde<const D: usize> {
     pub likelihood_weighting: bool,
 }
 
-impl<const D: usize> ScoreSde<D> {
-    pub fn sde(&self) -> &Sde {
-        &self.net.sde
-    }
-}
-
 impl<const D: usize, M: Denoiser<D>> Objective<M> for ScoreSde<D> {
     /// Clean data x_0.
     type Batch = Tensor<D>;
@@ -279,17 +272,10 @@ impl<const D: usize, M: Denoiser<D>> Objective<M> for ScoreSde<D> {
             .map(|_| self.eps + (1.0 - self.eps) * rng.random::<f64>())
             .collect();
         let z = randn(rng, shape, &device);
-        let column = |f: &dyn Fn(Time) -> f64| -> Tensor<D> {
-            let data: Vec<f32> = times.iter().map(|&t| f(Time(t)) as f32).collect();
-            let mut s = [1usize; D];
-            s[0] = batch;
-            Tensor::from_data(TensorData::new(data, s), &device)
-        };
-        let sde = self.net.sde;
-        let sigma_data = self.net.sigma_data;
-        let mean = column(&|t| sde.marginal(t).0);
-        let std = column(&|t| sde.marginal(t).1);
-        let scale = column(&|t| sde.input_scale(t, sigma_data));
+        let (sde, sigma_data) = (self.net.sde, self.net.sigma_data);
+        let mean = per_item::<D, _>(&times, |t| sde.marginal(Time(t)).0, &device);
+        let std = per_item::<D, _>(&times, |t| sde.marginal(Time(t)).1, &device);
+        let scale = per_item::<D, _>(&times, |t| sde.input_scale(Time(t), sigma_data), &device);
         let x = (x0 * mean + z.clone() * std) * scale;
         let c: Vec<f32> = times
             .iter()

@@ -242,20 +242,21 @@ pub fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     match n {
         0 => vec![],
         1 => vec![start],
-        _ => {
-            let step = (end - start) / (n - 1) as f64;
-            // torch.linspace fills the second half from the end, so both ends are exact.
-            let half = n / 2;
-            (0..n)
-                .map(|i| {
-                    if i < half {
-                        start + step * i as f64
-                    } else {
-                        end - step * (n - 1 - i) as f64
-                    }
-                })
-                .collect()
-        }
+        _ => (0..n).map(|i| linspace_at(start, end, n, i)).collect(),
+    }
+}
+
+/// The `i`-th of the `n` points of [`linspace`], alone, with the same bits.
+pub fn linspace_at(start: f64, end: f64, n: usize, i: usize) -> f64 {
+    if n == 1 {
+        return start;
+    }
+    let step = (end - start) / (n - 1) as f64;
+    // torch.linspace fills the second half from the end, so both ends are exact.
+    if i < n / 2 {
+        start + step * i as f64
+    } else {
+        end - step * (n - 1 - i) as f64
     }
 }
 

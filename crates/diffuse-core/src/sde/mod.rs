@@ -20,6 +20,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::coef::randn;
+use crate::discrete::schedule::linspace_at;
 use crate::error::CoreError;
 use crate::level::{Clock, Level, NoiseClock, Sigma, Time};
 
@@ -215,23 +216,36 @@ impl Sde {
     /// G = sqrt(beta_i) with i = floor(t (N - 1)); VE: SMLD's, f = 0, G = sqrt(sigma_i^2 -
     /// sigma_{i-1}^2) over N geometric sigmas (sigma_{-1} = 0); sub-VP: Euler-Maruyama,
     /// f = f(t) x / N, G = g(t) / sqrt(N). Returns (f_scale, G).
-    pub fn discretize(&self, Time(t): Time, n: usize) -> (f64, f64) {
-        let i = ((t * (n - 1) as f64).floor().max(0.0) as usize).min(n - 1);
+    pub fn discretize(&self, t: Time, n: usize) -> (f64, f64) {
+        let i = Self::step_index(t, n);
         match *self {
-            Sde::Vp { .. } => {
-                let betas = self.discrete_betas(n).expect("VP has discrete betas");
-                ((1.0 - betas[i]).sqrt() - 1.0, betas[i].sqrt())
+            Sde::Vp { beta_min, beta_max } => {
+                let beta = Self::discrete_beta(beta_min, beta_max, n, i);
+                ((1.0 - beta).sqrt() - 1.0, beta.sqrt())
             }
-            Sde::Ve { .. } => {
-                let sigmas = self.discrete_sigmas(n).expect("VE has discrete sigmas");
-                let previous = if i == 0 { 0.0 } else { sigmas[i - 1] };
-                (0.0, (sigmas[i] * sigmas[i] - previous * previous).sqrt())
+            Sde::Ve {
+                sigma_min,
+                sigma_max,
+            } => {
+                let sigma = |i| linspace_at(sigma_min.ln(), sigma_max.ln(), n, i).exp();
+                let previous = if i == 0 { 0.0 } else { sigma(i - 1) };
+                (0.0, (sigma(i) * sigma(i) - previous * previous).sqrt())
             }
             Sde::SubVp { .. } => {
-                let (f, g) = self.coefficients(Time(t));
+                let (f, g) = self.coefficients(t);
                 (f / n as f64, g / (n as f64).sqrt())
             }
         }
+    }
+
+    /// The chain step i = floor(t (N - 1)) that score_sde's discrete SDEs read at time t.
+    fn step_index(Time(t): Time, n: usize) -> usize {
+        ((t * (n - 1) as f64).floor().max(0.0) as usize).min(n - 1)
+    }
+
+    /// The i-th of VP's N betas ([`Sde::discrete_betas`]), alone.
+    fn discrete_beta(beta_min: f64, beta_max: f64, n: usize, i: usize) -> f64 {
+        linspace_at(beta_min / n as f64, beta_max / n as f64, n, i)
     }
 
     /// An error when N steps cannot discretize this SDE: VP's chain (and the corrector's alphas
@@ -249,33 +263,12 @@ impl Sde {
         }
     }
 
-    /// VE's N noise levels, geometric from sigma_min to sigma_max (score_sde's
-    /// `VESDE.discrete_sigmas`).
-    pub fn discrete_sigmas(&self, n: usize) -> Option<Vec<f64>> {
-        match *self {
-            Sde::Ve {
-                sigma_min,
-                sigma_max,
-            } => Some(
-                crate::discrete::schedule::linspace(sigma_min.ln(), sigma_max.ln(), n)
-                    .into_iter()
-                    .map(f64::exp)
-                    .collect(),
-            ),
-            _ => None,
-        }
-    }
-
     /// The Langevin corrector's alpha at time t (score_sde's `LangevinCorrector`): the VP
     /// chain's 1 - beta_i for VP and sub-VP (whose betas are VP's), 1 for VE.
-    pub fn corrector_alpha(&self, Time(t): Time, n: usize) -> f64 {
-        let i = ((t * (n - 1) as f64).floor().max(0.0) as usize).min(n - 1);
+    pub fn corrector_alpha(&self, t: Time, n: usize) -> f64 {
         match *self {
             Sde::Vp { beta_min, beta_max } | Sde::SubVp { beta_min, beta_max } => {
-                let betas = Sde::Vp { beta_min, beta_max }
-                    .discrete_betas(n)
-                    .expect("VP has discrete betas");
-                1.0 - betas[i]
+                1.0 - Self::discrete_beta(beta_min, beta_max, n, Self::step_index(t, n))
             }
             Sde::Ve { .. } => 1.0,
         }
