@@ -134,15 +134,6 @@ pub trait SigmaDenoiser<const D: usize> {
     }
 }
 
-/// The score grad log p_sigma(y) of `model` ([`SigmaDenoiser::score`]).
-pub fn score<const D: usize>(
-    model: &dyn SigmaDenoiser<D>,
-    y: Tensor<D>,
-    at: Level,
-) -> Result<Tensor<D>, CoreError> {
-    model.score(y, at)
-}
-
 /// How a discrete-chain network's output is read (the fields of a run's or a diffusers
 /// scheduler's config).
 #[derive(Debug, Clone, PartialEq)]

@@ -17,7 +17,7 @@
 use burn::tensor::Tensor;
 use rand::Rng;
 
-use super::adapter::{SigmaDenoiser, check_finite, score};
+use super::adapter::{SigmaDenoiser, check_finite};
 use super::grid::Grid;
 use crate::coef::randn;
 use crate::error::CoreError;
@@ -105,7 +105,7 @@ pub fn euler_maruyama<const D: usize>(
     for (i, &level) in grid.levels.iter().enumerate() {
         let (sigma, sigma_next) = (level.sigma.0, grid.sigma(i + 1));
         let g2 = sigma * sigma - sigma_next * sigma_next;
-        y = y.clone() + score(model, y, level)?.mul_scalar(g2 as f32);
+        y = y.clone() + model.score(y, level)?.mul_scalar(g2 as f32);
         if i + 1 < grid.len() {
             y = y + randn(&mut &mut *rng, shape, &device).mul_scalar(g2.sqrt() as f32);
         }
