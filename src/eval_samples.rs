@@ -11,9 +11,18 @@
 //! the test split (as many images as samples), the floor the distance between a random subset of
 //! the training images and that reference.
 //!
-//! Built-in sets are drawn afresh (two draws of the sample count, seeded by `--seed`); a run on
-//! a file compares with its held-out split and takes the floor between its held-out and training
-//! points (at the held-out count, which caps the comparison).
+//! A single distance between two clouds of 20,000 points is a noisy figure: between pairs of
+//! fresh swiss-roll draws its standard deviation is about 30% of its mean (30 pairs: 0.071,
+//! standard error 0.007), because a 2-D cloud's
+//! projections all share its few low-frequency fluctuations. So points are compared in chunks
+//! of at most 20,000 samples, each against its own reference, and the floor is the mean over at
+//! least `FLOOR_PAIRS` pairs of data draws of the chunk size; both are reported with their
+//! standard errors. Built-in sets are drawn afresh for every reference and pair (seeded by
+//! `--seed`); a run on a file compares every chunk with its held-out split, and takes the floor
+//! between that split and disjoint slices of its training points of the same size (as many as
+//! there are, at most `FLOOR_PAIRS`; the held-out count caps the chunk size). A file's
+//! distances all share that one held-out split, so its standard errors leave out the split's
+//! own variation: they are smaller than a built-in set's would be.
 
 use std::path::Path;
 
@@ -32,21 +41,41 @@ use crate::config::RunConfig;
 
 /// Random directions per distance (as `train`'s metric).
 const PROJECTIONS: usize = 256;
+/// Most samples in one compared chunk: the and the experiments' count.
+const CHUNK: usize = 20_000;
+/// Fewest data-vs-data pairs the floor is averaged over.
+const FLOOR_PAIRS: usize = 30;
 
 #[derive(Serialize)]
 pub struct Quality {
+    /// Samples compared: `chunks` chunks of `reference` points.
     pub samples: usize,
     pub reference: usize,
     pub projections: usize,
+    /// Points: the mean over the chunks of each chunk's distance to its reference.
     pub sliced_wasserstein: f64,
-    /// The same distance between two independent draws of the data.
+    /// Its standard error over the chunks (points, two chunks or more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sliced_wasserstein_se: Option<f64>,
+    pub chunks: usize,
+    /// The same distance between two independent draws of the data (points: the mean over
+    /// `floor_pairs` pairs).
     pub data_vs_data: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_vs_data_se: Option<f64>,
+    pub floor_pairs: usize,
     /// Images: the Fréchet distance between Gaussian fits of the pooled features (FID's formula
     /// on 4x4-pooled pixels), and the same between training and test images.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frechet: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frechet_data_vs_data: Option<f64>,
+}
+
+/// The mean of `values` and its standard error (none for one value).
+fn mean_se(values: &[f64]) -> (f64, Option<f64>) {
+    let (mean, ci) = diffuse_eval::metrics::mean_and_ci95(values);
+    (mean, ci.map(|c| c / 1.96))
 }
 
 pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
@@ -66,23 +95,7 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
     if let Some(v) = arr.data.iter().find(|v| !v.is_finite()) {
         bail!("{}: holds {v}; samples must be finite", file.display());
     }
-    let n = arr.shape[0];
     let dim = arr.shape[1];
-    // The reference points, and a second draw of the data measured against them (the floor).
-    let (reference, other) = match &config.data.path {
-        None => {
-            let set = ToyDataset::from_name(&config.data.dataset)?;
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A3D);
-            let a = set.sample(n, &mut rng);
-            (a, set.sample(n, &mut rng))
-        }
-        Some(_) => {
-            let data = crate::kinds::points::load_points(&config)?;
-            let m = data.held_out.len().min(data.train.len());
-            let train = Points::new(data.train.data[..m * dim].to_vec(), dim);
-            (data.held_out, train)
-        }
-    };
     let sw = |a: &[f32], b: &[f32]| {
         sliced_wasserstein(
             a,
@@ -92,12 +105,54 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
             &mut ChaCha8Rng::seed_from_u64(seed ^ 0x5EED),
         )
     };
+    // Each chunk's reference, and the floor's pairs, at the chunk size.
+    let (chunk, references, pairs) = match &config.data.path {
+        None => {
+            let set = ToyDataset::from_name(&config.data.dataset)?;
+            let chunk = arr.shape[0].min(CHUNK);
+            let chunks = arr.shape[0] / chunk;
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A3D);
+            let references: Vec<Points> =
+                (0..chunks).map(|_| set.sample(chunk, &mut rng)).collect();
+            let pairs: Vec<(Points, Points)> = (0..chunks.max(FLOOR_PAIRS))
+                .map(|_| (set.sample(chunk, &mut rng), set.sample(chunk, &mut rng)))
+                .collect();
+            (chunk, references, pairs)
+        }
+        Some(_) => {
+            let data = crate::kinds::points::load_points(&config)?;
+            let chunk = arr.shape[0].min(data.held_out.len()).min(data.train.len());
+            let chunks = arr.shape[0] / chunk;
+            let slice = |k: usize| {
+                Points::new(
+                    data.train.data[k * chunk * dim..(k + 1) * chunk * dim].to_vec(),
+                    dim,
+                )
+            };
+            let pairs: Vec<(Points, Points)> = (0..(data.train.len() / chunk).min(FLOOR_PAIRS))
+                .map(|k| (slice(k), data.held_out.clone()))
+                .collect();
+            (chunk, vec![data.held_out; chunks], pairs)
+        }
+    };
+    let distances: Vec<f64> = references
+        .iter()
+        .enumerate()
+        .map(|(k, r)| sw(&arr.data[k * chunk * dim..(k + 1) * chunk * dim], &r.data))
+        .collect();
+    let floors: Vec<f64> = pairs.iter().map(|(a, b)| sw(&a.data, &b.data)).collect();
+    let ((sliced_wasserstein, sliced_wasserstein_se), (data_vs_data, data_vs_data_se)) =
+        (mean_se(&distances), mean_se(&floors));
     let q = Quality {
-        samples: n,
-        reference: reference.len(),
+        samples: chunk * distances.len(),
+        reference: chunk,
         projections: PROJECTIONS,
-        sliced_wasserstein: sw(&arr.data, &reference.data),
-        data_vs_data: sw(&other.data, &reference.data),
+        sliced_wasserstein,
+        sliced_wasserstein_se,
+        chunks: distances.len(),
+        data_vs_data,
+        data_vs_data_se,
+        floor_pairs: floors.len(),
         frechet: None,
         frechet_data_vs_data: None,
     };
@@ -105,13 +160,29 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
 }
 
 fn write(q: Quality, file: &Path) -> Result<()> {
+    let pm = |se: Option<f64>| se.map(|e| format!(" ± {e:.4}")).unwrap_or_default();
+    let ratio = q.sliced_wasserstein / q.data_vs_data;
+    // The ratio's standard error to first order (the two means are independent).
+    let ratio_se = match (q.sliced_wasserstein_se, q.data_vs_data_se) {
+        (s, Some(f)) => Some(
+            ratio
+                * ((s.unwrap_or(0.0) / q.sliced_wasserstein).powi(2)
+                    + (f / q.data_vs_data).powi(2))
+                .sqrt(),
+        ),
+        _ => None,
+    };
     println!(
-        "sliced Wasserstein to the data: samples {:.4}, data vs data {:.4} (ratio {:.2}; {} samples, {} reference points)",
+        "sliced Wasserstein to the data: samples {:.4}{} ({} x {} samples), data vs data {:.4}{} ({} pairs); ratio {:.2}{}",
         q.sliced_wasserstein,
+        pm(q.sliced_wasserstein_se),
+        q.chunks,
+        q.reference,
         q.data_vs_data,
-        q.sliced_wasserstein / q.data_vs_data,
-        q.samples,
-        q.reference
+        pm(q.data_vs_data_se),
+        q.floor_pairs,
+        ratio,
+        ratio_se.map(|e| format!(" ± {e:.2}")).unwrap_or_default(),
     );
     if let (Some(f), Some(floor)) = (q.frechet, q.frechet_data_vs_data) {
         println!("Fréchet distance of pooled features: samples {f:.4}, data vs data {floor:.4}");
@@ -207,7 +278,11 @@ fn images(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
             reference: m,
             projections: PROJECTIONS,
             sliced_wasserstein: sw(&s, &t),
+            sliced_wasserstein_se: None,
+            chunks: 1,
             data_vs_data: sw(&r, &t),
+            data_vs_data_se: None,
+            floor_pairs: 1,
             frechet: Some(frechet_distance(&s, &t, dim)),
             frechet_data_vs_data: Some(frechet_distance(&r, &t, dim)),
         },

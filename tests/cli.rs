@@ -461,3 +461,40 @@ fn bf16_mixed_precision_trains_as_float32_does() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `eval --samples` on fresh draws of the data itself: they stand at the floor, within the
+/// standard errors it reports, and 100,000 points are compared as five chunks of 20,000.
+#[test]
+fn fresh_data_stands_at_the_floor_of_eval_samples() {
+    let dir = scratch("eval-chunks");
+    let run = dir.join("run");
+    ok(&diffuse(&[
+        "train",
+        "--steps",
+        "20",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    let n = 100_000;
+    let points = diffuse_data::ToyDataset::SwissRoll.sample(n, &mut ChaCha8Rng::seed_from_u64(99));
+    let file = dir.join("fresh.npy");
+    write_npy(&file, &[n, 2], &points.data).unwrap();
+    ok(&diffuse(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--samples",
+        file.to_str().unwrap(),
+    ]));
+    let q: Value =
+        serde_json::from_str(&std::fs::read_to_string(file.with_extension("sw.json")).unwrap())
+            .unwrap();
+    assert_eq!(q["chunks"], 5);
+    assert_eq!(q["reference"], 20_000);
+    assert_eq!(q["floor_pairs"], 30);
+    let f = |k: &str| q[k].as_f64().unwrap();
+    let (sw, floor) = (f("sliced_wasserstein"), f("data_vs_data"));
+    let se = (f("sliced_wasserstein_se").powi(2) + f("data_vs_data_se").powi(2)).sqrt();
+    eprintln!("fresh data {sw:.4} vs floor {floor:.4} (standard error of the difference {se:.4})");
+    assert!((sw - floor).abs() < 3.0 * se, "{sw} vs {floor}, se {se}");
+}

@@ -55,9 +55,10 @@ impl Kind<4> for Images {
         random_image_batch(&data.train, config.train.batch_size, flip, rng, device)
     }
 
-    fn model_rows(data: &ImageData, n: usize) -> (Vec<f32>, usize) {
+    /// The first 2,000 training images (every pair is visited).
+    fn distance_rows(data: &ImageData) -> (Vec<f32>, usize) {
         let set = &data.train;
-        let n = n.min(set.len());
+        let n = set.len().min(2000);
         let rows = set.pixels[..n * set.image_size()]
             .iter()
             .map(|&v| to_model_space(v))

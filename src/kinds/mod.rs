@@ -34,7 +34,8 @@ pub trait Kind<const D: usize> {
     ) -> Tensor<D>;
     /// What the run trains on, for the line it prints when it starts.
     fn describe(config: &RunConfig, data: &Self::Data) -> String;
-    /// Up to `n` training examples in model space, row-major, and their dimension (the first
-    /// ones: deterministic).
-    fn model_rows(data: &Self::Data, n: usize) -> (Vec<f32>, usize);
+    /// The training examples whose largest pairwise distance sets sigma_1 (NCSNv2's Technique
+    /// 1), in model space, row-major, and their dimension: the first ones (deterministic), as
+    /// many as `diffuse_eval::metrics::max_pairwise_distance` measures in seconds.
+    fn distance_rows(data: &Self::Data) -> (Vec<f32>, usize);
 }

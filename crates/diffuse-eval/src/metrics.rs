@@ -92,17 +92,92 @@ pub fn sample_gaussian_2d(
 }
 
 /// The largest Euclidean distance between two of `rows` (row-major, `dim` columns): NCSNv2's
-/// sigma_1 (Technique 1). Every pair is visited; callers pass a subset of large sets.
+/// sigma_1 (Technique 1). In two dimensions the convex hull's diameter by rotating calipers,
+/// O(n log n), so every point of a large cloud can be passed; in others every pair is visited,
+/// and callers pass a subset of large sets.
 pub fn max_pairwise_distance(rows: &[f32], dim: usize) -> f64 {
+    if dim == 2 {
+        return hull_diameter(rows);
+    }
     let n = rows.len() / dim.max(1);
     let mut best = 0.0f64;
     for i in 0..n {
         let a = &rows[i * dim..(i + 1) * dim];
         for j in i + 1..n {
             let b = &rows[j * dim..(j + 1) * dim];
-            let d2: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+            let d2: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+                .sum();
             best = best.max(d2);
         }
+    }
+    best.sqrt()
+}
+
+/// (a - o) x (b - o), positive when o, a, b turn counter-clockwise.
+fn cross(o: [f64; 2], a: [f64; 2], b: [f64; 2]) -> f64 {
+    (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+}
+
+fn dist2(a: [f64; 2], b: [f64; 2]) -> f64 {
+    (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)
+}
+
+/// The diameter of a 2-D cloud: its convex hull (Andrew's monotone chain), then for each hull
+/// edge the vertex farthest from it (rotating calipers, Shamos 1978); the farthest pair is among
+/// those antipodal pairs.
+fn hull_diameter(rows: &[f32]) -> f64 {
+    let mut pts: Vec<[f64; 2]> = rows
+        .chunks_exact(2)
+        .map(|p| [p[0] as f64, p[1] as f64])
+        .collect();
+    pts.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
+    pts.dedup();
+    if pts.len() < 3 {
+        return match pts.as_slice() {
+            [a, b] => dist2(*a, *b).sqrt(),
+            _ => 0.0,
+        };
+    }
+    let mut hull: Vec<[f64; 2]> = Vec::with_capacity(2 * pts.len());
+    for pass in [&pts[..], &pts[..]] {
+        let reversed = !hull.is_empty();
+        let start = hull.len();
+        let iter: Box<dyn Iterator<Item = &[f64; 2]>> = if reversed {
+            Box::new(pass.iter().rev())
+        } else {
+            Box::new(pass.iter())
+        };
+        for &p in iter {
+            while hull.len() >= start + 2
+                && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0.0
+            {
+                hull.pop();
+            }
+            hull.push(p);
+        }
+        // Each chain's last point is the other's first.
+        hull.pop();
+    }
+    let h = hull.len();
+    if h < 3 {
+        // Every point on one line: the chain's two ends.
+        return hull
+            .windows(2)
+            .map(|w| dist2(w[0], w[1]))
+            .fold(0.0, f64::max)
+            .sqrt();
+    }
+    let mut best = 0.0f64;
+    let mut j = 1;
+    for i in 0..h {
+        let (a, b) = (hull[i], hull[(i + 1) % h]);
+        while cross(a, b, hull[(j + 1) % h]).abs() > cross(a, b, hull[j]).abs() {
+            j = (j + 1) % h;
+        }
+        best = best.max(dist2(a, hull[j])).max(dist2(b, hull[j]));
     }
     best.sqrt()
 }
@@ -170,5 +245,60 @@ mod tests {
         let rows = [0.0f32, 0.0, 3.0, 4.0, 1.0, 1.0, -3.0, -4.0];
         assert!((max_pairwise_distance(&rows, 2) - 10.0).abs() < 1e-12);
         assert_eq!(max_pairwise_distance(&rows[..2], 2), 0.0);
+        assert!((max_pairwise_distance(&rows[..4], 2) - 5.0).abs() < 1e-12);
+    }
+
+    /// Every pair, the definition the 2-D hull's calipers must agree with.
+    fn brute_force(rows: &[f32]) -> f64 {
+        let n = rows.len() / 2;
+        let mut best = 0.0f64;
+        for i in 0..n {
+            for j in i + 1..n {
+                let d = (rows[2 * i] as f64 - rows[2 * j] as f64).powi(2)
+                    + (rows[2 * i + 1] as f64 - rows[2 * j + 1] as f64).powi(2);
+                best = best.max(d);
+            }
+        }
+        best.sqrt()
+    }
+
+    #[test]
+    fn the_hull_diameter_is_every_pairs_largest_distance() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut clouds: Vec<Vec<f32>> = Vec::new();
+        for n in [3, 4, 7, 50, 400] {
+            // Gaussian clouds, stretched ones, and points on a circle (every point on the hull).
+            let g: Vec<f32> = (0..2 * n)
+                .map(|_| rng.sample::<f32, _>(StandardNormal))
+                .collect();
+            let stretched: Vec<f32> = g
+                .iter()
+                .enumerate()
+                .map(|(k, v)| if k % 2 == 0 { 9.0 * v } else { *v })
+                .collect();
+            let circle: Vec<f32> = (0..n)
+                .flat_map(|k| {
+                    let a = std::f32::consts::TAU * k as f32 / n as f32 + 0.1;
+                    [3.0 * a.cos(), 3.0 * a.sin()]
+                })
+                .collect();
+            clouds.extend([g, stretched, circle]);
+        }
+        // Collinear points, duplicates, and a grid (many collinear hull points).
+        clouds.push(vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 5.0, 5.0, 3.0, 3.0]);
+        clouds.push(vec![1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+        clouds.push(
+            (0..36)
+                .flat_map(|k| [(k % 6) as f32, (k / 6) as f32])
+                .collect(),
+        );
+        for rows in &clouds {
+            let (fast, slow) = (max_pairwise_distance(rows, 2), brute_force(rows));
+            assert!(
+                (fast - slow).abs() <= 1e-12 * slow.max(1.0),
+                "{fast} vs {slow} on {} points",
+                rows.len() / 2
+            );
+        }
     }
 }

@@ -28,17 +28,13 @@ use crate::kinds::images::{
 };
 use crate::kinds::{Images, Kind};
 
-/// Training images compared for the largest pairwise distance (Technique 1): every pair of
-/// them is visited.
-const DISTANCE_IMAGES: usize = 2000;
-
 impl Family<4, Images> for Ncsn {
     type Net = Unet;
     type Objective = diffuse_train::Ncsn<4>;
 
     /// sigma_1 from the first 2,000 training images (Technique 1).
     fn prepare(config: &mut RunConfig, data: &ImageData) -> Result<()> {
-        let (rows, dim) = Images::model_rows(data, DISTANCE_IMAGES);
+        let (rows, dim) = Images::distance_rows(data);
         super::prepare(config, &rows, dim)
     }
 

@@ -53,7 +53,7 @@ fn prepare(config: &mut RunConfig, rows: &[f32], dim: usize) -> Result<()> {
     section.fill(max, dim)?;
     let levels = section.levels()?;
     eprintln!(
-        "NCSN: {} noise levels from {:.4} (the largest distance between {} training examples: {max:.4}) to {}, ratio {:.4}",
+        "NCSN: {} noise levels from {:.4} (the largest distance between {} training examples: {max:.4}) to {:.4}, ratio {:.4}",
         levels.len(),
         levels.sigma_max(),
         rows.len() / dim,

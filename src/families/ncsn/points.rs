@@ -34,9 +34,9 @@ impl Family<2, Points> for Ncsn {
     type Net = Mlp;
     type Objective = diffuse_train::Ncsn<2>;
 
-    /// sigma_1 from every training point (Technique 1).
+    /// sigma_1 from the training points (Technique 1; every one in 2-D).
     fn prepare(config: &mut RunConfig, data: &TrainPoints) -> Result<()> {
-        let (rows, dim) = Points::model_rows(data, usize::MAX);
+        let (rows, dim) = Points::distance_rows(data);
         super::prepare(config, &rows, dim)
     }
 

@@ -29,16 +29,13 @@ use crate::kinds::images::{
 };
 use crate::kinds::{Images, Kind};
 
-/// Training images compared for VE's sigma_max (Technique 1): every pair of them is visited.
-const DISTANCE_IMAGES: usize = 2000;
-
 impl Family<4, Images> for Score {
     type Net = Unet;
     type Objective = diffuse_train::ScoreSde<4>;
 
     /// VE: sigma_max from the first 2,000 training images (Technique 1).
     fn prepare(config: &mut RunConfig, data: &ImageData) -> Result<()> {
-        let (rows, dim) = Images::model_rows(data, DISTANCE_IMAGES);
+        let (rows, dim) = Images::distance_rows(data);
         super::prepare(config, &rows, dim)
     }
 

@@ -24,7 +24,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Tensor;
 use diffuse_core::Denoiser;
 use diffuse_core::level::Time;
-use diffuse_core::sde::pc::{self, Pc, Predictor};
+use diffuse_core::sde::pc::{Pc, Predictor};
 use diffuse_core::solver::adapter::Adapter;
 use diffuse_core::solver::grid::{Grid, karras_sigmas};
 use diffuse_core::solver::{DpmOrder, Method, PcSolver, SigmaSolver, Solver};
@@ -233,26 +233,23 @@ fn pc_with_steps<const D: usize>(
     observe: &mut dyn FnMut(usize, &Tensor<D>),
 ) -> Result<Tensor<D>> {
     let sde = section.sde()?;
-    let how = section.net()?;
     let pc = section.pc();
-    let pb = progress::bar(pc.model_calls(), "predictor-corrector");
-    let wrapped = Adapter::NoiseConditional(how);
-    let model = wrapped.wrap(net);
-    let mut score = |x: Tensor<D>, t: Time| {
-        pb.inc(1);
-        pc::score_through(model.as_ref(), &sde, &sde, x, t)
-    };
-    let x = z.mul_scalar(sde.prior_std() as f32);
-    let out = pc::sample(&mut score, &sde, &pc, x, rng, observe);
-    pb.finish_and_clear();
-    eprintln!(
-        "{} network evaluations (PC: {} steps x (1 + {} corrector at snr {}))",
-        pc.model_calls(),
-        pc.steps,
-        pc.corrector_steps,
-        pc.snr
+    let label = format!(
+        "PC: {} steps x (1 + {} corrector at snr {})",
+        pc.steps, pc.corrector_steps, pc.snr
     );
-    Ok(out?)
+    let pb = progress::bar(pc.model_calls(), "predictor-corrector");
+    let solver = PcSolver {
+        sde,
+        pc,
+        adapter: Adapter::NoiseConditional(section.net()?),
+        clock: Box::new(sde),
+    };
+    let out = solver.sample_steps(net, z, rng, &mut |n| pb.set_position(n as u64), observe);
+    pb.finish_and_clear();
+    let out = out?;
+    eprintln!("{} network evaluations ({label})", out.nfe);
+    Ok(out.x0)
 }
 
 /// The noise levels shown in forward pictures: t at 10 points of [eps, 1], with mean(t) and

@@ -36,9 +36,9 @@ impl Family<2, Points> for Score {
     type Net = Mlp;
     type Objective = diffuse_train::ScoreSde<2>;
 
-    /// VE: sigma_max from every training point (Technique 1).
+    /// VE: sigma_max from the training points (Technique 1; every one in 2-D).
     fn prepare(config: &mut RunConfig, data: &TrainPoints) -> Result<()> {
-        let (rows, dim) = Points::model_rows(data, usize::MAX);
+        let (rows, dim) = Points::distance_rows(data);
         super::prepare(config, &rows, dim)
     }
 

@@ -158,6 +158,33 @@ pub struct PcSolver {
     pub clock: Box<dyn NoiseClock>,
 }
 
+impl PcSolver {
+    /// x_T = prior_std z, then the PC loop; `observe` sees the network evaluations so far,
+    /// `observe_step(i, x)` x_mean after step i (`pc::sample`'s, for pictures).
+    pub fn sample_steps<const D: usize>(
+        &self,
+        net: &dyn Denoiser<D>,
+        z: Tensor<D>,
+        rng: &mut dyn Rng,
+        observe: Observe,
+        observe_step: &mut dyn FnMut(usize, &Tensor<D>),
+    ) -> Result<Sampled<D>, CoreError> {
+        let model = self.adapter.wrap(net);
+        let x = z.mul_scalar(self.sde.prior_std() as f32);
+        check_finite(&x, 0, self.sde.sigma(crate::level::Time(1.0)).0)
+            .map_err(|_| CoreError::NonFiniteInput)?;
+        let mut nfe = 0;
+        let mut score = |x: Tensor<D>, t| {
+            let s = pc::score_through(model.as_ref(), self.clock.as_ref(), &self.sde, x, t);
+            nfe += 1;
+            observe(nfe);
+            s
+        };
+        let x0 = pc::sample(&mut score, &self.sde, &self.pc, x, rng, observe_step)?;
+        Ok(Sampled { x0, nfe })
+    }
+}
+
 impl<const D: usize> Solver<D> for PcSolver {
     fn model_calls(&self) -> Option<usize> {
         Some(self.pc.model_calls())
@@ -171,19 +198,7 @@ impl<const D: usize> Solver<D> for PcSolver {
         rng: &mut dyn Rng,
         observe: Observe,
     ) -> Result<Sampled<D>, CoreError> {
-        let model = self.adapter.wrap(net);
-        let x = z.mul_scalar(self.sde.prior_std() as f32);
-        check_finite(&x, 0, self.sde.sigma(crate::level::Time(1.0)).0)
-            .map_err(|_| CoreError::NonFiniteInput)?;
-        let mut nfe = 0;
-        let mut score = |x: Tensor<D>, t| {
-            let s = pc::score_through(model.as_ref(), self.clock.as_ref(), &self.sde, x, t);
-            nfe += 1;
-            observe(nfe);
-            s
-        };
-        let x0 = pc::sample(&mut score, &self.sde, &self.pc, x, rng, &mut |_, _| {})?;
-        Ok(Sampled { x0, nfe })
+        self.sample_steps(net, z, rng, observe, &mut |_, _| {})
     }
 }
 
