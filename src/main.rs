@@ -58,7 +58,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a denoiser: on 2-D points (default: a swiss roll, about 30 s on 2 cores) or on
+    /// Train a denoiser: on 2-D points (default: a swiss roll, about a minute on 2 cores) or on
     /// images (--dataset mnist, fashion_mnist, cifar10, folder).
     Train(train::TrainArgs),
     /// Draw samples from a trained run or a diffusers pipeline folder.

@@ -24,7 +24,7 @@ use crate::args::{EvalArgs, SampleArgs};
 pub use crate::axes::FamilyName;
 use crate::config::RunConfig;
 pub use crate::figures::TrainFigures;
-use crate::kinds::{Images, Kind, KindName, Points};
+use crate::kinds::{ImageKind, Kind, KindName, PointKind};
 
 /// A model family on one kind of data `K`, with examples of rank `D`.
 pub trait Family<const D: usize, K: Kind<D>> {
@@ -80,13 +80,13 @@ pub fn dispatch(family: FamilyName, kind: KindName, task: impl Task) -> Result<(
     }
 }
 
-fn on_kind<F: Family<2, Points> + Family<4, Images>>(
+fn on_kind<F: Family<2, PointKind> + Family<4, ImageKind>>(
     kind: KindName,
     task: impl Task,
 ) -> Result<()> {
     match kind {
-        KindName::Points => task.run::<2, Points, F>(),
-        KindName::Images => task.run::<4, Images, F>(),
+        KindName::Points => task.run::<2, PointKind, F>(),
+        KindName::Images => task.run::<4, ImageKind, F>(),
     }
 }
 

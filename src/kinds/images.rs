@@ -22,8 +22,8 @@ use crate::args::SampleArgs;
 use crate::config::{ImageDataset, RunConfig};
 use crate::figures::TrainFigures;
 
-/// Images in [N, C, H, W].
-pub struct Images;
+/// The kind of data: images in [N, C, H, W].
+pub struct ImageKind;
 
 /// Training images, and held-out ones for the pictures (a folder's own images: it has no test
 /// split).
@@ -32,7 +32,7 @@ pub struct ImageData {
     pub test: ImageSet,
 }
 
-impl Kind<4> for Images {
+impl Kind<4> for ImageKind {
     type Data = ImageData;
     const LOSS_EVERY: usize = 10;
 

@@ -13,8 +13,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::RunConfig;
 
 pub use crate::axes::KindName;
-pub use images::Images;
-pub use points::Points;
+pub use images::ImageKind;
+pub use points::PointKind;
 
 /// A kind of data, with examples of rank `D` ([N, 2] points, [N, C, H, W] images).
 pub trait Kind<const D: usize> {

@@ -24,8 +24,8 @@ use crate::args::SampleArgs;
 use crate::config::{MIN_HELD_OUT, RunConfig, Source};
 use crate::figures::TrainFigures;
 
-/// Points in two dimensions.
-pub struct Points;
+/// The kind of data: points in two dimensions (their values are `diffuse_data::Points`).
+pub struct PointKind;
 
 /// Training and held-out points, in data space.
 pub struct PointData {
@@ -86,7 +86,7 @@ pub struct TrainPoints {
     pub standardized: PointSet,
 }
 
-impl Kind<2> for Points {
+impl Kind<2> for PointKind {
     type Data = TrainPoints;
     const LOSS_EVERY: usize = 25;
 

@@ -37,7 +37,7 @@ use crate::args::{EvalArgs, SampleArgs};
 use crate::config::RunConfig;
 use crate::families::Family;
 use crate::families::TrainFigures;
-use crate::kinds::Images;
+use crate::kinds::ImageKind;
 use crate::kinds::images::{ImageData, first_images, grid, pixels, write_metrics};
 use crate::progress;
 
@@ -46,7 +46,7 @@ const PICTURE_ROWS: usize = 8;
 /// Panels per row: points of the reverse process, or of the forward process.
 const PICTURE_STEPS: usize = 10;
 
-impl Family<4, Images> for Ddpm {
+impl Family<4, ImageKind> for Ddpm {
     type Net = Unet;
     type Objective = diffuse_train::Ddpm<4>;
 

@@ -31,13 +31,13 @@ use crate::args::{EvalArgs, SampleArgs};
 use crate::config::RunConfig;
 use crate::families::Family;
 use crate::families::TrainFigures;
-use crate::kinds::Points;
+use crate::kinds::PointKind;
 use crate::kinds::points::{
     TrainPoints, load_mlp, report_samples, save_mlp, standardizer, to_points,
 };
 use crate::progress;
 
-impl Family<2, Points> for Ddpm {
+impl Family<2, PointKind> for Ddpm {
     type Net = Mlp;
     type Objective = diffuse_train::Ddpm<2>;
 

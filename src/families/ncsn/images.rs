@@ -26,15 +26,15 @@ use crate::families::{Family, TrainFigures};
 use crate::kinds::images::{
     ImageData, load_unet_folder, save_unet_folders, write_images, write_metrics,
 };
-use crate::kinds::{Images, Kind};
+use crate::kinds::{ImageKind, Kind};
 
-impl Family<4, Images> for Ncsn {
+impl Family<4, ImageKind> for Ncsn {
     type Net = Unet;
     type Objective = diffuse_train::Ncsn<4>;
 
     /// sigma_1 from the first 2,000 training images (Technique 1).
     fn prepare(config: &mut RunConfig, data: &ImageData) -> Result<()> {
-        let (rows, dim) = Images::distance_rows(data);
+        let (rows, dim) = ImageKind::distance_rows(data);
         super::prepare(config, &rows, dim)
     }
 
@@ -93,7 +93,7 @@ impl Family<4, Images> for Ncsn {
         let section = section(config)?;
         let steps = langevin_steps(args, section)?;
         let device = crate::device::device();
-        let model = <Self as Family<4, Images>>::load_sampling(dir, config, &device)?;
+        let model = <Self as Family<4, ImageKind>>::load_sampling(dir, config, &device)?;
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
         let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
         let x = langevin(&model, section, steps, z, &mut rng, &mut |_, _| {})?;

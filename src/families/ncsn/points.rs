@@ -28,15 +28,15 @@ use crate::families::{Family, TrainFigures};
 use crate::kinds::points::{
     TrainPoints, load_mlp, report_samples, save_mlp, standardizer, to_points, write_points,
 };
-use crate::kinds::{Kind, Points};
+use crate::kinds::{Kind, PointKind};
 
-impl Family<2, Points> for Ncsn {
+impl Family<2, PointKind> for Ncsn {
     type Net = Mlp;
     type Objective = diffuse_train::Ncsn<2>;
 
     /// sigma_1 from the training points (Technique 1; every one in 2-D).
     fn prepare(config: &mut RunConfig, data: &TrainPoints) -> Result<()> {
-        let (rows, dim) = Points::distance_rows(data);
+        let (rows, dim) = PointKind::distance_rows(data);
         super::prepare(config, &rows, dim)
     }
 

@@ -27,15 +27,15 @@ use crate::families::{Family, TrainFigures};
 use crate::kinds::images::{
     ImageData, load_unet_folder, save_unet_folders, write_images, write_metrics,
 };
-use crate::kinds::{Images, Kind};
+use crate::kinds::{ImageKind, Kind};
 
-impl Family<4, Images> for Score {
+impl Family<4, ImageKind> for Score {
     type Net = Unet;
     type Objective = diffuse_train::ScoreSde<4>;
 
     /// VE: sigma_max from the first 2,000 training images (Technique 1).
     fn prepare(config: &mut RunConfig, data: &ImageData) -> Result<()> {
-        let (rows, dim) = Images::distance_rows(data);
+        let (rows, dim) = ImageKind::distance_rows(data);
         super::prepare(config, &rows, dim)
     }
 
@@ -122,7 +122,7 @@ impl Family<4, Images> for Score {
         let section = section(config)?;
         let (solver, label) = sampler::<4>(&args.solver, section)?;
         let device = crate::device::device();
-        let model = <Self as Family<4, Images>>::load_sampling(dir, config, &device)?;
+        let model = <Self as Family<4, ImageKind>>::load_sampling(dir, config, &device)?;
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
         let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
         let x = run_solver(solver.as_ref(), &model, z, &mut rng, &label)?;

@@ -30,15 +30,15 @@ use crate::families::{Family, TrainFigures};
 use crate::kinds::points::{
     TrainPoints, load_mlp, report_samples, save_mlp, standardizer, to_points, write_points,
 };
-use crate::kinds::{Kind, Points};
+use crate::kinds::{Kind, PointKind};
 
-impl Family<2, Points> for Score {
+impl Family<2, PointKind> for Score {
     type Net = Mlp;
     type Objective = diffuse_train::ScoreSde<2>;
 
     /// VE: sigma_max from the training points (Technique 1; every one in 2-D).
     fn prepare(config: &mut RunConfig, data: &TrainPoints) -> Result<()> {
-        let (rows, dim) = Points::distance_rows(data);
+        let (rows, dim) = PointKind::distance_rows(data);
         super::prepare(config, &rows, dim)
     }
 
