@@ -164,9 +164,49 @@ fn an_ncsn_run_trains_samples_and_refuses_what_does_not_apply() {
     }
     refused(
         &diffuse(&["eval", "--run", s(&run), "--nll"]),
-        "no likelihood",
+        "--method ode",
         "eval --nll",
     );
+    // The VE SDE of its levels: its samplers, and its probability-flow ODE's likelihood.
+    for (sampler, says) in [
+        ("pc", "40 network evaluations (PC"),
+        ("ode", "probability-flow ODE"),
+    ] {
+        let mut args = vec![
+            "sample",
+            "--run",
+            s(&run),
+            "--sampler",
+            sampler,
+            "--n",
+            "200",
+        ];
+        if sampler == "pc" {
+            args.extend(["--steps", "20"]);
+        }
+        args.extend(["--out", s(&a)]);
+        let o = diffuse(&args);
+        ok(&o, sampler);
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+        assert_eq!(diffuse_data::read_npy(&a).unwrap().shape, vec![200, 2]);
+    }
+    ok(
+        &diffuse(&[
+            "eval",
+            "--run",
+            s(&run),
+            "--nll",
+            "--method",
+            "ode",
+            "--n",
+            "20",
+        ]),
+        "eval --nll --method ode",
+    );
+    let bits = json(&run.join("nll_ode.json"))["bits_per_dim"]
+        .as_f64()
+        .unwrap();
+    assert!(bits.is_finite() && bits > 0.0, "{bits}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

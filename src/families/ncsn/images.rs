@@ -18,9 +18,11 @@ use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Ncsn, langevin, langevin_steps, section};
+use super::{Ncsn, check_method, draw, langevin, ode_process, section};
 use crate::args::{EvalArgs, SampleArgs};
+use crate::axes::KindName;
 use crate::config::RunConfig;
+use crate::families::likelihood;
 use crate::families::pictures::{self, Perturbation, images_forward, shown};
 use crate::families::{Family, TrainFigures};
 use crate::kinds::images::{
@@ -91,21 +93,25 @@ impl Family<4, ImageKind> for Ncsn {
             );
         }
         let section = section(config)?;
-        let steps = langevin_steps(args, section)?;
         let device = crate::device::device();
         let model = <Self as Family<4, ImageKind>>::load_sampling(dir, config, &device)?;
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
         let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
-        let x = langevin(&model, section, steps, z, &mut rng, &mut |_, _| {})?;
+        let (x, label) = draw(&model, args, section, KindName::Images, z, &mut rng)?;
         let n = x.dims()[0];
-        let title = format!("{n} samples (annealed Langevin, {steps} steps per level)");
-        write_images(args, x, &title)
+        write_images(args, x, &format!("{n} samples ({label})"))
     }
 
-    fn nll(_: &EvalArgs, _: &Path, _: &RunConfig) -> Result<()> {
-        bail!(
-            "NCSN defines no likelihood (its levels are a set, not a process); train --family score --sde ve for the probability-flow ODE's"
-        )
+    fn nll(args: &EvalArgs, dir: &Path, config: &RunConfig) -> Result<()> {
+        check_method(args)?;
+        if args.data.is_some() {
+            bail!("--data applies to 2-D runs; an image run evaluates its dataset's test split");
+        }
+        let ad = crate::device::device().autodiff();
+        let unet = load_unet_folder(dir, &ad)?;
+        let process = ode_process(config, KindName::Images)?;
+        let r = likelihood::eval_images(args, config, &unet, config.unet()?, process, &ad)?;
+        likelihood::print(args, dir, &r)
     }
 }
 

@@ -5,6 +5,12 @@
 //! and is told the level as `NoiseLevels::condition` (0 to 999); its score is
 //! s(x, sigma) = -net(x, c(sigma)) / sigma (NCSNv2's 1 / sigma output scaling).
 //!
+//! The same network is a VE score SDE's (`as_ve`): sigma(t) = sigma_L (sigma_1 / sigma_L)^t
+//! passes through every level at the t where NCSN's condition is 999 t, with the same input
+//! scale. So besides annealed Langevin (the default), `sample` takes that SDE's samplers (`pc`,
+//! `sde`, `ode`, `euler`, `heun`, `dpm-solver++`) and `eval --nll --method ode` its
+//! probability-flow ODE's likelihood, through the score family's code.
+//!
 //! - `points` / `images` — the family on each kind of data: network, weights, pictures, sample
 
 pub mod images;
@@ -17,8 +23,11 @@ use diffuse_core::sde::ncsn::{NoiseLevels, annealed_langevin, input_scale};
 use diffuse_eval::metrics::max_pairwise_distance;
 use rand_chacha::ChaCha8Rng;
 
-use crate::args::{SampleArgs, SamplerKind};
-use crate::config::{NcsnConfig, RunConfig};
+use crate::args::{EvalArgs, Method, SampleArgs, SamplerKind};
+use crate::axes::KindName;
+use crate::config::{NcsnConfig, RunConfig, ScoreConfig, SdeName};
+use crate::families::likelihood::OdeProcess;
+use crate::families::score;
 use crate::progress;
 
 /// The NCSN family (see the module docs).
@@ -79,26 +88,70 @@ fn score<const D: usize>(
     net.denoise(x, t).div_scalar(-sigma as f32)
 }
 
-/// `sample`'s sampler for an NCSN run: annealed Langevin, and the flags that apply to it.
-/// Returns the steps per level.
-fn langevin_steps(args: &SampleArgs, section: &NcsnConfig) -> Result<usize> {
+/// The VE SDE whose marginals pass through the run's levels (see the module docs), with the
+/// score family's defaults for its samplers on this kind of data.
+fn as_ve(section: &NcsnConfig, kind: KindName) -> Result<ScoreConfig> {
+    let levels = section.levels()?;
+    let mut ve = ScoreConfig::for_kind(SdeName::Ve, kind);
+    ve.sigma_min = levels.sigma_min();
+    ve.sigma_max = Some(levels.sigma_max());
+    ve.sigma_data = section.sigma_data;
+    ve.validate()?;
+    Ok(ve)
+}
+
+/// `sample` on an NCSN run from `z` ~ N(0, I): annealed Langevin (the default; `--steps`, its
+/// steps per level), or a sampler of the VE SDE of its levels. Returns the samples and what
+/// drew them.
+fn draw<const D: usize>(
+    net: &dyn Denoiser<D>,
+    args: &SampleArgs,
+    section: &NcsnConfig,
+    kind: KindName,
+    z: Tensor<D>,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Tensor<D>, String)> {
     match args.solver.sampler {
-        None | Some(SamplerKind::Langevin) => {}
-        Some(other) => bail!(
-            "--sampler {} does not apply to NCSN runs, which sample by annealed Langevin dynamics (--sampler langevin)",
-            other.label()
+        None | Some(SamplerKind::Langevin) => {
+            if let Some(flag) = args.solver.given().first() {
+                bail!(
+                    "{flag} does not apply to annealed Langevin sampling (NCSN runs take --steps, Langevin steps per level)"
+                );
+            }
+            let steps = match args.solver.steps {
+                Some(0) => bail!("--steps must be at least 1"),
+                Some(steps) => steps,
+                None => section.langevin_steps,
+            };
+            let x = langevin(net, section, steps, z, rng, &mut |_, _| {})?;
+            Ok((x, format!("annealed Langevin, {steps} steps per level")))
+        }
+        Some(kind_of @ (SamplerKind::Ddpm | SamplerKind::Ddim)) => bail!(
+            "--sampler {} does not apply to NCSN runs; they sample with langevin (the default), or pc, sde, ode, euler, heun or dpm-solver++ on the VE SDE of their levels",
+            score::kind_name(kind_of)
         ),
+        Some(_) => {
+            let ve = as_ve(section, kind)?;
+            let (solver, label) = score::sampler::<D>(&args.solver, &ve)?;
+            let x = score::run_solver(solver.as_ref(), net, z, rng, &label)?;
+            Ok((x, format!("{label}, on the VE SDE of the levels")))
+        }
     }
-    if let Some(flag) = args.solver.given().first() {
+}
+
+/// `eval --nll` on an NCSN run: the probability-flow ODE of the VE SDE of its levels.
+fn ode_process(config: &RunConfig, kind: KindName) -> Result<OdeProcess> {
+    score::ode_process(&as_ve(section(config)?, kind)?)
+}
+
+/// `eval --nll` takes `--method ode` only.
+fn check_method(args: &EvalArgs) -> Result<()> {
+    if args.method != Method::Ode {
         bail!(
-            "{flag} does not apply to annealed Langevin sampling (NCSN runs take --steps, Langevin steps per level)"
+            "an NCSN run's likelihood is the probability-flow ODE's of the VE SDE of its levels: --method ode (the variational bound --method vlb is DDPM's)"
         );
     }
-    match args.solver.steps {
-        Some(0) => bail!("--steps must be at least 1"),
-        Some(steps) => Ok(steps),
-        None => Ok(section.langevin_steps),
-    }
+    Ok(())
 }
 
 /// Annealed Langevin from `z` ~ N(0, I), scaled to the first level (the VE prior

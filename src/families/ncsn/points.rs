@@ -20,9 +20,11 @@ use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Ncsn, langevin, langevin_steps, section};
+use super::{Ncsn, check_method, draw, langevin, ode_process, section};
 use crate::args::{EvalArgs, SampleArgs};
+use crate::axes::KindName;
 use crate::config::{NcsnConfig, RunConfig};
+use crate::families::likelihood;
 use crate::families::pictures::{Perturbation, ScoreAt, points_forward, score_field, shown};
 use crate::families::{Family, TrainFigures};
 use crate::kinds::points::{
@@ -113,24 +115,23 @@ impl Family<2, PointKind> for Ncsn {
         let device = crate::device::device();
         let (config, model) = load_mlp(dir, !args.no_ema, &device)?;
         let section = section(&config)?;
-        let steps = langevin_steps(args, section)?;
         let n = args.n.unwrap_or(crate::sample::DEFAULT_POINTS);
         crate::memory::check_mlp_sampling(config.mlp()?, n)?;
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
         let z = randn(&mut rng, [n, 2], &device);
-        let x = langevin(&model, section, steps, z, &mut rng, &mut |_, _| {})?;
+        let (x, label) = draw(&model, args, section, KindName::Points, z, &mut rng)?;
         let standardizer = config
             .standardizer
             .clone()
             .unwrap_or(Standardizer::identity(2));
-        let title = format!("{n} samples (annealed Langevin, {steps} steps per level)");
-        write_points(args, x, &standardizer, &title)
+        write_points(args, x, &standardizer, &format!("{n} samples ({label})"))
     }
 
-    fn nll(_: &EvalArgs, _: &Path, _: &RunConfig) -> Result<()> {
-        bail!(
-            "NCSN defines no likelihood (its levels are a set, not a process); train --family score --sde ve for the probability-flow ODE's"
-        )
+    fn nll(args: &EvalArgs, dir: &Path, _: &RunConfig) -> Result<()> {
+        check_method(args)?;
+        let device = crate::device::device();
+        let r = likelihood::eval_points(args, &device, |c| ode_process(c, KindName::Points))?;
+        likelihood::print(args, dir, &r)
     }
 }
 

@@ -77,7 +77,7 @@ fn prepare(config: &mut RunConfig, rows: &[f32], dim: usize) -> Result<()> {
 }
 
 /// `--sampler` on a score run, with the flags that apply to it.
-fn sampler<const D: usize>(
+pub(crate) fn sampler<const D: usize>(
     choice: &SolverChoice,
     section: &ScoreConfig,
 ) -> Result<(Box<dyn Solver<D>>, String)> {
@@ -196,7 +196,7 @@ fn sampler<const D: usize>(
 }
 
 /// The flag's spelling of a sampler.
-fn kind_name(kind: SamplerKind) -> String {
+pub(crate) fn kind_name(kind: SamplerKind) -> String {
     use clap::ValueEnum;
     kind.to_possible_value()
         .map(|v| v.get_name().to_string())
@@ -204,7 +204,7 @@ fn kind_name(kind: SamplerKind) -> String {
 }
 
 /// Runs a solver from `z` ~ N(0, I) with a progress bar over its network evaluations.
-fn run_solver<const D: usize>(
+pub(crate) fn run_solver<const D: usize>(
     solver: &dyn Solver<D>,
     net: &dyn Denoiser<D>,
     z: Tensor<D>,
@@ -273,7 +273,9 @@ fn perturbations(section: &ScoreConfig) -> Result<Vec<crate::families::pictures:
 
 /// The probability-flow ODE of the run's SDE for the likelihood, from t = eps (score_sde's
 /// likelihood eps, 1e-5: the training one) to t = 1.
-fn ode_process(section: &ScoreConfig) -> Result<crate::families::likelihood::OdeProcess> {
+pub(crate) fn ode_process(
+    section: &ScoreConfig,
+) -> Result<crate::families::likelihood::OdeProcess> {
     let sde = section.sde()?;
     Ok(crate::families::likelihood::OdeProcess {
         adapter: Adapter::NoiseConditional(section.net()?),
