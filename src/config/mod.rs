@@ -359,10 +359,10 @@ pub fn points_mlp() -> MlpConfig {
 }
 
 /// The 2-D presets' batch: 1024 (20,000 steps, about 45 s on 2 cores). Measured with NCSN,
-/// seed 0, 40,000 samples against the 30-pair floor: batch 256 left the swiss roll at 1.51x
-/// and ring16 at 1.58x, 1024 at 1.03x and 1.08x; a longer EMA at batch 256 (0.999) at 1.42x
-/// and 1.33x; batch 1024 for 10,000 steps (the same time as 256 for 20,000) at 1.24x on the
-/// swiss roll (`experiments/families/README.md`).
+/// seed 0, 40,000-60,000 samples against the averaged floor: batch 256 left the swiss roll
+/// at 1.51x and ring16 at 1.58x, 1024 at 1.03x and 1.08x; a longer EMA at batch 256 (0.999)
+/// at 1.42x and 1.33x; batch 1024 for 10,000 steps (the same time as 256 for 20,000) at
+/// 1.24x on the swiss roll (`experiments/families/README.md`).
 pub const POINTS_BATCH: usize = 1024;
 
 fn swiss_roll() -> String {
@@ -379,8 +379,9 @@ pub const MAX_TRAIN_POINTS: usize = 10_000_000;
 /// so that a model is measured against the set itself rather than against one small draw of it.
 /// With 10,000 (the default until issue 23) a model that reproduced its draw exactly would stand
 /// at sqrt(2) times the data-vs-data floor at 20,000 points (the draw's own error adds to the
-/// samples'); measured on the swiss roll's DDPM default (seed 0): 1.93x the floor with 10,000
-/// points, 1.07x with a million (`experiments/families/README.md`).
+/// samples'); measured on the swiss roll's DDPM default (seed 0, batch 256, 60,000 samples
+/// against the 30-pair floor): 1.64x (standard error 0.23) with 10,000 points, 1.24x (0.10)
+/// with a million (`experiments/families/README.md`).
 pub const DEFAULT_TRAIN_POINTS: usize = 1_000_000;
 
 /// The CPU preset U-Net: `widths.len()` levels, attention at the lowest and in the middle.
