@@ -20,6 +20,25 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// `eval --nll --method ode` on `run` over `n` examples (with `extra` flags): its bits/dim.
+fn ode_bits(run: &Path, n: &str, extra: &[&str]) -> f64 {
+    let mut args = vec![
+        "eval",
+        "--run",
+        s(run),
+        "--nll",
+        "--method",
+        "ode",
+        "--n",
+        n,
+    ];
+    args.extend(extra);
+    ok(&diffuse(&args), "eval --nll --method ode");
+    json(&run.join("nll_ode.json"))["bits_per_dim"]
+        .as_f64()
+        .unwrap()
+}
+
 fn ok(out: &std::process::Output, what: &str) {
     assert!(out.status.success(), "{what}: {}", stderr(out));
 }
@@ -190,22 +209,7 @@ fn an_ncsn_run_trains_samples_and_refuses_what_does_not_apply() {
         assert!(stderr(&o).contains(says), "{}", stderr(&o));
         assert_eq!(diffuse_data::read_npy(&a).unwrap().shape, vec![200, 2]);
     }
-    ok(
-        &diffuse(&[
-            "eval",
-            "--run",
-            s(&run),
-            "--nll",
-            "--method",
-            "ode",
-            "--n",
-            "20",
-        ]),
-        "eval --nll --method ode",
-    );
-    let bits = json(&run.join("nll_ode.json"))["bits_per_dim"]
-        .as_f64()
-        .unwrap();
+    let bits = ode_bits(&run, "20", &[]);
     assert!(bits.is_finite() && bits > 0.0, "{bits}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -480,24 +484,7 @@ fn score_sde_runs_train_sample_evaluate_and_refuse_what_does_not_apply() {
         args.extend(extra.iter());
         refused(&diffuse(&args), needle, &format!("{extra:?}"));
     }
-    let o = diffuse(&[
-        "eval",
-        "--run",
-        s(&run),
-        "--nll",
-        "--method",
-        "ode",
-        "--n",
-        "50",
-        "--rtol",
-        "1e-3",
-        "--atol",
-        "1e-3",
-    ]);
-    ok(&o, "eval --nll --method ode");
-    let bits = json(&run.join("nll_ode.json"))["bits_per_dim"]
-        .as_f64()
-        .unwrap();
+    let bits = ode_bits(&run, "50", &["--rtol", "1e-3", "--atol", "1e-3"]);
     assert!(bits.is_finite() && bits > -1.0 && bits < 5.0, "{bits}");
     refused(
         &diffuse(&["eval", "--run", s(&run), "--nll"]),
@@ -594,26 +581,7 @@ fn a_score_image_run_trains_samples_and_evaluates() {
         ok(&diffuse(&args), sampler);
         assert_eq!(diffuse_data::read_npy(&x).unwrap().shape, vec![2, 3, 8, 8]);
     }
-    ok(
-        &diffuse(&[
-            "eval",
-            "--run",
-            s(&run),
-            "--nll",
-            "--method",
-            "ode",
-            "--n",
-            "2",
-            "--rtol",
-            "1e-2",
-            "--atol",
-            "1e-2",
-        ]),
-        "eval --nll --method ode",
-    );
-    let bits = json(&run.join("nll_ode.json"))["bits_per_dim"]
-        .as_f64()
-        .unwrap();
+    let bits = ode_bits(&run, "2", &["--rtol", "1e-2", "--atol", "1e-2"]);
     assert!(bits.is_finite(), "{bits}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
