@@ -12,23 +12,23 @@
 //! the training images and that reference.
 //!
 //! A single distance between two clouds of 20,000 points is a noisy figure: between pairs of
-//! fresh swiss-roll draws its standard deviation is about 30% of its mean (30 pairs: 0.071,
-//! standard error 0.007), because a 2-D cloud's
-//! projections all share its few low-frequency fluctuations. So points are compared in chunks
-//! of at most 20,000 samples, each against its own reference, and the floor is the mean over at
-//! least `FLOOR_PAIRS` pairs of data draws of the chunk size; both are reported with their
-//! standard errors. Built-in sets are drawn afresh for every reference and pair (seeded by
-//! `--seed`); a run on a file compares every chunk with its held-out split, and takes the floor
-//! between that split and disjoint slices of its training points of the same size (as many as
-//! there are, at most `FLOOR_PAIRS`; the held-out count caps the chunk size). A file's
-//! distances all share that one held-out split, so its standard errors leave out the split's
-//! own variation: they are smaller than a built-in set's would be.
+//! fresh swiss-roll draws its standard deviation is about 30% of its mean (30 pairs: 0.072,
+//! standard error 0.004), because a 2-D cloud's projections all share its few low-frequency
+//! fluctuations. So points are compared in chunks of at most 20,000 samples (samples past the
+//! last whole chunk are left out), each against its own reference, and the floor is the mean
+//! over at least `FLOOR_PAIRS` pairs of data draws of the chunk size; both are reported with
+//! their standard errors, which are themselves rough for a few chunks. Built-in sets are drawn
+//! afresh for every reference and pair (seeded by `--seed`); a run on a file compares every
+//! chunk with its held-out split, and takes the floor between that split and disjoint slices of
+//! its training points of the same size (as many as there are, at most `FLOOR_PAIRS`; the
+//! held-out count caps the chunk size). A file's distances all share that one held-out split,
+//! so its standard errors leave out the split's own variation.
 
 use std::path::Path;
 
 use anyhow::{Result, bail};
 use diffuse_data::images::{to_model_space, to_pixel};
-use diffuse_data::{Points, ToyDataset, read_npy};
+use diffuse_data::{ToyDataset, read_npy};
 use diffuse_eval::frechet::frechet_distance;
 use diffuse_eval::metrics::sliced_wasserstein;
 use diffuse_train::checkpoint::save_json;
@@ -105,42 +105,43 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
             &mut ChaCha8Rng::seed_from_u64(seed ^ 0x5EED),
         )
     };
-    // Each chunk's reference, and the floor's pairs, at the chunk size.
-    let (chunk, references, pairs) = match &config.data.path {
+    // Each chunk's distance to its reference, and the floor's pairs, at the chunk size.
+    let chunk_of = |k: usize, chunk: usize| &arr.data[k * chunk * dim..(k + 1) * chunk * dim];
+    let (chunk, distances, floors): (usize, Vec<f64>, Vec<f64>) = match &config.data.path {
         None => {
             let set = ToyDataset::from_name(&config.data.dataset)?;
             let chunk = arr.shape[0].min(CHUNK);
             let chunks = arr.shape[0] / chunk;
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A3D);
-            let references: Vec<Points> =
-                (0..chunks).map(|_| set.sample(chunk, &mut rng)).collect();
-            let pairs: Vec<(Points, Points)> = (0..chunks.max(FLOOR_PAIRS))
-                .map(|_| (set.sample(chunk, &mut rng), set.sample(chunk, &mut rng)))
+            let distances = (0..chunks)
+                .map(|k| sw(chunk_of(k, chunk), &set.sample(chunk, &mut rng).data))
                 .collect();
-            (chunk, references, pairs)
+            let floors = (0..chunks.max(FLOOR_PAIRS))
+                .map(|_| {
+                    let a = set.sample(chunk, &mut rng);
+                    sw(&a.data, &set.sample(chunk, &mut rng).data)
+                })
+                .collect();
+            (chunk, distances, floors)
         }
         Some(_) => {
             let data = crate::kinds::points::load_points(&config)?;
+            let held_out = &data.held_out.data;
             let chunk = arr.shape[0].min(data.held_out.len()).min(data.train.len());
-            let chunks = arr.shape[0] / chunk;
-            let slice = |k: usize| {
-                Points::new(
-                    data.train.data[k * chunk * dim..(k + 1) * chunk * dim].to_vec(),
-                    dim,
-                )
-            };
-            let pairs: Vec<(Points, Points)> = (0..(data.train.len() / chunk).min(FLOOR_PAIRS))
-                .map(|k| (slice(k), data.held_out.clone()))
+            let distances = (0..arr.shape[0] / chunk)
+                .map(|k| sw(chunk_of(k, chunk), held_out))
                 .collect();
-            (chunk, vec![data.held_out; chunks], pairs)
+            let floors = (0..(data.train.len() / chunk).min(FLOOR_PAIRS))
+                .map(|k| {
+                    sw(
+                        &data.train.data[k * chunk * dim..(k + 1) * chunk * dim],
+                        held_out,
+                    )
+                })
+                .collect();
+            (chunk, distances, floors)
         }
     };
-    let distances: Vec<f64> = references
-        .iter()
-        .enumerate()
-        .map(|(k, r)| sw(&arr.data[k * chunk * dim..(k + 1) * chunk * dim], &r.data))
-        .collect();
-    let floors: Vec<f64> = pairs.iter().map(|(a, b)| sw(&a.data, &b.data)).collect();
     let ((sliced_wasserstein, sliced_wasserstein_se), (data_vs_data, data_vs_data_se)) =
         (mean_se(&distances), mean_se(&floors));
     let q = Quality {
