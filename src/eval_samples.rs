@@ -30,7 +30,7 @@ use anyhow::{Result, bail};
 use diffuse_data::images::{to_model_space, to_pixel};
 use diffuse_data::{ToyDataset, read_npy};
 use diffuse_eval::frechet::frechet_distance;
-use diffuse_eval::metrics::sliced_wasserstein;
+use diffuse_eval::metrics::{mean_and_standard_error, sliced_wasserstein};
 use diffuse_train::checkpoint::save_json;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -72,10 +72,9 @@ pub struct Quality {
     pub frechet_data_vs_data: Option<f64>,
 }
 
-/// The mean of `values` and its standard error (none for one value).
-fn mean_se(values: &[f64]) -> (f64, Option<f64>) {
-    let (mean, ci) = diffuse_eval::metrics::mean_and_ci95(values);
-    (mean, ci.map(|c| c / 1.96))
+/// The k-th run of `chunk` rows of a row-major cloud `dim` wide.
+fn rows(cloud: &[f32], dim: usize, k: usize, chunk: usize) -> &[f32] {
+    &cloud[k * chunk * dim..(k + 1) * chunk * dim]
 }
 
 pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
@@ -106,7 +105,6 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
         )
     };
     // Each chunk's distance to its reference, and the floor's pairs, at the chunk size.
-    let chunk_of = |k: usize, chunk: usize| &arr.data[k * chunk * dim..(k + 1) * chunk * dim];
     let (chunk, distances, floors): (usize, Vec<f64>, Vec<f64>) = match &config.data.path {
         None => {
             let set = ToyDataset::from_name(&config.data.dataset)?;
@@ -114,7 +112,12 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
             let chunks = arr.shape[0] / chunk;
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A3D);
             let distances = (0..chunks)
-                .map(|k| sw(chunk_of(k, chunk), &set.sample(chunk, &mut rng).data))
+                .map(|k| {
+                    sw(
+                        rows(&arr.data, dim, k, chunk),
+                        &set.sample(chunk, &mut rng).data,
+                    )
+                })
                 .collect();
             let floors = (0..chunks.max(FLOOR_PAIRS))
                 .map(|_| {
@@ -129,21 +132,18 @@ pub fn run(run_dir: &Path, file: &Path, seed: u64) -> Result<()> {
             let held_out = &data.held_out.data;
             let chunk = arr.shape[0].min(data.held_out.len()).min(data.train.len());
             let distances = (0..arr.shape[0] / chunk)
-                .map(|k| sw(chunk_of(k, chunk), held_out))
+                .map(|k| sw(rows(&arr.data, dim, k, chunk), held_out))
                 .collect();
             let floors = (0..(data.train.len() / chunk).min(FLOOR_PAIRS))
-                .map(|k| {
-                    sw(
-                        &data.train.data[k * chunk * dim..(k + 1) * chunk * dim],
-                        held_out,
-                    )
-                })
+                .map(|k| sw(rows(&data.train.data, dim, k, chunk), held_out))
                 .collect();
             (chunk, distances, floors)
         }
     };
-    let ((sliced_wasserstein, sliced_wasserstein_se), (data_vs_data, data_vs_data_se)) =
-        (mean_se(&distances), mean_se(&floors));
+    let ((sliced_wasserstein, sliced_wasserstein_se), (data_vs_data, data_vs_data_se)) = (
+        mean_and_standard_error(&distances),
+        mean_and_standard_error(&floors),
+    );
     let q = Quality {
         samples: chunk * distances.len(),
         reference: chunk,

@@ -141,16 +141,12 @@ fn hull_diameter(rows: &[f32]) -> f64 {
             _ => 0.0,
         };
     }
+    // The lower chain left to right, then the upper one right to left; each chain's last point
+    // is the other's first, so it is dropped.
     let mut hull: Vec<[f64; 2]> = Vec::with_capacity(2 * pts.len());
-    for pass in [&pts[..], &pts[..]] {
-        let reversed = !hull.is_empty();
+    fn chain<'a>(hull: &mut Vec<[f64; 2]>, points: impl Iterator<Item = &'a [f64; 2]>) {
         let start = hull.len();
-        let iter: Box<dyn Iterator<Item = &[f64; 2]>> = if reversed {
-            Box::new(pass.iter().rev())
-        } else {
-            Box::new(pass.iter())
-        };
-        for &p in iter {
+        for &p in points {
             while hull.len() >= start + 2
                 && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0.0
             {
@@ -158,9 +154,10 @@ fn hull_diameter(rows: &[f32]) -> f64 {
             }
             hull.push(p);
         }
-        // Each chain's last point is the other's first.
         hull.pop();
     }
+    chain(&mut hull, pts.iter());
+    chain(&mut hull, pts.iter().rev());
     let h = hull.len();
     if h < 3 {
         // Every point on one line: the chain's two ends.
@@ -182,17 +179,23 @@ fn hull_diameter(rows: &[f32]) -> f64 {
     best.sqrt()
 }
 
-/// The mean of per-example values and the half-width of its 95% confidence interval (normal
-/// approximation, 1.96 standard errors); `None` for a single example, whose sample variance is
-/// undefined.
-pub fn mean_and_ci95(values: &[f64]) -> (f64, Option<f64>) {
+/// The mean of per-example values and its standard error (the sample standard deviation over
+/// sqrt(n)); `None` for a single example, whose sample variance is undefined.
+pub fn mean_and_standard_error(values: &[f64]) -> (f64, Option<f64>) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
-    let ci = (values.len() > 1).then(|| {
+    let se = (values.len() > 1).then(|| {
         let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-        1.96 * (var / n).sqrt()
+        (var / n).sqrt()
     });
-    (mean, ci)
+    (mean, se)
+}
+
+/// The mean of per-example values and the half-width of its 95% confidence interval (normal
+/// approximation, 1.96 standard errors); `None` for a single example.
+pub fn mean_and_ci95(values: &[f64]) -> (f64, Option<f64>) {
+    let (mean, se) = mean_and_standard_error(values);
+    (mean, se.map(|se| 1.96 * se))
 }
 
 #[cfg(test)]
