@@ -8,6 +8,7 @@ mod families;
 mod fuzz_regressions;
 mod gaussian;
 mod hostile;
+mod inception;
 mod likelihood;
 mod pipelines;
 mod reference;

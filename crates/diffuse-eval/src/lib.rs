@@ -4,6 +4,7 @@ pub mod error;
 pub mod field;
 pub mod frechet;
 pub mod grid;
+pub mod linalg;
 pub mod metrics;
 pub mod plots;
 

@@ -3,6 +3,7 @@
 pub mod embedding;
 pub mod error;
 pub mod fields;
+pub mod inception;
 pub mod mlp;
 pub mod unet;
 
