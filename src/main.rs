@@ -8,6 +8,7 @@ mod download;
 mod eval;
 mod eval_samples;
 mod families;
+mod fid;
 mod figures;
 mod kinds;
 mod memory;
@@ -66,6 +67,13 @@ enum Command {
     /// Evaluate a trained run: --nll (the variational bound, or --method ode the exact
     /// likelihood) on held-out data; --samples FILE the distance of samples to the data.
     Eval(eval::EvalArgs),
+    /// The Fréchet Inception Distance between two sets of images, or their statistics
+    /// (pytorch-fid's)
+    Fid(fid::FidArgs),
+    /// The Inception Score of a set of images
+    Is(fid::IsArgs),
+    /// The Kernel Inception Distance between two sets of images
+    Kid(fid::KidArgs),
 }
 
 /// Where runs go when `--out` is not given: `runs/<dataset>-<unix time>`.
@@ -93,6 +101,9 @@ fn main() -> ExitCode {
             Command::Train(args) => train::run(args),
             Command::Sample(args) => sample::run(args),
             Command::Eval(args) => eval::run(args),
+            Command::Fid(args) => fid::run_fid(args),
+            Command::Is(args) => fid::run_is(args),
+            Command::Kid(args) => fid::run_kid(args),
         })
     });
     match result {

@@ -7,6 +7,7 @@ pub mod folder;
 pub mod idx;
 pub mod images;
 pub mod npy;
+pub mod npz;
 pub mod points;
 pub mod toy;
 

@@ -33,7 +33,10 @@ enum ParseError {
     Dtype(String),
 }
 
-fn parse_npy(bytes: &[u8]) -> Result<NpyArray, ParseError> {
+/// The array's shape, its element width in bytes and byte order, and its data.
+type Layout<'a> = (Vec<usize>, usize, bool, &'a [u8]);
+
+fn parse_layout(bytes: &[u8]) -> Result<Layout<'_>, ParseError> {
     let fmt = |s: &str| ParseError::Format(s.to_string());
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(fmt("missing the \\x93NUMPY magic string"));
@@ -80,7 +83,12 @@ fn parse_npy(bytes: &[u8]) -> Result<NpyArray, ParseError> {
             body.len()
         )));
     }
-    let data = body[..size]
+    Ok((shape, width, little, &body[..size]))
+}
+
+fn parse_npy(bytes: &[u8]) -> Result<NpyArray, ParseError> {
+    let (shape, width, little, body) = parse_layout(bytes)?;
+    let data = body
         .chunks_exact(width)
         .map(|c| match (width, little) {
             (4, true) => f32::from_le_bytes(c.try_into().unwrap()),
@@ -90,6 +98,24 @@ fn parse_npy(bytes: &[u8]) -> Result<NpyArray, ParseError> {
         })
         .collect();
     Ok(NpyArray { shape, data })
+}
+
+/// An array's shape and its values as f64 (float32 arrays widened exactly).
+pub fn parse_npy_f64(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f64>), String> {
+    let (shape, width, little, body) = parse_layout(bytes).map_err(|e| match e {
+        ParseError::Format(reason) => reason,
+        ParseError::Dtype(dtype) => format!("element type {dtype}, where float32 or float64 is read"),
+    })?;
+    let data = body
+        .chunks_exact(width)
+        .map(|c| match (width, little) {
+            (4, true) => f32::from_le_bytes(c.try_into().unwrap()) as f64,
+            (4, false) => f32::from_be_bytes(c.try_into().unwrap()) as f64,
+            (_, true) => f64::from_le_bytes(c.try_into().unwrap()),
+            (_, false) => f64::from_be_bytes(c.try_into().unwrap()),
+        })
+        .collect();
+    Ok((shape, data))
 }
 
 /// The text after `'key':` in the header dict, up to the end of the header.
@@ -122,30 +148,44 @@ fn parse_shape(header: &str) -> Option<Vec<usize>> {
 
 /// Writes a little-endian float32 `.npy` (format 1.0), readable by `np.load`.
 pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), DataError> {
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        data.len(),
-        "shape does not match data"
-    );
+    Ok(diffuse_fs::write(path, &encode_npy(shape, Values::F32(data)))?)
+}
+
+/// The values of an array to encode, by element type.
+#[derive(Debug, Clone, Copy)]
+pub enum Values<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+/// The bytes of a little-endian `.npy` (format 1.0) of `shape`.
+pub fn encode_npy(shape: &[usize], data: Values) -> Vec<u8> {
+    let (descr, len) = match data {
+        Values::F32(d) => ("<f4", d.len()),
+        Values::F64(d) => ("<f8", d.len()),
+    };
+    assert_eq!(shape.iter().product::<usize>(), len, "shape does not match data");
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = match dims.len() {
         1 => format!("({},)", dims[0]),
         _ => format!("({})", dims.join(", ")),
     };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Pad so that magic + version + length + header + '\n' is a multiple of 64.
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    let mut out = Vec::with_capacity(10 + header.len() + len * 8);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
+    match data {
+        Values::F32(d) => d.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        Values::F64(d) => d.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
     }
-    Ok(diffuse_fs::write(path, &out)?)
+    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod grid;
 pub mod linalg;
 pub mod metrics;
 pub mod plots;
+pub mod scores;
 
 pub use error::EvalError;
 pub use metrics::sliced_wasserstein;

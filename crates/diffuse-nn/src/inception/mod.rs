@@ -278,18 +278,26 @@ pub fn resize_bilinear(image: &[f32], channels: usize, h: usize, w: usize) -> Ve
     out
 }
 
-/// A batch of 8-bit images [N, C, H, W] (C = 1 or 3) as the network's input: to [0, 1] as
-/// `ToTensor`, grayscale repeated to RGB, resized to 299 x 299, then 2x - 1.
-pub fn preprocess(pixels: &[u8], [n, c, h, w]: [usize; 4], device: &Device) -> Tensor<4> {
+/// One 8-bit image [C, H, W] (C = 1 or 3) as the network reads it, [3, 299, 299]: to [0, 1] as
+/// `ToTensor`, resized, mapped to [-1, 1], grayscale repeated to RGB (PIL's `convert("RGB")`
+/// copies the gray value into each channel, and resizing commutes with that copy).
+pub fn input_image(pixels: &[u8], c: usize, h: usize, w: usize) -> Vec<f32> {
     assert!(c == 1 || c == 3, "images have 1 or 3 channels");
+    assert_eq!(pixels.len(), c * h * w, "pixels must be C x H x W");
+    let unit: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    let resized: Vec<f32> = resize_bilinear(&unit, c, h, w)
+        .into_iter()
+        .map(|v| 2.0 * v - 1.0)
+        .collect();
+    resized.repeat(3 / c)
+}
+
+/// A batch of same-sized 8-bit images [N, C, H, W] as the network's input ([`input_image`]).
+pub fn preprocess(pixels: &[u8], [n, c, h, w]: [usize; 4], device: &Device) -> Tensor<4> {
     assert_eq!(pixels.len(), n * c * h * w, "pixels must be N x C x H x W");
-    let mut input = Vec::with_capacity(n * 3 * SIDE * SIDE);
-    for image in pixels.chunks_exact(c * h * w) {
-        let unit: Vec<f32> = image.iter().map(|&p| p as f32 / 255.0).collect();
-        let resized = resize_bilinear(&unit, c, h, w);
-        for _ in 0..3 / c {
-            input.extend(resized.iter().map(|v| 2.0 * v - 1.0));
-        }
-    }
+    let input: Vec<f32> = pixels
+        .chunks_exact(c * h * w)
+        .flat_map(|image| input_image(image, c, h, w))
+        .collect();
     Tensor::from_data(TensorData::new(input, [n, 3, SIDE, SIDE]), device)
 }

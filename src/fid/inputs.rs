@@ -1,0 +1,295 @@
+//! What `fid`, `is` and `kid` read: a folder of PNG/JPEG images, a `.npy` of samples as diffuse
+//! writes them ([N, C, H, W] floats in [-1, 1]), a built-in dataset's split (`mnist:test`,
+//! `cifar10:train`, ...), or an `.npz` of statistics (`mu`, `sigma`) as pytorch-fid writes
+//! them; and the network's outputs over the images, batch by batch.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Tensor, TensorData};
+use diffuse_data::Split;
+use diffuse_data::images::to_pixel;
+use diffuse_eval::frechet::Moments;
+use diffuse_nn::inception::{Dims, Inception, InceptionOutput, SIDE, input_image};
+
+use crate::config::ImageDataset;
+
+/// One input of a command, as its argument names it.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Folder(PathBuf),
+    Samples(PathBuf),
+    Dataset(ImageDataset, Split),
+    Stats(PathBuf),
+}
+
+/// Extensions pytorch-fid reads that diffuse does not decode.
+const OTHER_IMAGES: [&str; 7] = ["bmp", "pgm", "ppm", "tif", "tiff", "webp", "gif"];
+
+impl Input {
+    pub fn parse(arg: &str) -> Result<Self> {
+        let path = Path::new(arg);
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_lowercase);
+        if let Some((name, split)) = arg.split_once(':')
+            && let Some(set) = ImageDataset::from_name(name)
+            && set != ImageDataset::Folder
+        {
+            let split = match split {
+                "train" => Split::Train,
+                "test" => Split::Test,
+                other => bail!("{arg}: the split is `train` or `test`, not `{other}`"),
+            };
+            return Ok(Self::Dataset(set, split));
+        }
+        Ok(match ext.as_deref() {
+            Some("npz") => Self::Stats(path.into()),
+            Some("npy") => Self::Samples(path.into()),
+            _ if path.is_dir() => Self::Folder(path.into()),
+            _ => bail!(
+                "{arg} is neither a folder of images, a .npy of samples, an .npz of statistics nor a dataset split (mnist:test, fashion_mnist:train, cifar10:test, ...)"
+            ),
+        })
+    }
+}
+
+/// 8-bit images, each [C, H, W] with its own size.
+pub struct Image {
+    pub pixels: Vec<u8>,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// The images of an input, loaded a batch at a time (a folder's files are decoded as they are
+/// reached, so a folder larger than memory streams).
+pub enum Images {
+    Files(Vec<PathBuf>),
+    Loaded(Vec<Image>),
+}
+
+impl Images {
+    pub fn open(input: &Input, data_dir: Option<&Path>) -> Result<Self> {
+        match input {
+            Input::Folder(dir) => folder_files(dir).map(Self::Files),
+            Input::Samples(path) => {
+                let array = diffuse_data::npy::read_npy(path)?;
+                let &[n, c, h, w] = array.shape.as_slice() else {
+                    bail!(
+                        "{} has shape {:?}; samples are [N, C, H, W] (as `diffuse sample` writes them)",
+                        path.display(),
+                        array.shape
+                    );
+                };
+                if c != 1 && c != 3 {
+                    bail!("{}: images have 1 or 3 channels, not {c}", path.display());
+                }
+                if let Some(bad) = array.data.iter().find(|v| !v.is_finite()) {
+                    bail!("{} holds a non-finite value ({bad})", path.display());
+                }
+                let images = array
+                    .data
+                    .chunks_exact(c * h * w)
+                    .take(n)
+                    .map(|x| Image {
+                        // As the PNGs diffusers' `numpy_to_pil` would write.
+                        pixels: x.iter().map(|&v| to_pixel(v)).collect(),
+                        channels: c,
+                        height: h,
+                        width: w,
+                    })
+                    .collect();
+                Ok(Self::Loaded(images))
+            }
+            Input::Dataset(set, split) => {
+                let dir = data_dir
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("data").join(set.name()));
+                let missing = || {
+                    format!(
+                        "cannot read {} from {}: pass --data-dir DIR with its files",
+                        set.name(),
+                        dir.display()
+                    )
+                };
+                let loaded = match set {
+                    ImageDataset::Cifar10 => diffuse_data::cifar::load_cifar10(&dir, *split),
+                    _ => diffuse_data::idx::load_mnist(&dir, *split),
+                }
+                .with_context(missing)?;
+                let [_, c, h, w] = loaded.shape();
+                let images = (0..loaded.len())
+                    .map(|i| Image {
+                        pixels: loaded.image(i).to_vec(),
+                        channels: c,
+                        height: h,
+                        width: w,
+                    })
+                    .collect();
+                Ok(Self::Loaded(images))
+            }
+            Input::Stats(path) => bail!(
+                "{} holds statistics, not images: this needs the images",
+                path.display()
+            ),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Files(f) => f.len(),
+            Self::Loaded(i) => i.len(),
+        }
+    }
+
+    /// Images `range` as the network's input, [n, 3, 299, 299].
+    fn batch(&self, range: std::ops::Range<usize>, device: &burn::tensor::Device) -> Result<Tensor<4>> {
+        let n = range.len();
+        let mut input = Vec::with_capacity(n * 3 * SIDE * SIDE);
+        for i in range {
+            let decoded;
+            let image = match self {
+                Self::Loaded(images) => &images[i],
+                Self::Files(files) => {
+                    decoded = decode_rgb(&files[i])?;
+                    &decoded
+                }
+            };
+            input.extend(input_image(
+                &image.pixels,
+                image.channels,
+                image.height,
+                image.width,
+            ));
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(input, [n, 3, SIDE, SIDE]),
+            device,
+        ))
+    }
+}
+
+/// The PNG/JPEG files directly in `dir`, sorted by path as pytorch-fid sorts them.
+fn folder_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read the folder {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_lowercase);
+        match ext.as_deref() {
+            Some("png" | "jpg" | "jpeg") => files.push(path),
+            Some(e) if OTHER_IMAGES.contains(&e) => bail!(
+                "{}: diffuse reads PNG and JPEG images; pytorch-fid would count this one, so convert it (or move it out) to compare the same images",
+                path.display()
+            ),
+            _ => {}
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        bail!("{} holds no PNG or JPEG images", dir.display());
+    }
+    Ok(files)
+}
+
+/// One file as RGB (`PIL.Image.convert("RGB")`), planar.
+fn decode_rgb(path: &Path) -> Result<Image> {
+    let bytes = diffuse_fs::read(path, diffuse_fs::Limit::memory())?;
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()?
+        .decode()
+        .with_context(|| format!("cannot decode {}", path.display()))?
+        .to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let raw = img.as_raw();
+    let pixels = (0..3).flat_map(|c| raw.iter().skip(c).step_by(3).copied()).collect();
+    Ok(Image {
+        pixels,
+        channels: 3,
+        height: h,
+        width: w,
+    })
+}
+
+/// The network's outputs over every image, `batch` at a time, with a progress bar; the
+/// features (row-major, `dims` wide) and the logits when asked.
+pub fn run_network(
+    net: &Inception,
+    images: &Images,
+    dims: Option<Dims>,
+    logits: bool,
+    batch: usize,
+    what: &str,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let device = crate::device::device();
+    let n = images.len();
+    let pb = crate::progress::bar(n, what);
+    let (mut features, mut all_logits) = (Vec::new(), Vec::new());
+    let wanted: Vec<Dims> = dims.into_iter().collect();
+    for start in (0..n).step_by(batch) {
+        let end = (start + batch).min(n);
+        let x = images.batch(start..end, &device)?;
+        let InceptionOutput {
+            features: f,
+            logits: l,
+        } = net.forward(x, &wanted, logits);
+        for (_, values) in f {
+            features.extend(values);
+        }
+        all_logits.extend(l.unwrap_or_default());
+        pb.set_position(end as u64);
+    }
+    pb.finish_and_clear();
+    if let Some(bad) = features.iter().chain(&all_logits).find(|v| !v.is_finite()) {
+        bail!("the network gave a non-finite output ({bad}): check the weights file");
+    }
+    Ok((features, all_logits))
+}
+
+/// The moments of an input: read from its `.npz`, or from the network's features.
+pub fn moments(
+    input: &Input,
+    net: Option<&Inception>,
+    dims: Dims,
+    batch: usize,
+    data_dir: Option<&Path>,
+) -> Result<Moments> {
+    if let Input::Stats(path) = input {
+        return read_stats(path, dims.width());
+    }
+    let net = net.expect("the caller loads the network for images");
+    let images = Images::open(input, data_dir)?;
+    if images.len() < 2 {
+        bail!("a covariance needs at least 2 images; {input:?} has {}", images.len());
+    }
+    let (features, _) = run_network(net, &images, Some(dims), false, batch, "features")?;
+    Ok(Moments::of(&features, dims.width()))
+}
+
+/// pytorch-fid's statistics file: `mu` [d] and `sigma` [d, d].
+pub fn read_stats(path: &Path, width: usize) -> Result<Moments> {
+    let arrays = diffuse_data::npz::read_npz(path)?;
+    let (Some((mu_shape, mu)), Some((sigma_shape, sigma))) = (arrays.get("mu"), arrays.get("sigma"))
+    else {
+        bail!("{} has no `mu` and `sigma` arrays (pytorch-fid's --save-stats writes both)", path.display());
+    };
+    let d = mu.len();
+    if mu_shape.len() != 1 || sigma_shape != &[d, d] {
+        bail!(
+            "{}: mu has shape {mu_shape:?} and sigma {sigma_shape:?}; they must be [d] and [d, d]",
+            path.display()
+        );
+    }
+    if d != width {
+        bail!("{} holds {d}-wide statistics, but --dims is {width}", path.display());
+    }
+    if let Some(bad) = mu.iter().chain(sigma).find(|v| !v.is_finite()) {
+        bail!("{} holds a non-finite value ({bad})", path.display());
+    }
+    Ok(Moments {
+        dim: d,
+        count: 0,
+        mu: mu.clone(),
+        sigma: sigma.clone(),
+    })
+}
