@@ -10,7 +10,7 @@ replaced by that state dict), run in float32 and, to check that the fixture is n
 float64 (the largest relative difference is printed and stored).
 
 Writes tests/fixtures/inception/: `a/` and `b/` (six 40 x 40 PNGs each, one of `a` grayscale),
-`gray.npy` (three 1 x 28 x 28 samples in [-1, 1], as `diffuse sample` writes them), and
+`tiny.pth` (a small state dict in every float type, `tiny_pth`), `gray.npy` (three 1 x 28 x 28 samples in [-1, 1], as `diffuse sample` writes them), and
 `inception.json`: per input, the features at every `--dims` and the logits (the fc layer
 without its bias, as the original Inception Score code); folder a's `--save-stats` moments (mu,
 and sigma's trace and first row); FID a-b at 64 and 2048 dims (pytorch-fid's, and from the
@@ -186,6 +186,20 @@ def images(seed, count, gray_index):
     return out
 
 
+def tiny_pth(path):
+    """A small state dict in every float type torch.save writes, one a transposed (strided)
+    view: values i / 8 - 1 over each tensor's elements in row-major order of its shape."""
+    vals = lambda *shape: (torch.arange(int(np.prod(shape)), dtype=torch.float64) / 8 - 1).reshape(shape)
+    torch.save({
+        "f32": vals(2, 3).float(),
+        "f16": vals(4).half(),
+        "bf16": vals(2, 2).bfloat16(),
+        "f64": vals(3),
+        "strided": vals(3, 2).float().t(),  # shape [2, 3], stored column by column
+        "steps": torch.tensor(7, dtype=torch.int64),
+    }, path)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pth")
@@ -200,6 +214,7 @@ def main():
         (ROOT / name).mkdir(exist_ok=True)
         for k, img in enumerate(images(seed, 6, gray)):
             img.save(ROOT / name / f"{k:02d}.png")
+    tiny_pth(ROOT / "tiny.pth")
     gray = (splitmix_uniform(7, 3 * 28 * 28).reshape(3, 1, 28, 28) * 1.2).clip(-1, 1).astype(np.float32)
     np.save(ROOT / "gray.npy", gray)
 

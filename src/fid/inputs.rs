@@ -29,7 +29,10 @@ const OTHER_IMAGES: [&str; 7] = ["bmp", "pgm", "ppm", "tif", "tiff", "webp", "gi
 impl Input {
     pub fn parse(arg: &str) -> Result<Self> {
         let path = Path::new(arg);
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_lowercase);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_lowercase);
         if let Some((name, split)) = arg.split_once(':')
             && let Some(set) = ImageDataset::from_name(name)
             && set != ImageDataset::Folder
@@ -142,7 +145,11 @@ impl Images {
     }
 
     /// Images `range` as the network's input, [n, 3, 299, 299].
-    fn batch(&self, range: std::ops::Range<usize>, device: &burn::tensor::Device) -> Result<Tensor<4>> {
+    fn batch(
+        &self,
+        range: std::ops::Range<usize>,
+        device: &burn::tensor::Device,
+    ) -> Result<Tensor<4>> {
         let n = range.len();
         let mut input = Vec::with_capacity(n * 3 * SIDE * SIDE);
         for i in range {
@@ -171,11 +178,14 @@ impl Images {
 /// The PNG/JPEG files directly in `dir`, sorted by path as pytorch-fid sorts them.
 fn folder_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot read the folder {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the folder {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_lowercase);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_lowercase);
         match ext.as_deref() {
             Some("png" | "jpg" | "jpeg") => files.push(path),
             Some(e) if OTHER_IMAGES.contains(&e) => bail!(
@@ -202,7 +212,9 @@ fn decode_rgb(path: &Path) -> Result<Image> {
         .to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let raw = img.as_raw();
-    let pixels = (0..3).flat_map(|c| raw.iter().skip(c).step_by(3).copied()).collect();
+    let pixels = (0..3)
+        .flat_map(|c| raw.iter().skip(c).step_by(3).copied())
+        .collect();
     Ok(Image {
         pixels,
         channels: 3,
@@ -260,7 +272,10 @@ pub fn moments(
     let net = net.expect("the caller loads the network for images");
     let images = Images::open(input, data_dir)?;
     if images.len() < 2 {
-        bail!("a covariance needs at least 2 images; {input:?} has {}", images.len());
+        bail!(
+            "a covariance needs at least 2 images; {input:?} has {}",
+            images.len()
+        );
     }
     let (features, _) = run_network(net, &images, Some(dims), false, batch, "features")?;
     Ok(Moments::of(&features, dims.width()))
@@ -269,9 +284,13 @@ pub fn moments(
 /// pytorch-fid's statistics file: `mu` [d] and `sigma` [d, d].
 pub fn read_stats(path: &Path, width: usize) -> Result<Moments> {
     let arrays = diffuse_data::npz::read_npz(path)?;
-    let (Some((mu_shape, mu)), Some((sigma_shape, sigma))) = (arrays.get("mu"), arrays.get("sigma"))
+    let (Some((mu_shape, mu)), Some((sigma_shape, sigma))) =
+        (arrays.get("mu"), arrays.get("sigma"))
     else {
-        bail!("{} has no `mu` and `sigma` arrays (pytorch-fid's --save-stats writes both)", path.display());
+        bail!(
+            "{} has no `mu` and `sigma` arrays (pytorch-fid's --save-stats writes both)",
+            path.display()
+        );
     };
     let d = mu.len();
     if mu_shape.len() != 1 || sigma_shape != &[d, d] {
@@ -281,7 +300,10 @@ pub fn read_stats(path: &Path, width: usize) -> Result<Moments> {
         );
     }
     if d != width {
-        bail!("{} holds {d}-wide statistics, but --dims is {width}", path.display());
+        bail!(
+            "{} holds {d}-wide statistics, but --dims is {width}",
+            path.display()
+        );
     }
     if let Some(bad) = mu.iter().chain(sigma).find(|v| !v.is_finite()) {
         bail!("{} holds a non-finite value ({bad})", path.display());

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use diffuse_eval::frechet::frechet_distance_of;
-use diffuse_nn::inception::{
-    Dims, Inception, WEIGHTS_FILE, WEIGHTS_SHA256_PREFIX, WEIGHTS_URL,
-};
+use diffuse_nn::inception::{Dims, Inception, WEIGHTS_FILE, WEIGHTS_SHA256_PREFIX, WEIGHTS_URL};
 use inputs::{Images, Input, moments, run_network};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -106,7 +104,8 @@ pub fn load_network(args: &NetworkArgs) -> Result<Inception> {
 }
 
 fn sha256(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if !meta.is_file() {
         bail!("{} is not a regular file", path.display());
     }
@@ -120,7 +119,11 @@ fn sha256(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn dims(width: usize) -> Result<Dims> {
@@ -131,15 +134,28 @@ fn dims(width: usize) -> Result<Dims> {
 
 pub fn run_fid(args: FidArgs) -> Result<()> {
     let dims = dims(args.dims)?;
-    let inputs: Vec<Input> = args.paths.iter().map(|p| Input::parse(p)).collect::<Result<_>>()?;
+    let inputs: Vec<Input> = args
+        .paths
+        .iter()
+        .map(|p| Input::parse(p))
+        .collect::<Result<_>>()?;
     let data_dir = args.network.data_dir.as_deref();
     if args.save_stats {
         let out = Path::new(&args.paths[1]);
         if matches!(inputs[0], Input::Stats(_)) {
-            bail!("--save-stats reads images; {} is already statistics", args.paths[0]);
+            bail!(
+                "--save-stats reads images; {} is already statistics",
+                args.paths[0]
+            );
         }
         let net = load_network(&args.network)?;
-        let m = moments(&inputs[0], Some(&net), dims, args.network.batch_size, data_dir)?;
+        let m = moments(
+            &inputs[0],
+            Some(&net),
+            dims,
+            args.network.batch_size,
+            data_dir,
+        )?;
         // Both float64, as pytorch-fid writes them (its features are gathered in float64).
         let d = m.dim;
         diffuse_data::npz::write_npz(
@@ -149,7 +165,11 @@ pub fn run_fid(args: FidArgs) -> Result<()> {
                 ("sigma", &[d, d], diffuse_data::npy::Values::F64(&m.sigma)),
             ],
         )?;
-        println!("Saved statistics of {} images to {}", m.count, out.display());
+        println!(
+            "Saved statistics of {} images to {}",
+            m.count,
+            out.display()
+        );
         return Ok(());
     }
     let net = match inputs.iter().all(|i| matches!(i, Input::Stats(_))) {
@@ -190,7 +210,14 @@ pub fn run_kid(args: KidArgs) -> Result<()> {
     let mut features = Vec::new();
     for path in &args.paths {
         let images = Images::open(&Input::parse(path)?, args.network.data_dir.as_deref())?;
-        let (f, _) = run_network(&net, &images, Some(dims), false, args.network.batch_size, "features")?;
+        let (f, _) = run_network(
+            &net,
+            &images,
+            Some(dims),
+            false,
+            args.network.batch_size,
+            "features",
+        )?;
         features.push(f);
     }
     let width = dims.width();
@@ -200,10 +227,20 @@ pub fn run_kid(args: KidArgs) -> Result<()> {
     }
     let size = args.subset_size.min(smaller);
     if size < args.subset_size {
-        eprintln!("note: subsets of {size} images (the smaller set), not {}", args.subset_size);
+        eprintln!(
+            "note: subsets of {size} images (the smaller set), not {}",
+            args.subset_size
+        );
     }
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let (mean, std) = diffuse_eval::scores::kid(&features[0], &features[1], width, args.subsets, size, &mut rng);
+    let (mean, std) = diffuse_eval::scores::kid(
+        &features[0],
+        &features[1],
+        width,
+        args.subsets,
+        size,
+        &mut rng,
+    );
     println!("KID: {mean} ± {std}");
     Ok(())
 }

@@ -104,7 +104,9 @@ fn parse_npy(bytes: &[u8]) -> Result<NpyArray, ParseError> {
 pub fn parse_npy_f64(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f64>), String> {
     let (shape, width, little, body) = parse_layout(bytes).map_err(|e| match e {
         ParseError::Format(reason) => reason,
-        ParseError::Dtype(dtype) => format!("element type {dtype}, where float32 or float64 is read"),
+        ParseError::Dtype(dtype) => {
+            format!("element type {dtype}, where float32 or float64 is read")
+        }
     })?;
     let data = body
         .chunks_exact(width)
@@ -148,7 +150,10 @@ fn parse_shape(header: &str) -> Option<Vec<usize>> {
 
 /// Writes a little-endian float32 `.npy` (format 1.0), readable by `np.load`.
 pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), DataError> {
-    Ok(diffuse_fs::write(path, &encode_npy(shape, Values::F32(data)))?)
+    Ok(diffuse_fs::write(
+        path,
+        &encode_npy(shape, Values::F32(data)),
+    )?)
 }
 
 /// The values of an array to encode, by element type.
@@ -164,7 +169,11 @@ pub fn encode_npy(shape: &[usize], data: Values) -> Vec<u8> {
         Values::F32(d) => ("<f4", d.len()),
         Values::F64(d) => ("<f8", d.len()),
     };
-    assert_eq!(shape.iter().product::<usize>(), len, "shape does not match data");
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        len,
+        "shape does not match data"
+    );
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = match dims.len() {
         1 => format!("({},)", dims[0]),
@@ -182,8 +191,12 @@ pub fn encode_npy(shape: &[usize], data: Values) -> Vec<u8> {
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
     match data {
-        Values::F32(d) => d.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        Values::F64(d) => d.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        Values::F32(d) => d
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        Values::F64(d) => d
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
     }
     out
 }

@@ -81,7 +81,10 @@ mod tests {
         )
         .unwrap();
         let back = read_npz(&path).unwrap();
-        assert_eq!(back["mu"], (vec![3], mu.iter().map(|&v| v as f64).collect()));
+        assert_eq!(
+            back["mu"],
+            (vec![3], mu.iter().map(|&v| v as f64).collect())
+        );
         assert_eq!(back["sigma"], (vec![3, 3], sigma));
         std::fs::write(&path, b"not a zip").unwrap();
         let err = read_npz(&path).unwrap_err().to_string();

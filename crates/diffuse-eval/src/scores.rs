@@ -32,7 +32,10 @@ pub fn inception_score(logits: &[f32], classes: usize, splits: usize) -> (f64, f
             let part = &probs[k * n / splits..(k + 1) * n / splits];
             let mut marginal = vec![0.0; classes];
             for p in part {
-                marginal.iter_mut().zip(p).for_each(|(m, v)| *m += v / part.len() as f64);
+                marginal
+                    .iter_mut()
+                    .zip(p)
+                    .for_each(|(m, v)| *m += v / part.len() as f64);
             }
             let kl: f64 = part
                 .iter()
@@ -65,7 +68,16 @@ pub fn polynomial_mmd(x: &[f64], y: &[f64], dim: usize) -> f64 {
     let kernel_sum = |a: &[f64], b: &[f64], skip_diagonal: bool| {
         let (ra, rb) = (a.len() / dim, b.len() / dim);
         let mut k = vec![0.0; ra * rb];
-        gemm((ra, rb, dim), &mut k, 0.0, a, [dim, 1], b, [1, dim], 1.0 / dim as f64);
+        gemm(
+            (ra, rb, dim),
+            &mut k,
+            0.0,
+            a,
+            [dim, 1],
+            b,
+            [1, dim],
+            1.0 / dim as f64,
+        );
         let mut sum = 0.0;
         for (idx, v) in k.iter().enumerate() {
             if !(skip_diagonal && idx / rb == idx % rb) {
@@ -89,7 +101,10 @@ pub fn kid(
     rng: &mut impl Rng,
 ) -> (f64, f64) {
     let (na, nb) = (a.len() / dim, b.len() / dim);
-    assert!(subset_size >= 2 && subset_size <= na.min(nb), "2 <= subset size <= images");
+    assert!(
+        subset_size >= 2 && subset_size <= na.min(nb),
+        "2 <= subset size <= images"
+    );
     let rows = |set: &[f32], idx: Vec<usize>| -> Vec<f64> {
         idx.into_iter()
             .flat_map(|i| set[i * dim..(i + 1) * dim].iter().map(|&v| v as f64))
@@ -115,7 +130,9 @@ mod tests {
         let (mean, std) = inception_score(&[0.0; 40], 10, 1);
         assert!((mean - 1.0).abs() < 1e-12 && std == 0.0);
         let n = 8;
-        let logits: Vec<f32> = (0..n * n).map(|k| if k / n == k % n { 50.0 } else { 0.0 }).collect();
+        let logits: Vec<f32> = (0..n * n)
+            .map(|k| if k / n == k % n { 50.0 } else { 0.0 })
+            .collect();
         let (mean, _) = inception_score(&logits, n, 1);
         assert!((mean - n as f64).abs() < 1e-6, "{mean}");
     }
@@ -128,13 +145,18 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let dim = 4;
         let mut draw = |shift: f32, n: usize| -> Vec<f32> {
-            (0..n * dim).map(|_| rng.random_range(-1.0f32..1.0) + shift).collect()
+            (0..n * dim)
+                .map(|_| rng.random_range(-1.0f32..1.0) + shift)
+                .collect()
         };
         let (a, b, c) = (draw(0.0, 400), draw(0.0, 400), draw(0.5, 400));
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let (same, same_std) = kid(&a, &b, dim, 50, 100, &mut rng);
         let (shifted, _) = kid(&a, &c, dim, 50, 100, &mut rng);
-        assert!(same.abs() < 3.0 * same_std / 50f64.sqrt() + 1e-3, "{same} {same_std}");
+        assert!(
+            same.abs() < 3.0 * same_std / 50f64.sqrt() + 1e-3,
+            "{same} {same_std}"
+        );
         assert!(shifted > 10.0 * same_std, "{shifted} {same_std}");
     }
 }
