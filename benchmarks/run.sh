@@ -3,6 +3,8 @@
 #   benchmarks/run.sh [ARGS]         W1, the 2-D MLP workload (bench-2d, torch_2d.py)
 #   benchmarks/run.sh --unet [ARGS]  W2, the 28x28 U-Net workload (bench-unet, torch_unet.py)
 #   benchmarks/run.sh --score [ARGS] W3, W1's MLP as a VP score SDE (bench-2d --score)
+#   benchmarks/run.sh --fid [ARGS]   W4, the FID Inception and the Fréchet distance (bench-fid,
+#                                    torch_fid.py; needs pytorch-fid and scipy)
 # Needs: cargo, and python3 with torch (W2: and diffusers). Runs PyTorch twice, eager and with
 # torch.compile (inductor; --no-compile skips it), and prints every JSON line and the ratios.
 set -euo pipefail
@@ -13,6 +15,9 @@ if [[ "${1:-}" == "--unet" ]]; then
   shift
 elif [[ "${1:-}" == "--score" ]]; then
   workload=score
+elif [[ "${1:-}" == "--fid" ]]; then
+  workload=fid
+  shift
 fi
 compile=1
 args=()
@@ -23,6 +28,9 @@ cargo build --release -q -p diffuse-benchmarks
 if [[ $workload == 2d || $workload == score ]]; then
   script=benchmarks/torch_2d.py
   rust=$(./target/release/bench-2d "${args[@]}")
+elif [[ $workload == fid ]]; then
+  script=benchmarks/torch_fid.py
+  rust=$(./target/release/bench-fid "${args[@]}")
 else
   script=benchmarks/torch_unet.py
   rust=$(./target/release/bench-unet "${args[@]}")
@@ -44,6 +52,10 @@ if w == "2d":
 elif w == "score":
     figures = [("train_steps_per_s", "score SDE train steps/s (batch 1024)", False),
                ("sample_10k_pc_1000_s", "10k samples x 1000 PC steps (2000 evaluations), s", True)]
+elif w == "fid":
+    figures = [("inception_images_per_s", "FID Inception images/s (batch 50, 299x299)", False),
+               ("frechet_s", "Frechet distance of two 2048-wide fits, s", True),
+               ("moments_s", "mean and covariance of two 5000 x 2048 clouds, s", True)]
 else:
     assert r["params"] == t["params"], f"models differ: {r['params']} vs {t['params']} parameters"
     figures = [("train_steps_per_s_b64", "train steps/s (batch 64)", False),

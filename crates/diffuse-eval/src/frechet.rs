@@ -32,7 +32,7 @@ impl Moments {
     pub fn of(features: &[f32], dim: usize) -> Self {
         const ROWS: usize = 1024;
         assert!(
-            dim > 0 && features.len() % dim == 0,
+            dim > 0 && features.len().is_multiple_of(dim),
             "features must be n x dim"
         );
         let n = features.len() / dim;

@@ -49,7 +49,7 @@ impl TensorMap {
             let bytes = tensor.read().map_err(|e| e.to_string())?;
             use pytorch_reader::DType;
             let values = match tensor.dtype() {
-                DType::F32 => convert(&bytes, |b| f32::from_ne_bytes(b)),
+                DType::F32 => convert(&bytes, f32::from_ne_bytes),
                 DType::F64 => convert(&bytes, |b: [u8; 8]| f64::from_ne_bytes(b) as f32),
                 DType::F16 => convert(&bytes, |b| half::f16::from_ne_bytes(b).to_f32()),
                 DType::BF16 => convert(&bytes, |b| half::bf16::from_ne_bytes(b).to_f32()),
