@@ -214,7 +214,22 @@ pub struct EvalArgs {
     /// The ODE solver's absolute tolerance (--method ode; default 1e-5).
     #[arg(long)]
     pub atol: Option<f64>,
-    /// Examples to evaluate (default: all held-out points of a 2-D run; 100 test images).
+    /// Image runs: draw --n images (default 10,000) with the run's default sampler and write
+    /// their FID against the dataset's training split and their Inception Score (fid.json, and
+    /// metrics.json). Needs --inception.
+    #[arg(long, conflicts_with_all = ["nll", "samples", "data"])]
+    pub fid: bool,
+    /// pytorch-fid's Inception weights (`pt_inception-2015-12-05-6726825d.pth`), for --fid.
+    #[arg(long, value_name = "FILE", requires = "fid")]
+    pub inception: Option<std::path::PathBuf>,
+    /// --fid: the sampler that draws the images (default: `diffuse sample`'s for the run).
+    #[arg(long, value_enum, requires = "fid")]
+    pub sampler: Option<SamplerKind>,
+    /// --fid: the sampler's steps (default: the sampler's own).
+    #[arg(long, requires = "fid")]
+    pub steps: Option<usize>,
+    /// Examples to evaluate (default: all held-out points of a 2-D run; 100 test images;
+    /// --fid: 10,000 samples).
     #[arg(long)]
     pub n: Option<usize>,
     /// Estimate the bound from about this many timesteps instead of all T: t = 0 and the first

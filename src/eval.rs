@@ -17,9 +17,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if let Some(file) = &args.samples {
         return crate::eval_samples::run(&args.run, file, args.seed);
     }
+    if args.fid {
+        if args.steps == Some(0) {
+            bail!("--steps must be at least 1");
+        }
+        // The evaluation writes its files into the run: one writer at a time.
+        let _lock = crate::run_dir::lock_existing(&args.run)?;
+        return crate::fid::eval::run(&args);
+    }
     if !args.nll {
         bail!(
-            "say what to evaluate: --nll (the likelihood of held-out data) or --samples FILE.npy"
+            "say what to evaluate: --nll (the likelihood of held-out data), --samples FILE.npy, or --fid (image runs)"
         );
     }
     if args.n == Some(0) || args.batch_size == 0 || args.t_samples == Some(0) {

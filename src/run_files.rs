@@ -137,7 +137,8 @@ fn folder_files(name: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Whether `name`, at the top of a run directory, is a file diffuse writes there: the run's
-/// own files, `eval`'s (`nll*.json`, `nll*_per_t.csv|png`, `*.sw.json`), the lock, and the
+/// own files, `eval`'s (`nll*.json`, `nll*_per_t.csv|png`, `*.sw.json`, `fid.json`,
+/// `fid_samples_*.npy`), the lock, and the
 /// temporaries of a killed writer.
 pub fn is_run_entry(name: &str) -> bool {
     let nll = NLL_STEMS.iter().any(|stem| {
@@ -148,6 +149,8 @@ pub fn is_run_entry(name: &str) -> bool {
     TOP_FILES.contains(&name)
         || nll
         || name.ends_with(".sw.json")
+        || name == "fid.json"
+        || (name.starts_with("fid_samples_") && name.ends_with(".npy"))
         || name == LOCK_FILE
         || diffuse_fs::is_temporary(name)
 }

@@ -38,12 +38,18 @@ pub fn run(args: SampleArgs) -> Result<()> {
             bail!("--png and --out name the same file; give each its own");
         }
     }
+    draw(&args, dir)
+}
+
+/// Samples `dir` as `args` say, its outputs already checked (by [`run`]; or chosen by
+/// `eval --fid`, which writes its samples into the run it holds locked).
+pub fn draw(args: &SampleArgs, dir: &Path) -> Result<()> {
     let (family, kind, config) = resolve(dir)?;
     dispatch(
         family,
         kind,
         Sample {
-            args: &args,
+            args,
             dir,
             config: config.as_ref(),
         },

@@ -430,3 +430,124 @@ fn weight_files_are_read_or_refused_clearly() {
         assert!(!diffuse(&args).status.success());
     }
 }
+
+/// `eval --run DIR --fid` on a tiny folder run: samples drawn by the sampler asked for and kept,
+/// the training split's statistics cached beside the data, FID and IS in `fid.json` and
+/// `metrics.json`; a second evaluation reuses both and gives the same numbers, which are the
+/// ones `diffuse fid` gives on the kept files; without `--inception` nothing is sampled.
+#[test]
+fn eval_fid_scores_a_run_and_caches_its_reference() {
+    let dir = scratch("inception-eval");
+    let weights = formula_weights_file(&dir);
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for i in 0..8u32 {
+        let img = image::RgbImage::from_fn(12, 10, |x, y| {
+            image::Rgb([(x * 20) as u8, (y * 25) as u8, (i * 30) as u8])
+        });
+        img.save(images.join(format!("{i:02}.png"))).unwrap();
+    }
+    let config = dir.join("tiny.json");
+    std::fs::write(
+        &config,
+        r#"{"unet": {"sample_size": 8, "block_out_channels": [8, 16], "norm_num_groups": 4,
+                     "attention_head_dim": 8,
+                     "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+                     "up_block_types": ["AttnUpBlock2D", "UpBlock2D"]},
+            "train": {"batch_size": 4}, "sample": {"n": 4, "ddim_steps": 5}}"#,
+    )
+    .unwrap();
+    let run = dir.join("run");
+    let (run_s, images_s) = (run.to_str().unwrap(), images.to_str().unwrap());
+    let out = diffuse(&[
+        "train",
+        "--dataset",
+        "folder",
+        "--data-dir",
+        images_s,
+        "--config",
+        config.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--out",
+        run_s,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--run",
+            run_s,
+            "--fid",
+            "--n",
+            "6",
+            "--sampler",
+            "ddim",
+        ];
+        args.extend(extra);
+        args.extend(["--steps", "4"]);
+        diffuse(&args)
+    };
+    let out = eval(&[]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("pt_inception"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!run.join("fid_samples_6_seed0_ddim_4steps.npy").exists());
+
+    let w = weights.to_str().unwrap();
+    let first = eval(&["--inception", w]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let samples = run.join("fid_samples_6_seed0_ddim_4steps.npy");
+    assert_eq!(
+        diffuse_data::npy::read_npy(&samples).unwrap().shape,
+        vec![6, 3, 8, 8]
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("fid.json")).unwrap()).unwrap();
+    let fid = report["fid"].as_f64().unwrap();
+    assert!(fid.is_finite() && fid > 0.0, "{report}");
+    let is = report["inception_score"].as_f64().unwrap();
+    assert!(is >= 1.0, "{report}");
+    let metrics: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["fid"].as_f64(), Some(fid));
+    assert!(
+        metrics["steps"].as_u64().is_some(),
+        "the training figures stay: {metrics}"
+    );
+    let cache: Vec<PathBuf> = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "npz"))
+        .collect();
+    assert_eq!(cache.len(), 1, "{cache:?}");
+    assert!(
+        cache[0].to_str().unwrap().contains("train_6of8_8px"),
+        "{cache:?}"
+    );
+
+    let second = eval(&["--inception", w]);
+    let err = stderr(&second);
+    assert!(
+        err.contains("reusing") && err.contains("reference statistics from"),
+        "{err}"
+    );
+    let again: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("fid.json")).unwrap()).unwrap();
+    assert_eq!(again["fid"].as_f64(), Some(fid));
+    let out = diffuse(&[
+        "fid",
+        samples.to_str().unwrap(),
+        cache[0].to_str().unwrap(),
+        "--inception",
+        w,
+    ]);
+    close(
+        last_value(&out, "FID:").0,
+        fid,
+        1e-12,
+        "fid of the kept files",
+    );
+}

@@ -3,6 +3,7 @@
 //! on pytorch-fid's Inception network (`diffuse_nn::inception`), read from the file pytorch-fid
 //! downloads.
 
+pub mod eval;
 pub mod inputs;
 
 use std::io::Read;
