@@ -2,6 +2,7 @@
 
 mod args;
 mod axes;
+mod classifier;
 mod config;
 mod device;
 mod download;
@@ -74,6 +75,9 @@ enum Command {
     Is(fid::IsArgs),
     /// The Kernel Inception Distance between two sets of images
     Kid(fid::KidArgs),
+    /// Train the LeNet whose features give FD_LeNet (`fid --classifier DIR`), on MNIST or
+    /// Fashion-MNIST
+    Classifier(classifier::ClassifierArgs),
 }
 
 /// Where runs go when `--out` is not given: `runs/<dataset>-<unix time>`.
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
             Command::Fid(args) => fid::run_fid(args),
             Command::Is(args) => fid::run_is(args),
             Command::Kid(args) => fid::run_kid(args),
+            Command::Classifier(args) => classifier::run(args),
         })
     });
     match result {

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Tensor, TensorData};
 use diffuse_data::Split;
+use diffuse_data::images::to_model_space;
 use diffuse_data::images::to_pixel;
 use diffuse_eval::frechet::Moments;
 use diffuse_nn::inception::{Dims, Inception, InceptionOutput, SIDE, input_image};
+use diffuse_nn::lenet::{LENET_FEATURES, LENET_SIDE, LeNet};
 
 use crate::config::ImageDataset;
 
@@ -56,6 +58,7 @@ impl Input {
 }
 
 /// 8-bit images, each [C, H, W] with its own size.
+#[derive(Clone)]
 pub struct Image {
     pub pixels: Vec<u8>,
     pub channels: usize,
@@ -144,6 +147,14 @@ impl Images {
         }
     }
 
+    /// Image `i` (a folder's file decoded now).
+    pub fn get(&self, i: usize) -> Result<std::borrow::Cow<'_, Image>> {
+        Ok(match self {
+            Self::Loaded(images) => std::borrow::Cow::Borrowed(&images[i]),
+            Self::Files(files) => std::borrow::Cow::Owned(decode_rgb(&files[i])?),
+        })
+    }
+
     /// Images `range` as the network's input, [n, 3, 299, 299].
     fn batch(
         &self,
@@ -153,14 +164,7 @@ impl Images {
         let n = range.len();
         let mut input = Vec::with_capacity(n * 3 * SIDE * SIDE);
         for i in range {
-            let decoded;
-            let image = match self {
-                Self::Loaded(images) => &images[i],
-                Self::Files(files) => {
-                    decoded = decode_rgb(&files[i])?;
-                    &decoded
-                }
-            };
+            let image = self.get(i)?;
             input.extend(input_image(
                 &image.pixels,
                 image.channels,
@@ -258,18 +262,94 @@ pub fn run_network(
     Ok((features, all_logits))
 }
 
-/// The moments of an input: read from its `.npz`, or from the network's features.
+/// The network whose features a Fréchet distance compares, and the name of that distance.
+pub enum Extractor {
+    /// pytorch-fid's Inception at one of its widths: FID.
+    Inception(Inception, Dims),
+    /// A `diffuse classifier` LeNet (1 x 28 x 28 images): FD_LeNet.
+    LeNet(LeNet),
+}
+
+impl Extractor {
+    /// What the distance is called where it is printed.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Inception(..) => "FID",
+            Self::LeNet(_) => "FD_LeNet",
+        }
+    }
+
+    /// The features of every image, row-major.
+    pub fn features(&self, images: &Images, batch: usize) -> Result<Vec<f32>> {
+        match self {
+            Self::Inception(net, dims) => {
+                Ok(run_network(net, images, Some(*dims), false, batch, "features")?.0)
+            }
+            Self::LeNet(net) => lenet_features(net, images, batch),
+        }
+    }
+}
+
+/// LeNet's features of 28 x 28 images (RGB ones as PIL's `convert("L")`), in [-1, 1].
+fn lenet_features(net: &LeNet, images: &Images, batch: usize) -> Result<Vec<f32>> {
+    let device = crate::device::device();
+    let n = images.len();
+    let pb = crate::progress::bar(n, "LeNet features");
+    let mut features = Vec::with_capacity(n * LENET_FEATURES);
+    for start in (0..n).step_by(batch) {
+        let end = (start + batch).min(n);
+        let mut input = Vec::with_capacity((end - start) * LENET_SIDE * LENET_SIDE);
+        for i in start..end {
+            let image = images.get(i)?;
+            if image.height != LENET_SIDE || image.width != LENET_SIDE {
+                bail!(
+                    "image {i} is {}x{}; the LeNet of FD_LeNet reads 28x28 images",
+                    image.height,
+                    image.width
+                );
+            }
+            let plane = LENET_SIDE * LENET_SIDE;
+            input.extend((0..plane).map(|p| {
+                let gray = match image.channels {
+                    1 => image.pixels[p],
+                    _ => luma(
+                        image.pixels[p],
+                        image.pixels[plane + p],
+                        image.pixels[2 * plane + p],
+                    ),
+                };
+                to_model_space(gray)
+            }));
+        }
+        let x = Tensor::from_data(
+            TensorData::new(input, [end - start, 1, LENET_SIDE, LENET_SIDE]),
+            &device,
+        );
+        let values = net.features(x).into_data().try_to_vec::<f32>();
+        features.extend(values.map_err(|e| anyhow::anyhow!("{e:?}"))?);
+        pb.set_position(end as u64);
+    }
+    pb.finish_and_clear();
+    Ok(features)
+}
+
+/// PIL's `convert("L")`: L = R 299/1000 + G 587/1000 + B 114/1000, in its fixed point.
+fn luma(r: u8, g: u8, b: u8) -> u8 {
+    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
+}
+
+/// The moments of an input: read from its `.npz`, or from the features of its images.
 pub fn moments(
     input: &Input,
-    net: Option<&Inception>,
-    dims: Dims,
+    extractor: Option<&Extractor>,
+    width: usize,
     batch: usize,
     data_dir: Option<&Path>,
 ) -> Result<Moments> {
     if let Input::Stats(path) = input {
-        return read_stats(path, dims.width());
+        return read_stats(path, width);
     }
-    let net = net.expect("the caller loads the network for images");
+    let extractor = extractor.expect("the caller loads the network for images");
     let images = Images::open(input, data_dir)?;
     if images.len() < 2 {
         bail!(
@@ -277,8 +357,8 @@ pub fn moments(
             images.len()
         );
     }
-    let (features, _) = run_network(net, &images, Some(dims), false, batch, "features")?;
-    Ok(Moments::of(&features, dims.width()))
+    let features = extractor.features(&images, batch)?;
+    Ok(Moments::of(&features, width))
 }
 
 /// pytorch-fid's statistics file: `mu` [d] and `sigma` [d, d].

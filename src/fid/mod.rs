@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use diffuse_eval::frechet::frechet_distance_of;
 use diffuse_nn::inception::{Dims, Inception, WEIGHTS_FILE, WEIGHTS_SHA256_PREFIX, WEIGHTS_URL};
-use inputs::{Images, Input, moments, run_network};
+use inputs::{Extractor, Images, Input, moments, run_network};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
@@ -48,6 +48,10 @@ pub struct FidArgs {
     /// Feature width: 64, 192, 768 (earlier blocks of the network) or 2048 (pool3, the FID).
     #[arg(long, default_value_t = 2048)]
     pub dims: usize,
+    /// Instead of Inception, the features of a `diffuse classifier` folder's LeNet (28 x 28
+    /// images): prints FD_LeNet, the Fréchet distance of those 84 features.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["inception", "dims"])]
+    pub classifier: Option<PathBuf>,
     #[command(flatten)]
     pub network: NetworkArgs,
 }
@@ -133,14 +137,43 @@ fn dims(width: usize) -> Result<Dims> {
     })
 }
 
+/// The feature extractor `args` name: a classifier folder's LeNet, or Inception (loaded only
+/// when some input is images).
+fn extractor(args: &FidArgs, inputs: &[Input]) -> Result<Option<Extractor>> {
+    if inputs.iter().all(|i| matches!(i, Input::Stats(_))) {
+        return Ok(None);
+    }
+    if let Some(dir) = &args.classifier {
+        let (net, info) = crate::classifier::load(dir)?;
+        eprintln!(
+            "FD_LeNet with the LeNet of {} ({} test accuracy {:.2}%)",
+            dir.display(),
+            info.dataset,
+            100.0 * info.test_accuracy
+        );
+        return Ok(Some(Extractor::LeNet(net)));
+    }
+    Ok(Some(Extractor::Inception(
+        load_network(&args.network)?,
+        dims(args.dims)?,
+    )))
+}
+
 pub fn run_fid(args: FidArgs) -> Result<()> {
-    let dims = dims(args.dims)?;
+    let width = match args.classifier {
+        Some(_) => diffuse_nn::lenet::LENET_FEATURES,
+        None => dims(args.dims)?.width(),
+    };
     let inputs: Vec<Input> = args
         .paths
         .iter()
         .map(|p| Input::parse(p))
         .collect::<Result<_>>()?;
     let data_dir = args.network.data_dir.as_deref();
+    if args.network.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let batch = args.network.batch_size;
     if args.save_stats {
         let out = Path::new(&args.paths[1]);
         if matches!(inputs[0], Input::Stats(_)) {
@@ -149,14 +182,8 @@ pub fn run_fid(args: FidArgs) -> Result<()> {
                 args.paths[0]
             );
         }
-        let net = load_network(&args.network)?;
-        let m = moments(
-            &inputs[0],
-            Some(&net),
-            dims,
-            args.network.batch_size,
-            data_dir,
-        )?;
+        let ex = extractor(&args, &inputs[..1])?;
+        let m = moments(&inputs[0], ex.as_ref(), width, batch, data_dir)?;
         // Both float64, as pytorch-fid writes them (its features are gathered in float64).
         let d = m.dim;
         diffuse_data::npz::write_npz(
@@ -173,16 +200,18 @@ pub fn run_fid(args: FidArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let net = match inputs.iter().all(|i| matches!(i, Input::Stats(_))) {
-        true => None,
-        false => Some(load_network(&args.network)?),
-    };
-    let batch = args.network.batch_size;
-    let a = moments(&inputs[0], net.as_ref(), dims, batch, data_dir)?;
-    let b = moments(&inputs[1], net.as_ref(), dims, batch, data_dir)?;
-    let fid = frechet_distance_of(&a, &b)
+    let ex = extractor(&args, &inputs)?;
+    let a = moments(&inputs[0], ex.as_ref(), width, batch, data_dir)?;
+    let b = moments(&inputs[1], ex.as_ref(), width, batch, data_dir)?;
+    let distance = frechet_distance_of(&a, &b)
         .map_err(|e| anyhow::anyhow!("the eigenvalue iteration did not converge at {}", e.index))?;
-    println!("FID: {fid}");
+    // Two statistics files need no network; --classifier still says what they measure.
+    let label = match (&ex, &args.classifier) {
+        (Some(ex), _) => ex.label(),
+        (None, Some(_)) => "FD_LeNet",
+        (None, None) => "FID",
+    };
+    println!("{label}: {distance}");
     Ok(())
 }
 

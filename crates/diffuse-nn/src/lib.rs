@@ -4,6 +4,7 @@ pub mod embedding;
 pub mod error;
 pub mod fields;
 pub mod inception;
+pub mod lenet;
 pub mod mlp;
 pub mod unet;
 

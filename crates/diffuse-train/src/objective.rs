@@ -317,3 +317,21 @@ mod tests {
         assert!(ddpm.accepts(&net).is_ok());
     }
 }
+
+/// Classification by cross-entropy (the mean over the batch of -log softmax(logits)[label]),
+/// for a network that gives logits by `logits`: a LeNet for the features of FD_LeNet.
+pub struct CrossEntropy<M> {
+    pub logits: fn(&M, Tensor<4>) -> Tensor<2>,
+}
+
+impl<M> Objective<M> for CrossEntropy<M> {
+    /// Images and their labels.
+    type Batch = (Tensor<4>, burn::tensor::Tensor<1, burn::tensor::Int>);
+
+    fn loss(&mut self, model: &M, (x, labels): Self::Batch, _rng: &mut ChaCha8Rng) -> Tensor<1> {
+        let logits = (self.logits)(model, x);
+        let [n, _] = logits.dims();
+        let log_p = burn::tensor::activation::log_softmax(logits, 1);
+        log_p.gather(1, labels.reshape([n, 1])).mean().neg()
+    }
+}
