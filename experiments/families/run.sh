@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Model families side by side (issue 23's experiment): each family's default recipe on the
 # swiss roll and a ring of 16 tight Gaussians (3 seeds; 20,000 samples against 20,000 fresh
-# points, next to the data-vs-data floor), and on MNIST (the preset; pooled-pixel distances of
+# points, next to the data-vs-data floor), and on MNIST (the preset; FD_LeNet and pooled-pixel distances of
 # 256 samples to the test set, next to train vs test). Writes experiments/families/out/.
 #
 #   experiments/families/run.sh              # everything (about 75 minutes on 2 cores)
@@ -80,7 +80,13 @@ fi
 
 if [ "$what" = all ] || [ "$what" = mnist ]; then
   table="$OUT/mnist.tsv"
-  [ -f "$table" ] || echo -e "family\ttrain_s\tsample_s\tsw\tsw_floor\tfrechet\tfrechet_floor" > "$table"
+  [ -f "$table" ] || echo -e "family\ttrain_s\tsample_s\tsw\tsw_floor\tfrechet\tfrechet_floor\tfd_lenet\tfd_lenet_floor" > "$table"
+  # FD_LeNet: a LeNet trained on the training split, the test split's statistics once, and the
+  # floor: 256 training images (seed 0) against them, the samples' count.
+  [ -f "$OUT/lenet/classifier.json" ] || "$D" classifier --dataset mnist --data-dir "$MNIST" --out "$OUT/lenet"
+  [ -f "$OUT/lenet_test.npz" ] || "$D" fid --save-stats mnist:test "$OUT/lenet_test.npz" --classifier "$OUT/lenet" --data-dir "$MNIST"
+  fd() { "$D" fid "$1" "$OUT/lenet_test.npz" --classifier "$OUT/lenet" --data-dir "$MNIST" 2>/dev/null | tail -1 | cut -d' ' -f2; }
+  fd_floor=$(fd mnist:train:256)
   for family in ${MNIST_FAMILIES:-ddpm ncsn score-vp score-ve}; do
     run="$OUT/runs/mnist-$family"
     rm -rf "$run"
@@ -96,9 +102,9 @@ if [ "$what" = all ] || [ "$what" = mnist ]; then
     end=$(date +%s.%N)
     "$D" eval --run "$run" --samples "$run/s256.npy" > /dev/null
     j="$run/s256.sw.json"
-    printf "%s\t%.1f\t%.1f\t%.4f\t%.4f\t%.4f\t%.4f\n" "$family" "$(field "$run/metrics.json" train_seconds)" \
+    printf "%s\t%.1f\t%.1f\t%.4f\t%.4f\t%.4f\t%.4f\t%.3f\t%.3f\n" "$family" "$(field "$run/metrics.json" train_seconds)" \
       "$(echo "$end - $start" | bc)" "$(field "$j" sliced_wasserstein)" "$(field "$j" data_vs_data)" \
-      "$(field "$j" frechet)" "$(field "$j" frechet_data_vs_data)" | tee -a "$table"
+      "$(field "$j" frechet)" "$(field "$j" frechet_data_vs_data)" "$(fd "$run/s256.npy")" "$fd_floor" | tee -a "$table"
   done
 fi
 

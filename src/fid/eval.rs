@@ -163,15 +163,8 @@ fn reference_moments(
         eprintln!("reference statistics from {}", cache.display());
         return Ok((m, n));
     }
-    let mut chosen: Vec<usize> = if n == total {
-        (0..total).collect()
-    } else {
-        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-        rand::seq::index::sample(&mut rng, total, n).into_vec()
-    };
-    chosen.sort_unstable();
     let images = Images::Loaded(
-        chosen
+        super::inputs::seed0_subset(total, n)
             .into_iter()
             .map(|i| Image {
                 pixels: train.image(i).to_vec(),

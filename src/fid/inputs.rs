@@ -1,6 +1,6 @@
 //! What `fid`, `is` and `kid` read: a folder of PNG/JPEG images, a `.npy` of samples as diffuse
 //! writes them ([N, C, H, W] floats in [-1, 1]), a built-in dataset's split (`mnist:test`,
-//! `cifar10:train`, ...), or an `.npz` of statistics (`mu`, `sigma`) as pytorch-fid writes
+//! `cifar10:train`, ...; `mnist:train:N` for N of its images drawn with seed 0), or an `.npz` of statistics (`mu`, `sigma`) as pytorch-fid writes
 //! them; and the network's outputs over the images, batch by batch.
 
 use std::path::{Path, PathBuf};
@@ -21,7 +21,8 @@ use crate::config::ImageDataset;
 pub enum Input {
     Folder(PathBuf),
     Samples(PathBuf),
-    Dataset(ImageDataset, Split),
+    /// A split, or (`mnist:train:N`) N of its images drawn with seed 0.
+    Dataset(ImageDataset, Split, Option<usize>),
     Stats(PathBuf),
 }
 
@@ -39,12 +40,21 @@ impl Input {
             && let Some(set) = ImageDataset::from_name(name)
             && set != ImageDataset::Folder
         {
+            let (split, count) = match split.split_once(':') {
+                Some((split, n)) => match n.parse::<usize>() {
+                    Ok(n) if n >= 1 => (split, Some(n)),
+                    _ => {
+                        bail!("{arg}: the count after the split is a number of images, at least 1")
+                    }
+                },
+                None => (split, None),
+            };
             let split = match split {
                 "train" => Split::Train,
                 "test" => Split::Test,
                 other => bail!("{arg}: the split is `train` or `test`, not `{other}`"),
             };
-            return Ok(Self::Dataset(set, split));
+            return Ok(Self::Dataset(set, split, count));
         }
         Ok(match ext.as_deref() {
             Some("npz") => Self::Stats(path.into()),
@@ -106,7 +116,7 @@ impl Images {
                     .collect();
                 Ok(Self::Loaded(images))
             }
-            Input::Dataset(set, split) => {
+            Input::Dataset(set, split, count) => {
                 let dir = data_dir
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|| PathBuf::from("data").join(set.name()));
@@ -122,8 +132,16 @@ impl Images {
                     _ => diffuse_data::idx::load_mnist(&dir, *split),
                 }
                 .with_context(missing)?;
-                let [_, c, h, w] = loaded.shape();
-                let images = (0..loaded.len())
+                let [total, c, h, w] = loaded.shape();
+                if count.is_some_and(|n| n > total) {
+                    bail!(
+                        "{} has {total} images, fewer than the {} asked for",
+                        set.name(),
+                        count.unwrap_or(0)
+                    );
+                }
+                let images = seed0_subset(total, count.unwrap_or(total))
+                    .into_iter()
                     .map(|i| Image {
                         pixels: loaded.image(i).to_vec(),
                         channels: c,
@@ -177,6 +195,18 @@ impl Images {
             device,
         ))
     }
+}
+
+/// `n` of `total` indices, sorted: all of them, or a subset drawn with seed 0 (the same for
+/// every command and run, so that statistics of it can be shared).
+pub fn seed0_subset(total: usize, n: usize) -> Vec<usize> {
+    if n >= total {
+        return (0..total).collect();
+    }
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let mut chosen = rand::seq::index::sample(&mut rng, total, n).into_vec();
+    chosen.sort_unstable();
+    chosen
 }
 
 /// The PNG/JPEG files directly in `dir`, sorted by path as pytorch-fid sorts them.
