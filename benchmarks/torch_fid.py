@@ -1,18 +1,24 @@
 """W4 in PyTorch, the same workload as benchmarks/src/bench_fid.rs: pytorch-fid's InceptionV3
 (block 3, pool3), batch 50 of 299 x 299 images under no_grad, images/s after one warm-up
 batch; then pytorch-fid's `calculate_frechet_distance` (scipy's sqrtm) and np.mean / np.cov of
-two 5000 x 2048 clouds. Weights are drawn at random (pytorch-fid's download replaced), which
-does not change the time. Prints one JSON line.
+two 5000 x 2048 clouds. Weights from scripts/reference/inception.py's formula (pytorch-fid's
+download replaced), which does not change the time. Prints one JSON line.
 """
 
 import argparse
 import json
 import time
 
+import pathlib
+import sys
+
 import numpy as np
 import torch
 import pytorch_fid.inception as pfi
 from pytorch_fid.fid_score import calculate_frechet_distance
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "reference"))
+from inception import formula_state_dict  # noqa: E402  (the fixtures' weights; any weights time the same)
 
 
 def main():
@@ -22,16 +28,7 @@ def main():
     ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    torch.manual_seed(0)
-    template = pfi._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-    sd = {}
-    for name, block in [("Mixed_5b", pfi.FIDInceptionA(192, 32)), ("Mixed_5c", pfi.FIDInceptionA(256, 64)),
-                        ("Mixed_5d", pfi.FIDInceptionA(288, 64)), ("Mixed_6b", pfi.FIDInceptionC(768, 128)),
-                        ("Mixed_6c", pfi.FIDInceptionC(768, 160)), ("Mixed_6d", pfi.FIDInceptionC(768, 160)),
-                        ("Mixed_6e", pfi.FIDInceptionC(768, 192)), ("Mixed_7b", pfi.FIDInceptionE_1(1280)),
-                        ("Mixed_7c", pfi.FIDInceptionE_2(2048))]:
-        setattr(template, name, block)
-    sd = template.state_dict()
+    sd = formula_state_dict()
     pfi.load_state_dict_from_url = lambda *a, **k: sd
     model = pfi.InceptionV3([3]).eval()
     if args.compile:

@@ -353,12 +353,15 @@ fn the_mmd_matches_torch_fidelity() {
 }
 
 /// burn's PyTorch reader through `TensorMap`: float32, float16, bfloat16, float64 and a strided
-/// view, with the values the script wrote; a truncated copy and files that are not the
+/// view, with the values the script wrote, in `torch.save`'s ZIP format and its legacy one; a truncated copy and files that are not the
 /// network are refused with errors that say so.
 #[test]
 fn weight_files_are_read_or_refused_clearly() {
     let tiny = fixture_dir().join("tiny.pth");
     let map = TensorMap::read(&tiny).unwrap();
+    // The format before PyTorch 1.6 gives the same tensors.
+    let legacy = TensorMap::read(&fixture_dir().join("tiny_legacy.pth")).unwrap();
+    assert_eq!(legacy.tensors, map.tensors);
     let values = |n: usize| -> Vec<f32> { (0..n).map(|i| i as f32 / 8.0 - 1.0).collect() };
     assert_eq!(
         map.tensors["f32"],

@@ -10,7 +10,8 @@ replaced by that state dict), run in float32 and, to check that the fixture is n
 float64 (the largest relative difference is printed and stored).
 
 Writes tests/fixtures/inception/: `a/` and `b/` (six 40 x 40 PNGs each, one of `a` grayscale),
-`tiny.pth` (a small state dict in every float type, `tiny_pth`), `gray.npy` (three 1 x 28 x 28 samples in [-1, 1], as `diffuse sample` writes them), and
+`tiny.pth` and `tiny_legacy.pth` (a small state dict in every float type, `tiny_pth`, in
+`torch.save`'s ZIP format and its format before PyTorch 1.6), `gray.npy` (three 1 x 28 x 28 samples in [-1, 1], as `diffuse sample` writes them), and
 `inception.json`: per input, the features at every `--dims` and the logits (the fc layer
 without its bias, as the original Inception Score code); folder a's `--save-stats` moments (mu,
 and sigma's trace and first row); FID a-b at 64 and 2048 dims (pytorch-fid's, and from the
@@ -190,14 +191,18 @@ def tiny_pth(path):
     """A small state dict in every float type torch.save writes, one a transposed (strided)
     view: values i / 8 - 1 over each tensor's elements in row-major order of its shape."""
     vals = lambda *shape: (torch.arange(int(np.prod(shape)), dtype=torch.float64) / 8 - 1).reshape(shape)
-    torch.save({
+    tensors = {
         "f32": vals(2, 3).float(),
         "f16": vals(4).half(),
         "bf16": vals(2, 2).bfloat16(),
         "f64": vals(3),
         "strided": vals(3, 2).float().t(),  # shape [2, 3], stored column by column
         "steps": torch.tensor(7, dtype=torch.int64),
-    }, path)
+    }
+    torch.save(tensors, path)
+    # The format of PyTorch before 1.6 (a pickle, then the storages), as older published
+    # weights files are.
+    torch.save(tensors, path.with_name("tiny_legacy.pth"), _use_new_zipfile_serialization=False)
 
 
 def main():

@@ -16,7 +16,7 @@ use diffuse_eval::frechet::{Moments, frechet_distance_of};
 use diffuse_nn::inception::Dims;
 use serde_json::{Value, json};
 
-use super::inputs::{Image, Images, read_stats, run_network};
+use super::inputs::{Images, read_stats, run_network};
 use super::{NetworkArgs, load_network};
 use crate::args::EvalArgs;
 use crate::kinds::KindName;
@@ -151,7 +151,7 @@ fn reference_moments(
     let data_dir = config.data.image_dir()?;
     let size = config.unet()?.sample_size.unwrap_or(0);
     let train = crate::kinds::images::load_images(config, Split::Train)?;
-    let [total, c, h, w] = train.shape();
+    let total = train.len();
     let n = count.min(total);
     let cache: PathBuf = data_dir.join(format!(
         "fid_stats_{}_train_{n}of{total}_{size}px_{}.npz",
@@ -163,17 +163,7 @@ fn reference_moments(
         eprintln!("reference statistics from {}", cache.display());
         return Ok((m, n));
     }
-    let images = Images::Loaded(
-        super::inputs::seed0_subset(total, n)
-            .into_iter()
-            .map(|i| Image {
-                pixels: train.image(i).to_vec(),
-                channels: c,
-                height: h,
-                width: w,
-            })
-            .collect(),
-    );
+    let images = Images::subset_of(&train, n);
     let (features, _) = run_network(
         net,
         &images,

@@ -132,7 +132,7 @@ impl Images {
                     _ => diffuse_data::idx::load_mnist(&dir, *split),
                 }
                 .with_context(missing)?;
-                let [total, c, h, w] = loaded.shape();
+                let total = loaded.len();
                 if count.is_some_and(|n| n > total) {
                     bail!(
                         "{} has {total} images, fewer than the {} asked for",
@@ -140,16 +140,7 @@ impl Images {
                         count.unwrap_or(0)
                     );
                 }
-                let images = seed0_subset(total, count.unwrap_or(total))
-                    .into_iter()
-                    .map(|i| Image {
-                        pixels: loaded.image(i).to_vec(),
-                        channels: c,
-                        height: h,
-                        width: w,
-                    })
-                    .collect();
-                Ok(Self::Loaded(images))
+                Ok(Self::subset_of(&loaded, count.unwrap_or(total)))
             }
             Input::Stats(path) => bail!(
                 "{} holds statistics, not images: this needs the images",
@@ -163,6 +154,21 @@ impl Images {
             Self::Files(f) => f.len(),
             Self::Loaded(i) => i.len(),
         }
+    }
+
+    /// `n` images of `set` (all when it has no more; else the seed-0 subset).
+    pub fn subset_of(set: &diffuse_data::ImageSet, n: usize) -> Self {
+        let [total, c, h, w] = set.shape();
+        let images = seed0_subset(total, n)
+            .into_iter()
+            .map(|i| Image {
+                pixels: set.image(i).to_vec(),
+                channels: c,
+                height: h,
+                width: w,
+            })
+            .collect();
+        Self::Loaded(images)
     }
 
     /// Image `i` (a folder's file decoded now).

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use diffuse_eval::frechet::frechet_distance_of;
-use diffuse_nn::inception::{Dims, Inception, WEIGHTS_FILE, WEIGHTS_SHA256_PREFIX, WEIGHTS_URL};
+use diffuse_nn::inception::{Dims, Inception, WEIGHTS_FILE, WEIGHTS_SHA256, WEIGHTS_URL};
 use inputs::{Extractor, Images, Input, moments, run_network};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -95,13 +95,13 @@ pub fn load_network(args: &NetworkArgs) -> Result<Inception> {
     }
     let Some(path) = &args.inception else {
         bail!(
-            "this needs pytorch-fid's Inception weights: download {WEIGHTS_FILE} from {WEIGHTS_URL} (its SHA-256 begins {WEIGHTS_SHA256_PREFIX}; pytorch-fid keeps it in ~/.cache/torch/hub/checkpoints/) and pass --inception FILE"
+            "this needs pytorch-fid's Inception weights: download {WEIGHTS_FILE} from {WEIGHTS_URL} (SHA-256 {WEIGHTS_SHA256}, as torch-fidelity publishes the same weights; pytorch-fid keeps its copy in ~/.cache/torch/hub/checkpoints/) and pass --inception FILE"
         );
     };
     let digest = sha256(path)?;
-    if !digest.starts_with(WEIGHTS_SHA256_PREFIX) {
+    if digest != WEIGHTS_SHA256 {
         eprintln!(
-            "note: {} is not pytorch-fid's published {WEIGHTS_FILE} (SHA-256 {digest}); its values compare only with values from the same file",
+            "note: {} has SHA-256 {digest}, not the published weights' ({WEIGHTS_SHA256}); its values compare only with values from the same weights",
             path.display()
         );
     }

@@ -29,8 +29,11 @@ pub use weights::{NamedTensor, TensorMap};
 /// The file pytorch-fid downloads, and where from.
 pub const WEIGHTS_FILE: &str = "pt_inception-2015-12-05-6726825d.pth";
 pub const WEIGHTS_URL: &str = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth";
-/// The start of its SHA-256 (torch.hub names a file by it, and checks it).
-pub const WEIGHTS_SHA256_PREFIX: &str = "6726825d";
+/// The SHA-256 of the published weights, as torch-fidelity publishes its copy of the same
+/// network under the same hash prefix (`weights-inception-2015-12-05-6726825d.pth`, 95,628,359
+/// bytes; torch.hub names a file by the start of its SHA-256). Both files hold the same tensor
+/// names, and both load here.
+pub const WEIGHTS_SHA256: &str = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2";
 
 /// The side images are resized to.
 pub const SIDE: usize = 299;
