@@ -4,19 +4,24 @@
 //! (pytorch-fid: scipy's `sqrtm`; benchmarks/torch_fid.py is the other side). One JSON line.
 //!   bench-fid [--batches 4] [--n 5000]
 
-#[allow(dead_code)] // this binary uses `arg` only
+#[allow(dead_code)] // this binary uses `arg` and `keep_freed_pages` only
 mod common;
 
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use common::arg;
+use common::{arg, keep_freed_pages};
 use diffuse_eval::frechet::{Moments, frechet_distance_of};
 use diffuse_nn::inception::{Dims, Inception, NamedTensor, SIDE, TensorMap};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+// As the `diffuse` binary: mimalloc, keeping freed pages.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
+    keep_freed_pages();
     diffuse_kernels::on_worker(run);
 }
 

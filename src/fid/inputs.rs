@@ -301,9 +301,9 @@ pub fn run_network(
 /// The network whose features a Fréchet distance compares, and the name of that distance.
 pub enum Extractor {
     /// pytorch-fid's Inception at one of its widths: FID.
-    Inception(Inception, Dims),
+    Inception(Box<Inception>, Dims),
     /// A `diffuse classifier` LeNet (1 x 28 x 28 images): FD_LeNet.
-    LeNet(LeNet),
+    LeNet(Box<LeNet>),
 }
 
 impl Extractor {

@@ -151,10 +151,10 @@ fn extractor(args: &FidArgs, inputs: &[Input]) -> Result<Option<Extractor>> {
             info.dataset,
             100.0 * info.test_accuracy
         );
-        return Ok(Some(Extractor::LeNet(net)));
+        return Ok(Some(Extractor::LeNet(Box::new(net))));
     }
     Ok(Some(Extractor::Inception(
-        load_network(&args.network)?,
+        Box::new(load_network(&args.network)?),
         dims(args.dims)?,
     )))
 }

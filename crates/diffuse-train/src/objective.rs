@@ -301,23 +301,6 @@ impl<const D: usize, M: Denoiser<D>> Objective<M> for ScoreSde<D> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use diffuse_core::ScheduleConfig;
-    use diffuse_core::model::ContinuousTime;
-
-    #[test]
-    fn ddpm_trains_networks_on_timesteps_only() {
-        let schedule = ScheduleConfig::default().build().unwrap();
-        let ddpm = Ddpm::<2>::new(schedule, Prediction::Epsilon, LossConfig::default());
-        let net = |x: Tensor<2>, _t: Tensor<1>| x;
-        let err = ddpm.accepts(&ContinuousTime(net)).unwrap_err();
-        assert!(err.to_string().contains("continuous time"), "{err}");
-        assert!(ddpm.accepts(&net).is_ok());
-    }
-}
-
 /// Classification by cross-entropy (the mean over the batch of -log softmax(logits)[label]),
 /// for a network that gives logits by `logits`: a LeNet for the features of FD_LeNet.
 pub struct CrossEntropy<M> {
@@ -333,5 +316,22 @@ impl<M> Objective<M> for CrossEntropy<M> {
         let [n, _] = logits.dims();
         let log_p = burn::tensor::activation::log_softmax(logits, 1);
         log_p.gather(1, labels.reshape([n, 1])).mean().neg()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diffuse_core::ScheduleConfig;
+    use diffuse_core::model::ContinuousTime;
+
+    #[test]
+    fn ddpm_trains_networks_on_timesteps_only() {
+        let schedule = ScheduleConfig::default().build().unwrap();
+        let ddpm = Ddpm::<2>::new(schedule, Prediction::Epsilon, LossConfig::default());
+        let net = |x: Tensor<2>, _t: Tensor<1>| x;
+        let err = ddpm.accepts(&ContinuousTime(net)).unwrap_err();
+        assert!(err.to_string().contains("continuous time"), "{err}");
+        assert!(ddpm.accepts(&net).is_ok());
     }
 }

@@ -5,11 +5,10 @@
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::module::{avg_pool2d, max_pool2d};
-use burn::tensor::ops::{AvgPoolOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_kernels::conv::conv2d;
 
+use super::pool::{Pool, pool3x3};
 use super::weights::TensorMap;
 
 /// TensorFlow's batch-norm epsilon, which torchvision's `BasicConv2d` keeps.
@@ -146,20 +145,13 @@ pub fn join(prefix: &str, field: &str) -> String {
 }
 
 pub fn max_pool(x: Tensor<4>, stride: usize, pad: usize) -> Tensor<4> {
-    let options = MaxPoolOptions::new([3, 3])
-        .with_stride([stride, stride])
-        .with_padding([pad, pad]);
-    max_pool2d(x, options)
+    pool3x3(x, Pool::Max, stride, pad)
 }
 
 /// TensorFlow's 3x3 average pool with one pixel of padding, which does not count the padded
 /// zeros (pytorch-fid's patch: `count_include_pad=False`).
 fn tf_avg_pool(x: Tensor<4>) -> Tensor<4> {
-    let options = AvgPoolOptions::new([3, 3])
-        .with_stride([1, 1])
-        .with_padding([1, 1])
-        .with_count_include_pad(false);
-    avg_pool2d(x, options)
+    pool3x3(x, Pool::Mean, 1, 1)
 }
 
 /// `FIDInceptionA` (Mixed_5b, 5c, 5d).

@@ -13,6 +13,7 @@
 //! Inception Score code (Salimans et al. 2016) and torch-fidelity's `logits_unbiased`.
 
 mod blocks;
+mod pool;
 pub mod weights;
 
 use std::path::Path;
