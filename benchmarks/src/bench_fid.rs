@@ -2,7 +2,7 @@
 //! batch 50 of 299 x 299 images to pool3, as `python -m pytorch_fid` runs it; weights from a
 //! formula, which does not change the time), and the Fréchet distance of two 2048-wide fits
 //! (pytorch-fid: scipy's `sqrtm`; benchmarks/torch_fid.py is the other side). One JSON line.
-//!   bench-fid [--batches 4] [--n 5000]
+//!   bench-fid [--batches 4] [--batch 50] [--n 5000]
 
 #[allow(dead_code)] // this binary uses `arg` and `keep_freed_pages` only
 mod common;
@@ -27,7 +27,7 @@ fn main() {
 
 fn run() {
     let (batches, n, dim) = (arg("--batches", 4), arg("--n", 5000), 2048);
-    let batch = 50;
+    let batch = arg("--batch", 50);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut map = TensorMap::default();
     for (name, shape) in Inception::parameter_shapes() {

@@ -1,5 +1,6 @@
 //! The Inception's 3x3 pools on the CPU, for inference: each [H, W] plane of a float32
-//! burn-flex tensor pooled by one rayon task, reading the window's pixels inside the image
+//! burn-flex tensor pooled by one rayon task, separably (rows, then columns), over the
+//! window's pixels inside the image
 //! (padding never wins a max, and is not counted in a mean: TensorFlow's pools, pytorch-fid's
 //! `count_include_pad=False`). burn-flex's pools took a quarter of the forward pass (an
 //! index division and a NaN check per element, `perf`); other devices take burn's.
@@ -42,22 +43,36 @@ pub fn pool3x3(x: Tensor<4>, pool: Pool, stride: usize, pad: usize) -> Tensor<4>
     };
     let rows: Vec<(usize, usize)> = (0..ho).map(|o| window(o, h)).collect();
     let cols: Vec<(usize, usize)> = (0..wo).map(|o| window(o, w)).collect();
+    let reduce = |a: f32, b: f32| match pool {
+        Pool::Max => a.max(b),
+        Pool::Mean => a + b,
+    };
+    // Separable: each row reduced over the column windows, then those rows over the row
+    // windows (a mean divides by the count of pixels inside, rows times columns).
     out.par_chunks_mut(ho * wo)
         .zip(data.par_chunks(h * w))
-        .for_each(|(out, plane)| {
-            for (oy, &(y0, y1)) in rows.iter().enumerate() {
-                for (ox, &(x0, x1)) in cols.iter().enumerate() {
-                    let pixels = (y0..y1).flat_map(|y| &plane[y * w + x0..y * w + x1]);
-                    out[oy * wo + ox] = match pool {
-                        Pool::Max => pixels.fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
-                        Pool::Mean => {
-                            let count = ((y1 - y0) * (x1 - x0)) as f32;
-                            pixels.sum::<f32>() / count
-                        }
-                    };
+        .for_each_init(
+            || vec![0.0f32; h * wo],
+            |across, (out, plane)| {
+                for (row, acc) in plane.chunks_exact(w).zip(across.chunks_exact_mut(wo)) {
+                    for (a, &(x0, x1)) in acc.iter_mut().zip(&cols) {
+                        *a = row[x0 + 1..x1].iter().fold(row[x0], |m, &v| reduce(m, v));
+                    }
                 }
-            }
-        });
+                for (out_row, &(y0, y1)) in out.chunks_exact_mut(wo).zip(&rows) {
+                    out_row.copy_from_slice(&across[y0 * wo..(y0 + 1) * wo]);
+                    for y in y0 + 1..y1 {
+                        let next = &across[y * wo..(y + 1) * wo];
+                        out_row.iter_mut().zip(next).for_each(|(o, &v)| *o = reduce(*o, v));
+                    }
+                    if pool == Pool::Mean {
+                        for (o, &(x0, x1)) in out_row.iter_mut().zip(&cols) {
+                            *o /= ((y1 - y0) * (x1 - x0)) as f32;
+                        }
+                    }
+                }
+            },
+        );
     Tensor::from_data(TensorData::new(out, [n, c, ho, wo]), &device)
 }
 
