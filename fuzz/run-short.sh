@@ -11,7 +11,7 @@ fi
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
 mkdir -p artifacts
-for t in npy csv idx cifar image; do
+for t in npy npz csv idx cifar image; do
   mkdir -p "$corpus/$t"
   # Nightly flags on the stable toolchain (cargo-fuzz passes -Z options).
   if ! RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none -O "$t" "$corpus/$t" "seeds/$t" -- \
@@ -23,4 +23,4 @@ for t in npy csv idx cifar image; do
   fi
   grep -E "^Done" "$corpus/$t.log" | sed "s/^/fuzz $t: /"
 done
-echo "fuzz: 5 targets ran ${seconds}s each without a crash"
+echo "fuzz: 6 targets ran ${seconds}s each without a crash"

@@ -42,6 +42,9 @@ fn fuzz_inputs_of_the_data_parsers_do_not_panic() {
     for input in inputs("csv") {
         let _ = diffuse_data::load_points(&copy_as(&input, &dir, "x.csv"), 2);
     }
+    for input in inputs("npz") {
+        let _ = diffuse_data::npz::read_npz(&input);
+    }
     for input in inputs("idx") {
         let _ = diffuse_data::read_idx(&input);
     }
@@ -135,6 +138,15 @@ fn fuzz_inputs_of_weights_and_configs_do_not_panic() {
 
 /// Checkpoint states (`train --resume`'s `state.json`): read and checked, and a history that
 /// passes its check gives a distribution over t, as the `resume_state` target requires.
+#[test]
+fn fuzz_inputs_of_inception_weights_do_not_panic() {
+    for input in inputs("inception_weights") {
+        if let Ok(map) = diffuse_nn::inception::TensorMap::read(&input) {
+            let _ = diffuse_nn::inception::Inception::from_tensors(map, &Device::default());
+        }
+    }
+}
+
 #[test]
 fn fuzz_inputs_of_resume_states_do_not_panic() {
     use diffuse_core::discrete::importance::ImportanceSampler;
