@@ -63,7 +63,10 @@ pub fn pool3x3(x: Tensor<4>, pool: Pool, stride: usize, pad: usize) -> Tensor<4>
                     out_row.copy_from_slice(&across[y0 * wo..(y0 + 1) * wo]);
                     for y in y0 + 1..y1 {
                         let next = &across[y * wo..(y + 1) * wo];
-                        out_row.iter_mut().zip(next).for_each(|(o, &v)| *o = reduce(*o, v));
+                        out_row
+                            .iter_mut()
+                            .zip(next)
+                            .for_each(|(o, &v)| *o = reduce(*o, v));
                     }
                     if pool == Pool::Mean {
                         for (o, &(x0, x1)) in out_row.iter_mut().zip(&cols) {
