@@ -17,7 +17,7 @@ use diffuse_nn::inception::Dims;
 use serde_json::{Value, json};
 
 use super::inputs::{Images, read_stats, run_network};
-use super::{NetworkArgs, load_network};
+use super::{NetworkArgs, load_network_and_digest};
 use crate::args::EvalArgs;
 use crate::kinds::KindName;
 
@@ -57,8 +57,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         batch_size: INCEPTION_BATCH,
         data_dir: None,
     };
-    let net = load_network(&network)?;
-    let sha = super::sha256(args.inception.as_deref().expect("load_network checked it"))?;
+    let (net, sha) = load_network_and_digest(&network)?;
 
     // The sampler's flags, as `diffuse sample` takes them, and a file name that tells them.
     let mut flags: Vec<String> = Vec::new();

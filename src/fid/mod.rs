@@ -90,6 +90,11 @@ pub struct KidArgs {
 /// Reads the network, saying where to get it when the flag is missing, and whether the file
 /// is pytorch-fid's published one.
 pub fn load_network(args: &NetworkArgs) -> Result<Inception> {
+    load_network_and_digest(args).map(|(net, _)| net)
+}
+
+/// [`load_network`], and the file's SHA-256 (hex).
+pub fn load_network_and_digest(args: &NetworkArgs) -> Result<(Inception, String)> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
@@ -105,7 +110,7 @@ pub fn load_network(args: &NetworkArgs) -> Result<Inception> {
             path.display()
         );
     }
-    Ok(Inception::load(path, &crate::device::device())?)
+    Ok((Inception::load(path, &crate::device::device())?, digest))
 }
 
 fn sha256(path: &Path) -> Result<String> {
