@@ -2,6 +2,7 @@
 //! reader, `pytorch-reader`) or a safetensors file of the same names, converted to float32.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 
 use crate::NnError;
@@ -29,14 +30,28 @@ impl TensorMap {
             path: path.into(),
             reason,
         };
-        // A regular file, read within the memory available (diffuse-fs), before any parser
-        // sees it.
-        let bytes = diffuse_fs::read(path, diffuse_fs::Limit::memory())?;
+        // A regular file within the memory available (diffuse-fs), before any parser sees it;
+        // its first bytes say which parser.
+        let (file, len) = diffuse_fs::open(path)?;
+        let limit = diffuse_fs::Limit::memory();
+        if len > limit.bytes {
+            return Err(diffuse_fs::FsError::TooLarge {
+                path: path.into(),
+                size: len,
+                limit: limit.bytes,
+                what: limit.what,
+            }
+            .into());
+        }
+        let mut head = Vec::with_capacity(9);
+        file.take(9)
+            .read_to_end(&mut head)
+            .map_err(|e| bad(format!("cannot read it: {e}")))?;
         // safetensors: an 8-byte header length, then the JSON header.
-        if bytes.get(8) == Some(&b'{') {
+        if head.get(8) == Some(&b'{') {
+            let bytes = diffuse_fs::read(path, limit)?;
             Self::from_safetensors(&bytes).map_err(|e| bad(format!("bad safetensors file: {e}")))
         } else {
-            drop(bytes);
             Self::read_pytorch(path).map_err(bad)
         }
     }
