@@ -63,16 +63,7 @@ fn load_split(dataset: &str, data_dir: Option<&Path>, split: Split) -> Result<Im
         Some(s @ (ImageDataset::Mnist | ImageDataset::FashionMnist)) => s,
         _ => bail!("--dataset {dataset}: the classifier trains on mnist or fashion_mnist"),
     };
-    let dir = data_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("data").join(set.name()));
-    diffuse_data::idx::load_mnist(&dir, split).with_context(|| {
-        format!(
-            "cannot read {} from {}: pass --data-dir DIR with its IDX files",
-            set.name(),
-            dir.display()
-        )
-    })
+    crate::kinds::images::load_builtin(set, data_dir, split)
 }
 
 /// Images `idx` of `set` in [-1, 1], as the network's input.

@@ -62,6 +62,11 @@ impl ImageDataset {
             Self::Folder => "folder",
         }
     }
+
+    /// Where its files are looked for without `--data-dir`: `data/<name>`.
+    pub fn default_dir(self) -> PathBuf {
+        PathBuf::from("data").join(self.name())
+    }
 }
 
 /// Where a run's data comes from.
@@ -159,10 +164,7 @@ impl DataConfig {
     /// The image folder: `dir`, or `data/<dataset>`.
     pub fn image_dir(&self) -> Result<PathBuf> {
         let set = self.image_dataset()?;
-        Ok(self
-            .dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("data").join(set.name())))
+        Ok(self.dir.clone().unwrap_or_else(|| set.default_dir()))
     }
 }
 

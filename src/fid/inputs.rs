@@ -117,21 +117,7 @@ impl Images {
                 Ok(Self::Loaded(images))
             }
             Input::Dataset(set, split, count) => {
-                let dir = data_dir
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| PathBuf::from("data").join(set.name()));
-                let missing = || {
-                    format!(
-                        "cannot read {} from {}: pass --data-dir DIR with its files",
-                        set.name(),
-                        dir.display()
-                    )
-                };
-                let loaded = match set {
-                    ImageDataset::Cifar10 => diffuse_data::cifar::load_cifar10(&dir, *split),
-                    _ => diffuse_data::idx::load_mnist(&dir, *split),
-                }
-                .with_context(missing)?;
+                let loaded = crate::kinds::images::load_builtin(*set, data_dir, *split)?;
                 let total = loaded.len();
                 if count.is_some_and(|n| n > total) {
                     bail!(

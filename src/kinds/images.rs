@@ -94,11 +94,8 @@ pub fn load_images(config: &RunConfig, split: Split) -> Result<ImageSet> {
     };
     let size = unet.sample_size.unwrap_or(0);
     let set = match dataset {
-        ImageDataset::Mnist | ImageDataset::FashionMnist => {
-            load_mnist(&dir, split).with_context(missing)?
-        }
-        ImageDataset::Cifar10 => load_cifar10(&dir, split).with_context(missing)?,
         ImageDataset::Folder => load_image_folder(&dir, size, unet.in_channels)?,
+        builtin => read_builtin(builtin, &dir, split).with_context(missing)?,
     };
     let [_, c, h, w] = set.shape();
     if c != unet.in_channels || h != size || w != size {
@@ -112,6 +109,29 @@ pub fn load_images(config: &RunConfig, split: Split) -> Result<ImageSet> {
         bail!("{} holds no images", dir.display());
     }
     Ok(set)
+}
+
+/// One split of a built-in set (MNIST, Fashion-MNIST: IDX files; CIFAR-10: binary batches)
+/// from `dir`.
+fn read_builtin(set: ImageDataset, dir: &Path, split: Split) -> Result<ImageSet> {
+    Ok(match set {
+        ImageDataset::Mnist | ImageDataset::FashionMnist => load_mnist(dir, split)?,
+        ImageDataset::Cifar10 => load_cifar10(dir, split)?,
+        ImageDataset::Folder => bail!("a folder has no splits; it is read at the U-Net's size"),
+    })
+}
+
+/// One split of a built-in set as `fid`, `is`, `kid` and `classifier` name it, from
+/// `data_dir` (default `data/<name>`).
+pub fn load_builtin(set: ImageDataset, data_dir: Option<&Path>, split: Split) -> Result<ImageSet> {
+    let dir = data_dir.map_or_else(|| set.default_dir(), Path::to_path_buf);
+    read_builtin(set, &dir, split).with_context(|| {
+        format!(
+            "cannot read {} from {}: pass --data-dir DIR with its files",
+            set.name(),
+            dir.display()
+        )
+    })
 }
 
 /// `batch` images drawn uniformly with replacement, in model space, mirrored at random if `flip`.
