@@ -81,24 +81,32 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         }
     }
     let samples = dir.join(format!("fid_samples_{n}_seed{}{tag}.npy", args.seed));
-    if samples_ready(&samples, n) {
-        eprintln!("reusing {} ({n} samples)", samples.display());
-    } else {
-        // A file of another count (an interrupted draw is never left: files are written whole).
-        if samples.exists() {
-            std::fs::remove_file(&samples)?;
+    let input = super::inputs::Input::Samples(samples.clone());
+    // Samples of this count already drawn are read once, and reused.
+    let kept = Images::open(&input, None).ok().filter(|i| i.len() == n);
+    let images = match kept {
+        Some(images) => {
+            eprintln!("reusing {} ({n} samples)", samples.display());
+            images
         }
-        let (d, s) = (dir.to_string_lossy(), samples.to_string_lossy());
-        let (n_text, seed) = (n.to_string(), args.seed.to_string());
-        let mut argv: Vec<String> = [
-            "sample", "--run", &d, "--n", &n_text, "--seed", &seed, "--out", &s,
-        ]
-        .map(String::from)
-        .to_vec();
-        argv.extend(flags);
-        crate::sample::draw(&SampleCommand::try_parse_from(argv)?.args, dir)?;
-    }
-    let images = Images::open(&super::inputs::Input::Samples(samples.clone()), None)?;
+        None => {
+            // A file of another count (an interrupted draw is never left: files are written
+            // whole).
+            if samples.exists() {
+                std::fs::remove_file(&samples)?;
+            }
+            let (d, s) = (dir.to_string_lossy(), samples.to_string_lossy());
+            let (n_text, seed) = (n.to_string(), args.seed.to_string());
+            let mut argv: Vec<String> = [
+                "sample", "--run", &d, "--n", &n_text, "--seed", &seed, "--out", &s,
+            ]
+            .map(String::from)
+            .to_vec();
+            argv.extend(flags);
+            crate::sample::draw(&SampleCommand::try_parse_from(argv)?.args, dir)?;
+            Images::open(&input, None)?
+        }
+    };
     let (features, logits) = run_network(
         &net,
         &images,
@@ -131,11 +139,6 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     println!("FID against the {dataset} training split ({n} samples): {fid:.4}");
     println!("IS: {is_mean} ± {is_std}");
     Ok(())
-}
-
-/// Whether `path` already holds `n` samples (a `.npy` of [n, ...]).
-fn samples_ready(path: &Path, n: usize) -> bool {
-    diffuse_data::npy::read_npy(path).is_ok_and(|a| a.shape.first() == Some(&n))
 }
 
 /// The statistics of `count` training images (all when the split has no more; else a subset
