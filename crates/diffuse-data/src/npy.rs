@@ -88,16 +88,27 @@ fn parse_layout(bytes: &[u8]) -> Result<Layout<'_>, ParseError> {
 
 fn parse_npy(bytes: &[u8]) -> Result<NpyArray, ParseError> {
     let (shape, width, little, body) = parse_layout(bytes)?;
-    let data = body
-        .chunks_exact(width)
-        .map(|c| match (width, little) {
-            (4, true) => f32::from_le_bytes(c.try_into().unwrap()),
-            (4, false) => f32::from_be_bytes(c.try_into().unwrap()),
-            (_, true) => f64::from_le_bytes(c.try_into().unwrap()) as f32,
-            (_, false) => f64::from_be_bytes(c.try_into().unwrap()) as f32,
-        })
-        .collect();
+    let data = values(body, width, little, |v| v, |v| v as f32);
     Ok(NpyArray { shape, data })
+}
+
+/// The elements of `body` (`width` bytes each, little- or big-endian), float32 ones through
+/// `from_f32` and float64 ones through `from_f64`.
+fn values<T>(
+    body: &[u8],
+    width: usize,
+    little: bool,
+    from_f32: fn(f32) -> T,
+    from_f64: fn(f64) -> T,
+) -> Vec<T> {
+    body.chunks_exact(width)
+        .map(|c| match (width, little) {
+            (4, true) => from_f32(f32::from_le_bytes(c.try_into().unwrap())),
+            (4, false) => from_f32(f32::from_be_bytes(c.try_into().unwrap())),
+            (_, true) => from_f64(f64::from_le_bytes(c.try_into().unwrap())),
+            (_, false) => from_f64(f64::from_be_bytes(c.try_into().unwrap())),
+        })
+        .collect()
 }
 
 /// An array's shape and its values as f64 (float32 arrays widened exactly).
@@ -108,15 +119,7 @@ pub fn parse_npy_f64(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f64>), String> {
             format!("element type {dtype}, where float32 or float64 is read")
         }
     })?;
-    let data = body
-        .chunks_exact(width)
-        .map(|c| match (width, little) {
-            (4, true) => f32::from_le_bytes(c.try_into().unwrap()) as f64,
-            (4, false) => f32::from_be_bytes(c.try_into().unwrap()) as f64,
-            (_, true) => f64::from_le_bytes(c.try_into().unwrap()),
-            (_, false) => f64::from_be_bytes(c.try_into().unwrap()),
-        })
-        .collect();
+    let data = values(body, width, little, f64::from, |v| v);
     Ok((shape, data))
 }
 
