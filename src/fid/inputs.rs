@@ -230,22 +230,12 @@ fn folder_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// One file as RGB (`PIL.Image.convert("RGB")`), planar.
 fn decode_rgb(path: &Path) -> Result<Image> {
-    let bytes = diffuse_fs::read(path, diffuse_fs::Limit::memory())?;
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()?
-        .decode()
-        .with_context(|| format!("cannot decode {}", path.display()))?
-        .to_rgb8();
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let raw = img.as_raw();
-    let pixels = (0..3)
-        .flat_map(|c| raw.iter().skip(c).step_by(3).copied())
-        .collect();
+    let (pixels, height, width) = diffuse_data::folder::read_rgb(path)?;
     Ok(Image {
         pixels,
         channels: 3,
-        height: h,
-        width: w,
+        height,
+        width,
     })
 }
 

@@ -35,6 +35,19 @@ fn decode(path: &Path) -> Result<image::DynamicImage, DataError> {
         })
 }
 
+/// Interleaved HWC to planar CHW.
+fn planar(rgb: &image::RgbImage) -> impl Iterator<Item = u8> + '_ {
+    (0..3).flat_map(move |c| rgb.as_raw().iter().skip(c).step_by(3).copied())
+}
+
+/// One image file at its own size, converted to RGB (as PIL's `convert("RGB")`): its planar
+/// [3, H, W] pixels, height and width.
+pub fn read_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize), DataError> {
+    let rgb = decode(path)?.to_rgb8();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    Ok((planar(&rgb).collect(), h, w))
+}
+
 /// Every PNG/JPEG directly in `dir`, sorted by name, as `channels` (1 or 3) x size x size.
 pub fn load_image_folder(dir: &Path, size: usize, channels: usize) -> Result<ImageSet, DataError> {
     if channels != 1 && channels != 3 {
@@ -92,11 +105,7 @@ pub fn load_image_folder(dir: &Path, size: usize, channels: usize) -> Result<Ima
         if channels == 1 {
             pixels.extend_from_slice(cropped.to_luma8().as_raw());
         } else {
-            let rgb = cropped.to_rgb8();
-            // Interleaved HWC to planar CHW.
-            for c in 0..3 {
-                pixels.extend(rgb.as_raw().iter().skip(c).step_by(3));
-            }
+            pixels.extend(planar(&cropped.to_rgb8()));
         }
     }
     Ok(ImageSet {
