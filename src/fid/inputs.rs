@@ -189,6 +189,40 @@ impl Images {
     }
 }
 
+/// Images `range` as LeNet's input, [n, 1, 28, 28] in [-1, 1] (RGB ones as PIL's
+/// `convert("L")`).
+fn gray_batch(
+    images: &Images,
+    range: std::ops::Range<usize>,
+    device: &burn::tensor::Device,
+) -> Result<Tensor<4>> {
+    let plane = LENET_SIDE * LENET_SIDE;
+    let mut input = Vec::with_capacity(range.len() * plane);
+    let n = range.len();
+    for i in range {
+        let image = images.get(i)?;
+        if image.height != LENET_SIDE || image.width != LENET_SIDE {
+            bail!(
+                "image {i} is {}x{}; the LeNet of FD_LeNet reads 28x28 images",
+                image.height,
+                image.width
+            );
+        }
+        let p = &image.pixels;
+        input.extend((0..plane).map(|k| {
+            let gray = match image.channels {
+                1 => p[k],
+                _ => luma(p[k], p[plane + k], p[2 * plane + k]),
+            };
+            to_model_space(gray)
+        }));
+    }
+    Ok(Tensor::from_data(
+        TensorData::new(input, [n, 1, LENET_SIDE, LENET_SIDE]),
+        device,
+    ))
+}
+
 /// `n` of `total` indices, sorted: all of them, or a subset drawn with seed 0 (the same for
 /// every command and run, so that statistics of it can be shared).
 pub fn seed0_subset(total: usize, n: usize) -> Vec<usize> {
@@ -250,13 +284,10 @@ pub fn run_network(
     what: &str,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let device = crate::device::device();
-    let n = images.len();
-    let pb = crate::progress::bar(n, what);
     let (mut features, mut all_logits) = (Vec::new(), Vec::new());
     let wanted: Vec<Dims> = dims.into_iter().collect();
-    for start in (0..n).step_by(batch) {
-        let end = (start + batch).min(n);
-        let x = images.batch(start..end, &device)?;
+    for_batches(images.len(), batch, what, |range| {
+        let x = images.batch(range, &device)?;
         let InceptionOutput {
             features: f,
             logits: l,
@@ -265,9 +296,8 @@ pub fn run_network(
             features.extend(values);
         }
         all_logits.extend(l.unwrap_or_default());
-        pb.set_position(end as u64);
-    }
-    pb.finish_and_clear();
+        Ok(())
+    })?;
     if let Some(bad) = features.iter().chain(&all_logits).find(|v| !v.is_finite()) {
         bail!("the network gave a non-finite output ({bad}): check the weights file");
     }
@@ -302,47 +332,34 @@ impl Extractor {
     }
 }
 
-/// LeNet's features of 28 x 28 images (RGB ones as PIL's `convert("L")`), in [-1, 1].
+/// LeNet's features of 28 x 28 images, in [-1, 1].
 fn lenet_features(net: &LeNet, images: &Images, batch: usize) -> Result<Vec<f32>> {
     let device = crate::device::device();
-    let n = images.len();
-    let pb = crate::progress::bar(n, "LeNet features");
-    let mut features = Vec::with_capacity(n * LENET_FEATURES);
-    for start in (0..n).step_by(batch) {
-        let end = (start + batch).min(n);
-        let mut input = Vec::with_capacity((end - start) * LENET_SIDE * LENET_SIDE);
-        for i in start..end {
-            let image = images.get(i)?;
-            if image.height != LENET_SIDE || image.width != LENET_SIDE {
-                bail!(
-                    "image {i} is {}x{}; the LeNet of FD_LeNet reads 28x28 images",
-                    image.height,
-                    image.width
-                );
-            }
-            let plane = LENET_SIDE * LENET_SIDE;
-            input.extend((0..plane).map(|p| {
-                let gray = match image.channels {
-                    1 => image.pixels[p],
-                    _ => luma(
-                        image.pixels[p],
-                        image.pixels[plane + p],
-                        image.pixels[2 * plane + p],
-                    ),
-                };
-                to_model_space(gray)
-            }));
-        }
-        let x = Tensor::from_data(
-            TensorData::new(input, [end - start, 1, LENET_SIDE, LENET_SIDE]),
-            &device,
-        );
+    let mut features = Vec::with_capacity(images.len() * LENET_FEATURES);
+    for_batches(images.len(), batch, "LeNet features", |range| {
+        let x = gray_batch(images, range, &device)?;
         let values = net.features(x).into_data().try_to_vec::<f32>();
         features.extend(values.map_err(|e| anyhow::anyhow!("{e:?}"))?);
+        Ok(())
+    })?;
+    Ok(features)
+}
+
+/// `f` on `0..n` a `batch` at a time, in order, with a progress bar saying `what`.
+fn for_batches(
+    n: usize,
+    batch: usize,
+    what: &str,
+    mut f: impl FnMut(std::ops::Range<usize>) -> Result<()>,
+) -> Result<()> {
+    let pb = crate::progress::bar(n, what);
+    for start in (0..n).step_by(batch) {
+        let end = (start + batch).min(n);
+        f(start..end)?;
         pb.set_position(end as u64);
     }
     pb.finish_and_clear();
-    Ok(features)
+    Ok(())
 }
 
 /// PIL's `convert("L")`: L = R 299/1000 + G 587/1000 + B 114/1000, in its fixed point.

@@ -193,7 +193,7 @@ impl Inception {
         };
         let mut keep = |d: Dims, x: &Tensor<4>| {
             if dims.contains(&d) {
-                out.features.push((d, spatial_mean(x.clone())));
+                out.features.push((d, to_vec(spatial_mean(x.clone()))));
             }
         };
         let [c1a, c2a, c2b, c3b, c4a] = &self.stem;
@@ -223,8 +223,7 @@ impl Inception {
         for block in &self.mixed_7 {
             x = block.forward(x);
         }
-        let [n, c, _, _] = x.dims();
-        let pool3 = x.mean_dim(3).mean_dim(2).reshape([n, c]);
+        let pool3 = spatial_mean(x);
         if dims.contains(&Dims::D2048) {
             out.features.push((Dims::D2048, to_vec(pool3.clone())));
         }
@@ -239,9 +238,10 @@ fn some<T>(x: Option<T>) -> T {
     x.expect("loading builds every layer")
 }
 
-fn spatial_mean(x: Tensor<4>) -> Vec<f32> {
+/// [N, C, H, W] to [N, C], each plane's mean (pytorch-fid's `adaptive_avg_pool2d` to 1 x 1).
+fn spatial_mean(x: Tensor<4>) -> Tensor<2> {
     let [n, c, _, _] = x.dims();
-    to_vec(x.mean_dim(3).mean_dim(2).reshape([n, c]))
+    x.mean_dim(3).mean_dim(2).reshape([n, c])
 }
 
 fn to_vec(x: Tensor<2>) -> Vec<f32> {
