@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use diffuse_data::Split;
-use diffuse_data::npy::Values;
-use diffuse_eval::frechet::{Moments, frechet_distance_of};
+use diffuse_eval::frechet::Moments;
 use diffuse_nn::inception::Dims;
 use serde_json::{Value, json};
 
@@ -119,8 +118,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let (is_mean, is_std) = diffuse_eval::scores::inception_score(&logits, 1008, IS_SPLITS.min(n));
 
     let (reference, train_images) = reference_moments(&config, &net, &sha, n)?;
-    let fid = frechet_distance_of(&sample_moments, &reference)
-        .map_err(|e| anyhow::anyhow!("the eigenvalue iteration did not converge at {}", e.index))?;
+    let fid = super::frechet(&sample_moments, &reference)?;
     let dataset = config.data.dataset.clone();
     let report = json!({
         "fid": fid,
@@ -175,14 +173,7 @@ fn reference_moments(
         "training split through Inception",
     )?;
     let m = Moments::of(&features, 2048);
-    let written = diffuse_data::npz::write_npz(
-        &cache,
-        &[
-            ("mu", &[2048], Values::F64(&m.mu)),
-            ("sigma", &[2048, 2048], Values::F64(&m.sigma)),
-        ],
-    );
-    match written {
+    match super::inputs::write_stats(&cache, &m) {
         Ok(()) => eprintln!("cached the reference statistics in {}", cache.display()),
         Err(e) => eprintln!("note: could not cache the reference statistics: {e}"),
     }

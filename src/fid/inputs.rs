@@ -304,7 +304,7 @@ pub fn run_network(
     Ok((features, all_logits))
 }
 
-/// The network whose features a Fréchet distance compares, and the name of that distance.
+/// The network whose features a Fréchet distance compares.
 pub enum Extractor {
     /// pytorch-fid's Inception at one of its widths: FID.
     Inception(Box<Inception>, Dims),
@@ -313,14 +313,6 @@ pub enum Extractor {
 }
 
 impl Extractor {
-    /// What the distance is called where it is printed.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Inception(..) => "FID",
-            Self::LeNet(_) => "FD_LeNet",
-        }
-    }
-
     /// The features of every image, row-major.
     pub fn features(&self, images: &Images, batch: usize) -> Result<Vec<f32>> {
         match self {
@@ -423,4 +415,17 @@ pub fn read_stats(path: &Path, width: usize) -> Result<Moments> {
         mu: mu.clone(),
         sigma: sigma.clone(),
     })
+}
+
+/// Writes `m` as pytorch-fid's `--save-stats` does: `mu` and `sigma`, both float64 (its
+/// features are gathered in float64).
+pub fn write_stats(path: &Path, m: &Moments) -> Result<(), diffuse_data::DataError> {
+    let d = m.dim;
+    diffuse_data::npz::write_npz(
+        path,
+        &[
+            ("mu", &[d], diffuse_data::npy::Values::F64(&m.mu)),
+            ("sigma", &[d, d], diffuse_data::npy::Values::F64(&m.sigma)),
+        ],
+    )
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use diffuse_eval::frechet::frechet_distance_of;
+use diffuse_eval::frechet::{Moments, frechet_distance_of};
 use diffuse_nn::inception::{Dims, Inception, WEIGHTS_FILE, WEIGHTS_SHA256, WEIGHTS_URL};
 use inputs::{Extractor, Images, Input, moments, run_network};
 use rand::SeedableRng;
@@ -133,6 +133,12 @@ fn sha256(path: &Path) -> Result<String> {
         .collect())
 }
 
+/// The Fréchet distance of two fits, as an error when its eigenvalue iteration fails.
+pub fn frechet(a: &Moments, b: &Moments) -> Result<f64> {
+    frechet_distance_of(a, b)
+        .map_err(|e| anyhow::anyhow!("the eigenvalue iteration did not converge at {}", e.index))
+}
+
 fn dims(width: usize) -> Result<Dims> {
     Dims::from_width(width).with_context(|| {
         format!("--dims {width}: pytorch-fid's network gives 64, 192, 768 or 2048 features")
@@ -186,15 +192,7 @@ pub fn run_fid(args: FidArgs) -> Result<()> {
         }
         let ex = extractor(&args, &inputs[..1])?;
         let m = moments(&inputs[0], ex.as_ref(), width, batch, data_dir)?;
-        // Both float64, as pytorch-fid writes them (its features are gathered in float64).
-        let d = m.dim;
-        diffuse_data::npz::write_npz(
-            out,
-            &[
-                ("mu", &[d], diffuse_data::npy::Values::F64(&m.mu)),
-                ("sigma", &[d, d], diffuse_data::npy::Values::F64(&m.sigma)),
-            ],
-        )?;
+        inputs::write_stats(out, &m)?;
         println!(
             "Saved statistics of {} images to {}",
             m.count,
@@ -205,13 +203,11 @@ pub fn run_fid(args: FidArgs) -> Result<()> {
     let ex = extractor(&args, &inputs)?;
     let a = moments(&inputs[0], ex.as_ref(), width, batch, data_dir)?;
     let b = moments(&inputs[1], ex.as_ref(), width, batch, data_dir)?;
-    let distance = frechet_distance_of(&a, &b)
-        .map_err(|e| anyhow::anyhow!("the eigenvalue iteration did not converge at {}", e.index))?;
+    let distance = frechet(&a, &b)?;
     // Two statistics files need no network; --classifier still says what they measure.
-    let label = match (&ex, &args.classifier) {
-        (Some(ex), _) => ex.label(),
-        (None, Some(_)) => "FD_LeNet",
-        (None, None) => "FID",
+    let label = match args.classifier {
+        Some(_) => "FD_LeNet",
+        None => "FID",
     };
     println!("{label}: {distance}");
     Ok(())
