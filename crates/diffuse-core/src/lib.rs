@@ -14,12 +14,14 @@
 
 pub mod coef;
 pub mod discrete;
+pub mod elbo;
 pub mod error;
 pub mod gaussian;
 pub mod level;
 pub mod model;
 pub mod sde;
 pub mod solver;
+pub mod vdm;
 
 pub use discrete::param::Prediction;
 pub use discrete::schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};

@@ -3,10 +3,12 @@
 pub mod embedding;
 pub mod error;
 pub mod fields;
+pub mod gamma;
 pub mod inception;
 pub mod lenet;
 pub mod mlp;
 pub mod unet;
+pub mod vae;
 
 pub use error::NnError;
 pub use mlp::{Mlp, MlpConfig};
