@@ -242,6 +242,9 @@ pub struct EvalArgs {
     /// Default: the mean the network defines. Writes `nll_clip_x0.*` instead of `nll.*`.
     #[arg(long, value_name = "R")]
     pub clip_x0: Option<f64>,
+    /// VAE runs: the importance-weighted bound's K (default 100; 1 is the ELBO).
+    #[arg(long, value_name = "K")]
+    pub iwae_k: Option<usize>,
     /// Examples per forward pass.
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,

@@ -21,6 +21,14 @@ pub enum FamilyName {
     /// Score SDEs (Song et al. 2021): VP, sub-VP or VE (`--sde`), trained in continuous time,
     /// sampled by predictor-corrector, the probability-flow ODE or the fast solvers.
     Score,
+    /// The variational autoencoder (Kingma & Welling 2014): an encoder, a decoder and the
+    /// ELBO, evaluated also by the importance-weighted bound (IWAE).
+    Vae,
+    /// The Markovian hierarchical VAE: a chain of latents, Gaussian transitions both ways.
+    Hvae,
+    /// The variational diffusion model (Kingma et al. 2021): a learned noise schedule and the
+    /// continuous-time bound.
+    Vdm,
 }
 
 impl FamilyName {
@@ -34,6 +42,9 @@ impl FamilyName {
             FamilyName::Ddpm => "ddpm",
             FamilyName::Ncsn => "ncsn",
             FamilyName::Score => "score",
+            FamilyName::Vae => "vae",
+            FamilyName::Hvae => "hvae",
+            FamilyName::Vdm => "vdm",
         }
     }
 }

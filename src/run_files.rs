@@ -81,7 +81,7 @@ const NLL_STEMS: [&str; 6] = [
 ];
 
 /// Files diffuse writes at the top of a run directory (2-D runs and image runs).
-const TOP_FILES: [&str; 16] = [
+const TOP_FILES: [&str; 21] = [
     "config.json",
     "diffuse_config.json",
     "model_index.json",
@@ -97,6 +97,11 @@ const TOP_FILES: [&str; 16] = [
     "samples.npy",
     "progressive.png",
     "interpolation.png",
+    "reconstructions.png",
+    "latent.png",
+    "levels.png",
+    "schedule.png",
+    "schedule.csv",
     "metrics.json",
 ];
 

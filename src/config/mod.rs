@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::axes::{FamilyName, KindName};
 
+mod elbo;
 mod ncsn;
 mod score;
+pub use elbo::{VaeConfig, VdmConfig};
 pub use ncsn::NcsnConfig;
 pub use score::{ScoreConfig, SdeName};
 
@@ -234,6 +236,10 @@ pub struct RunConfig {
     pub ncsn: Option<NcsnConfig>,
     /// The score SDE family's section (`family = "score"`).
     pub score: Option<ScoreConfig>,
+    /// The VAE's and the hierarchical VAE's section (`family = "vae"` or `"hvae"`).
+    pub vae: Option<VaeConfig>,
+    /// The VDM's section (`family = "vdm"`).
+    pub vdm: Option<VdmConfig>,
 }
 
 /// A run config as a file holds it: the model under `model` (MLP) or `unet` (U-Net); the DDPM
@@ -264,6 +270,10 @@ struct RunConfigFile {
     ncsn: Option<NcsnConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     score: Option<ScoreConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vae: Option<VaeConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vdm: Option<VdmConfig>,
 }
 
 impl TryFrom<RunConfigFile> for RunConfig {
@@ -276,8 +286,12 @@ impl TryFrom<RunConfigFile> for RunConfig {
             ("prediction", f.prediction.is_some(), FamilyName::Ddpm),
             ("ncsn", f.ncsn.is_some(), FamilyName::Ncsn),
             ("score", f.score.is_some(), FamilyName::Score),
+            ("vae", f.vae.is_some(), FamilyName::Vae),
+            ("vdm", f.vdm.is_some(), FamilyName::Vdm),
         ] {
-            if set && family != owner {
+            // One section serves both latent-variable families.
+            let owns = family == owner || (owner == FamilyName::Vae && family == FamilyName::Hvae);
+            if set && !owns {
                 return Err(format!(
                     "`{section}` applies to the {} family, and this run's family is {}",
                     owner.name(),
@@ -304,6 +318,8 @@ impl TryFrom<RunConfigFile> for RunConfig {
             standardizer: f.standardizer,
             ncsn: f.ncsn,
             score: f.score,
+            vae: f.vae,
+            vdm: f.vdm,
         })
     }
 }
@@ -327,6 +343,8 @@ impl From<RunConfig> for RunConfigFile {
             standardizer: c.standardizer,
             ncsn: c.ncsn,
             score: c.score,
+            vae: c.vae,
+            vdm: c.vdm,
         }
     }
 }
@@ -344,6 +362,8 @@ impl Default for RunConfig {
             standardizer: None,
             ncsn: None,
             score: None,
+            vae: None,
+            vdm: None,
         }
     }
 }
@@ -474,6 +494,8 @@ impl RunConfig {
             standardizer: None,
             ncsn: None,
             score: None,
+            vae: None,
+            vdm: None,
         }
     }
 
@@ -536,6 +558,8 @@ impl RunConfig {
             FamilyName::Ddpm => self.validate_ddpm(),
             FamilyName::Ncsn => self.validate_ncsn(),
             FamilyName::Score => self.validate_score(),
+            FamilyName::Vae | FamilyName::Hvae => self.validate_vae(),
+            FamilyName::Vdm => self.validate_vdm(),
         }
     }
 
@@ -579,6 +603,27 @@ impl RunConfig {
         self.refuse_ddpm_fields("score")
     }
 
+    /// The VAE and the hierarchical VAE: their section, and none of DDPM's fields.
+    fn validate_vae(&self) -> Result<()> {
+        let Some(vae) = &self.vae else {
+            bail!(
+                "family \"{}\" needs a [vae] section (latent_dim, levels, hidden_layers, hidden_width, observation)",
+                self.family.name()
+            );
+        };
+        vae.validate(self.kind(), self.family == FamilyName::Hvae)?;
+        self.refuse_ddpm_fields(self.family.name())
+    }
+
+    /// The VDM: its section, and none of DDPM's fields.
+    fn validate_vdm(&self) -> Result<()> {
+        let Some(vdm) = &self.vdm else {
+            bail!("family \"vdm\" needs a [vdm] section (sample_steps at least)");
+        };
+        vdm.validate()?;
+        self.refuse_ddpm_fields("vdm")
+    }
+
     /// DDPM's sampling fields and losses, set on a run of another family, are refused by name.
     fn refuse_ddpm_fields(&self, family: &str) -> Result<()> {
         let s = &self.sample;
@@ -612,6 +657,12 @@ impl RunConfig {
         self.ncsn = (family == FamilyName::Ncsn).then(|| NcsnConfig::for_kind(self.kind()));
         self.score =
             (family == FamilyName::Score).then(|| ScoreConfig::for_kind(SdeName::Vp, self.kind()));
+        self.vae = match family {
+            FamilyName::Vae => Some(VaeConfig::for_kind(self.kind(), 1)),
+            FamilyName::Hvae => Some(VaeConfig::for_kind(self.kind(), 4)),
+            _ => None,
+        };
+        self.vdm = (family == FamilyName::Vdm).then(|| VdmConfig::for_kind(self.kind()));
         self
     }
 
@@ -871,7 +922,7 @@ impl ConfigFile {
             .map(Some)
             .with_context(|| {
                 format!(
-                    "{}: `family` is {value}; families are ddpm, ncsn and score",
+                    "{}: `family` is {value}; families are ddpm, ncsn, score, vae, hvae and vdm",
                     self.path.display()
                 )
             })

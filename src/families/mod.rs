@@ -6,18 +6,19 @@
 //! [`dispatch`] is the one place a family's name becomes its type: adding a family is its own
 //! files (a folder beside `ddpm/`) plus one arm there.
 
+pub mod bounds;
 pub mod ddpm;
 pub mod likelihood;
 pub mod ncsn;
 pub mod pictures;
 pub mod score;
+pub mod vae;
 
 use std::path::Path;
 
 use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use diffuse_core::Denoiser;
 use diffuse_train::{Checkpoint, Objective, TrainError};
 
 use crate::args::{EvalArgs, SampleArgs};
@@ -28,7 +29,7 @@ use crate::kinds::{ImageKind, Kind, KindName, PointKind};
 
 /// A model family on one kind of data `K`, with examples of rank `D`.
 pub trait Family<const D: usize, K: Kind<D>> {
-    type Net: Module + Denoiser<D>;
+    type Net: Module;
     type Objective: Objective<Self::Net, Batch = Tensor<D>>;
 
     /// Fills what a fresh run derives from its data into its config (NCSN's noise levels)
@@ -77,6 +78,9 @@ pub fn dispatch(family: FamilyName, kind: KindName, task: impl Task) -> Result<(
         FamilyName::Ddpm => on_kind::<ddpm::Ddpm>(kind, task),
         FamilyName::Ncsn => on_kind::<ncsn::Ncsn>(kind, task),
         FamilyName::Score => on_kind::<score::Score>(kind, task),
+        // One family over the [vae] section: its `levels` is 1 for a VAE.
+        FamilyName::Vae | FamilyName::Hvae => on_kind::<vae::Vae>(kind, task),
+        FamilyName::Vdm => todo!(),
     }
 }
 

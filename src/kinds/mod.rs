@@ -11,6 +11,10 @@ use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::RunConfig;
+use burn::module::Module;
+use diffuse_train::checkpoint::{load_weights, save_weights};
+use diffuse_train::{Checkpoint, TrainError};
+use std::path::Path;
 
 pub use crate::axes::KindName;
 pub use images::ImageKind;
@@ -38,4 +42,23 @@ pub trait Kind<const D: usize> {
     /// 1), in model space, row-major, and their dimension: the first ones (deterministic), as
     /// many as `diffuse_eval::metrics::max_pairwise_distance` measures in seconds.
     fn distance_rows(data: &Self::Data) -> (Vec<f32>, usize);
+}
+
+/// Writes a run's user-facing weights as safetensors beside its config: `model.safetensors`
+/// (raw) and `model_ema.safetensors` (what sampling uses: the EMA where kept). The MLP runs of
+/// every family, and the ELBO family's runs of either kind.
+pub fn save_weight_pair<M: Module>(dir: &Path, c: &Checkpoint<M>) -> Result<(), TrainError> {
+    save_weights(&c.model, &dir.join("model.safetensors"))?;
+    save_weights(c.sampling_model(), &dir.join("model_ema.safetensors"))
+}
+
+/// Reads `fresh`'s weights back from a run written by [`save_weight_pair`] (the EMA's, unless
+/// `ema` is false or the run keeps none).
+pub fn load_weight_pair<M: Module>(dir: &Path, config: &RunConfig, ema: bool, fresh: M) -> Result<M> {
+    let file = if ema && config.train.ema_decay.is_some() {
+        "model_ema.safetensors"
+    } else {
+        "model.safetensors"
+    };
+    Ok(load_weights(fresh, &dir.join(file))?)
 }

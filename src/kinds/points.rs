@@ -15,7 +15,7 @@ use diffuse_data::write_npy;
 use diffuse_eval::metrics::{gaussian_fit_2d, sample_gaussian_2d, sliced_wasserstein};
 use diffuse_eval::plots::{DATA_COLOR, Layer, SAMPLE_COLOR, scatter};
 use diffuse_nn::Mlp;
-use diffuse_train::checkpoint::{load_weights, save_json, save_weights};
+use diffuse_train::checkpoint::save_json;
 use diffuse_train::{Checkpoint, TrainError};
 use serde::Serialize;
 
@@ -268,21 +268,14 @@ fn quality(
 /// Writes an MLP run's user-facing weights: `model.safetensors` (raw) and
 /// `model_ema.safetensors` (what sampling uses: the EMA where kept).
 pub fn save_mlp(dir: &Path, c: &Checkpoint<Mlp>) -> Result<(), TrainError> {
-    save_weights(&c.model, &dir.join("model.safetensors"))?;
-    save_weights(c.sampling_model(), &dir.join("model_ema.safetensors"))
+    super::save_weight_pair(dir, c)
 }
 
 /// Loads a point run's config and MLP weights (EMA, unless `ema` is false or the run keeps
 /// none).
 pub fn load_mlp(dir: &Path, ema: bool, device: &Device) -> Result<(RunConfig, Mlp)> {
     let config = RunConfig::load_run(dir)?;
-    let file = if ema && config.train.ema_decay.is_some() {
-        "model_ema.safetensors"
-    } else {
-        "model.safetensors"
-    };
-    let model = config.mlp()?.init(device)?;
-    let model = load_weights(model, &dir.join(file))?;
+    let model = super::load_weight_pair(dir, &config, ema, config.mlp()?.init(device)?)?;
     Ok((config, model))
 }
 

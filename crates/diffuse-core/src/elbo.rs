@@ -164,6 +164,127 @@ pub fn log_mean_exp(log_weights: &[Vec<f64>]) -> Vec<f64> {
         .collect()
 }
 
+/// A Markovian hierarchy of Gaussian latents z_1, ..., z_T over data x (flattened to [B, dims]),
+/// as the bound sees it: a VAE is T = 1.
+pub trait LatentHierarchy {
+    /// T.
+    fn levels(&self) -> usize;
+    /// q(z_t | z_{t-1}) at `level` t (1-based, z_0 = x) as (mean, log-variance).
+    fn encode(&self, level: usize, below: Tensor<2>) -> (Tensor<2>, Tensor<2>);
+    /// At `level` 1 the decoder's output for p(x | z_1) (read by an [`Observation`]); at t > 1,
+    /// p(z_{t-1} | z_t) as [mean | log-variance] along dimension 1.
+    fn decode(&self, level: usize, above: Tensor<2>) -> Tensor<2>;
+}
+
+/// The negative ELBO of a hierarchy per example, term by term (nats), from one reparameterized
+/// draw z_t ~ q(z_t | z_{t-1}), t = 1..T:
+///
+/// ```text
+/// -ELBO = -log p(x | z_1)                                            reconstruction
+///         + KL(q(z_T | z_{T-1}) || N(0, I))                           prior matching
+///         + sum_{t<T} -log p(z_t | z_{t+1}) - H(q(z_t | z_{t-1}))    consistency
+/// ```
+///
+/// Each term estimates its own expectation without bias: the prior term's KL is exact given
+/// z_{T-1}, and -log q(z_t | z_{t-1}) is replaced by its expectation given z_{t-1}, the entropy
+/// (the draws of z_{t+1} depend on z_t, so the consistency terms are not KLs of the draws;
+/// Luo 2022 writes them as such). For T = 1 this is the VAE's -ELBO with the analytic KL.
+pub struct ElboTerms {
+    pub reconstruction: Tensor<1>,
+    pub prior: Tensor<1>,
+    /// t = 1..T-1.
+    pub consistency: Vec<Tensor<1>>,
+    /// z_1..z_T as drawn.
+    pub latents: Vec<Tensor<2>>,
+}
+
+impl ElboTerms {
+    /// The whole -ELBO per example.
+    pub fn total(&self) -> Tensor<1> {
+        self.consistency
+            .iter()
+            .fold(self.reconstruction.clone() + self.prior.clone(), |a, c| {
+                a + c.clone()
+            })
+    }
+}
+
+/// [`ElboTerms`] of `x` ([B, dims], as the observation model sees it), drawing the latents'
+/// noise from `rng`.
+pub fn elbo_terms(
+    model: &impl LatentHierarchy,
+    x: Tensor<2>,
+    observation: Observation,
+    rng: &mut impl rand::Rng,
+) -> ElboTerms {
+    let levels = model.levels();
+    let device = x.device();
+    let mut below = x.clone();
+    let mut latents = Vec::with_capacity(levels);
+    let mut entropies = Vec::with_capacity(levels);
+    let mut prior = None;
+    for level in 1..=levels {
+        let (mean, logvar) = model.encode(level, below);
+        let eps = crate::coef::randn(rng, mean.dims(), &device);
+        let z = reparameterize(mean.clone(), logvar.clone(), eps);
+        if level == levels {
+            prior = Some(kl_to_standard_normal(mean, logvar));
+        } else {
+            entropies.push(gaussian_entropy(logvar));
+        }
+        latents.push(z.clone());
+        below = z;
+    }
+    let reconstruction = observation.nll(x, model.decode(1, latents[0].clone()));
+    let consistency = (1..levels)
+        .map(|t| {
+            let out = model.decode(t + 1, latents[t].clone());
+            let (mean, logvar) = split_mean_log_scale(out);
+            gaussian_log_prob(latents[t - 1].clone(), mean, logvar).neg() - entropies[t - 1].clone()
+        })
+        .collect();
+    ElboTerms {
+        reconstruction,
+        prior: prior.expect("a hierarchy has at least one level"),
+        consistency,
+        latents,
+    }
+}
+
+/// One importance weight per example, log p(x, z_{1:T}) - log q(z_{1:T} | x), for one draw of
+/// the latents (nats): what [`log_mean_exp`] averages over K draws for the IWAE bound.
+pub fn log_importance_weight(
+    model: &impl LatentHierarchy,
+    x: Tensor<2>,
+    observation: Observation,
+    rng: &mut impl rand::Rng,
+) -> Tensor<1> {
+    let levels = model.levels();
+    let device = x.device();
+    let mut below = x.clone();
+    let mut latents = Vec::with_capacity(levels);
+    let mut log_q = None::<Tensor<1>>;
+    for level in 1..=levels {
+        let (mean, logvar) = model.encode(level, below);
+        let eps = crate::coef::randn(rng, mean.dims(), &device);
+        let z = reparameterize(mean.clone(), logvar.clone(), eps);
+        let lq = gaussian_log_prob(z.clone(), mean, logvar);
+        log_q = Some(match log_q {
+            Some(a) => a + lq,
+            None => lq,
+        });
+        latents.push(z.clone());
+        below = z;
+    }
+    let mut log_p = observation.nll(x, model.decode(1, latents[0].clone())).neg()
+        + standard_normal_log_prob(latents[levels - 1].clone());
+    for t in 1..levels {
+        let (mean, logvar) = split_mean_log_scale(model.decode(t + 1, latents[t].clone()));
+        log_p = log_p + gaussian_log_prob(latents[t - 1].clone(), mean, logvar);
+    }
+    log_p - log_q.expect("a hierarchy has at least one level")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,6 +172,149 @@ pub fn ancestral_step<const D: usize>(
     }
 }
 
+/// A VDM as its bound and sampler see it: the schedule and the noise predictor.
+pub trait VdmModel<const D: usize> {
+    /// gamma(t) and gamma'(t) for t of shape [B].
+    fn gamma(&self, t: Tensor<1>) -> (Tensor<1>, Tensor<1>);
+    /// gamma(0) and gamma(1), [1] each.
+    fn gamma_endpoints(&self) -> (Tensor<1>, Tensor<1>);
+    /// eps_hat(z_t; gamma_t) for each example's gamma ([B]).
+    fn noise(&self, z: Tensor<D>, gamma: Tensor<1>) -> Tensor<D>;
+}
+
+/// Continuous time (T -> infinity) or T discrete steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffusionTime {
+    Continuous,
+    Discrete(usize),
+}
+
+/// The times of one batch: t ~ U(0, 1), or antithetic (the paper's low-discrepancy sampler:
+/// t_i = (u + i / B) mod 1 for one u ~ U(0, 1), so a batch covers [0, 1] evenly); for T steps,
+/// rounded up to {1/T, ..., 1}.
+pub fn draw_times(
+    batch: usize,
+    antithetic: bool,
+    time: DiffusionTime,
+    rng: &mut impl rand::Rng,
+) -> Vec<f64> {
+    use rand::RngExt;
+    let u0: f64 = rng.random();
+    let t = (0..batch).map(|i| {
+        if antithetic {
+            (u0 + i as f64 / batch as f64).fract()
+        } else if i == 0 {
+            u0
+        } else {
+            rng.random()
+        }
+    });
+    match time {
+        DiffusionTime::Continuous => t.collect(),
+        DiffusionTime::Discrete(steps) => t
+            .map(|t| ((t * steps as f64).floor() + 1.0).min(steps as f64) / steps as f64)
+            .collect(),
+    }
+}
+
+/// The bound's three terms per example (nats).
+pub struct VdmTerms {
+    pub prior: Tensor<1>,
+    pub reconstruction: Tensor<1>,
+    pub diffusion: Tensor<1>,
+}
+
+impl VdmTerms {
+    pub fn total(&self) -> Tensor<1> {
+        self.prior.clone() + self.reconstruction.clone() + self.diffusion.clone()
+    }
+}
+
+/// The VDM bound of `x` at `times` (one per example), the noise drawn from `rng`.
+pub fn vdm_terms<const D: usize>(
+    model: &impl VdmModel<D>,
+    x: Tensor<D>,
+    times: &[f64],
+    time: DiffusionTime,
+    data: DataModel,
+    rng: &mut impl rand::Rng,
+) -> VdmTerms {
+    let device = x.device();
+    let shape = x.dims();
+    let batch = shape[0];
+    let t = Tensor::<1>::from_data(
+        TensorData::new(times.iter().map(|&t| t as f32).collect(), [batch]),
+        &device,
+    );
+    let (g0, g1) = model.gamma_endpoints();
+    let eps0 = crate::coef::randn(rng, shape, &device);
+    let reconstruction = reconstruction_loss(x.clone(), g0, eps0, data);
+    let prior = prior_loss(x.clone(), g1);
+    let eps = crate::coef::randn(rng, shape, &device);
+    let (gamma_t, gamma_prime) = model.gamma(t);
+    let z = diffuse(x, gamma_t.clone(), eps.clone());
+    let eps_hat = model.noise(z, gamma_t.clone());
+    let diffusion = match time {
+        DiffusionTime::Continuous => continuous_diffusion_loss(gamma_prime, eps, eps_hat),
+        DiffusionTime::Discrete(steps) => {
+            let s = Tensor::<1>::from_data(
+                TensorData::new(
+                    times.iter().map(|&t| (t - 1.0 / steps as f64) as f32).collect(),
+                    [batch],
+                ),
+                &device,
+            );
+            let gamma_s = model.gamma(s).0;
+            discrete_diffusion_loss(gamma_t, gamma_s, steps, eps, eps_hat)
+        }
+    };
+    VdmTerms {
+        prior,
+        reconstruction,
+        diffusion,
+    }
+}
+
+/// Ancestral sampling over `steps` equal steps of t from z_1 = `z` (a draw of N(0, I)) down to
+/// z_0, then x = z_0 / alpha_0, the decoder's mean (clamped to [-1, 1] for 8-bit data).
+/// `observe(i, z)` sees z after each step (i = steps - 1 down to 0, z_{i / steps}).
+pub fn sample<const D: usize>(
+    model: &impl VdmModel<D>,
+    mut z: Tensor<D>,
+    steps: usize,
+    data: DataModel,
+    rng: &mut impl rand::Rng,
+    mut observe: impl FnMut(usize, &Tensor<D>),
+) -> Tensor<D> {
+    let device = z.device();
+    let shape = z.dims();
+    let batch = shape[0];
+    let grid = Tensor::<1>::from_data(
+        TensorData::new((0..=steps).map(|i| i as f32 / steps as f32).collect(), [steps + 1]),
+        &device,
+    );
+    let gammas: Vec<f64> = model
+        .gamma(grid)
+        .0
+        .into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .unwrap_or_default();
+    for i in (1..=steps).rev() {
+        let (g_t, g_s) = (gammas[i], gammas[i - 1]);
+        let eps_hat = model.noise(z.clone(), Tensor::<1>::full([batch], g_t as f32, &device));
+        let noise = crate::coef::randn(rng, shape, &device);
+        z = ancestral_step(z, eps_hat, g_t, g_s, Some(noise));
+        observe(i - 1, &z);
+    }
+    let alpha_0 = (1.0 / (1.0 + gammas[0].exp())).sqrt();
+    let x = z.div_scalar(alpha_0 as f32);
+    match data {
+        DataModel::Continuous => x,
+        DataModel::Discretized => x.clamp(-1.0, 1.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

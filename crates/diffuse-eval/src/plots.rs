@@ -35,6 +35,19 @@ pub struct Layer<'a> {
 
 pub const DATA_COLOR: RGBColor = RGBColor(160, 160, 160);
 pub const SAMPLE_COLOR: RGBColor = RGBColor(31, 119, 180);
+/// Ten distinguishable colours (matplotlib's tab10), for classes.
+pub const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
 
 /// Bounds that hold every layer, with a 5% margin, square so shapes are not distorted.
 pub fn square_bounds(layers: &[&[f32]]) -> (f64, f64, f64, f64) {

@@ -180,6 +180,20 @@ pub struct Vdm<N: Module> {
     pub gamma: Gamma,
 }
 
+impl<const D: usize, N: Module + diffuse_core::Denoiser<D>> diffuse_core::vdm::VdmModel<D> for Vdm<N> {
+    fn gamma(&self, t: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
+        self.gamma.forward(t)
+    }
+
+    fn gamma_endpoints(&self) -> (Tensor<1>, Tensor<1>) {
+        self.gamma.endpoints()
+    }
+
+    fn noise(&self, z: Tensor<D>, gamma: Tensor<1>) -> Tensor<D> {
+        self.net.denoise(z, self.gamma.condition(gamma))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -200,3 +200,18 @@ impl Hierarchy {
         Gaussian::split(self.decode_level(level, above))
     }
 }
+
+impl diffuse_core::elbo::LatentHierarchy for Hierarchy {
+    fn levels(&self) -> usize {
+        self.up.len()
+    }
+
+    fn encode(&self, level: usize, below: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let g = self.encode_level(level, below);
+        (g.mean, g.logvar)
+    }
+
+    fn decode(&self, level: usize, above: Tensor<2>) -> Tensor<2> {
+        self.decode_level(level, above)
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod elbo;
 pub mod error;
 pub mod objective;
 pub mod params;
