@@ -13,6 +13,7 @@ pub mod ncsn;
 pub mod pictures;
 pub mod score;
 pub mod vae;
+pub mod vdm;
 
 use std::path::Path;
 
@@ -80,7 +81,7 @@ pub fn dispatch(family: FamilyName, kind: KindName, task: impl Task) -> Result<(
         FamilyName::Score => on_kind::<score::Score>(kind, task),
         // One family over the [vae] section: its `levels` is 1 for a VAE.
         FamilyName::Vae | FamilyName::Hvae => on_kind::<vae::Vae>(kind, task),
-        FamilyName::Vdm => todo!(),
+        FamilyName::Vdm => on_kind::<vdm::Vdm>(kind, task),
     }
 }
 

@@ -334,3 +334,76 @@ mod tests {
         assert_eq!(tick_label(0.0), "0");
     }
 }
+
+/// Several labelled lines on one linear y axis (NaN and infinite values skipped), coloured
+/// from [`PALETTE`] in order, with a legend.
+pub fn lines_plot(
+    path: &Path,
+    title: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    x_label: &str,
+    y_label: &str,
+) -> Result<(), EvalError> {
+    ensure_font();
+    let e = err(path);
+    let finite: Vec<(&str, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(name, pts)| {
+            (
+                name.as_str(),
+                pts.iter()
+                    .copied()
+                    .filter(|(x, y)| x.is_finite() && y.is_finite())
+                    .collect(),
+            )
+        })
+        .collect();
+    let all: Vec<(f64, f64)> = finite.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    if all.is_empty() {
+        return Err(e("no finite points to plot".into()));
+    }
+    let (x0, x1) = all
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (y0, y1) = all
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    let pad = ((y1 - y0) * 0.05).max(1e-12);
+    diffuse_fs::write_with(path, |file| {
+        let root = BitMapBackend::new(file, (800, 480)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(x.to_string()))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+            .map_err(|x| e(x.to_string()))?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .y_label_formatter(&|v| tick_label(*v))
+            .draw()
+            .map_err(|x| e(x.to_string()))?;
+        for (i, (name, pts)) in finite.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(|x| e(x.to_string()))?
+                .label(*name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|x| e(x.to_string()))?;
+        root.present().map_err(|x| e(x.to_string()))
+    })
+}
