@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod elbo;
 mod families;
 mod fuzz_regressions;
 mod gaussian;

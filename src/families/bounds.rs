@@ -72,7 +72,7 @@ impl Examples {
         self.shape.iter().product()
     }
 
-    /// Batches of at most `size` examples, as tensors of rank D.
+    /// Batches of at most `size` examples, as tensors of rank D (rank 2: flattened).
     pub fn batches<const D: usize>(
         &self,
         size: usize,
@@ -84,7 +84,11 @@ impl Examples {
             let m = size.max(1).min(self.n - start);
             let mut shape = [0usize; D];
             shape[0] = m;
-            shape[1..].copy_from_slice(&self.shape);
+            if D == 2 {
+                shape[1] = per;
+            } else {
+                shape[1..].copy_from_slice(&self.shape);
+            }
             Tensor::from_data(
                 TensorData::new(self.data[start * per..(start + m) * per].to_vec(), shape),
                 &device,
@@ -127,7 +131,10 @@ pub fn term_bits(terms: &[(String, Vec<f64>)], dims: usize) -> BTreeMap<String, 
         .iter()
         .map(|(name, v)| {
             let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-            (name.clone(), diffuse_core::gaussian::bits_per_dim(mean, dims))
+            (
+                name.clone(),
+                diffuse_core::gaussian::bits_per_dim(mean, dims),
+            )
         })
         .collect()
 }

@@ -54,7 +54,12 @@ pub fn save_weight_pair<M: Module>(dir: &Path, c: &Checkpoint<M>) -> Result<(), 
 
 /// Reads `fresh`'s weights back from a run written by [`save_weight_pair`] (the EMA's, unless
 /// `ema` is false or the run keeps none).
-pub fn load_weight_pair<M: Module>(dir: &Path, config: &RunConfig, ema: bool, fresh: M) -> Result<M> {
+pub fn load_weight_pair<M: Module>(
+    dir: &Path,
+    config: &RunConfig,
+    ema: bool,
+    fresh: M,
+) -> Result<M> {
     let file = if ema && config.train.ema_decay.is_some() {
         "model_ema.safetensors"
     } else {

@@ -276,7 +276,9 @@ pub fn log_importance_weight(
         latents.push(z.clone());
         below = z;
     }
-    let mut log_p = observation.nll(x, model.decode(1, latents[0].clone())).neg()
+    let mut log_p = observation
+        .nll(x, model.decode(1, latents[0].clone()))
+        .neg()
         + standard_normal_log_prob(latents[levels - 1].clone());
     for t in 1..levels {
         let (mean, logvar) = split_mean_log_scale(model.decode(t + 1, latents[t].clone()));

@@ -146,7 +146,12 @@ pub fn reconstruction_loss<const D: usize>(
                 .clamp(0.0, 255.0)
                 .int()
                 .reshape([n, 1]);
-            log_p.gather(1, bins).reshape([batch, per]).sum_dim(1).reshape([batch]).neg()
+            log_p
+                .gather(1, bins)
+                .reshape([batch, per])
+                .sum_dim(1)
+                .reshape([batch])
+                .neg()
         }
     }
 }
@@ -259,7 +264,10 @@ pub fn vdm_terms<const D: usize>(
         DiffusionTime::Discrete(steps) => {
             let s = Tensor::<1>::from_data(
                 TensorData::new(
-                    times.iter().map(|&t| (t - 1.0 / steps as f64) as f32).collect(),
+                    times
+                        .iter()
+                        .map(|&t| (t - 1.0 / steps as f64) as f32)
+                        .collect(),
                     [batch],
                 ),
                 &device,
@@ -290,7 +298,10 @@ pub fn sample<const D: usize>(
     let shape = z.dims();
     let batch = shape[0];
     let grid = Tensor::<1>::from_data(
-        TensorData::new((0..=steps).map(|i| i as f32 / steps as f32).collect(), [steps + 1]),
+        TensorData::new(
+            (0..=steps).map(|i| i as f32 / steps as f32).collect(),
+            [steps + 1],
+        ),
         &device,
     );
     let gammas: Vec<f64> = model
@@ -344,7 +355,10 @@ mod tests {
 
     #[test]
     fn prior_loss_is_the_gaussian_kl() {
-        let x = Tensor::<2>::from_data(TensorData::new(vec![0.5f32, -1.0], [1, 2]), &Device::default());
+        let x = Tensor::<2>::from_data(
+            TensorData::new(vec![0.5f32, -1.0], [1, 2]),
+            &Device::default(),
+        );
         let g = 2.0f64;
         let got = host(prior_loss(x, t1(&[g as f32])))[0];
         let (a2, s2) = (1.0 / (1.0 + g.exp()), 1.0 / (1.0 + (-g).exp()));
@@ -364,8 +378,18 @@ mod tests {
             &device,
         );
         let eps = Tensor::<2>::from_data(TensorData::new(vec![0.3f32, -1.0, 0.7], [1, 3]), &device);
-        let low = host(reconstruction_loss(x.clone(), t1(&[-13.0]), eps.clone(), DataModel::Discretized))[0];
-        let high = host(reconstruction_loss(x, t1(&[-4.0]), eps, DataModel::Discretized))[0];
+        let low = host(reconstruction_loss(
+            x.clone(),
+            t1(&[-13.0]),
+            eps.clone(),
+            DataModel::Discretized,
+        ))[0];
+        let high = host(reconstruction_loss(
+            x,
+            t1(&[-4.0]),
+            eps,
+            DataModel::Discretized,
+        ))[0];
         assert!(low < 1e-3, "{low}");
         assert!(high > 1.0, "{high}");
     }

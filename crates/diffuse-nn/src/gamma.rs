@@ -57,9 +57,18 @@ impl GammaConfig {
     pub fn init(&self, device: &Device) -> Gamma {
         let f = self.features.max(1);
         let normal = |n: usize| {
-            Param::from_tensor(Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), device))
+            Param::from_tensor(Tensor::<1>::random(
+                [n],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            ))
         };
-        let scalar = |v: f64| Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![v as f32], [1]), device));
+        let scalar = |v: f64| {
+            Param::from_tensor(Tensor::<1>::from_data(
+                TensorData::new(vec![v as f32], [1]),
+                device,
+            ))
+        };
         let range = self.gamma_max - self.gamma_min;
         Gamma {
             w1: scalar(1.0),
@@ -180,7 +189,9 @@ pub struct Vdm<N: Module> {
     pub gamma: Gamma,
 }
 
-impl<const D: usize, N: Module + diffuse_core::Denoiser<D>> diffuse_core::vdm::VdmModel<D> for Vdm<N> {
+impl<const D: usize, N: Module + diffuse_core::Denoiser<D>> diffuse_core::vdm::VdmModel<D>
+    for Vdm<N>
+{
     fn gamma(&self, t: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
         self.gamma.forward(t)
     }
@@ -199,7 +210,10 @@ mod tests {
     use super::*;
 
     fn host(x: Tensor<1>) -> Vec<f64> {
-        x.into_data().convert::<f64>().try_into_vec::<f64>().unwrap()
+        x.into_data()
+            .convert::<f64>()
+            .try_into_vec::<f64>()
+            .unwrap()
     }
 
     /// gamma is increasing on a fine grid for random weights, meets its endpoints, and its
@@ -224,16 +238,36 @@ mod tests {
             let tt = Tensor::<1>::from_data(TensorData::new(t.clone(), [n]), &device);
             let (g, dg) = gamma.forward(tt);
             let (g, dg) = (host(g), host(dg));
-            assert!((g[0] + 13.3).abs() < 1e-4 && (g[n - 1] - 5.0).abs() < 1e-3, "{} {}", g[0], g[n - 1]);
-            assert!(g.windows(2).all(|w| w[1] >= w[0]), "not monotone (seed {seed})");
+            assert!(
+                (g[0] + 13.3).abs() < 1e-4 && (g[n - 1] - 5.0).abs() < 1e-3,
+                "{} {}",
+                g[0],
+                g[n - 1]
+            );
+            assert!(
+                g.windows(2).all(|w| w[1] >= w[0]),
+                "not monotone (seed {seed})"
+            );
             assert!(dg.iter().all(|&d| d > 0.0));
             let h = 1e-3f64;
             for &i in &[100usize, 700, 1500] {
                 let at = |x: f64| {
-                    host(gamma.forward(Tensor::from_data(TensorData::new(vec![x as f32], [1]), &device)).0)[0]
+                    host(
+                        gamma
+                            .forward(Tensor::from_data(
+                                TensorData::new(vec![x as f32], [1]),
+                                &device,
+                            ))
+                            .0,
+                    )[0]
                 };
                 let fd = (at(t[i] as f64 + h) - at(t[i] as f64 - h)) / (2.0 * h);
-                assert!((fd - dg[i]).abs() < 2e-2 * dg[i].abs().max(1.0), "t {}: {fd} vs {}", t[i], dg[i]);
+                assert!(
+                    (fd - dg[i]).abs() < 2e-2 * dg[i].abs().max(1.0),
+                    "t {}: {fd} vs {}",
+                    t[i],
+                    dg[i]
+                );
             }
         }
     }
@@ -247,6 +281,8 @@ mod tests {
         }
         .init(&device);
         let v = gamma.values(&[0.0, 0.5, 1.0], &device);
-        assert!((v[0] + 13.3).abs() < 1e-5 && (v[1] + 4.15).abs() < 1e-5 && (v[2] - 5.0).abs() < 1e-5);
+        assert!(
+            (v[0] + 13.3).abs() < 1e-5 && (v[1] + 4.15).abs() < 1e-5 && (v[2] - 5.0).abs() < 1e-5
+        );
     }
 }

@@ -72,11 +72,7 @@ impl HierarchyConfig {
             )
         };
         let mut up = vec![perceptron(self.data_dim, 2 * latent, self.input_embed_dim)];
-        let mut down = vec![perceptron(
-            latent,
-            self.output_channels * self.data_dim,
-            0,
-        )];
+        let mut down = vec![perceptron(latent, self.output_channels * self.data_dim, 0)];
         for _ in 1..self.levels {
             up.push(perceptron(latent, 2 * latent, 0));
             down.push(perceptron(latent, 2 * latent, 0));

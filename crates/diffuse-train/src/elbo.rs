@@ -50,11 +50,16 @@ impl<const D: usize> Elbo<D> {
 
     fn parse(state: Option<&Value>) -> Result<usize, TrainError> {
         let reason = || TrainError::Resume {
-            reason: "checkpoint/state.json's objective state is not the ELBO's {\"step\": n}".into(),
+            reason: "checkpoint/state.json's objective state is not the ELBO's {\"step\": n}"
+                .into(),
         };
         match state {
             None => Err(reason()),
-            Some(v) => v.get("step").and_then(Value::as_u64).map(|s| s as usize).ok_or_else(reason),
+            Some(v) => v
+                .get("step")
+                .and_then(Value::as_u64)
+                .map(|s| s as usize)
+                .ok_or_else(reason),
         }
     }
 }

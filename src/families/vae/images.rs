@@ -59,12 +59,21 @@ fn decode_top(model: &Hierarchy, config: &RunConfig, mut z: Tensor<2>) -> Result
     unflatten(observation.mean(model.decode(1, z)), config)
 }
 
-fn pictures(dir: &Path, config: &RunConfig, data: &ImageData, model: &Hierarchy, device: &Device) -> Result<()> {
+fn pictures(
+    dir: &Path,
+    config: &RunConfig,
+    data: &ImageData,
+    model: &Hierarchy,
+    device: &Device,
+) -> Result<()> {
     let observation = section(config)?.observation;
     let rows = 8;
     let x = first_images(&data.test, rows * 8, device);
     let shape: [usize; 4] = x.dims();
-    let recon = unflatten(reconstruct(model, observation, observation.data(flatten(x.clone()))), config)?;
+    let recon = unflatten(
+        reconstruct(model, observation, observation.data(flatten(x.clone()))),
+        config,
+    )?;
     // Row pairs: 8 inputs, then their 8 reconstructions.
     let (mut inputs, mut outputs) = (pixels(x.clone())?, pixels(recon)?);
     let per = shape[1] * shape[2] * shape[3] * 8;
@@ -83,7 +92,10 @@ fn pictures(dir: &Path, config: &RunConfig, data: &ImageData, model: &Hierarchy,
         8,
     )?;
     // Interpolation between consecutive pairs of test images at the top level.
-    let ends = top_means(model, observation.data(flatten(x.clone().narrow(0, 0, 2 * rows))));
+    let ends = top_means(
+        model,
+        observation.data(flatten(x.clone().narrow(0, 0, 2 * rows))),
+    );
     let steps = 10;
     let mut lines = Vec::new();
     for r in 0..rows {
@@ -105,10 +117,21 @@ fn pictures(dir: &Path, config: &RunConfig, data: &ImageData, model: &Hierarchy,
     )?;
     // The latent space of 2,000 test images, coloured by class.
     let n = data.test.len().min(2000);
-    let z = top_means(model, observation.data(flatten(first_images(&data.test, n, device))));
+    let z = top_means(
+        model,
+        observation.data(flatten(first_images(&data.test, n, device))),
+    );
     let d = z.dims()[1];
-    let z: Vec<f32> = z.narrow(1, 0, d.min(2)).into_data().try_to_vec::<f32>().unwrap_or_default();
-    let z: Vec<f32> = if d >= 2 { z } else { z.into_iter().flat_map(|v| [v, 0.0]).collect() };
+    let z: Vec<f32> = z
+        .narrow(1, 0, d.min(2))
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap_or_default();
+    let z: Vec<f32> = if d >= 2 {
+        z
+    } else {
+        z.into_iter().flat_map(|v| [v, 0.0]).collect()
+    };
     let labels = data.test.labels.as_ref().map(|l| &l[..n]);
     let names: Vec<String> = (0..10).map(|c| c.to_string()).collect();
     let layers: Vec<Vec<f32>> = match labels {
@@ -180,7 +203,11 @@ impl Family<4, ImageKind> for Vae {
         let (x, per_level) = generate(model, observation, n, false, &mut rng, &device);
         let x = unflatten(x, config)?;
         let shape: [usize; 4] = x.dims();
-        let values: Vec<f32> = x.clone().into_data().try_to_vec::<f32>().unwrap_or_default();
+        let values: Vec<f32> = x
+            .clone()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
         write_npy(&dir.join("samples.npy"), &shape, &values)?;
         let cols = (n as f64).sqrt().ceil() as usize;
         grid(
@@ -198,7 +225,8 @@ impl Family<4, ImageKind> for Vae {
                 .map(|l| unflatten(l.narrow(0, 0, rows), config))
                 .collect::<Result<_>>()?;
             let t = levels.len();
-            let stacked = Tensor::stack::<5>(levels, 1).reshape([rows * t, shape[1], shape[2], shape[3]]);
+            let stacked =
+                Tensor::stack::<5>(levels, 1).reshape([rows * t, shape[1], shape[2], shape[3]]);
             let s: [usize; 4] = stacked.dims();
             grid(
                 &dir.join("levels.png"),
@@ -208,7 +236,14 @@ impl Family<4, ImageKind> for Vae {
                 t,
             )?;
         }
-        write_metrics(dir, config, data, model.num_params(), figures, start.elapsed().as_secs_f64())
+        write_metrics(
+            dir,
+            config,
+            data,
+            model.num_params(),
+            figures,
+            start.elapsed().as_secs_f64(),
+        )
     }
 
     fn sample(args: &SampleArgs, dir: &Path, config: Option<&RunConfig>) -> Result<()> {
@@ -216,14 +251,28 @@ impl Family<4, ImageKind> for Vae {
             bail!("{} has no diffuse_config.json", dir.display());
         };
         if args.init_noise.is_some() {
-            bail!("--init-noise gives a diffusion model's noise; a {} run draws its latents from --seed", config.family.name());
+            bail!(
+                "--init-noise gives a diffusion model's noise; a {} run draws its latents from --seed",
+                config.family.name()
+            );
         }
         let device = crate::device::device();
         let model = load_weight_pair(dir, config, !args.no_ema, super::init(config, &device)?)?;
         let n = args.n.unwrap_or(crate::sample::DEFAULT_IMAGES);
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-        let (x, _) = generate(&model, section(config)?.observation, n, false, &mut rng, &device);
-        write_images(args, unflatten(x, config)?, &format!("{n} samples ({}, decoder means)", config.family.name()))
+        let (x, _) = generate(
+            &model,
+            section(config)?.observation,
+            n,
+            false,
+            &mut rng,
+            &device,
+        );
+        write_images(
+            args,
+            unflatten(x, config)?,
+            &format!("{n} samples ({}, decoder means)", config.family.name()),
+        )
     }
 
     fn nll(args: &EvalArgs, dir: &Path, config: &RunConfig) -> Result<()> {

@@ -22,8 +22,8 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
 use diffuse_core::elbo::{
-    LatentHierarchy, Observation, elbo_terms, log_importance_weight, log_mean_exp,
-    reparameterize, split_mean_log_scale,
+    LatentHierarchy, Observation, elbo_terms, log_importance_weight, log_mean_exp, reparameterize,
+    split_mean_log_scale,
 };
 use diffuse_nn::vae::Hierarchy;
 use diffuse_train::elbo::flatten;
@@ -51,16 +51,16 @@ fn data_dim(config: &RunConfig) -> Result<usize> {
     Ok(match &config.model {
         ModelConfig::Mlp(m) => m.data_dim,
         ModelConfig::Unet(u) => {
-            let size = u.sample_size.context("an image run's unet has a sample_size")?;
+            let size = u
+                .sample_size
+                .context("an image run's unet has a sample_size")?;
             u.in_channels * size * size
         }
     })
 }
 
 fn init(config: &RunConfig, device: &Device) -> Result<Hierarchy> {
-    Ok(section(config)?
-        .hierarchy(data_dim(config)?)
-        .init(device)?)
+    Ok(section(config)?.hierarchy(data_dim(config)?).init(device)?)
 }
 
 fn objective<const D: usize>(config: &RunConfig) -> Result<diffuse_train::elbo::Elbo<D>> {
@@ -144,9 +144,17 @@ pub fn reconstruct(model: &Hierarchy, observation: Observation, x: Tensor<2>) ->
 }
 
 /// `eval --nll` on a VAE or HVAE run (see the module docs).
-pub fn nll(args: &EvalArgs, dir: &std::path::Path, config: &RunConfig, model: &Hierarchy) -> Result<()> {
+pub fn nll(
+    args: &EvalArgs,
+    dir: &std::path::Path,
+    config: &RunConfig,
+    model: &Hierarchy,
+) -> Result<()> {
     if args.method != Method::Vlb {
-        bail!("a {} run's likelihood is its variational bound: --method vlb", config.family.name());
+        bail!(
+            "a {} run's likelihood is its variational bound: --method vlb",
+            config.family.name()
+        );
     }
     let observation = section(config)?.observation;
     let vae = model.levels() == 1;
@@ -166,7 +174,8 @@ pub fn nll(args: &EvalArgs, dir: &std::path::Path, config: &RunConfig, model: &H
         .chain(std::iter::once("prior_matching".to_string()))
         .chain((1..model.levels()).map(|t| format!("consistency_{t}")))
         .collect();
-    let mut terms: Vec<(String, Vec<f64>)> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+    let mut terms: Vec<(String, Vec<f64>)> =
+        names.iter().map(|n| (n.clone(), Vec::new())).collect();
     let (mut elbo, mut iwae) = (Vec::new(), Vec::new());
     let pb = progress::bar(examples.n, "bound");
     for x in examples.batches::<2>(args.batch_size, &device) {
@@ -181,7 +190,14 @@ pub fn nll(args: &EvalArgs, dir: &std::path::Path, config: &RunConfig, model: &H
         }
         if k > 0 {
             let weights: Vec<Vec<f64>> = (0..k)
-                .map(|_| host(log_importance_weight(model, x.clone(), observation, &mut rng)))
+                .map(|_| {
+                    host(log_importance_weight(
+                        model,
+                        x.clone(),
+                        observation,
+                        &mut rng,
+                    ))
+                })
                 .collect::<Result<_>>()?;
             iwae.extend(log_mean_exp(&weights).into_iter().map(|l| -l));
         }

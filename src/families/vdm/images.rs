@@ -47,7 +47,11 @@ impl Family<4, ImageKind> for Vdm {
     }
 
     fn describe(net: &Self::Net) -> String {
-        describe(burn::module::Module::num_params(net), &net.gamma, "noise-predicting U-Net")
+        describe(
+            burn::module::Module::num_params(net),
+            &net.gamma,
+            "noise-predicting U-Net",
+        )
     }
 
     fn save(dir: &Path, _: &RunConfig, c: &Checkpoint<Self::Net>) -> Result<(), TrainError> {
@@ -77,8 +81,20 @@ impl Family<4, ImageKind> for Vdm {
             shape,
             config.train.seed + 1,
             &shown(steps),
-            |z, rng, observe| Ok(sample(model, z, steps, DataModel::Discretized, rng, observe)),
-            &format!("{} samples (VDM, {steps} ancestral steps, EMA weights)", shape[0]),
+            |z, rng, observe| {
+                Ok(sample(
+                    model,
+                    z,
+                    steps,
+                    DataModel::Discretized,
+                    rng,
+                    observe,
+                ))
+            },
+            &format!(
+                "{} samples (VDM, {steps} ancestral steps, EMA weights)",
+                shape[0]
+            ),
             "ancestral sampling: z after 10 of its steps (left: t = 1)",
             &device,
         )?;
@@ -102,9 +118,20 @@ impl Family<4, ImageKind> for Vdm {
         let model = load_weight_pair(dir, config, !args.no_ema, init(config, &device)?)?;
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
         let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
-        let x = sample(&model, z, steps, DataModel::Discretized, &mut rng, |_, _| {});
+        let x = sample(
+            &model,
+            z,
+            steps,
+            DataModel::Discretized,
+            &mut rng,
+            |_, _| {},
+        );
         let n = x.dims()[0];
-        write_images(args, x, &format!("{n} samples (VDM, {steps} ancestral steps)"))
+        write_images(
+            args,
+            x,
+            &format!("{n} samples (VDM, {steps} ancestral steps)"),
+        )
     }
 
     fn nll(args: &EvalArgs, dir: &Path, config: &RunConfig) -> Result<()> {

@@ -129,7 +129,11 @@ fn schedule_files(dir: &Path, gamma: &Gamma, device: &Device) -> Result<()> {
             log_snr(abar.min(1.0 - 1e-12))
         })
         .collect();
-    let f = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
+    let f = |t: f64| {
+        ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+            .cos()
+            .powi(2)
+    };
     let cosine: Vec<f64> = t
         .iter()
         .map(|&t| log_snr((f(t) / f(0.0)).clamp(1e-12, 1.0 - 1e-12)))
@@ -204,7 +208,9 @@ fn nll<const D: usize, N: Module + Denoiser<D>>(
             .collect();
         let terms = vdm_terms(model, xs, &times, DiffusionTime::Continuous, data, &mut rng);
         let mean_of = |v: Vec<f64>| -> Vec<f64> {
-            v.chunks(m).map(|c| c.iter().sum::<f64>() / m as f64).collect()
+            v.chunks(m)
+                .map(|c| c.iter().sum::<f64>() / m as f64)
+                .collect()
         };
         prior.extend(mean_of(host(terms.prior)?));
         recon.extend(mean_of(host(terms.reconstruction)?));

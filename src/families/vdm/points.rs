@@ -46,7 +46,11 @@ impl Family<2, PointKind> for Vdm {
     }
 
     fn describe(net: &Self::Net) -> String {
-        describe(burn::module::Module::num_params(net), &net.gamma, "noise-predicting MLP")
+        describe(
+            burn::module::Module::num_params(net),
+            &net.gamma,
+            "noise-predicting MLP",
+        )
     }
 
     fn save(dir: &Path, _: &RunConfig, c: &Checkpoint<Self::Net>) -> Result<(), TrainError> {
@@ -72,12 +76,23 @@ impl Family<2, PointKind> for Vdm {
         let z = randn(&mut rng, [n, 2], &device);
         let show = shown(steps);
         let mut panels = Vec::new();
-        let x = sample(model, z, steps, DataModel::Continuous, &mut rng, |i, z: &Tensor<2>| {
-            if show.contains(&i) {
-                let pts = z.clone().into_data().try_to_vec::<f32>().unwrap_or_default();
-                panels.push((format!("t {:.3}", i as f64 / steps as f64), pts));
-            }
-        });
+        let x = sample(
+            model,
+            z,
+            steps,
+            DataModel::Continuous,
+            &mut rng,
+            |i, z: &Tensor<2>| {
+                if show.contains(&i) {
+                    let pts = z
+                        .clone()
+                        .into_data()
+                        .try_to_vec::<f32>()
+                        .unwrap_or_default();
+                    panels.push((format!("t {:.3}", i as f64 / steps as f64), pts));
+                }
+            },
+        );
         strip(
             &dir.join("reverse.png"),
             "ancestral sampling (model space): z after the step to t",
