@@ -183,10 +183,22 @@ pub fn eval_points(
 ) -> Result<OdeReport> {
     let ad = device.clone().autodiff();
     let (config, model) = load_run(&args.run, true, &ad)?;
-    let (held, log_det) = crate::kinds::points::evaluation_points(&config, args.data.as_deref())?;
+    let process = process(&config)?;
+    eval_points_with(args, &config, &model, process, &ad)
+}
+
+/// [`eval_points`] for a network already loaded (on an autodiff device) and its process.
+pub fn eval_points_with(
+    args: &EvalArgs,
+    config: &RunConfig,
+    model: &dyn Denoiser<2>,
+    process: OdeProcess,
+    ad: &Device,
+) -> Result<OdeReport> {
+    let (held, log_det) = crate::kinds::points::evaluation_points(config, args.data.as_deref())?;
     let n = args.n.unwrap_or(held.len()).min(held.len());
-    let eval = ode_eval(args, process(&config)?, log_det, false)?;
-    let (nats, nfe) = eval.nats::<2>(&model, &held.data[..n * held.dim], &[held.dim], &ad)?;
+    let eval = ode_eval(args, process, log_det, false)?;
+    let (nats, nfe) = eval.nats::<2>(model, &held.data[..n * held.dim], &[held.dim], ad)?;
     report(
         &nats,
         held.dim,

@@ -19,7 +19,7 @@ use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Vdm, describe, nll, sample, sample_steps, schedule_files, section};
+use super::{Vdm, describe, draw, nll, sample, schedule_files, section};
 use crate::args::{EvalArgs, SampleArgs};
 use crate::config::RunConfig;
 use crate::families::pictures::{self, shown};
@@ -70,7 +70,7 @@ impl Family<4, ImageKind> for Vdm {
         figures: &TrainFigures,
     ) -> Result<()> {
         let device = crate::device::device();
-        schedule_files(dir, &model.gamma, &device)?;
+        schedule_files(dir, &model.gamma, true, &device)?;
         let start = Instant::now();
         let unet = config.unet()?;
         let size = unet.sample_size.unwrap_or(0);
@@ -113,25 +113,21 @@ impl Family<4, ImageKind> for Vdm {
         let Some(config) = config else {
             bail!("{} has no diffuse_config.json", dir.display());
         };
-        let steps = sample_steps(&args.solver, section(config)?)?;
         let device = crate::device::device();
         let model = load_weight_pair(dir, config, !args.no_ema, init(config, &device)?)?;
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
         let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
-        let x = sample(
+        let section = section(config)?;
+        let (x, label) = draw(
+            &args.solver,
+            section,
             &model,
             z,
-            steps,
             DataModel::Discretized,
             &mut rng,
-            |_, _| {},
-        );
+        )?;
         let n = x.dims()[0];
-        write_images(
-            args,
-            x,
-            &format!("{n} samples (VDM, {steps} ancestral steps)"),
-        )
+        write_images(args, x, &format!("{n} samples ({label})"))
     }
 
     fn nll(args: &EvalArgs, dir: &Path, config: &RunConfig) -> Result<()> {

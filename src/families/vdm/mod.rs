@@ -6,15 +6,20 @@
 //! continuous-time diffusion loss (or its T-step version, `vdm.loss_steps`), times drawn
 //! antithetically. The network is told 999 (gamma - gamma_min) / (gamma_max - gamma_min).
 //!
-//! Sampling: the ancestral sampler p(z_s | z_t) over `vdm.sample_steps` equal steps of t
-//! (`--sampler ddpm`, the default; `--steps` overrides the count).
+//! Sampling: by default the VDM's ancestral sampler p(z_s | z_t) over `vdm.sample_steps` equal
+//! steps of t (`--steps` overrides the count). Every other sampler of the project runs on the
+//! run's schedule as a discrete chain of T = 1000 steps ([`Chain`]: alpha-bar_k =
+//! sigmoid(-gamma((k + 1) / T)), a network told timestep k reads gamma((k + 1) / T)), the chain
+//! `scheduler/scheduler_config.json` holds as diffusers' `trained_betas`: `--sampler ddpm`,
+//! `ddim`, `euler`, `heun`, `dpm-solver++`, `ode`, `sde`.
 //!
 //! `eval --nll`: the continuous-time bound, its diffusion term averaged over `--t-samples`
-//! (default 64) stratified times per example.
+//! (default 64) stratified times per example; `--method ode`, the probability-flow ODE's
+//! likelihood on the same chain (2-D runs).
 //!
-//! Written with the run: `schedule.csv` (gamma(t), SNR(t) and alpha_t^2 at 1,001 times) and
+//! Written with the run: `schedule.csv` (gamma(t), SNR(t) and alpha_t^2 at 1,001 times),
 //! `schedule.png` (log SNR against t beside the fixed linear one, DDPM's linear betas and the
-//! cosine schedule).
+//! cosine schedule) and `scheduler/scheduler_config.json` (the chain above).
 //!
 //! - `points` / `images` — the family on each kind of data: weights, pictures, sample
 
@@ -34,10 +39,12 @@ use diffuse_nn::gamma::{Gamma, GammaKind, Vdm as VdmNet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::args::{EvalArgs, Method, SamplerKind, SolverChoice};
+use crate::args::{EvalArgs, Method, SolverChoice};
 use crate::config::{RunConfig, VdmConfig};
 use crate::families::bounds::{self, BoundReport, Examples, host};
 use crate::progress;
+use diffuse_core::ScheduleConfig;
+use diffuse_diffusers::SchedulerConfig;
 
 /// The VDM family (see the module docs).
 pub struct Vdm;
@@ -70,19 +77,99 @@ fn describe(params: usize, gamma: &Gamma, what: &str) -> String {
     )
 }
 
-/// The sampling steps `--sampler` / `--steps` ask for.
+/// The steps of the VDM's own ancestral sampler (`--steps`, else the run's).
 fn sample_steps(choice: &SolverChoice, section: &VdmConfig) -> Result<usize> {
-    match choice.sampler {
-        None | Some(SamplerKind::Ddpm) => {}
-        Some(other) => bail!(
-            "a vdm run samples by its ancestral sampler (--sampler ddpm), not {}",
-            other.label()
-        ),
-    }
     match choice.steps {
         Some(0) => bail!("--steps must be at least 1"),
         Some(n) => Ok(n),
         None => Ok(section.sample_steps),
+    }
+}
+
+/// Steps of the chain through which the project's samplers see a VDM.
+pub const CHAIN_STEPS: usize = 1000;
+
+/// The run's schedule as a DDPM chain of [`CHAIN_STEPS`] steps: alpha-bar_k = sigmoid(-gamma((k
+/// + 1) / T)), written as diffusers' `trained_betas`; epsilon prediction, x_0 clipped to [-1, 1]
+/// for images.
+pub fn scheduler_config(gamma: &Gamma, images: bool, device: &Device) -> Result<SchedulerConfig> {
+    let t: Vec<f64> = (1..=CHAIN_STEPS)
+        .map(|k| k as f64 / CHAIN_STEPS as f64)
+        .collect();
+    let abar: Vec<f64> = gamma
+        .values(&t, device)
+        .into_iter()
+        .map(|g| 1.0 / (1.0 + g.exp()))
+        .collect();
+    let betas: Vec<f64> = (0..CHAIN_STEPS)
+        .map(|k| 1.0 - abar[k] / if k == 0 { 1.0 } else { abar[k - 1] })
+        .collect();
+    let schedule = ScheduleConfig {
+        num_train_timesteps: CHAIN_STEPS,
+        ..ScheduleConfig::default()
+    };
+    let mut c = SchedulerConfig::for_trained(
+        &schedule,
+        diffuse_core::Prediction::Epsilon,
+        images.then_some(1.0),
+        false,
+    );
+    c.trained_betas = Some(betas);
+    c.schedule()
+        .context("the run's learned schedule as a chain")?;
+    Ok(c)
+}
+
+/// A VDM's noise predictor as a network of its chain (see [`scheduler_config`]): told timestep
+/// k (fractional for the solvers), it reads gamma((k + 1) / T).
+pub struct Chain<'a, N: Module> {
+    pub model: &'a VdmNet<N>,
+}
+
+impl<const D: usize, N: Module + Denoiser<D>> Denoiser<D> for Chain<'_, N> {
+    fn denoise(&self, x_t: Tensor<D>, k: Tensor<1>) -> Tensor<D> {
+        let t = k.add_scalar(1.0).div_scalar(CHAIN_STEPS as f32);
+        let (gamma, _) = self.model.gamma.forward(t);
+        self.model
+            .net
+            .denoise(x_t, self.model.gamma.condition(gamma))
+    }
+}
+
+/// Draws from a VDM run: its ancestral sampler without `--sampler`, else that sampler on its
+/// chain.
+fn draw<const D: usize, N: Module + Denoiser<D>>(
+    choice: &SolverChoice,
+    section: &VdmConfig,
+    model: &VdmNet<N>,
+    z: Tensor<D>,
+    data: DataModel,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Tensor<D>, String)> {
+    let device = z.device();
+    match choice.sampler {
+        None => {
+            let steps = sample_steps(choice, section)?;
+            let x = sample(model, z, steps, data, rng, |_, _| {});
+            Ok((x, format!("VDM ancestral, {steps} steps")))
+        }
+        Some(kind) => {
+            let scheduler =
+                scheduler_config(&model.gamma, data == DataModel::Discretized, &device)?;
+            let solver = crate::families::ddpm::solvers::build::<D>(choice, &scheduler)?;
+            let x = crate::families::ddpm::sample::run_solver(
+                solver.as_ref(),
+                &Chain { model },
+                z,
+                rng,
+            )?;
+            let x = match data {
+                DataModel::Discretized => x.clamp(-1.0, 1.0),
+                DataModel::Continuous => x,
+            };
+            let steps = crate::families::ddpm::sample::steps_label(choice, CHAIN_STEPS);
+            Ok((x, format!("{} on the VDM's chain, {steps}", kind.label())))
+        }
     }
 }
 
@@ -106,8 +193,15 @@ fn sample<const D: usize, N: Module + Denoiser<D>>(
 
 /// gamma(t) at 1,001 times, written as `schedule.csv` and drawn as `schedule.png` (log SNR
 /// against t) beside the fixed linear schedule between the same initial endpoints, DDPM's
-/// linear betas (1e-4 to 0.02 over 1,000 steps) and the cosine schedule.
-fn schedule_files(dir: &Path, gamma: &Gamma, device: &Device) -> Result<()> {
+/// linear betas (1e-4 to 0.02 over 1,000 steps) and the cosine schedule; and the chain of
+/// [`scheduler_config`] as `scheduler/scheduler_config.json`.
+fn schedule_files(dir: &Path, gamma: &Gamma, images: bool, device: &Device) -> Result<()> {
+    let scheduler = scheduler_config(gamma, images, device)?;
+    std::fs::create_dir_all(dir.join("scheduler"))?;
+    diffuse_fs::write(
+        &dir.join("scheduler").join("scheduler_config.json"),
+        serde_json::to_string_pretty(&scheduler)?.as_bytes(),
+    )?;
     let n = 1000;
     let t: Vec<f64> = (0..=n).map(|i| i as f64 / n as f64).collect();
     let g = gamma.values(&t, device);
@@ -174,8 +268,10 @@ fn nll<const D: usize, N: Module + Denoiser<D>>(
     model: &VdmNet<N>,
     device: &Device,
 ) -> Result<()> {
-    if args.method != Method::Vlb {
-        bail!("a vdm run's likelihood is its variational bound: --method vlb");
+    if args.method == Method::Ode {
+        bail!(
+            "--method ode on a vdm run is for 2-D runs here; an image run's bound is --method vlb"
+        );
     }
     if args.iwae_k.is_some() {
         bail!("--iwae-k applies to the vae family");

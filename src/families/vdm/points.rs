@@ -18,9 +18,10 @@ use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Vdm, describe, nll, sample, sample_steps, schedule_files, section};
-use crate::args::{EvalArgs, SampleArgs};
+use super::{Chain, Vdm, describe, draw, nll, sample, schedule_files, scheduler_config, section};
+use crate::args::{EvalArgs, Method, SampleArgs};
 use crate::config::RunConfig;
+use crate::families::likelihood;
 use crate::families::pictures::shown;
 use crate::families::{Family, TrainFigures};
 use crate::kinds::points::{TrainPoints, report_samples, standardizer, to_points, write_points};
@@ -69,7 +70,7 @@ impl Family<2, PointKind> for Vdm {
         figures: &TrainFigures,
     ) -> Result<()> {
         let device = crate::device::device();
-        schedule_files(dir, &model.gamma, &device)?;
+        schedule_files(dir, &model.gamma, false, &device)?;
         let steps = section(config)?.sample_steps;
         let n = config.sample.n;
         let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed + 1);
@@ -109,24 +110,40 @@ impl Family<2, PointKind> for Vdm {
         let Some(config) = config else {
             bail!("{} has no config.json", dir.display());
         };
-        let steps = sample_steps(&args.solver, section(config)?)?;
         let device = crate::device::device();
         let model = load_weight_pair(dir, config, !args.no_ema, init(config, &device)?)?;
         let n = args.n.unwrap_or(crate::sample::DEFAULT_POINTS);
         crate::memory::check_mlp_sampling(config.mlp()?, n)?;
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
         let z = randn(&mut rng, [n, 2], &device);
-        let x = sample(&model, z, steps, DataModel::Continuous, &mut rng, |_, _| {});
+        let section = section(config)?;
+        let (x, label) = draw(
+            &args.solver,
+            section,
+            &model,
+            z,
+            DataModel::Continuous,
+            &mut rng,
+        )?;
         write_points(
             args,
             x,
             &standardizer(config)?,
-            &format!("{n} samples (VDM, {steps} ancestral steps)"),
+            &format!("{n} samples ({label})"),
         )
     }
 
     fn nll(args: &EvalArgs, dir: &Path, config: &RunConfig) -> Result<()> {
         let device = crate::device::device();
+        if args.method == Method::Ode {
+            let ad = device.clone().autodiff();
+            let model = load_weight_pair(dir, config, true, init(config, &ad)?)?;
+            let scheduler = scheduler_config(&model.gamma, false, &ad)?;
+            let process = likelihood::OdeProcess::chain(&scheduler)?;
+            let r =
+                likelihood::eval_points_with(args, config, &Chain { model: &model }, process, &ad)?;
+            return likelihood::print(args, dir, &r);
+        }
         let model = load_weight_pair(dir, config, true, init(config, &device)?)?;
         nll::<2, Mlp>(args, dir, config, &model, &device)
     }
