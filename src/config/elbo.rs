@@ -120,6 +120,10 @@ pub struct VdmConfig {
     /// Antithetic (low-discrepancy) time sampling (the paper's; on by default).
     #[serde(default = "yes")]
     pub antithetic: bool,
+    /// A learned schedule's interior minimizes the loss's variance (the paper's; on by
+    /// default); off, it follows the bound's gradient like the rest.
+    #[serde(default = "yes")]
+    pub minimize_variance: bool,
     /// Ancestral sampling steps (the paper: 1000).
     pub sample_steps: usize,
 }
@@ -135,6 +139,7 @@ impl VdmConfig {
             gamma: GammaConfig::default(),
             loss_steps: None,
             antithetic: true,
+            minimize_variance: true,
             sample_steps: match kind {
                 KindName::Points => 1000,
                 KindName::Images => 250,

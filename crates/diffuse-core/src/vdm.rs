@@ -177,10 +177,28 @@ pub fn ancestral_step<const D: usize>(
     }
 }
 
+/// The two parts of a learned schedule, whose parameters take different gradients when the
+/// schedule minimizes the loss's variance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulePart {
+    /// The shape of gamma between its endpoints (the monotone network).
+    Interior,
+    /// gamma(0) and gamma(1).
+    Endpoints,
+}
+
 /// A VDM as its bound and sampler see it: the schedule and the noise predictor.
 pub trait VdmModel<const D: usize> {
     /// gamma(t) and gamma'(t) for t of shape [B].
     fn gamma(&self, t: Tensor<1>) -> (Tensor<1>, Tensor<1>);
+    /// gamma(t) and gamma'(t) with no gradient to `part` of the schedule.
+    fn gamma_without(&self, t: Tensor<1>, _part: SchedulePart) -> (Tensor<1>, Tensor<1>) {
+        self.gamma(t)
+    }
+    /// Whether the schedule's interior has parameters to learn.
+    fn learned_interior(&self) -> bool {
+        false
+    }
     /// gamma(0) and gamma(1), [1] each.
     fn gamma_endpoints(&self) -> (Tensor<1>, Tensor<1>);
     /// eps_hat(z_t; gamma_t) for each example's gamma ([B]).
@@ -244,6 +262,35 @@ pub fn vdm_terms<const D: usize>(
     data: DataModel,
     rng: &mut impl rand::Rng,
 ) -> VdmTerms {
+    vdm_terms_scaled(model, x, times, time, data, rng, None)
+}
+
+/// [`vdm_terms`] whose gradient to the schedule's interior is each example's own times
+/// `interior_scale` ([B]): gamma enters the loss as gamma_A + (gamma_I - sg(gamma_I)) c, where
+/// gamma_A takes no gradient to the interior and gamma_I none to the endpoints (sg: no
+/// gradient), so the values are gamma's, the endpoints and the network get the bound's own
+/// gradient and the interior c_i times example i's. With c_i = 2 L_i that is the gradient of
+/// E[L^2]: the VDM's variance minimization (Kingma et al. 2021, section 5.2: in continuous time
+/// the bound does not depend on the schedule between its endpoints, so the interior is free to
+/// minimize the estimator's variance, E[L^2] - E[L]^2, by the gradient of E[L^2]).
+pub fn vdm_terms_scaled<const D: usize>(
+    model: &impl VdmModel<D>,
+    x: Tensor<D>,
+    times: &[f64],
+    time: DiffusionTime,
+    data: DataModel,
+    rng: &mut impl rand::Rng,
+    interior_scale: Option<Tensor<1>>,
+) -> VdmTerms {
+    let gamma_at = |t: Tensor<1>| match &interior_scale {
+        None => model.gamma(t),
+        Some(c) => {
+            let (ga, da) = model.gamma_without(t.clone(), SchedulePart::Interior);
+            let (gi, di) = model.gamma_without(t, SchedulePart::Endpoints);
+            let scaled = |v: Tensor<1>| (v.clone() - v.detach()) * c.clone();
+            (ga + scaled(gi), da + scaled(di))
+        }
+    };
     let device = x.device();
     let shape = x.dims();
     let batch = shape[0];
@@ -256,7 +303,7 @@ pub fn vdm_terms<const D: usize>(
     let reconstruction = reconstruction_loss(x.clone(), g0, eps0, data);
     let prior = prior_loss(x.clone(), g1);
     let eps = crate::coef::randn(rng, shape, &device);
-    let (gamma_t, gamma_prime) = model.gamma(t);
+    let (gamma_t, gamma_prime) = gamma_at(t);
     let z = diffuse(x, gamma_t.clone(), eps.clone());
     let eps_hat = model.noise(z, gamma_t.clone());
     let diffusion = match time {
@@ -272,7 +319,7 @@ pub fn vdm_terms<const D: usize>(
                 ),
                 &device,
             );
-            let gamma_s = model.gamma(s).0;
+            let gamma_s = gamma_at(s).0;
             discrete_diffusion_loss(gamma_t, gamma_s, steps, eps, eps_hat)
         }
     };

@@ -109,15 +109,16 @@ impl Gamma {
         (self.gamma_min, self.gamma_max)
     }
 
-    /// g(t) and g'(t) for t of shape [B] ([B] each).
-    fn unnormalized(&self, t: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
+    /// g(t) and g'(t) for t of shape [B] ([B] each); `detach`: no gradient to the network.
+    fn unnormalized(&self, t: Tensor<1>, detach: bool) -> (Tensor<1>, Tensor<1>) {
         let f = self.w2.dims()[0];
         let n = t.dims()[0];
-        let w1 = self.w1.val().abs();
-        let w2 = self.w2.val().abs().reshape([1, f]);
-        let w3 = self.w3.val().abs().reshape([f, 1]);
+        let val = |p: &Param<Tensor<1>>| if detach { p.val().detach() } else { p.val() };
+        let w1 = val(&self.w1).abs();
+        let w2 = val(&self.w2).abs().reshape([1, f]);
+        let w3 = val(&self.w3).abs().reshape([f, 1]);
         let a = t.clone().mul_scalar(2.0).sub_scalar(1.0).reshape([n, 1]) * w2.clone()
-            + self.b2.val().reshape([1, f]);
+            + val(&self.b2).reshape([1, f]);
         let s = activation::sigmoid(a);
         let h = s.clone().mul_scalar(2.0).sub_scalar(1.0);
         let g = t * w1.clone() + h.matmul(w3.clone()).reshape([n]).div_scalar(f as f32);
@@ -129,28 +130,47 @@ impl Gamma {
 
     /// gamma(0) and gamma(1), [1] each.
     pub fn endpoints(&self) -> (Tensor<1>, Tensor<1>) {
+        self.endpoints_with(false)
+    }
+
+    fn endpoints_with(&self, detach: bool) -> (Tensor<1>, Tensor<1>) {
         if !self.learned {
             let device = self.w1.val().device();
             let c = |v: f64| Tensor::<1>::from_data(TensorData::new(vec![v as f32], [1]), &device);
             return (c(self.gamma_min), c(self.gamma_max));
         }
-        let g0 = self.gamma_0.val();
-        let g1 = g0.clone() + activation::softplus(self.r.val(), 1.0);
+        let (g0, r) = match detach {
+            true => (self.gamma_0.val().detach(), self.r.val().detach()),
+            false => (self.gamma_0.val(), self.r.val()),
+        };
+        let g1 = g0.clone() + activation::softplus(r, 1.0);
         (g0, g1)
     }
 
     /// gamma(t) and gamma'(t) for t of shape [B].
     pub fn forward(&self, t: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
+        self.forward_with(t, None)
+    }
+
+    /// [`Gamma::forward`] with no gradient to one part of the schedule: its interior (the
+    /// monotone network) or its endpoints (gamma_0, gamma_1).
+    pub fn forward_with(
+        &self,
+        t: Tensor<1>,
+        detach: Option<diffuse_core::vdm::SchedulePart>,
+    ) -> (Tensor<1>, Tensor<1>) {
+        use diffuse_core::vdm::SchedulePart;
         let n = t.dims()[0];
-        let (g0, g1) = self.endpoints();
+        let (g0, g1) = self.endpoints_with(detach == Some(SchedulePart::Endpoints));
         let range = g1 - g0.clone();
         if !self.learned {
             return (t * range.clone() + g0, range.expand([n]));
         }
+        let interior = detach == Some(SchedulePart::Interior);
         let device = t.device();
         let ends = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 1.0], [2]), &device);
-        let (g_ends, _) = self.unnormalized(ends);
-        let (g, dg) = self.unnormalized(t);
+        let (g_ends, _) = self.unnormalized(ends, interior);
+        let (g, dg) = self.unnormalized(t, interior);
         let g_at0 = g_ends.clone().narrow(0, 0, 1);
         let span = g_ends.narrow(0, 1, 1) - g_at0.clone();
         let scale = range / span;
@@ -194,6 +214,18 @@ impl<const D: usize, N: Module + diffuse_core::Denoiser<D>> diffuse_core::vdm::V
 {
     fn gamma(&self, t: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
         self.gamma.forward(t)
+    }
+
+    fn gamma_without(
+        &self,
+        t: Tensor<1>,
+        part: diffuse_core::vdm::SchedulePart,
+    ) -> (Tensor<1>, Tensor<1>) {
+        self.gamma.forward_with(t, Some(part))
+    }
+
+    fn learned_interior(&self) -> bool {
+        self.gamma.is_learned()
     }
 
     fn gamma_endpoints(&self) -> (Tensor<1>, Tensor<1>) {
@@ -284,5 +316,96 @@ mod tests {
         assert!(
             (v[0] + 13.3).abs() < 1e-5 && (v[1] + 4.15).abs() < 1e-5 && (v[2] - 5.0).abs() < 1e-5
         );
+    }
+
+    /// The variance-minimizing gradient (`vdm_terms_scaled` with c = 2 L / d, after a pass
+    /// without gradients) gives the schedule's interior the gradient of mean((L / d)^2) and its
+    /// endpoints the gradient of the bound, each computed the plain way.
+    #[test]
+    fn variance_minimization_gives_the_interior_the_gradient_of_the_squared_loss() {
+        use diffuse_core::vdm::{DataModel, DiffusionTime, vdm_terms, vdm_terms_scaled};
+        use rand::SeedableRng;
+        let ad = Device::default().autodiff();
+        ad.seed(3);
+        let model = Vdm {
+            net: crate::MlpConfig {
+                hidden_width: 16,
+                hidden_layers: 1,
+                time_embed_dim: 8,
+                ..Default::default()
+            }
+            .init(&ad)
+            .unwrap(),
+            gamma: GammaConfig {
+                features: 8,
+                ..GammaConfig::default()
+            }
+            .init(&ad),
+        };
+        let x = Tensor::<2>::from_data(
+            TensorData::new(vec![0.5f32, -1.0, 1.5, 0.2, -0.3, 0.9], [3, 2]),
+            &ad,
+        );
+        let times = [0.2, 0.55, 0.9];
+        let d = 2.0f32;
+        let grads_of = |loss: Tensor<1>| {
+            let g = loss.backward();
+            let get = |p: &Param<Tensor<1>>| host(p.val().grad(&g).unwrap());
+            (get(&model.gamma.w2), get(&model.gamma.gamma_0))
+        };
+        // The trick.
+        let quiet = model.clone().no_grad();
+        let rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let c = vdm_terms(
+            &quiet,
+            x.clone(),
+            &times,
+            DiffusionTime::Continuous,
+            DataModel::Continuous,
+            &mut rng.clone(),
+        )
+        .diffusion
+        .detach()
+        .mul_scalar(2.0 / d);
+        let trick = vdm_terms_scaled(
+            &model,
+            x.clone(),
+            &times,
+            DiffusionTime::Continuous,
+            DataModel::Continuous,
+            &mut rng.clone(),
+            Some(c),
+        )
+        .total()
+        .mean()
+        .div_scalar(d);
+        let (interior, ends) = grads_of(trick);
+        // The plain gradients: of mean((L_diff / d)^2) for the interior, of the bound for the
+        // endpoints.
+        let plain = |square: bool| {
+            let t = vdm_terms(
+                &model,
+                x.clone(),
+                &times,
+                DiffusionTime::Continuous,
+                DataModel::Continuous,
+                &mut rng.clone(),
+            );
+            if square {
+                t.diffusion.div_scalar(d).powi_scalar(2).mean()
+            } else {
+                t.total().mean().div_scalar(d)
+            }
+        };
+        let (want_interior, _) = grads_of(plain(true));
+        let (_, want_ends) = grads_of(plain(false));
+        for (a, b) in interior
+            .iter()
+            .zip(&want_interior)
+            .chain(ends.iter().zip(&want_ends))
+        {
+            assert!((a - b).abs() < 1e-4 * b.abs().max(1e-2), "{a} vs {b}");
+        }
+        assert!(want_interior.iter().any(|g| g.abs() > 1e-6));
     }
 }

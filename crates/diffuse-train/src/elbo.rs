@@ -4,7 +4,9 @@
 
 use burn::tensor::Tensor;
 use diffuse_core::elbo::{LatentHierarchy, Observation, elbo_terms};
-use diffuse_core::vdm::{DataModel, DiffusionTime, VdmModel, draw_times, vdm_terms};
+use diffuse_core::vdm::{
+    DataModel, DiffusionTime, VdmModel, draw_times, vdm_terms, vdm_terms_scaled,
+};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
@@ -96,14 +98,21 @@ impl<const D: usize, M: LatentHierarchy> Objective<M> for Elbo<D> {
     }
 }
 
-/// The VDM's bound: prior, reconstruction and diffusion loss at one time per example.
+/// The VDM's bound: prior, reconstruction and diffusion loss at one time per example. With
+/// `minimize_variance` and a learned schedule, the schedule's interior is trained on the
+/// gradient of E[(L_diffusion / dims)^2] instead of the bound's (the paper's variance
+/// minimization; `diffuse_core::vdm::vdm_terms_scaled`): a first pass without gradients gives
+/// each example's diffusion loss, the second the loss with the schedule's gradient scaled by it.
+/// Per coordinate, so that the schedule's gradient stays on the scale of the network's under
+/// global-norm clipping.
 pub struct Vdm<const D: usize> {
     pub time: DiffusionTime,
     pub antithetic: bool,
     pub data: DataModel,
+    pub minimize_variance: bool,
 }
 
-impl<const D: usize, M: VdmModel<D>> Objective<M> for Vdm<D> {
+impl<const D: usize, M: VdmModel<D> + burn::module::Module> Objective<M> for Vdm<D> {
     type Batch = Tensor<D>;
 
     fn loss(&mut self, model: &M, x: Tensor<D>, rng: &mut ChaCha8Rng) -> Tensor<1> {
@@ -111,7 +120,15 @@ impl<const D: usize, M: VdmModel<D>> Objective<M> for Vdm<D> {
         let shape = x.dims();
         let dims: usize = shape[1..].iter().product();
         let times = draw_times(shape[0], v.antithetic, v.time, rng);
-        vdm_terms(model, x, &times, v.time, v.data, rng)
+        let scale = (v.minimize_variance && model.learned_interior()).then(|| {
+            let quiet = model.clone().no_grad();
+            let mut probe = rng.clone();
+            vdm_terms(&quiet, x.clone(), &times, v.time, v.data, &mut probe)
+                .diffusion
+                .detach()
+                .mul_scalar(2.0 / dims as f32)
+        });
+        vdm_terms_scaled(model, x, &times, v.time, v.data, rng, scale)
             .total()
             .mean()
             .div_scalar(dims as f32)

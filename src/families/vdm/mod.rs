@@ -63,6 +63,7 @@ fn objective<const D: usize>(config: &RunConfig) -> Result<diffuse_train::elbo::
         time: s.time(),
         antithetic: s.antithetic,
         data: VdmConfig::data_model(config.kind()),
+        minimize_variance: s.minimize_variance,
     })
 }
 
