@@ -54,8 +54,10 @@ pub struct TrainArgs {
     #[arg(long, value_enum)]
     precision: Option<PrecisionArg>,
     /// The model family: ddpm (the default: DDPM's discrete chain), ncsn (noise-conditional
-    /// score networks, sampled by annealed Langevin dynamics) or score (score SDEs in
-    /// continuous time, `--sde`, sampled by predictor-corrector).
+    /// score networks, sampled by annealed Langevin dynamics), score (score SDEs in continuous
+    /// time, `--sde`, sampled by predictor-corrector), vae (a variational autoencoder), hvae (a
+    /// Markovian hierarchical VAE) or vdm (a variational diffusion model with a learned noise
+    /// schedule).
     #[arg(long, value_enum)]
     family: Option<FamilyName>,
     /// The score family's SDE (vp, the default; subvp; ve), as `[score] sde` in a config file.

@@ -536,3 +536,96 @@ fn every_elbo_family_bound_lies_above_the_true_nll() {
         }
     }
 }
+
+/// A VAE whose KL warm-up spans the interruption resumes to the bytes of an uninterrupted run
+/// (the warm-up's step is the objective's checkpointed state).
+#[test]
+fn vae_resume_keeps_its_kl_warmup() {
+    let dir = scratch("elbo-resume");
+    let config = format!(
+        "family = \"vae\"\n{}[vae]\nkl_warmup = 2500\n",
+        crate::reliability::SMALL
+    );
+    crate::reliability::resume_case(&dir.join("vae"), &config);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Each section and flag of the ELBO family is refused where it does not apply, by name.
+#[test]
+fn elbo_family_refusals_name_the_field() {
+    use crate::common::assert_config_refused;
+    let dir = scratch("elbo-refusals");
+    assert_config_refused(
+        &dir,
+        "vdm-on-vae.toml",
+        "family = \"vae\"\n[vdm]\nsample_steps = 10\n",
+        "`vdm` applies to the vdm family",
+    );
+    assert_config_refused(
+        &dir,
+        "levels.toml",
+        "family = \"vae\"\n[vae]\nlevels = 3\n",
+        "a VAE has one level",
+    );
+    assert_config_refused(
+        &dir,
+        "hvae-levels.toml",
+        "family = \"hvae\"\n[vae]\nlevels = 1\n",
+        "vae.levels must be in 2..=64",
+    );
+    assert_config_refused(
+        &dir,
+        "bernoulli-points.toml",
+        "family = \"vae\"\n[vae]\nobservation = \"bernoulli\"\n",
+        "points take gaussian",
+    );
+    assert_config_refused(
+        &dir,
+        "ddpm-field.toml",
+        "family = \"vdm\"\n[train.loss]\nimportance_sampling = true\n",
+        "train.loss applies to the ddpm family",
+    );
+    assert_config_refused(
+        &dir,
+        "gamma-order.toml",
+        "family = \"vdm\"\n[vdm.gamma]\ngamma_min = 3.0\ngamma_max = -3.0\n",
+        "must be below vdm.gamma.gamma_max",
+    );
+    // --iwae-k on an hvae run, and --method ode on a VAE run.
+    let run = dir.join("hvae");
+    let out = run_diffuse(&[
+        "train",
+        "--family",
+        "hvae",
+        "--dataset",
+        "eight_gaussians",
+        "--steps",
+        "20",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_diffuse(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--nll",
+        "--iwae-k",
+        "10",
+    ]);
+    assert!(
+        stderr(&out).contains("--iwae-k applies to the vae family"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_diffuse(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--nll",
+        "--method",
+        "ode",
+    ]);
+    assert!(stderr(&out).contains("--method vlb"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
