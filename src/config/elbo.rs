@@ -11,12 +11,27 @@ use serde::{Deserialize, Serialize};
 
 use crate::axes::KindName;
 
+/// The first level's networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VaeNetwork {
+    /// MLPs over the flattened example.
+    Mlp,
+    /// For images: stride-2 convolutions down, upsampling convolutions back
+    /// (`diffuse_nn::vae::ConvLevel`); the levels above are MLPs.
+    Conv,
+}
+
 /// A VAE's or Markovian HVAE's settings. Images are flattened for the MLPs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaeConfig {
     /// Coordinates of each latent z_t.
     pub latent_dim: usize,
+    /// The first level's networks: mlp (points, MNIST, Fashion-MNIST) or conv (images;
+    /// CIFAR-10 and folders by default).
+    #[serde(default = "mlp")]
+    pub network: VaeNetwork,
     /// T: 1 for the `vae` family, 2 or more for `hvae`.
     pub levels: usize,
     pub hidden_layers: usize,
@@ -39,14 +54,20 @@ fn embed_scale() -> f64 {
     25.0
 }
 
+fn mlp() -> VaeNetwork {
+    VaeNetwork::Mlp
+}
+
 impl VaeConfig {
     /// The defaults for a kind of data and a number of levels: points, a 2-D latent (the
     /// data's own dimension) through 3 x 128 MLPs with Fourier features; images, a 16-D latent
-    /// through 2 x 512 MLPs (MNIST's classic VAE widths), the discretized decoder.
-    pub fn for_kind(kind: KindName, levels: usize) -> Self {
+    /// through 2 x 512 MLPs (MNIST's classic VAE widths; `conv`: the convolutional first
+    /// level, 32 latents), the discretized decoder.
+    pub fn for_kind(kind: KindName, levels: usize, conv: bool) -> Self {
         match kind {
             KindName::Points => Self {
                 latent_dim: 2,
+                network: VaeNetwork::Mlp,
                 levels,
                 hidden_layers: 3,
                 hidden_width: 128,
@@ -56,7 +77,12 @@ impl VaeConfig {
                 kl_warmup: 1000,
             },
             KindName::Images => Self {
-                latent_dim: 16,
+                latent_dim: if conv { 32 } else { 16 },
+                network: if conv {
+                    VaeNetwork::Conv
+                } else {
+                    VaeNetwork::Mlp
+                },
                 levels,
                 hidden_layers: 2,
                 hidden_width: 512,
@@ -77,6 +103,9 @@ impl VaeConfig {
         if self.latent_dim == 0 || self.hidden_layers == 0 || self.hidden_width == 0 {
             bail!("vae.latent_dim, vae.hidden_layers and vae.hidden_width must be at least 1");
         }
+        if kind == KindName::Points && self.network == VaeNetwork::Conv {
+            bail!("vae.network conv applies to images; points take mlp");
+        }
         match (kind, self.observation) {
             (KindName::Points, Observation::Gaussian) => {}
             (KindName::Points, o) => bail!(
@@ -91,9 +120,10 @@ impl VaeConfig {
         Ok(())
     }
 
-    /// The networks for examples of `data_dim` coordinates.
-    pub fn hierarchy(&self, data_dim: usize) -> HierarchyConfig {
+    /// The networks for examples of `data_dim` coordinates (`image`: their [C, H, W]).
+    pub fn hierarchy(&self, data_dim: usize, image: Option<[usize; 3]>) -> HierarchyConfig {
         HierarchyConfig {
+            image: image.filter(|_| self.network == VaeNetwork::Conv),
             data_dim,
             latent_dim: self.latent_dim,
             levels: self.levels,

@@ -658,8 +658,14 @@ impl RunConfig {
         self.score =
             (family == FamilyName::Score).then(|| ScoreConfig::for_kind(SdeName::Vp, self.kind()));
         self.vae = match family {
-            FamilyName::Vae => Some(VaeConfig::for_kind(self.kind(), 1)),
-            FamilyName::Hvae => Some(VaeConfig::for_kind(self.kind(), 4)),
+            FamilyName::Vae | FamilyName::Hvae => {
+                let levels = if family == FamilyName::Vae { 1 } else { 4 };
+                let conv = matches!(
+                    self.data.image_dataset(),
+                    Ok(ImageDataset::Cifar10 | ImageDataset::Folder)
+                );
+                Some(VaeConfig::for_kind(self.kind(), levels, conv))
+            }
             _ => None,
         };
         self.vdm = (family == FamilyName::Vdm).then(|| VdmConfig::for_kind(self.kind()));

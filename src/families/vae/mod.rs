@@ -46,21 +46,26 @@ pub(crate) fn section(config: &RunConfig) -> Result<&VaeConfig> {
         .context("a vae or hvae run config has a [vae] section")
 }
 
-/// Coordinates of one example: the MLP's data_dim (points), C H W (images).
-fn data_dim(config: &RunConfig) -> Result<usize> {
+/// Coordinates of one example: the MLP's data_dim (points), C H W (images); and images' [C,
+/// H, W].
+fn example_shape(config: &RunConfig) -> Result<(usize, Option<[usize; 3]>)> {
     Ok(match &config.model {
-        ModelConfig::Mlp(m) => m.data_dim,
+        ModelConfig::Mlp(m) => (m.data_dim, None),
         ModelConfig::Unet(u) => {
             let size = u
                 .sample_size
                 .context("an image run's unet has a sample_size")?;
-            u.in_channels * size * size
+            (
+                u.in_channels * size * size,
+                Some([u.in_channels, size, size]),
+            )
         }
     })
 }
 
 fn init(config: &RunConfig, device: &Device) -> Result<Hierarchy> {
-    Ok(section(config)?.hierarchy(data_dim(config)?).init(device)?)
+    let (dim, image) = example_shape(config)?;
+    Ok(section(config)?.hierarchy(dim, image).init(device)?)
 }
 
 fn objective<const D: usize>(config: &RunConfig) -> Result<diffuse_train::elbo::Elbo<D>> {
