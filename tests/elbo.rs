@@ -67,13 +67,12 @@ impl Ppca {
 
     /// log N(x; mu, W W^T + s^2 I), by the 3 x 3 determinant and inverse.
     fn log_likelihood(&self, x: [f64; 3]) -> f64 {
-        let mut c = [[0.0; 3]; 3];
-        for i in 0..3 {
-            for j in 0..3 {
-                c[i][j] = (0..2).map(|k| self.w[i][k] * self.w[j][k]).sum::<f64>()
-                    + if i == j { self.s * self.s } else { 0.0 };
-            }
-        }
+        let c: [[f64; 3]; 3] = std::array::from_fn(|i| {
+            std::array::from_fn(|j| {
+                (0..2).map(|k| self.w[i][k] * self.w[j][k]).sum::<f64>()
+                    + if i == j { self.s * self.s } else { 0.0 }
+            })
+        });
         let det = c[0][0] * (c[1][1] * c[2][2] - c[1][2] * c[2][1])
             - c[0][1] * (c[1][0] * c[2][2] - c[1][2] * c[2][0])
             + c[0][2] * (c[1][0] * c[2][1] - c[1][1] * c[2][0]);
@@ -83,7 +82,7 @@ impl Ppca {
                 (0..3).filter(|&b| b != i).collect(),
             );
             let m = c[r[0]][q[0]] * c[r[1]][q[1]] - c[r[0]][q[1]] * c[r[1]][q[0]];
-            if (i + j) % 2 == 0 { m } else { -m }
+            if (i + j).is_multiple_of(2) { m } else { -m }
         };
         let d: Vec<f64> = (0..3).map(|i| x[i] - self.mu[i]).collect();
         let mut quad = 0.0;

@@ -179,7 +179,7 @@ impl VdmConfig {
 
     pub fn validate(&self) -> Result<()> {
         let g = &self.gamma;
-        if !(g.gamma_min < g.gamma_max) {
+        if g.gamma_min >= g.gamma_max {
             bail!(
                 "vdm.gamma.gamma_min ({}) must be below vdm.gamma.gamma_max ({})",
                 g.gamma_min,

@@ -319,22 +319,6 @@ fn tick_label(v: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::tick_label;
-
-    #[test]
-    fn tick_labels_are_short() {
-        assert_eq!(tick_label(0.800000000001), "0.8");
-        assert_eq!(tick_label(0.0400000000004), "0.04");
-        assert_eq!(tick_label(0.1234567), "0.123");
-        assert_eq!(tick_label(12.5), "12.5");
-        assert_eq!(tick_label(2000.0), "2000");
-        assert_eq!(tick_label(1.5e-5), "1.50e-5");
-        assert_eq!(tick_label(0.0), "0");
-    }
-}
-
 /// Several labelled lines on one linear y axis (NaN and infinite values skipped), coloured
 /// from [`PALETTE`] in order, with a legend.
 pub fn lines_plot(
@@ -406,4 +390,20 @@ pub fn lines_plot(
             .map_err(|x| e(x.to_string()))?;
         root.present().map_err(|x| e(x.to_string()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick_label;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(0.800000000001), "0.8");
+        assert_eq!(tick_label(0.0400000000004), "0.04");
+        assert_eq!(tick_label(0.1234567), "0.123");
+        assert_eq!(tick_label(12.5), "12.5");
+        assert_eq!(tick_label(2000.0), "2000");
+        assert_eq!(tick_label(1.5e-5), "1.50e-5");
+        assert_eq!(tick_label(0.0), "0");
+    }
 }

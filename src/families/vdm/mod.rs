@@ -90,9 +90,9 @@ fn sample_steps(choice: &SolverChoice, section: &VdmConfig) -> Result<usize> {
 /// Steps of the chain through which the project's samplers see a VDM.
 pub const CHAIN_STEPS: usize = 1000;
 
-/// The run's schedule as a DDPM chain of [`CHAIN_STEPS`] steps: alpha-bar_k = sigmoid(-gamma((k
-/// + 1) / T)), written as diffusers' `trained_betas`; epsilon prediction, x_0 clipped to [-1, 1]
-/// for images.
+/// The run's schedule as a DDPM chain of [`CHAIN_STEPS`] steps, alpha-bar_k =
+/// sigmoid(-gamma(t_k)) at t_k = (k + 1) / T, written as diffusers' `trained_betas`; epsilon
+/// prediction, x_0 clipped to [-1, 1] for images.
 pub fn scheduler_config(gamma: &Gamma, images: bool, device: &Device) -> Result<SchedulerConfig> {
     let t: Vec<f64> = (1..=CHAIN_STEPS)
         .map(|k| k as f64 / CHAIN_STEPS as f64)
