@@ -23,6 +23,9 @@ printf 'family = "vdm"\n[vdm.gamma]\nkind = "fixed_linear"\n' > "$fixed"
 # The learned schedule without the variance minimization: its interior on the bound's gradient.
 vlb_schedule="$OUT/vlb_schedule.toml"
 printf 'family = "vdm"\n[vdm]\nminimize_variance = false\n' > "$vlb_schedule"
+# A VAE with a 2-D latent, for the picture of MNIST's latent space coloured by digit.
+vae2d="$OUT/vae_2d.toml"
+printf 'family = "vae"\n[vae]\nlatent_dim = 2\n' > "$vae2d"
 
 row() { # table family bound file train_seconds
   printf "%s\t%s\t%.4f\t%.4f\t%s\n" "$2" "$3" "$(field "$4" bits_per_dim)" "$(field "$4" bits_per_dim_ci95)" "$5" | tee -a "$1"
@@ -59,11 +62,12 @@ if [ "$what" = all ] || [ "$what" = mnist ]; then
   [ -f "$table" ] || echo -e "family\tbound\tbits_per_dim\tci95\ttrain_s\tfd_lenet" > "$table"
   lenet="$OUT/lenet"
   [ -f "$lenet/classifier.json" ] || "$D" classifier --dataset mnist --data-dir "$MNIST" --out "$lenet" > /dev/null 2>&1
-  for family in ${FAMILIES:-vae hvae vdm vdm-fixed vdm-vlb-schedule}; do
+  for family in ${FAMILIES:-vae vae-2d hvae vdm vdm-fixed vdm-vlb-schedule}; do
     run="$OUT/runs/mnist-$family"; rm -rf "$run"
     case $family in
       vdm-fixed) args=(--config "$fixed") ;;
       vdm-vlb-schedule) args=(--config "$vlb_schedule") ;;
+      vae-2d) args=(--config "$vae2d") ;;
       *) args=(--family "$family") ;;
     esac
     "$D" train "${args[@]}" --dataset mnist --data-dir "$MNIST" --out "$run" > /dev/null 2>&1

@@ -157,7 +157,7 @@ fn pictures(
         .collect();
     scatter(
         &dir.join("latent.png"),
-        &format!("encoder means of {n} test images (top latent, first 2 of {d} coordinates)"),
+        &format!("{n} test images: encoder means, 2 of {d} latents"),
         &layers,
     )?;
     Ok(())
@@ -230,7 +230,7 @@ impl Family<4, ImageKind> for Vae {
             let s: [usize; 4] = stacked.dims();
             grid(
                 &dir.join("levels.png"),
-                "each row one sample: z_t decoded through the means below it (left t = 1, right t = T)",
+                "z_t decoded, t = 1 (left) to T",
                 &pixels(stacked)?,
                 s,
                 t,
