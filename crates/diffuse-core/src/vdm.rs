@@ -157,20 +157,33 @@ pub fn reconstruction_loss<const D: usize>(
 }
 
 /// One step of the ancestral sampler from z_t to z_s (s < t), given the network's noise
-/// estimate: z_s = alpha_s / alpha_t (z_t - c sigma_t eps_hat) + sigma_s sqrt(c) noise, with
-/// c = 1 - exp(gamma(s) - gamma(t)) (the VDM code's `sample_step`); `noise` None gives the mean.
+/// estimate: p(z_s | z_t) = q(z_s | z_t, x = x_hat), x_hat = (z_t - sigma_t eps_hat) / alpha_t,
+/// whose mean is (1 - c) alpha_s / alpha_t z_t + c alpha_s x_hat and variance c sigma_s^2, with
+/// c = 1 - exp(gamma(s) - gamma(t)). Unclipped this is the VDM code's `sample_step`,
+/// alpha_s / alpha_t (z_t - c sigma_t eps_hat) + sigma_s sqrt(c) noise; `clip` clamps x_hat to
+/// [-clip, clip] first, as DDPM's sampler does for images (`clip_sample`). `noise` None gives
+/// the mean.
 pub fn ancestral_step<const D: usize>(
     z_t: Tensor<D>,
     eps_hat: Tensor<D>,
     gamma_t: f64,
     gamma_s: f64,
+    clip: Option<f64>,
     noise: Option<Tensor<D>>,
 ) -> Tensor<D> {
     let sigmoid = |g: f64| 1.0 / (1.0 + (-g).exp());
     let c = -(gamma_s - gamma_t).exp_m1();
     let (a_t, a_s) = (sigmoid(-gamma_t).sqrt(), sigmoid(-gamma_s).sqrt());
     let (s_t, s_s) = (sigmoid(gamma_t).sqrt(), sigmoid(gamma_s).sqrt());
-    let mean = (z_t - eps_hat.mul_scalar((c * s_t) as f32)).mul_scalar((a_s / a_t) as f32);
+    let mean = match clip {
+        None => (z_t - eps_hat.mul_scalar((c * s_t) as f32)).mul_scalar((a_s / a_t) as f32),
+        Some(r) => {
+            let x_hat = (z_t.clone() - eps_hat.mul_scalar(s_t as f32))
+                .div_scalar(a_t as f32)
+                .clamp(-r as f32, r as f32);
+            z_t.mul_scalar(((1.0 - c) * a_s / a_t) as f32) + x_hat.mul_scalar((c * a_s) as f32)
+        }
+    };
     match noise {
         Some(noise) => mean + noise.mul_scalar((s_s * c.sqrt()) as f32),
         None => mean,
@@ -331,7 +344,8 @@ pub fn vdm_terms_scaled<const D: usize>(
 }
 
 /// Ancestral sampling over `steps` equal steps of t from z_1 = `z` (a draw of N(0, I)) down to
-/// z_0, then x = z_0 / alpha_0, the decoder's mean (clamped to [-1, 1] for 8-bit data).
+/// z_0, then x = z_0 / alpha_0, the decoder's mean; for 8-bit data each step's x_hat and the
+/// result are clamped to [-1, 1] (as DDPM's image sampler).
 /// `observe(i, z)` sees z after each step (i = steps - 1 down to 0, z_{i / steps}).
 pub fn sample<const D: usize>(
     model: &impl VdmModel<D>,
@@ -362,7 +376,8 @@ pub fn sample<const D: usize>(
         let (g_t, g_s) = (gammas[i], gammas[i - 1]);
         let eps_hat = model.noise(z.clone(), Tensor::<1>::full([batch], g_t as f32, &device));
         let noise = crate::coef::randn(rng, shape, &device);
-        z = ancestral_step(z, eps_hat, g_t, g_s, Some(noise));
+        let clip = (data == DataModel::Discretized).then_some(1.0);
+        z = ancestral_step(z, eps_hat, g_t, g_s, clip, Some(noise));
         observe(i - 1, &z);
     }
     let alpha_0 = (1.0 / (1.0 + gammas[0].exp())).sqrt();
@@ -439,5 +454,23 @@ mod tests {
         ))[0];
         assert!(low < 1e-3, "{low}");
         assert!(high > 1.0, "{high}");
+    }
+
+    /// Unclipped, the x_hat form of the step is the VDM code's eps form.
+    #[test]
+    fn ancestral_step_forms_agree() {
+        let device = Device::default();
+        let z = Tensor::<2>::from_data(
+            TensorData::new(vec![0.3f32, -1.2, 2.0, 0.1], [2, 2]),
+            &device,
+        );
+        let eps = Tensor::<2>::from_data(
+            TensorData::new(vec![0.5f32, 0.4, -0.9, 1.1], [2, 2]),
+            &device,
+        );
+        let a = ancestral_step(z.clone(), eps.clone(), 1.5, -0.7, None, None);
+        let b = ancestral_step(z, eps, 1.5, -0.7, Some(1e9), None);
+        let d = (a - b).abs().max().into_scalar::<f32>();
+        assert!(d < 1e-5, "{d}");
     }
 }

@@ -231,7 +231,7 @@ fn schedule_files(dir: &Path, gamma: &Gamma, images: bool, device: &Device) -> R
     };
     let cosine: Vec<f64> = t
         .iter()
-        .map(|&t| log_snr((f(t) / f(0.0)).clamp(1e-12, 1.0 - 1e-12)))
+        .map(|&t| log_snr((f(t) / f(0.0)).clamp(1e-6, 1.0 - 1e-6)))
         .collect();
     let series = |name: &str, v: Vec<f64>| {
         (
