@@ -221,7 +221,7 @@ fn schedule_files(dir: &Path, gamma: &Gamma, images: bool, device: &Device) -> R
                 let beta = 1e-4 + (0.02 - 1e-4) * (i - 1) as f64 / (n - 1) as f64;
                 abar *= 1.0 - beta;
             }
-            log_snr(abar.min(1.0 - 1e-12))
+            log_snr(abar.min(1.0 - 1e-6))
         })
         .collect();
     let f = |t: f64| {
