@@ -626,5 +626,32 @@ fn elbo_family_refusals_name_the_field() {
         "ode",
     ]);
     assert!(stderr(&out).contains("--method vlb"), "{}", stderr(&out));
+    for (flags, expect) in [
+        (&["--clip-x0", "1"][..], "--clip-x0 applies to DDPM's bound"),
+        (
+            &["--t-samples", "10"][..],
+            "--t-samples applies to diffusion models",
+        ),
+    ] {
+        let mut argv = vec!["eval", "--run", run.to_str().unwrap(), "--nll"];
+        argv.extend_from_slice(flags);
+        let out = run_diffuse(&argv);
+        assert!(stderr(&out).contains(expect), "{flags:?}: {}", stderr(&out));
+    }
+    let out = run_diffuse(&[
+        "sample",
+        "--run",
+        run.to_str().unwrap(),
+        "--sampler",
+        "ddim",
+        "--out",
+        dir.join("s.npy").to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&out).contains("draws from its prior and decoder"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("s.npy").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

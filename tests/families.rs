@@ -248,8 +248,8 @@ fn each_family_refuses_the_others_fields() {
         ),
         (
             "f.toml",
-            "family = \"vae\"\n",
-            "families are ddpm, ncsn and score",
+            "family = \"gan\"\n",
+            "families are ddpm, ncsn, score, vae, hvae and vdm",
         ),
         (
             "g.toml",

@@ -156,6 +156,19 @@ pub fn write(args: &EvalArgs, dir: &Path, r: &BoundReport) -> Result<()> {
     Ok(())
 }
 
+/// `eval --nll` flags of DDPM's chain and of the ODE, refused by the ELBO family's bounds.
+pub fn refuse_chain_flags(args: &EvalArgs) -> Result<()> {
+    if args.clip_x0.is_some() {
+        anyhow::bail!(
+            "--clip-x0 applies to DDPM's bound; this family's bound has no x_0 estimate to clamp"
+        );
+    }
+    if args.method == crate::args::Method::Vlb && (args.rtol.is_some() || args.atol.is_some()) {
+        anyhow::bail!("--rtol and --atol apply to --method ode");
+    }
+    Ok(())
+}
+
 /// A [B] tensor's values on the host, in f64.
 pub fn host(x: Tensor<1>) -> Result<Vec<f64>> {
     x.into_data()

@@ -256,6 +256,7 @@ impl Family<4, ImageKind> for Vae {
                 config.family.name()
             );
         }
+        super::refuse_sampler_flags(&args.solver)?;
         let device = crate::device::device();
         let model = load_weight_pair(dir, config, !args.no_ema, super::init(config, &device)?)?;
         let n = args.n.unwrap_or(crate::sample::DEFAULT_IMAGES);

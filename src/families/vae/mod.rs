@@ -161,6 +161,13 @@ pub fn nll(
             config.family.name()
         );
     }
+    bounds::refuse_chain_flags(args)?;
+    if args.t_samples.is_some() {
+        bail!(
+            "--t-samples applies to diffusion models' bounds; a {} run has no t",
+            config.family.name()
+        );
+    }
     let observation = section(config)?.observation;
     let vae = model.levels() == 1;
     let k = match (vae, args.iwae_k) {
@@ -245,15 +252,21 @@ pub fn nll(
             extra,
         }
     };
-    extra_observation(&report, observation);
-    bounds::write(args, dir, &report)
-}
-
-/// A note where the bound is not on the data's own 8 bits.
-fn extra_observation(_: &BoundReport, observation: Observation) {
     if observation == Observation::Bernoulli {
         println!(
             "note: a Bernoulli decoder's bound is on the binarized images (pixel > 127.5), not on their 8 bits"
         );
     }
+    bounds::write(args, dir, &report)
+}
+
+/// `sample`'s flags that choose a diffusion sampler, refused on a VAE run: it draws from its
+/// prior and decoder.
+pub fn refuse_sampler_flags(choice: &crate::args::SolverChoice) -> Result<()> {
+    if choice.sampler.is_some() || choice.steps.is_some() {
+        bail!(
+            "a vae or hvae run draws from its prior and decoder; --sampler and --steps apply to diffusion models"
+        );
+    }
+    Ok(())
 }

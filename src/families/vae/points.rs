@@ -108,6 +108,7 @@ impl Family<2, PointKind> for Vae {
         let Some(config) = config else {
             bail!("{} has no config.json", dir.display());
         };
+        super::refuse_sampler_flags(&args.solver)?;
         let device = crate::device::device();
         let model = load_weight_pair(dir, config, !args.no_ema, super::init(config, &device)?)?;
         let n = args.n.unwrap_or(crate::sample::DEFAULT_POINTS);

@@ -150,6 +150,17 @@ fn draw<const D: usize, N: Module + Denoiser<D>>(
     let device = z.device();
     match choice.sampler {
         None => {
+            if choice.eta != 0.0
+                || choice.karras
+                || choice.rtol.is_some()
+                || choice.atol.is_some()
+                || choice.corrector_steps.is_some()
+                || choice.snr.is_some()
+            {
+                bail!(
+                    "--eta, --karras, --rtol, --atol, --corrector-steps and --snr apply to the samplers on the VDM's chain (--sampler ...), not to its ancestral sampler"
+                );
+            }
             let steps = sample_steps(choice, section)?;
             let x = sample(model, z, steps, data, rng, |_, _| {});
             Ok((x, format!("VDM ancestral, {steps} steps")))
@@ -274,6 +285,7 @@ fn nll<const D: usize, N: Module + Denoiser<D>>(
             "--method ode on a vdm run is for 2-D runs here; an image run's bound is --method vlb"
         );
     }
+    bounds::refuse_chain_flags(args)?;
     if args.iwae_k.is_some() {
         bail!("--iwae-k applies to the vae family");
     }
