@@ -75,6 +75,18 @@ pub fn check_mlp_sampling(m: &MlpConfig, n: usize) -> Result<()> {
     )
 }
 
+/// Drawing `n` examples of `data_dim` coordinates from a latent-variable model whose MLPs are
+/// `hidden` wide: the output's mean and scale and a few hidden layers per example.
+pub fn check_latent_sampling(data_dim: usize, hidden: usize, n: usize) -> Result<()> {
+    let per_example = 4.0 * data_dim as f64 + 3.0 * hidden as f64;
+    check(
+        &format!("drawing {n} examples"),
+        0.0,
+        n as f64 * per_example * F32,
+        "draw fewer (sample.n or --n)",
+    )
+}
+
 fn unet_params(u: &UnetConfig) -> f64 {
     let layers = u.layers_per_block as f64;
     let convs: f64 = u

@@ -260,6 +260,7 @@ impl Family<4, ImageKind> for Vae {
         let device = crate::device::device();
         let model = load_weight_pair(dir, config, !args.no_ema, super::init(config, &device)?)?;
         let n = args.n.unwrap_or(crate::sample::DEFAULT_IMAGES);
+        super::check_sampling(config, n)?;
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
         let (x, _) = generate(
             &model,

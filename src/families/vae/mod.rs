@@ -91,6 +91,12 @@ fn describe(net: &Hierarchy) -> String {
     }
 }
 
+/// Refuses drawing `n` examples that would not fit in memory.
+pub fn check_sampling(config: &RunConfig, n: usize) -> Result<()> {
+    let (dim, _) = example_shape(config)?;
+    crate::memory::check_latent_sampling(dim, section(config)?.hidden_width, n)
+}
+
 /// Draws `n` examples [n, dims] from the model: z_T ~ N(0, I) down the chain (each level
 /// sampled), then p(x | z_1), drawn (`draw_x`, Gaussian observations) or its mean. Also returns
 /// the decoder's mean from each level t's z_t, decoded through the means of the levels below

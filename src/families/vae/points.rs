@@ -113,6 +113,7 @@ impl Family<2, PointKind> for Vae {
         let model = load_weight_pair(dir, config, !args.no_ema, super::init(config, &device)?)?;
         let n = args.n.unwrap_or(crate::sample::DEFAULT_POINTS);
         let observation = section(config)?.observation;
+        super::check_sampling(config, n)?;
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
         let (x, _) = generate(&model, observation, n, true, &mut rng, &device);
         write_points(
