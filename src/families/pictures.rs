@@ -160,6 +160,20 @@ fn by_rows(panels: &[Vec<u8>], rows: usize, per_image: usize) -> Vec<u8> {
     ordered
 }
 
+/// An image run's samples (model space) as `samples.npy` and a square-ish grid `samples.png`.
+pub fn write_samples(dir: &Path, x: Tensor<4>, title: &str) -> Result<()> {
+    let shape: [usize; 4] = x.dims();
+    let values: Vec<f32> = x
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    write_npy(&dir.join("samples.npy"), &shape, &values)?;
+    let cols = (shape[0] as f64).sqrt().ceil() as usize;
+    grid(&dir.join("samples.png"), title, &pixels(x)?, shape, cols)?;
+    Ok(())
+}
+
 /// Runs a sampler from a seeded standard-normal draw of `shape`, keeping the first `ROWS`
 /// images at the steps in `show`; writes `samples.npy`, `samples.png` (titled
 /// `samples_title`) and `progressive.png` (titled `progressive_title`).
@@ -189,20 +203,7 @@ pub fn samples_and_progressive(
         }
     };
     let x = sample(z, &mut rng, &mut observe)?;
-    let values: Vec<f32> = x
-        .clone()
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    write_npy(&dir.join("samples.npy"), &shape, &values)?;
-    let cols = (n as f64).sqrt().ceil() as usize;
-    grid(
-        &dir.join("samples.png"),
-        samples_title,
-        &pixels(x)?,
-        shape,
-        cols,
-    )?;
+    write_samples(dir, x, samples_title)?;
     let ordered = by_rows(&progressive, rows, c * h * w);
     grid(
         &dir.join("progressive.png"),

@@ -18,8 +18,6 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use burn::tensor::{Device, Tensor};
-use diffuse_core::elbo::LatentHierarchy;
-use diffuse_data::write_npy;
 use diffuse_eval::plots::{Layer, PALETTE, scatter};
 use diffuse_nn::vae::Hierarchy;
 use diffuse_train::elbo::flatten;
@@ -27,9 +25,10 @@ use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Vae, generate, reconstruct, section};
+use super::{Vae, decode_means, encode_means, generate, reconstruct, section};
 use crate::args::{EvalArgs, SampleArgs};
 use crate::config::RunConfig;
+use crate::families::pictures::write_samples;
 use crate::families::{Family, TrainFigures};
 use crate::kinds::images::{ImageData, first_images, grid, pixels, write_images, write_metrics};
 use crate::kinds::{ImageKind, load_weight_pair, save_weight_pair};
@@ -40,23 +39,6 @@ fn unflatten(x: Tensor<2>, config: &RunConfig) -> Result<Tensor<4>> {
     let size = unet.sample_size.unwrap_or(0);
     let n = x.dims()[0];
     Ok(x.reshape([n, unet.in_channels, size, size]))
-}
-
-fn top_means(model: &Hierarchy, x: Tensor<2>) -> Tensor<2> {
-    let mut z = model.encode(1, x).0;
-    for t in 2..=model.levels() {
-        z = model.encode(t, z).0;
-    }
-    z
-}
-
-/// The decoder's mean from top-level latents, through the means of the levels below.
-fn decode_top(model: &Hierarchy, config: &RunConfig, mut z: Tensor<2>) -> Result<Tensor<4>> {
-    let observation = section(config)?.observation;
-    for t in (2..=model.levels()).rev() {
-        z = diffuse_core::elbo::split_mean_log_scale(model.decode(t, z)).0;
-    }
-    unflatten(observation.mean(model.decode(1, z)), config)
 }
 
 fn pictures(
@@ -92,7 +74,7 @@ fn pictures(
         8,
     )?;
     // Interpolation between consecutive pairs of test images at the top level.
-    let ends = top_means(
+    let ends = encode_means(
         model,
         observation.data(flatten(x.clone().narrow(0, 0, 2 * rows))),
     );
@@ -106,7 +88,10 @@ fn pictures(
             lines.push(a.clone().mul_scalar(1.0 - w) + b.clone().mul_scalar(w));
         }
     }
-    let path = decode_top(model, config, Tensor::cat(lines, 0))?;
+    let path = unflatten(
+        decode_means(model, observation, model.levels(), Tensor::cat(lines, 0)),
+        config,
+    )?;
     let s: [usize; 4] = path.dims();
     grid(
         &dir.join("interpolation.png"),
@@ -117,7 +102,7 @@ fn pictures(
     )?;
     // The latent space of 2,000 test images, coloured by class.
     let n = data.test.len().min(2000);
-    let z = top_means(
+    let z = encode_means(
         model,
         observation.data(flatten(first_images(&data.test, n, device))),
     );
@@ -203,20 +188,7 @@ impl Family<4, ImageKind> for Vae {
         let (x, per_level) = generate(model, observation, n, false, &mut rng, &device);
         let x = unflatten(x, config)?;
         let shape: [usize; 4] = x.dims();
-        let values: Vec<f32> = x
-            .clone()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
-        write_npy(&dir.join("samples.npy"), &shape, &values)?;
-        let cols = (n as f64).sqrt().ceil() as usize;
-        grid(
-            &dir.join("samples.png"),
-            &format!("{n} samples (decoder means, EMA weights)"),
-            &pixels(x)?,
-            shape,
-            cols,
-        )?;
+        write_samples(dir, x, &format!("{n} samples (decoder means, EMA weights)"))?;
         if model.levels() > 1 {
             // Rows: the first 8 samples; columns: levels 1..T.
             let rows = n.min(8);

@@ -131,27 +131,32 @@ pub fn generate(
         .into_iter()
         .rev()
         .enumerate()
-        .map(|(i, mut z)| {
-            for t in (2..=i + 1).rev() {
-                z = split_mean_log_scale(model.decode(t, z)).0;
-            }
-            observation.mean(model.decode(1, z))
-        })
+        .map(|(i, z)| decode_means(model, observation, i + 1, z))
         .collect();
     (x, per_level)
 }
 
-/// The encoder's mean at level 1 and the decoder's mean from it: a reconstruction.
+/// The encoder's means up the chain from x to level T: the top latent of x.
+pub fn encode_means(model: &Hierarchy, x: Tensor<2>) -> Tensor<2> {
+    (1..=model.levels()).fold(x, |below, t| model.encode(t, below).0)
+}
+
+/// The decoder's means down the chain from z at `level` to x.
+pub fn decode_means(
+    model: &Hierarchy,
+    observation: Observation,
+    level: usize,
+    z: Tensor<2>,
+) -> Tensor<2> {
+    let z1 = (2..=level)
+        .rev()
+        .fold(z, |above, t| split_mean_log_scale(model.decode(t, above)).0);
+    observation.mean(model.decode(1, z1))
+}
+
+/// The encoder's means up to the top and the decoder's means back: a reconstruction.
 pub fn reconstruct(model: &Hierarchy, observation: Observation, x: Tensor<2>) -> Tensor<2> {
-    let (mean, _) = model.encode(1, x);
-    let mut z = mean;
-    for t in 2..=model.levels() {
-        z = model.encode(t, z).0;
-    }
-    for t in (2..=model.levels()).rev() {
-        z = split_mean_log_scale(model.decode(t, z)).0;
-    }
-    observation.mean(model.decode(1, z))
+    decode_means(model, observation, model.levels(), encode_means(model, x))
 }
 
 /// `eval --nll` on a VAE or HVAE run (see the module docs).

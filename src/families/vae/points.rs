@@ -9,14 +9,13 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
-use diffuse_core::elbo::LatentHierarchy;
 use diffuse_eval::plots::strip;
 use diffuse_nn::vae::Hierarchy;
 use diffuse_train::{Checkpoint, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Vae, generate, reconstruct, section};
+use super::{Vae, encode_means, generate, reconstruct, section};
 use crate::args::{EvalArgs, SampleArgs};
 use crate::config::RunConfig;
 use crate::families::{Family, TrainFigures};
@@ -81,10 +80,7 @@ impl Family<2, PointKind> for Vae {
         let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed + 1);
         let (samples, _) = generate(model, observation, n, true, &mut rng, &device);
         let recon = reconstruct(model, observation, x.clone());
-        let mut z = model.encode(1, x).0;
-        for t in 2..=model.levels() {
-            z = model.encode(t, z).0;
-        }
+        let z = encode_means(model, x);
         let prior = diffuse_core::coef::randn(&mut rng, [held.len(), model.latent_dim()], &device);
         strip(
             &dir.join("latent.png"),
