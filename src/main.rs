@@ -1,6 +1,7 @@
 //! `diffuse`: train diffusion models and sample from them.
 
 mod args;
+mod autoencode;
 mod axes;
 mod classifier;
 mod config;
@@ -75,6 +76,11 @@ enum Command {
     Is(fid::IsArgs),
     /// The Kernel Inception Distance between two sets of images
     Kid(fid::KidArgs),
+    /// Latents of images through an autoencoder (a diffusers AutoencoderKL or VQModel folder,
+    /// or a latent pipeline's): --in X.npy --out Z.npy [--logvar LV.npy]
+    Encode(autoencode::EncodeArgs),
+    /// Images of latents through an autoencoder's decoder: --in Z.npy --out X.npy
+    Decode(autoencode::DecodeArgs),
     /// Train the LeNet whose features give FD_LeNet (`fid --classifier DIR`), on MNIST or
     /// Fashion-MNIST
     Classifier(classifier::ClassifierArgs),
@@ -109,6 +115,8 @@ fn main() -> ExitCode {
             Command::Is(args) => fid::run_is(args),
             Command::Kid(args) => fid::run_kid(args),
             Command::Classifier(args) => classifier::run(args),
+            Command::Encode(args) => autoencode::run_encode(args),
+            Command::Decode(args) => autoencode::run_decode(args),
         })
     });
     match result {

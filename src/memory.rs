@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use diffuse_diffusers::Pipeline;
-use diffuse_nn::{MlpConfig, UnetConfig};
+use diffuse_nn::{AutoencoderConfig, MlpConfig, UnetConfig};
 
 const F32: f64 = 4.0;
 /// Tensors kept per hidden layer of the MLP for the backward pass (linear out, SiLU out, grads).
@@ -166,6 +166,36 @@ pub fn check_unet_sampling(u: &UnetConfig, h: usize, w: usize, n: usize) -> Resu
         unet_params(u) * F32,
         n as f64 * (a.maps * 4.0 + a.attention + solver) * F32,
         "draw fewer or smaller images (sample.n, --n, or a smaller --init-noise)",
+    )
+}
+
+/// Encoding or decoding `batch` images of h x w with an autoencoder (no autodiff): its
+/// parameters, a few feature maps of each level alive at once, and the attention's score
+/// matrices (one head, tokens x tokens) wherever it attends.
+pub fn check_autoencoder(a: &AutoencoderConfig, h: usize, w: usize, batch: usize) -> Result<()> {
+    use diffuse_nn::autoencoder::{DecoderBlockType, EncoderBlockType};
+    let c = &a.coder;
+    let layers = c.layers_per_block as f64;
+    let n = c.block_out_channels.len();
+    let (mut params, mut maps, mut attention) = (0.0, 0.0, 0.0);
+    for (level, &ch) in c.block_out_channels.iter().enumerate() {
+        let ch = ch as f64;
+        params += 9.0 * ch * ch * (4.0 * layers + 6.0);
+        let tokens = ((h >> level).max(1) * (w >> level).max(1)) as f64;
+        maps += ch * tokens;
+        let attends = c.down_block_types.get(level)
+            == Some(&EncoderBlockType::AttnDownEncoderBlock2D)
+            || c.up_block_types.get(n - 1 - level) == Some(&DecoderBlockType::AttnUpDecoderBlock2D)
+            || (level + 1 == n && c.mid_block_add_attention);
+        if attends {
+            attention = f64::max(attention, 2.0 * tokens * tokens);
+        }
+    }
+    check(
+        &format!("running the autoencoder on {batch} images of {h} x {w}"),
+        params * F32,
+        batch as f64 * (maps * 6.0 + attention) * F32,
+        "pass a smaller --batch-size",
     )
 }
 

@@ -1,5 +1,6 @@
 //! diffuse-nn: denoising networks. Each implements [`diffuse_core::Denoiser`].
 
+pub mod autoencoder;
 pub mod embedding;
 pub mod error;
 pub mod fields;
@@ -10,6 +11,7 @@ pub mod mlp;
 pub mod unet;
 pub mod vae;
 
+pub use autoencoder::{Autoencoder, AutoencoderConfig};
 pub use error::NnError;
 pub use mlp::{Mlp, MlpConfig};
 pub use unet::{Unet, UnetConfig};

@@ -48,12 +48,13 @@ pub(crate) fn group_norm(groups: usize, channels: usize, eps: f64, device: &Devi
 
 /// Residual block: norm1 -> SiLU -> conv1, add (or scale-shift by) the projected time embedding,
 /// norm2 -> SiLU -> conv2, plus a 1x1 shortcut when the width changes; divided by
-/// `output_scale_factor`.
+/// `output_scale_factor`. Without a time embedding (`temb_channels=None`: the autoencoders'
+/// blocks) there is no projection and norm2 takes conv1's output as it is.
 #[derive(Module, Debug)]
 pub struct ResnetBlock2D {
     norm1: GroupNorm,
     conv1: Conv2d,
-    time_emb_proj: Linear,
+    time_emb_proj: Option<Linear>,
     norm2: GroupNorm,
     conv2: Conv2d,
     conv_shortcut: Option<Conv2d>,
@@ -61,10 +62,11 @@ pub struct ResnetBlock2D {
     output_scale_factor: f64,
 }
 
-/// Widths and norm settings shared by every block of one U-Net.
+/// Widths and norm settings shared by every block of one U-Net (or autoencoder, whose blocks have
+/// no time embedding: `temb` is `None`).
 #[derive(Debug, Clone, Copy)]
 pub struct BlockSettings {
-    pub temb: usize,
+    pub temb: Option<usize>,
     pub groups: usize,
     pub eps: f64,
     pub scale_shift: bool,
@@ -82,7 +84,9 @@ impl ResnetBlock2D {
         Self {
             norm1: group_norm(s.groups, c_in, s.eps, device),
             conv1: conv3(c_in, c_out, device),
-            time_emb_proj: LinearConfig::new(s.temb, temb_out).init(device),
+            time_emb_proj: s
+                .temb
+                .map(|temb| LinearConfig::new(temb, temb_out).init(device)),
             norm2: group_norm(s.groups, c_out, s.eps, device),
             conv2: conv3(c_out, c_out, device),
             conv_shortcut: (c_in != c_out)
@@ -92,9 +96,16 @@ impl ResnetBlock2D {
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>, temb: &Tensor<2>) -> Tensor<4> {
+    pub fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
         let h = conv2d(&self.conv1, normalize_silu(&self.norm1, x.clone()));
-        let t = linear(&self.time_emb_proj, silu(temb.clone()));
+        let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) else {
+            assert!(
+                self.time_emb_proj.is_none() && temb.is_none(),
+                "a residual block with a time projection needs the time embedding, and only it"
+            );
+            return self.finish(x, normalize_silu(&self.norm2, h));
+        };
+        let t = linear(proj, silu(temb.clone()));
         let [b, ch] = t.dims();
         let t = t.reshape([b, ch, 1, 1]);
         let h = if self.scale_shift {
@@ -104,6 +115,11 @@ impl ResnetBlock2D {
         } else {
             normalize_silu(&self.norm2, h + t)
         };
+        self.finish(x, h)
+    }
+
+    /// conv2 of the normalized `h`, plus the (projected) input, rescaled.
+    fn finish(&self, x: Tensor<4>, h: Tensor<4>) -> Tensor<4> {
         let h = conv2d(&self.conv2, h);
         let x = match &self.conv_shortcut {
             Some(c) => conv2d(c, x),
@@ -243,7 +259,7 @@ impl DownBlock {
     pub fn forward(&self, mut h: Tensor<4>, temb: &Tensor<2>) -> (Tensor<4>, Vec<Tensor<4>>) {
         let mut states = Vec::with_capacity(self.resnets.len() + 1);
         for (i, resnet) in self.resnets.iter().enumerate() {
-            h = resnet.forward(h, temb);
+            h = resnet.forward(h, Some(temb));
             if let Some(attn) = self.attentions.get(i) {
                 h = attn.forward(h);
             }
@@ -254,6 +270,21 @@ impl DownBlock {
             states.push(h.clone());
         }
         (h, states)
+    }
+
+    /// The same block without a time embedding or skips: diffusers' `DownEncoderBlock2D` and
+    /// `AttnDownEncoderBlock2D` (an autoencoder's encoder), whose parameters have these names.
+    pub fn forward_encoder(&self, mut h: Tensor<4>) -> Tensor<4> {
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            h = resnet.forward(h, None);
+            if let Some(attn) = self.attentions.get(i) {
+                h = attn.forward(h);
+            }
+        }
+        for down in &self.downsamplers {
+            h = down.forward(h);
+        }
+        h
     }
 }
 
@@ -272,7 +303,7 @@ impl MidBlock {
         }
     }
 
-    pub fn forward(&self, h: Tensor<4>, temb: &Tensor<2>) -> Tensor<4> {
+    pub fn forward(&self, h: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
         let mut h = self.resnets[0].forward(h, temb);
         for (i, resnet) in self.resnets[1..].iter().enumerate() {
             if let Some(attn) = self.attentions.get(i) {
@@ -314,7 +345,22 @@ impl UpBlock {
     ) -> Tensor<4> {
         for (i, resnet) in self.resnets.iter().enumerate() {
             let skip = skips.pop().expect("one skip per up-block resnet");
-            h = resnet.forward(Tensor::cat(vec![h, skip], 1), temb);
+            h = resnet.forward(Tensor::cat(vec![h, skip], 1), Some(temb));
+            if let Some(attn) = self.attentions.get(i) {
+                h = attn.forward(h);
+            }
+        }
+        for up in &self.upsamplers {
+            h = up.forward(h);
+        }
+        h
+    }
+
+    /// The same block without a time embedding or skips: diffusers' `UpDecoderBlock2D` and
+    /// `AttnUpDecoderBlock2D` (an autoencoder's decoder).
+    pub fn forward_decoder(&self, mut h: Tensor<4>) -> Tensor<4> {
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            h = resnet.forward(h, None);
             if let Some(attn) = self.attentions.get(i) {
                 h = attn.forward(h);
             }

@@ -4,7 +4,7 @@
 //! # Shapes
 //! - `x_t`: [B, in_channels, H, W] with H, W divisible by 2^(levels - 1); `t`: [B] -> [B, out_channels, H, W]
 
-mod blocks;
+pub(crate) mod blocks;
 mod config;
 
 use std::path::Path;
@@ -59,7 +59,7 @@ impl UnetConfig {
         let n = ch.len();
         let temb = self.time_embed_dim();
         let s = BlockSettings {
-            temb,
+            temb: Some(temb),
             groups: self.norm_num_groups,
             eps: self.norm_eps,
             scale_shift: self.resnet_time_scale_shift == TimeScaleShift::ScaleShift,
@@ -178,6 +178,31 @@ fn legacy_attention_remapper() -> &'static KeyRemapper {
     })
 }
 
+/// Loads diffusers' `diffusion_pytorch_model.safetensors` into `model` (whose config fixes the
+/// architecture) by parameter name (PyTorch layouts: linear weights are transposed, norm
+/// weight/bias become gamma/beta; legacy attention names renamed). A missing, extra or misshapen
+/// tensor is an error; float16, bfloat16 and float64 weights are converted to float32.
+pub fn load_diffusers_weights<M: Module>(mut model: M, weights: &Path) -> Result<M, NnError> {
+    // Read here (a regular file, within the memory available), parsed from memory.
+    let bytes = diffuse_fs::read(weights, diffuse_fs::Limit::memory())?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes))
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .remap(legacy_attention_remapper().clone());
+    let result = model.load_from(&mut store).map_err(|e| NnError::Weights {
+        path: weights.into(),
+        reason: e.to_string(),
+    })?;
+    if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
+        return Err(NnError::Weights {
+            path: weights.into(),
+            reason: format!("weights do not match the config: {result}"),
+        });
+    }
+    // Hub checkpoints often ship float16 or bfloat16 weights (diffusers' `torch_dtype`), some
+    // float64: computed in float32, as `from_pretrained(..., torch_dtype=torch.float32)`.
+    Ok(crate::cast_to_f32(model))
+}
+
 impl Unet {
     /// Loads a diffusers model folder: `config.json` and `diffusion_pytorch_model.safetensors`
     /// (PyTorch layouts: linear weights are transposed, norm weight/bias become gamma/beta).
@@ -192,27 +217,9 @@ impl Unet {
     }
 
     /// Loads diffusers' `diffusion_pytorch_model.safetensors` into this U-Net (whose config fixes
-    /// the architecture) by parameter name. A missing, extra or misshapen tensor is an error;
-    /// float16, bfloat16 and float64 weights are converted to float32.
-    pub fn load_diffusers_weights(mut self, weights: &Path) -> Result<Unet, NnError> {
-        // Read here (a regular file, within the memory available), parsed from memory.
-        let bytes = diffuse_fs::read(weights, diffuse_fs::Limit::memory())?;
-        let mut store = SafetensorsStore::from_bytes(Some(bytes))
-            .with_from_adapter(PyTorchToBurnAdapter)
-            .remap(legacy_attention_remapper().clone());
-        let result = self.load_from(&mut store).map_err(|e| NnError::Weights {
-            path: weights.into(),
-            reason: e.to_string(),
-        })?;
-        if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
-            return Err(NnError::Weights {
-                path: weights.into(),
-                reason: format!("weights do not match the config: {result}"),
-            });
-        }
-        // Hub checkpoints often ship float16 or bfloat16 weights (diffusers' `torch_dtype`), some
-        // float64: computed in float32, as `from_pretrained(..., torch_dtype=torch.float32)`.
-        Ok(crate::cast_to_f32(self))
+    /// the architecture) by parameter name: see [`load_diffusers_weights`].
+    pub fn load_diffusers_weights(self, weights: &Path) -> Result<Unet, NnError> {
+        load_diffusers_weights(self, weights)
     }
 
     pub fn forward(&self, x_t: Tensor<4>, t: Tensor<1>) -> Tensor<4> {
@@ -239,7 +246,7 @@ impl Unet {
             skips.extend(states);
             h = out;
         }
-        h = self.mid_block.forward(h, &emb);
+        h = self.mid_block.forward(h, Some(&emb));
         for block in &self.up_blocks {
             h = block.forward(h, &mut skips, &emb);
         }
