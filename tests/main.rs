@@ -2,6 +2,7 @@
 //! contract suite, sampler identities, diffusers pipelines both ways, end-to-end CLI runs,
 //! reliability (resume, divergence, refusals; hostile inputs) and the fuzzers' inputs.
 
+mod autoencoders;
 mod cli;
 mod common;
 mod elbo;

@@ -5,7 +5,8 @@
 //! - `solvers` — the same config onto Euler, Heun and DPM-Solver++ as their `from_config` would
 //! - `pipeline` — pipeline folders (the layout of a downloaded hub repo): `model_index.json`,
 //!   `unet/` (`config.json` + `diffusion_pytorch_model.safetensors`) and
-//!   `scheduler/scheduler_config.json`, loaded and saved
+//!   `scheduler/scheduler_config.json`, and an `LDMPipeline`'s `vqvae/` (an autoencoder), loaded
+//!   and saved
 
 mod error;
 mod pipeline;
@@ -13,6 +14,6 @@ mod scheduler;
 mod solvers;
 
 pub use error::DiffusersError;
-pub use pipeline::{Pipeline, save_pipeline, save_unet};
+pub use pipeline::{Pipeline, Vqvae, save_autoencoder, save_pipeline, save_unet};
 pub use scheduler::{DIFFUSERS_VERSION, DiffusersVariance, SchedulerClass, SchedulerConfig};
 pub use solvers::SigmaScheduler;

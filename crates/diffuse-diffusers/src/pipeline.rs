@@ -1,40 +1,56 @@
-//! Loading and saving diffusers pipeline folders (`DDPMPipeline` / `DDIMPipeline` layout):
+//! Loading and saving diffusers pipeline folders (`DDPMPipeline` / `DDIMPipeline` layout, and
+//! `LDMPipeline`'s, which adds the autoencoder whose latent space the U-Net works in):
 //!
 //! ```text
 //! DIR/model_index.json                            {"_class_name": "DDIMPipeline", "unet": [...], "scheduler": [...]}
 //! DIR/unet/config.json                            UNet2DModel config
 //! DIR/unet/diffusion_pytorch_model.safetensors    weights by diffusers' names, PyTorch layouts
 //! DIR/scheduler/scheduler_config.json             DDPMScheduler or DDIMScheduler config
+//! DIR/vqvae/config.json                           LDMPipeline only: VQModel or AutoencoderKL config
+//! DIR/vqvae/diffusion_pytorch_model.safetensors   and its weights
 //! ```
 //!
 //! Every file is written to a temporary name and renamed into place.
 
 use std::path::Path;
 
+use burn::module::Module;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use serde_json::{Value, json};
 
 use super::scheduler::{DIFFUSERS_VERSION, SchedulerClass, SchedulerConfig};
 use crate::error::DiffusersError;
+use diffuse_nn::autoencoder::{Autoencoder, AutoencoderConfig, KL_CLASS, VQ_CLASS};
 use diffuse_nn::unet::{Unet, UnetConfig};
 
-/// A loaded pipeline folder: the U-Net and its scheduler config.
+/// A loaded pipeline folder: the U-Net, its scheduler config, and for an `LDMPipeline` the
+/// autoencoder whose latents the U-Net denoises.
 pub struct Pipeline {
     pub unet_config: UnetConfig,
     pub unet: Unet,
     pub scheduler: SchedulerConfig,
+    pub vqvae: Option<Vqvae>,
 }
 
-const PIPELINE_CLASSES: [&str; 2] = ["DDPMPipeline", "DDIMPipeline"];
+/// An `LDMPipeline`'s `vqvae/` (a `VQModel`, or an `AutoencoderKL` as diffuse's latent runs
+/// write).
+pub struct Vqvae {
+    pub config: AutoencoderConfig,
+    pub model: Autoencoder,
+}
+
+const PIPELINE_CLASSES: [&str; 3] = ["DDPMPipeline", "DDIMPipeline", "LDMPipeline"];
+const LATENT_PIPELINE: &str = "LDMPipeline";
 
 fn read(path: &Path) -> Result<String, DiffusersError> {
     Ok(diffuse_fs::read_to_string(path, diffuse_fs::Limit::CONFIG)?)
 }
 
 /// Checks `model_index.json`: a DDPM/DDIM pipeline whose `unet` is a `UNet2DModel` and whose
-/// `scheduler` is a DDPM or DDIM scheduler.
-fn check_model_index(path: &Path) -> Result<(), DiffusersError> {
+/// `scheduler` is a DDPM or DDIM scheduler, or an `LDMPipeline` with those and a `vqvae` that is
+/// a `VQModel` or an `AutoencoderKL`. Returns whether it is latent (an `LDMPipeline`).
+fn check_model_index(path: &Path) -> Result<bool, DiffusersError> {
     let err = |reason: String| DiffusersError::Pipeline {
         path: path.into(),
         reason,
@@ -65,13 +81,22 @@ fn check_model_index(path: &Path) -> Result<(), DiffusersError> {
             "scheduler is {scheduler}; diffuse loads DDPMScheduler and DDIMScheduler"
         )));
     }
-    Ok(())
+    let latent = class == LATENT_PIPELINE;
+    if latent {
+        let vqvae = component("vqvae");
+        if vqvae != VQ_CLASS && vqvae != KL_CLASS {
+            return Err(err(format!(
+                "vqvae is {vqvae}; diffuse loads {VQ_CLASS} and {KL_CLASS}"
+            )));
+        }
+    }
+    Ok(latent)
 }
 
 impl Pipeline {
     /// Loads a pipeline folder onto `device`.
     pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, DiffusersError> {
-        check_model_index(&dir.join("model_index.json"))?;
+        let latent = check_model_index(&dir.join("model_index.json"))?;
         let scheduler_path = dir.join("scheduler").join("scheduler_config.json");
         let scheduler = SchedulerConfig::from_json(&read(&scheduler_path)?).map_err(|e| {
             DiffusersError::Pipeline {
@@ -80,11 +105,47 @@ impl Pipeline {
             }
         })?;
         let (unet_config, unet) = Unet::from_diffusers_dir(&dir.join("unet"), device)?;
+        let vqvae = if latent {
+            let (config, model) = Autoencoder::from_diffusers_dir(&dir.join("vqvae"), device)?;
+            let channels = config.diffusion_channels();
+            if unet_config.in_channels != channels || unet_config.out_channels != channels {
+                return Err(DiffusersError::Pipeline {
+                    path: dir.join("unet").join("config.json"),
+                    reason: format!(
+                        "the U-Net takes {} and gives {} channels, but vqvae/'s latents have {channels}",
+                        unet_config.in_channels, unet_config.out_channels
+                    ),
+                });
+            }
+            Some(Vqvae { config, model })
+        } else {
+            None
+        };
         Ok(Self {
             unet_config,
             unet,
             scheduler,
+            vqvae,
         })
+    }
+
+    /// The pipeline's images from what its sampler returned: those samples themselves, or for an
+    /// `LDMPipeline` the decoder's image of the latents divided by `scaling_factor` (as diffusers'
+    /// `LDMPipeline`, which reads no `shift_factor`), before any clamp; decoded `batch` at a time.
+    pub fn images(&self, samples: Tensor<4>, batch: usize) -> Tensor<4> {
+        let Some(v) = &self.vqvae else {
+            return samples;
+        };
+        let latents = samples.div_scalar(v.config.coder.scaling_factor as f32);
+        let n = latents.dims()[0];
+        let parts = (0..n)
+            .step_by(batch.max(1))
+            .map(|start| {
+                let b = batch.max(1).min(n - start);
+                v.model.decode(latents.clone().narrow(0, start, b))
+            })
+            .collect();
+        Tensor::cat(parts, 0)
     }
 }
 
@@ -104,10 +165,24 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Diffuser
 /// (PyTorch layouts and names), each atomically. The same weights give the same bytes (one
 /// metadata entry, `format: pt`, as diffusers writes).
 pub fn save_unet(dir: &Path, config: &UnetConfig, unet: &Unet) -> Result<(), DiffusersError> {
-    std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
     let mut config_json = serde_json::to_value(config).map_err(|e| write_err(dir, e))?;
     config_json["_class_name"] = json!("UNet2DModel");
     config_json["_diffusers_version"] = json!(DIFFUSERS_VERSION);
+    save_model(dir, &config_json, unet)
+}
+
+/// Writes an autoencoder's diffusers model folder (as [`save_unet`]): what
+/// `AutoencoderKL.from_pretrained(dir)` or `VQModel.from_pretrained(dir)` loads.
+pub fn save_autoencoder(
+    dir: &Path,
+    config: &AutoencoderConfig,
+    model: &Autoencoder,
+) -> Result<(), DiffusersError> {
+    save_model(dir, &config.to_json(DIFFUSERS_VERSION), model)
+}
+
+fn save_model<M: Module>(dir: &Path, config_json: &Value, model: &M) -> Result<(), DiffusersError> {
+    std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
     let weights = dir.join("diffusion_pytorch_model.safetensors");
     // In memory, then written as any other file: burn's own file writer leaves mode 0600, and
     // its default metadata (several keys in hash-map order) would change the bytes run to run.
@@ -115,12 +190,13 @@ pub fn save_unet(dir: &Path, config: &UnetConfig, unet: &Unet) -> Result<(), Dif
         .with_to_adapter(BurnToPyTorchAdapter)
         .clear_metadata()
         .metadata("format", "pt");
-    unet.clone()
+    model
+        .clone()
         .save_into(&mut store)
         .map_err(|e| write_err(&weights, e))?;
     let bytes = store.get_bytes().map_err(|e| write_err(&weights, e))?;
     diffuse_fs::write(&weights, &bytes)?;
-    write_json(&dir.join("config.json"), &config_json)
+    write_json(&dir.join("config.json"), config_json)
 }
 
 /// Writes a whole pipeline folder (see the module docs) that diffusers'
