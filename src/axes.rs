@@ -29,11 +29,23 @@ pub enum FamilyName {
     /// The variational diffusion model (Kingma et al. 2021): a learned noise schedule and the
     /// continuous-time bound.
     Vdm,
+    /// Latent diffusion's first stage (Rombach et al. 2022): a KL- or VQ-regularized
+    /// autoencoder with diffusers' `AutoencoderKL` / `VQModel` architecture, trained on images.
+    Autoencoder,
+    /// Latent diffusion (Rombach et al. 2022): DDPM in an autoencoder's latent space; a run is
+    /// a diffusers `LDMPipeline` folder.
+    Latent,
 }
 
 impl FamilyName {
     pub fn is_ddpm(&self) -> bool {
         *self == FamilyName::Ddpm
+    }
+
+    /// Whether the family trains on DDPM's discrete chain, with its `schedule`, `prediction`,
+    /// loss and sampling fields: DDPM, and latent diffusion (DDPM on latents).
+    pub fn uses_chain(&self) -> bool {
+        matches!(self, FamilyName::Ddpm | FamilyName::Latent)
     }
 
     /// The name a run config and `--family` spell it with.
@@ -45,6 +57,8 @@ impl FamilyName {
             FamilyName::Vae => "vae",
             FamilyName::Hvae => "hvae",
             FamilyName::Vdm => "vdm",
+            FamilyName::Autoencoder => "autoencoder",
+            FamilyName::Latent => "latent",
         }
     }
 }

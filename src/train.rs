@@ -56,10 +56,15 @@ pub struct TrainArgs {
     /// The model family: ddpm (the default: DDPM's discrete chain), ncsn (noise-conditional
     /// score networks, sampled by annealed Langevin dynamics), score (score SDEs in continuous
     /// time, `--sde`, sampled by predictor-corrector), vae (a variational autoencoder), hvae (a
-    /// Markovian hierarchical VAE) or vdm (a variational diffusion model with a learned noise
-    /// schedule).
+    /// Markovian hierarchical VAE), vdm (a variational diffusion model with a learned noise
+    /// schedule), autoencoder (latent diffusion's first stage: a KL- or VQ-regularized
+    /// autoencoder on images) or latent (DDPM in an autoencoder's latent space: --vae).
     #[arg(long, value_enum)]
     family: Option<FamilyName>,
+    /// Latent diffusion's autoencoder (--family latent): a diffusers AutoencoderKL or VQModel
+    /// folder, an LDMPipeline folder (its vqvae/), or an `autoencoder` run (its vae/).
+    #[arg(long, value_name = "DIR")]
+    vae: Option<PathBuf>,
     /// The score family's SDE (vp, the default; subvp; ve), as `[score] sde` in a config file.
     #[arg(long, value_enum)]
     sde: Option<SdeName>,
@@ -73,7 +78,7 @@ pub struct TrainArgs {
     /// extends it). The result is the same, bit for bit, as a run that was never stopped.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "data", "dataset", "download", "batch_size", "lr", "seed", "precision", "out", "config",
-        "overwrite", "family", "sde"
+        "overwrite", "family", "sde", "vae"
     ])]
     resume: Option<PathBuf>,
     /// Replace the run already in --out (without it, an existing run is never overwritten).
@@ -138,6 +143,16 @@ fn new_config(args: &TrainArgs) -> Result<RunConfig> {
         };
         score.sde = sde;
     }
+    if let Some(vae) = &args.vae {
+        let Some(latent) = config.latent.as_mut() else {
+            bail!(
+                "--vae applies to latent diffusion on images (--family latent); this run's family is {}",
+                family.name()
+            );
+        };
+        latent.vae = Some(std::path::absolute(vae)?);
+    }
+    config.fit_latent_unet()?;
     config.fit_output_to_loss();
     Ok(config)
 }

@@ -27,9 +27,11 @@ use serde::{Deserialize, Serialize};
 use crate::axes::{FamilyName, KindName};
 
 mod elbo;
+pub mod latent;
 mod ncsn;
 mod score;
 pub use elbo::{VaeConfig, VdmConfig};
+pub use latent::{AutoencoderSection, LatentSection};
 pub use ncsn::NcsnConfig;
 pub use score::{ScoreConfig, SdeName};
 
@@ -240,6 +242,10 @@ pub struct RunConfig {
     pub vae: Option<VaeConfig>,
     /// The VDM's section (`family = "vdm"`).
     pub vdm: Option<VdmConfig>,
+    /// The first stage's section (`family = "autoencoder"`).
+    pub autoencoder: Option<AutoencoderSection>,
+    /// Latent diffusion's section (`family = "latent"`).
+    pub latent: Option<LatentSection>,
 }
 
 /// A run config as a file holds it: the model under `model` (MLP) or `unet` (U-Net); the DDPM
@@ -274,6 +280,10 @@ struct RunConfigFile {
     vae: Option<VaeConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     vdm: Option<VdmConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    autoencoder: Option<AutoencoderSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latent: Option<LatentSection>,
 }
 
 impl TryFrom<RunConfigFile> for RunConfig {
@@ -288,9 +298,18 @@ impl TryFrom<RunConfigFile> for RunConfig {
             ("score", f.score.is_some(), FamilyName::Score),
             ("vae", f.vae.is_some(), FamilyName::Vae),
             ("vdm", f.vdm.is_some(), FamilyName::Vdm),
+            (
+                "autoencoder",
+                f.autoencoder.is_some(),
+                FamilyName::Autoencoder,
+            ),
+            ("latent", f.latent.is_some(), FamilyName::Latent),
         ] {
-            // One section serves both latent-variable families.
-            let owns = family == owner || (owner == FamilyName::Vae && family == FamilyName::Hvae);
+            // One section serves both latent-variable families; latent diffusion is DDPM's
+            // chain in latent space, with DDPM's sections.
+            let owns = family == owner
+                || (owner == FamilyName::Vae && family == FamilyName::Hvae)
+                || (owner == FamilyName::Ddpm && family.uses_chain());
             if set && !owns {
                 return Err(format!(
                     "`{section}` applies to the {} family, and this run's family is {}",
@@ -320,6 +339,8 @@ impl TryFrom<RunConfigFile> for RunConfig {
             score: f.score,
             vae: f.vae,
             vdm: f.vdm,
+            autoencoder: f.autoencoder,
+            latent: f.latent,
         })
     }
 }
@@ -330,7 +351,7 @@ impl From<RunConfig> for RunConfigFile {
             ModelConfig::Mlp(m) => (Some(m), None),
             ModelConfig::Unet(u) => (None, Some(u)),
         };
-        let ddpm = c.family.is_ddpm();
+        let ddpm = c.family.uses_chain();
         Self {
             family: c.family,
             data: c.data,
@@ -345,6 +366,8 @@ impl From<RunConfig> for RunConfigFile {
             score: c.score,
             vae: c.vae,
             vdm: c.vdm,
+            autoencoder: c.autoencoder,
+            latent: c.latent,
         }
     }
 }
@@ -364,6 +387,8 @@ impl Default for RunConfig {
             score: None,
             vae: None,
             vdm: None,
+            autoencoder: None,
+            latent: None,
         }
     }
 }
@@ -496,6 +521,8 @@ impl RunConfig {
             score: None,
             vae: None,
             vdm: None,
+            autoencoder: None,
+            latent: None,
         }
     }
 
@@ -560,7 +587,76 @@ impl RunConfig {
             FamilyName::Score => self.validate_score(),
             FamilyName::Vae | FamilyName::Hvae => self.validate_vae(),
             FamilyName::Vdm => self.validate_vdm(),
+            FamilyName::Autoencoder => self.validate_autoencoder(),
+            FamilyName::Latent => self.validate_latent(),
         }
+    }
+
+    /// The first stage: images, its section, and none of DDPM's fields.
+    fn validate_autoencoder(&self) -> Result<()> {
+        self.refuse_points()?;
+        let Some(section) = &self.autoencoder else {
+            bail!("family \"autoencoder\" needs an [autoencoder] section");
+        };
+        let (channels, size) = self.image_shape()?;
+        section.validate(channels, size)?;
+        self.refuse_ddpm_fields("autoencoder")
+    }
+
+    /// Latent diffusion: DDPM's fields, and an autoencoder whose latents the U-Net fits.
+    fn validate_latent(&self) -> Result<()> {
+        self.refuse_points()?;
+        let Some(section) = &self.latent else {
+            bail!("family \"latent\" needs a [latent] section");
+        };
+        self.validate_ddpm()?;
+        let vae = latent::read_autoencoder_config(section.vae()?)?;
+        let unet = self.unet()?;
+        let (c, f) = (vae.diffusion_channels(), vae.downsampling());
+        let side = section.image_size / f;
+        if unet.in_channels != c || unet.sample_size != Some(side) {
+            bail!(
+                "unet takes {} x {:?} inputs, but the autoencoder's latents of {}-pixel images are {c} channels of {side} x {side}; leave unet.in_channels and unet.sample_size to train --vae",
+                unet.in_channels,
+                unet.sample_size,
+                section.image_size
+            );
+        }
+        Ok(())
+    }
+
+    /// Latent diffusion: the `unet` section made to work on the autoencoder's latents
+    /// ([`LatentSection::fit_unet`]); nothing for other families.
+    pub fn fit_latent_unet(&mut self) -> Result<()> {
+        let (Some(latent), ModelConfig::Unet(unet)) = (&self.latent, &mut self.model) else {
+            return Ok(());
+        };
+        latent.fit_unet(unet)?;
+        Ok(())
+    }
+
+    /// Latent diffusion and its first stage train on images only.
+    fn refuse_points(&self) -> Result<()> {
+        if self.kind() == KindName::Points {
+            bail!(
+                "the {} family trains on images (--dataset mnist, fashion_mnist, cifar10, folder), not points",
+                self.family.name()
+            );
+        }
+        Ok(())
+    }
+
+    /// The images' channels and side: the `unet` section's, or for latent diffusion (whose U-Net
+    /// works on latents) the `[latent]` section's.
+    pub fn image_shape(&self) -> Result<(usize, usize)> {
+        if let Some(latent) = &self.latent {
+            return Ok((latent.image_channels, latent.image_size));
+        }
+        let unet = self.unet()?;
+        let size = unet
+            .sample_size
+            .context("unet.sample_size must be set (the image side in pixels)")?;
+        Ok((unet.in_channels, size))
     }
 
     /// The DDPM family's fields: the sampler `train` draws its pictures with is built now, so
@@ -648,7 +744,7 @@ impl RunConfig {
     /// --family` lays a config file over.
     pub fn with_family(mut self, family: FamilyName) -> Self {
         self.family = family;
-        if family != FamilyName::Ddpm {
+        if !family.uses_chain() {
             self.sample.clip_sample = None;
             self.sample.ddim_steps = None;
             self.sample.variance_type = None;
@@ -669,6 +765,23 @@ impl RunConfig {
             _ => None,
         };
         self.vdm = (family == FamilyName::Vdm).then(|| VdmConfig::for_kind(self.kind()));
+        let images = self.kind() == KindName::Images;
+        self.autoencoder = (family == FamilyName::Autoencoder && images)
+            .then(AutoencoderSection::default_for_images);
+        self.latent = match (&self.model, family) {
+            (ModelConfig::Unet(unet), FamilyName::Latent) => Some(LatentSection {
+                vae: None,
+                image_channels: unet.in_channels,
+                image_size: unet.sample_size.unwrap_or(0),
+            }),
+            _ => None,
+        };
+        if family == FamilyName::Latent {
+            // Latents are not bounded as pixels are (LDM's DDIM does not clip), and are
+            // continuous: the bound's decoder is a density.
+            self.sample.clip_sample = None;
+            self.train.loss.decoder = Decoder::Continuous;
+        }
         self
     }
 
@@ -928,7 +1041,7 @@ impl ConfigFile {
             .map(Some)
             .with_context(|| {
                 format!(
-                    "{}: `family` is {value}; families are ddpm, ncsn, score, vae, hvae and vdm",
+                    "{}: `family` is {value}; families are ddpm, ncsn, score, vae, hvae, vdm, autoencoder and latent",
                     self.path.display()
                 )
             })

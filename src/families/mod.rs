@@ -6,8 +6,10 @@
 //! [`dispatch`] is the one place a family's name becomes its type: adding a family is its own
 //! files (a folder beside `ddpm/`) plus one arm there.
 
+pub mod autoencoder;
 pub mod bounds;
 pub mod ddpm;
+pub mod latent;
 pub mod likelihood;
 pub mod ncsn;
 pub mod pictures;
@@ -82,6 +84,23 @@ pub fn dispatch(family: FamilyName, kind: KindName, task: impl Task) -> Result<(
         // One family over the [vae] section: its `levels` is 1 for a VAE.
         FamilyName::Vae | FamilyName::Hvae => on_kind::<vae::Vae>(kind, task),
         FamilyName::Vdm => on_kind::<vdm::Vdm>(kind, task),
+        // Latent diffusion and its first stage work on images only.
+        FamilyName::Autoencoder => on_images::<autoencoder::FirstStage>(family, kind, task),
+        FamilyName::Latent => on_images::<latent::Latent>(family, kind, task),
+    }
+}
+
+fn on_images<F: Family<4, ImageKind>>(
+    family: FamilyName,
+    kind: KindName,
+    task: impl Task,
+) -> Result<()> {
+    match kind {
+        KindName::Images => task.run::<4, ImageKind, F>(),
+        KindName::Points => anyhow::bail!(
+            "the {} family trains on images (--dataset mnist, fashion_mnist, cifar10, folder), not points",
+            family.name()
+        ),
     }
 }
 

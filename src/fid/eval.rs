@@ -149,7 +149,7 @@ fn reference_moments(
     count: usize,
 ) -> Result<(Moments, usize)> {
     let data_dir = config.data.image_dir()?;
-    let size = config.unet()?.sample_size.unwrap_or(0);
+    let size = config.image_shape()?.1;
     let train = crate::kinds::images::load_images(config, Split::Train)?;
     let total = train.len();
     let n = count.min(total);

@@ -79,7 +79,7 @@ impl Kind<4> for ImageKind {
 /// One split of an image run's dataset, checked against the U-Net (a folder has no test split:
 /// both are its own images).
 pub fn load_images(config: &RunConfig, split: Split) -> Result<ImageSet> {
-    let unet = config.unet()?;
+    let (channels, size) = config.image_shape()?;
     let dataset = config.data.image_dataset()?;
     let dir = config.data.image_dir()?;
     let what = match split {
@@ -92,17 +92,15 @@ pub fn load_images(config: &RunConfig, split: Split) -> Result<ImageSet> {
             dir.display()
         )
     };
-    let size = unet.sample_size.unwrap_or(0);
     let set = match dataset {
-        ImageDataset::Folder => load_image_folder(&dir, size, unet.in_channels)?,
+        ImageDataset::Folder => load_image_folder(&dir, size, channels)?,
         builtin => read_builtin(builtin, &dir, split).with_context(missing)?,
     };
     let [_, c, h, w] = set.shape();
-    if c != unet.in_channels || h != size || w != size {
+    if c != channels || h != size || w != size {
         bail!(
-            "{} images are {c}x{h}x{w}, but the U-Net takes {}x{size}x{size}; set unet.in_channels, unet.out_channels and unet.sample_size to match",
+            "{} images are {c}x{h}x{w}, but the run takes {channels}x{size}x{size}; set unet.in_channels, unet.out_channels and unet.sample_size to match",
             dataset.name(),
-            unet.in_channels
         );
     }
     if set.is_empty() {

@@ -3,6 +3,8 @@
 //! - [`model`] — the one trait the core sees a network through: (x_t, t) -> output
 //! - [`level`] — noise levels (sigma, timesteps, SDE time) and the clocks networks are told
 //! - [`gaussian`] — Gaussian math every bound shares: KL, decoders, bits/dim
+//! - [`autoencoder`] — latent diffusion's first stage: the KL- or VQ-regularized autoencoder's
+//!   loss over a model seen as `Autoencoding`
 //! - [`coef`] — per-item coefficients broadcast over a batch, seeded host noise
 //! - [`discrete`] — DDPM's chain: schedule, forward process, parameterizations, losses, the
 //!   variational bound, DDPM and DDIM sampling
@@ -12,6 +14,7 @@
 //!   likelihood through the ODE
 #![allow(non_snake_case)] // x_T, as in the papers.
 
+pub mod autoencoder;
 pub mod coef;
 pub mod discrete;
 pub mod elbo;

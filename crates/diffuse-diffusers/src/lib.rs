@@ -14,6 +14,8 @@ mod scheduler;
 mod solvers;
 
 pub use error::DiffusersError;
-pub use pipeline::{Pipeline, Vqvae, save_autoencoder, save_pipeline, save_unet};
+pub use pipeline::{
+    Pipeline, Vqvae, save_autoencoder, save_latent_pipeline, save_pipeline, save_unet,
+};
 pub use scheduler::{DIFFUSERS_VERSION, DiffusersVariance, SchedulerClass, SchedulerConfig};
 pub use solvers::SigmaScheduler;

@@ -108,12 +108,14 @@ impl Pipeline {
         let vqvae = if latent {
             let (config, model) = Autoencoder::from_diffusers_dir(&dir.join("vqvae"), device)?;
             let channels = config.diffusion_channels();
-            if unet_config.in_channels != channels || unet_config.out_channels != channels {
+            // Twice the channels out: a learned variance (improved DDPM).
+            let out = unet_config.out_channels;
+            if unet_config.in_channels != channels || (out != channels && out != 2 * channels) {
                 return Err(DiffusersError::Pipeline {
                     path: dir.join("unet").join("config.json"),
                     reason: format!(
-                        "the U-Net takes {} and gives {} channels, but vqvae/'s latents have {channels}",
-                        unet_config.in_channels, unet_config.out_channels
+                        "the U-Net takes {} and gives {out} channels, but vqvae/'s latents have {channels}",
+                        unet_config.in_channels
                     ),
                 });
             }
@@ -207,6 +209,29 @@ pub fn save_pipeline(
     unet: &Unet,
     scheduler: &SchedulerConfig,
 ) -> Result<(), DiffusersError> {
+    save_components(dir, unet_config, unet, scheduler, None)
+}
+
+/// Writes an `LDMPipeline` folder whose `vqvae/` (an autoencoder of class `vqvae_class`, as
+/// [`save_autoencoder`] writes it) is already in `dir`: `LDMPipeline.from_pretrained(dir)`
+/// loads it.
+pub fn save_latent_pipeline(
+    dir: &Path,
+    unet_config: &UnetConfig,
+    unet: &Unet,
+    scheduler: &SchedulerConfig,
+    vqvae_class: &str,
+) -> Result<(), DiffusersError> {
+    save_components(dir, unet_config, unet, scheduler, Some(vqvae_class))
+}
+
+fn save_components(
+    dir: &Path,
+    unet_config: &UnetConfig,
+    unet: &Unet,
+    scheduler: &SchedulerConfig,
+    vqvae: Option<&str>,
+) -> Result<(), DiffusersError> {
     save_unet(&dir.join("unet"), unet_config, unet)?;
     let scheduler_dir = dir.join("scheduler");
     std::fs::create_dir_all(&scheduler_dir).map_err(|e| write_err(&scheduler_dir, e))?;
@@ -215,13 +240,15 @@ pub fn save_pipeline(
         SchedulerClass::Ddpm => ("DDPMPipeline", "DDPMScheduler"),
         SchedulerClass::Ddim => ("DDIMPipeline", "DDIMScheduler"),
     };
-    write_json(
-        &dir.join("model_index.json"),
-        &json!({
-            "_class_name": pipeline,
-            "_diffusers_version": DIFFUSERS_VERSION,
-            "scheduler": ["diffusers", class],
-            "unet": ["diffusers", "UNet2DModel"],
-        }),
-    )
+    let mut index = json!({
+        "_class_name": pipeline,
+        "_diffusers_version": DIFFUSERS_VERSION,
+        "scheduler": ["diffusers", class],
+        "unet": ["diffusers", "UNet2DModel"],
+    });
+    if let Some(vqvae) = vqvae {
+        index["_class_name"] = json!(LATENT_PIPELINE);
+        index["vqvae"] = json!(["diffusers", vqvae]);
+    }
+    write_json(&dir.join("model_index.json"), &index)
 }

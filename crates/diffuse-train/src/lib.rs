@@ -1,5 +1,6 @@
 //! diffuse-train: the trainer (DDPM Algorithm 1), optimizer glue, EMA and checkpoints.
 
+pub mod autoencoder;
 pub mod checkpoint;
 pub mod config;
 pub mod elbo;

@@ -24,7 +24,7 @@ pub struct Ddpm;
 
 /// DDPM's objective on the run's schedule, prediction type and loss.
 /// Warns when the schedule leaves signal at t = T - 1, where sampling starts from N(0, I).
-fn objective<const D: usize>(config: &RunConfig) -> Result<diffuse_train::Ddpm<D>> {
+pub fn objective<const D: usize>(config: &RunConfig) -> Result<diffuse_train::Ddpm<D>> {
     let schedule = config.schedule.build()?;
     if let Some(w) = schedule.terminal_warning() {
         eprintln!("warning: {w}");

@@ -20,6 +20,7 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, PaddingConfig2d};
 use burn::tensor::{Device, Int, Tensor};
+use diffuse_core::autoencoder::{Autoencoding, Posterior};
 use diffuse_kernels::conv::conv2d;
 use diffuse_kernels::norm::group_norm_silu as normalize_silu;
 
@@ -306,11 +307,7 @@ impl Autoencoder {
 
     /// The posterior (KL) or the latents before the codebook (VQ).
     pub fn encode(&self, x: Tensor<4>) -> Encoded {
-        let h = self.encoder.forward(x);
-        let h = match &self.quant_conv {
-            Some(q) => conv2d(q, h),
-            None => h,
-        };
+        let h = self.moments(x);
         if self.quantize.is_some() {
             return Encoded {
                 mean: h,
@@ -330,16 +327,54 @@ impl Autoencoder {
             Some(q) => q.forward(z),
             None => z,
         };
-        let z = match &self.post_quant_conv {
-            Some(p) => conv2d(p, z),
-            None => z,
-        };
-        self.decoder.forward(z)
+        self.decode_latents(z)
     }
 
     /// The vector quantizer of a VQ model.
     pub fn quantizer(&self) -> Option<&VectorQuantizer> {
         self.quantize.as_ref()
+    }
+
+    /// The encoder and quant_conv: a KL model's mean and log-variance side by side, a VQ
+    /// model's latents before the codebook.
+    fn moments(&self, x: Tensor<4>) -> Tensor<4> {
+        let h = self.encoder.forward(x);
+        match &self.quant_conv {
+            Some(q) => conv2d(q, h),
+            None => h,
+        }
+    }
+}
+
+impl Autoencoding for Autoencoder {
+    fn posterior(&self, x: Tensor<4>) -> Posterior {
+        let h = self.moments(x);
+        match &self.quantize {
+            Some(q) => {
+                let [b, c, hh, w] = h.dims();
+                let z_q = q
+                    .codebook()
+                    .select(0, q.nearest(h.clone()))
+                    .reshape([b, hh, w, c])
+                    .permute([0, 3, 1, 2]);
+                Posterior::Quantized { z_e: h, z_q }
+            }
+            None => {
+                let half = h.dims()[1] / 2;
+                Posterior::Gaussian {
+                    mean: h.clone().narrow(1, 0, half),
+                    logvar: h.narrow(1, half, half).clamp(-30.0, 20.0),
+                }
+            }
+        }
+    }
+
+    fn decode_latents(&self, z: Tensor<4>) -> Tensor<4> {
+        let z = match &self.post_quant_conv {
+            Some(p) => conv2d(p, z),
+            None => z,
+        };
+        self.decoder.forward(z)
     }
 }
 

@@ -1,0 +1,212 @@
+//! Latent diffusion's sections of a run config: `[autoencoder]` (family `autoencoder`: the first
+//! stage, a KL- or VQ-regularized autoencoder with diffusers' architecture, trained on images
+//! whose shape the run's `unet` section gives, as for the VAE) and `[latent]` (family `latent`:
+//! DDPM, with its `schedule`, `prediction` and `sample` fields, in the latent space of an
+//! autoencoder; the run's `unet` works on the latents).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use diffuse_core::autoencoder::{AutoencoderLoss, Reconstruction};
+use diffuse_nn::autoencoder::{
+    AutoencoderConfig, Bottleneck, CoderConfig, DecoderBlockType, EncoderBlockType, KlFields,
+    VqFields,
+};
+use diffuse_nn::unet::UnetConfig;
+use serde::{Deserialize, Serialize};
+
+/// How the latents are regularized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BottleneckKind {
+    /// A diagonal Gaussian posterior pulled toward N(0, I) (diffusers' `AutoencoderKL`).
+    Kl,
+    /// A codebook (diffusers' `VQModel`).
+    Vq,
+}
+
+/// The first stage's architecture and loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoencoderSection {
+    pub bottleneck: BottleneckKind,
+    pub latent_channels: usize,
+    /// One entry per level; each level but the last halves the side (f = 2^(levels - 1)).
+    pub block_out_channels: Vec<usize>,
+    pub layers_per_block: usize,
+    pub norm_num_groups: usize,
+    /// Self-attention in the encoder's and the decoder's middle blocks.
+    pub mid_block_add_attention: bool,
+    pub reconstruction: Reconstruction,
+    /// KL: the KL term's weight against the summed reconstruction error.
+    pub kl_weight: f64,
+    /// VQ: the codebook's entries.
+    pub num_vq_embeddings: usize,
+    /// VQ: beta, the commitment term's weight.
+    pub commitment: f64,
+}
+
+impl AutoencoderSection {
+    /// The defaults: a KL autoencoder with f = 4 (28 x 28 -> 7 x 7 x 4 for MNIST: 4x fewer
+    /// values), L1 reconstruction and a KL weight of 1e-5 per summed pixel error.
+    pub fn default_for_images() -> Self {
+        Self {
+            bottleneck: BottleneckKind::Kl,
+            latent_channels: 4,
+            block_out_channels: vec![32, 64, 64],
+            layers_per_block: 1,
+            norm_num_groups: 16,
+            mid_block_add_attention: true,
+            reconstruction: Reconstruction::L1,
+            kl_weight: 1e-5,
+            num_vq_embeddings: 256,
+            commitment: 0.25,
+        }
+    }
+
+    /// The diffusers config of this autoencoder on images of `channels` and `size`.
+    pub fn diffusers(
+        &self,
+        channels: usize,
+        size: usize,
+        scaling_factor: f64,
+    ) -> AutoencoderConfig {
+        let n = self.block_out_channels.len();
+        let coder = CoderConfig {
+            in_channels: channels,
+            out_channels: channels,
+            down_block_types: vec![EncoderBlockType::DownEncoderBlock2D; n],
+            up_block_types: vec![DecoderBlockType::UpDecoderBlock2D; n],
+            block_out_channels: self.block_out_channels.clone(),
+            layers_per_block: self.layers_per_block,
+            norm_num_groups: self.norm_num_groups,
+            sample_size: size.into(),
+            scaling_factor,
+            mid_block_add_attention: self.mid_block_add_attention,
+        };
+        let bottleneck = match self.bottleneck {
+            BottleneckKind::Kl => Bottleneck::Kl(KlFields {
+                latent_channels: self.latent_channels,
+                shift_factor: None,
+                latents_mean: None,
+                latents_std: None,
+                force_upcast: true,
+                use_quant_conv: true,
+                use_post_quant_conv: true,
+            }),
+            BottleneckKind::Vq => Bottleneck::Vq(VqFields {
+                latent_channels: self.latent_channels,
+                num_vq_embeddings: self.num_vq_embeddings,
+                vq_embed_dim: None,
+                lookup_from_codebook: false,
+                force_upcast: false,
+            }),
+        };
+        AutoencoderConfig { coder, bottleneck }
+    }
+
+    pub fn loss(&self) -> AutoencoderLoss {
+        AutoencoderLoss {
+            reconstruction: self.reconstruction,
+            kl_weight: self.kl_weight,
+            commitment: self.commitment,
+        }
+    }
+
+    /// The section's own checks, then diffusers' (through the config it makes).
+    pub fn validate(&self, channels: usize, size: usize) -> Result<()> {
+        for (field, value) in [
+            ("kl_weight", self.kl_weight),
+            ("commitment", self.commitment),
+        ] {
+            if !(value >= 0.0) {
+                bail!("autoencoder.{field} is {value}; it must be at least 0");
+            }
+        }
+        let config = self.diffusers(channels, size, 1.0);
+        config.validate().context("the [autoencoder] section")?;
+        let f = config.downsampling();
+        if !size.is_multiple_of(f) {
+            bail!(
+                "autoencoder.block_out_channels: {} levels halve the side {} times (f = {f}), which does not divide the images' {size}",
+                self.block_out_channels.len(),
+                self.block_out_channels.len() - 1
+            );
+        }
+        Ok(())
+    }
+}
+
+/// DDPM in an autoencoder's latent space.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatentSection {
+    /// The autoencoder: a diffusers AutoencoderKL or VQModel folder, a folder holding one as
+    /// vqvae/ or vae/ (an LDMPipeline folder; an `autoencoder` run). Its `scaling_factor` scales
+    /// the latents, as diffusers' LDMPipeline reads it. `train --vae DIR` sets it.
+    #[serde(default)]
+    pub vae: Option<PathBuf>,
+    /// The images' channels and side (the dataset's; the `unet` section is the latents').
+    pub image_channels: usize,
+    pub image_size: usize,
+}
+
+/// The autoencoder config of `dir` (see `autoencode::autoencoder_dir`).
+pub fn read_autoencoder_config(dir: &Path) -> Result<AutoencoderConfig> {
+    let dir = crate::autoencode::autoencoder_dir(dir)?;
+    let path = dir.join("config.json");
+    let text = diffuse_fs::read_to_string(&path, diffuse_fs::Limit::CONFIG)?;
+    AutoencoderConfig::from_json(&text).with_context(|| format!("{}", path.display()))
+}
+
+impl LatentSection {
+    /// The autoencoder's folder, or an error saying how to give it.
+    pub fn vae(&self) -> Result<&Path> {
+        self.vae.as_deref().context(
+            "family \"latent\" needs an autoencoder: pass --vae DIR (a diffusers AutoencoderKL or VQModel folder, an LDMPipeline folder, or an `autoencoder` run) or set latent.vae",
+        )
+    }
+
+    /// `unet` made to work on this autoencoder's latents: its channels (in and out) and side
+    /// are the latents', and levels its side cannot halve are dropped (the deepest kept), with a
+    /// note. Errors when the images do not fit the autoencoder.
+    pub fn fit_unet(&self, unet: &mut UnetConfig) -> Result<AutoencoderConfig> {
+        let vae = read_autoencoder_config(self.vae()?)?;
+        if vae.coder.in_channels != self.image_channels {
+            bail!(
+                "the autoencoder in {} takes images of {} channels; these have {}",
+                self.vae()?.display(),
+                vae.coder.in_channels,
+                self.image_channels
+            );
+        }
+        let f = vae.downsampling();
+        if !self.image_size.is_multiple_of(f) {
+            bail!(
+                "the autoencoder in {} divides the side by {f}, which does not divide the images' {}",
+                self.vae()?.display(),
+                self.image_size
+            );
+        }
+        let side = self.image_size / f;
+        let c = vae.diffusion_channels();
+        unet.in_channels = c;
+        unet.out_channels = c;
+        unet.sample_size = Some(side);
+        let levels = unet.block_out_channels.len();
+        let fits = (1..=levels)
+            .rev()
+            .find(|&n| side.is_multiple_of(1 << (n - 1)))
+            .unwrap_or(1);
+        if fits < levels {
+            eprintln!(
+                "note: unet: {levels} levels do not fit {side} x {side} latents; keeping the last {fits}"
+            );
+            let drop = levels - fits;
+            unet.block_out_channels.drain(..drop);
+            unet.down_block_types.drain(..drop);
+            unet.up_block_types.truncate(fits);
+        }
+        Ok(vae)
+    }
+}
