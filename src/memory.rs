@@ -173,6 +173,34 @@ pub fn check_unet_sampling(u: &UnetConfig, h: usize, w: usize, n: usize) -> Resu
 /// parameters, a few feature maps of each level alive at once, and the attention's score
 /// matrices (one head, tokens x tokens) wherever it attends.
 pub fn check_autoencoder(a: &AutoencoderConfig, h: usize, w: usize, batch: usize) -> Result<()> {
+    let (params, per_image) = autoencoder_sizes(a, h, w);
+    check(
+        &format!("running the autoencoder on {batch} images of {h} x {w}"),
+        params * F32,
+        batch as f64 * per_image * F32,
+        "pass a smaller --batch-size",
+    )
+}
+
+/// Training an autoencoder at `batch` on h x w images: the parameters five times over, and
+/// every level's maps kept for the backward pass, as a U-Net's.
+pub fn check_autoencoder_training(
+    a: &AutoencoderConfig,
+    h: usize,
+    w: usize,
+    batch: usize,
+) -> Result<()> {
+    let (params, per_image) = autoencoder_sizes(a, h, w);
+    check(
+        "training this autoencoder",
+        params * 5.0 * F32,
+        batch as f64 * per_image * UNET_TENSORS_PER_LEVEL / 6.0 * 2.0 * F32,
+        "lower train.batch_size or autoencoder.block_out_channels",
+    )
+}
+
+/// An autoencoder's parameters and the float32 values one image holds in its forward pass.
+fn autoencoder_sizes(a: &AutoencoderConfig, h: usize, w: usize) -> (f64, f64) {
     use diffuse_nn::autoencoder::{DecoderBlockType, EncoderBlockType};
     let c = &a.coder;
     let layers = c.layers_per_block as f64;
@@ -191,12 +219,7 @@ pub fn check_autoencoder(a: &AutoencoderConfig, h: usize, w: usize, batch: usize
             attention = f64::max(attention, 2.0 * tokens * tokens);
         }
     }
-    check(
-        &format!("running the autoencoder on {batch} images of {h} x {w}"),
-        params * F32,
-        batch as f64 * (maps * 6.0 + attention) * F32,
-        "pass a smaller --batch-size",
-    )
+    (params, maps * 6.0 + attention)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod fuzz_regressions;
 mod gaussian;
 mod hostile;
 mod inception;
+mod latent;
 mod likelihood;
 mod pipelines;
 mod reference;

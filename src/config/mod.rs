@@ -600,6 +600,8 @@ impl RunConfig {
         };
         let (channels, size) = self.image_shape()?;
         section.validate(channels, size)?;
+        let vae = section.diffusers(channels, size, 1.0);
+        crate::memory::check_autoencoder_training(&vae, size, size, self.train.batch_size)?;
         self.refuse_ddpm_fields("autoencoder")
     }
 

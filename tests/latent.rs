@@ -1,0 +1,299 @@
+//! Latent diffusion end to end through the binary, on a tiny folder of PNGs: an autoencoder
+//! trains (its reconstructions beating the best constant image, its pictures and its scaling
+//! factor written), `encode` / `decode` read its run, latent DDPM trains on it into an
+//! LDMPipeline folder that `sample --run` loads, a seed replays bit for bit, a stopped run resumes
+//! to the bytes of one never stopped, and misuses are refused by name.
+
+use std::path::{Path, PathBuf};
+
+use diffuse_data::read_npy;
+use diffuse_nn::Autoencoder;
+use serde_json::Value;
+
+use crate::common::{diffuse, scratch, stderr};
+
+/// 24 RGB images of 16 x 16: a disc of varying place and size on a gradient, so that a good
+/// reconstruction has to carry each image's own content.
+fn image_folder(dir: &Path) -> PathBuf {
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for i in 0..24u32 {
+        let (cx, cy, r) = (4 + i % 8, 4 + (i * 3) % 8, 2 + i % 4);
+        let img = image::RgbImage::from_fn(16, 16, |x, y| {
+            let inside =
+                (x as i32 - cx as i32).pow(2) + (y as i32 - cy as i32).pow(2) <= (r * r) as i32;
+            if inside {
+                image::Rgb([250, 240, (i * 10) as u8])
+            } else {
+                image::Rgb([(x * 12) as u8, (y * 8) as u8, 40])
+            }
+        });
+        img.save(images.join(format!("{i:02}.png"))).unwrap();
+    }
+    images
+}
+
+fn run_ok(args: &[&str]) {
+    let out = diffuse(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+const AUTOENCODER: &str = r#"
+family = "autoencoder"
+[unet]
+sample_size = 16
+in_channels = 3
+out_channels = 3
+[autoencoder]
+block_out_channels = [16, 16]
+norm_num_groups = 4
+latent_channels = 2
+[train]
+batch_size = 8
+lr = 2e-3
+checkpoint_every = 50
+"#;
+
+const LATENT: &str = r#"
+family = "latent"
+[latent]
+image_size = 16
+[unet]
+block_out_channels = [8, 16]
+norm_num_groups = 4
+attention_head_dim = 8
+down_block_types = ["DownBlock2D", "AttnDownBlock2D"]
+up_block_types = ["AttnUpBlock2D", "UpBlock2D"]
+[train]
+batch_size = 4
+checkpoint_every = 2
+[sample]
+n = 4
+ddim_steps = 5
+"#;
+
+#[test]
+fn autoencoder_then_latent_diffusion_end_to_end() {
+    let dir = scratch("latent-e2e");
+    let images = image_folder(&dir);
+    let data = [
+        "--dataset",
+        "folder",
+        "--data-dir",
+        images.to_str().unwrap(),
+    ];
+    let (ae_config, latent_config) = (dir.join("ae.toml"), dir.join("latent.toml"));
+    std::fs::write(&ae_config, AUTOENCODER).unwrap();
+    std::fs::write(&latent_config, LATENT).unwrap();
+
+    // The first stage.
+    let ae = dir.join("ae");
+    let mut args = vec!["train", "--config", ae_config.to_str().unwrap()];
+    args.extend(data);
+    args.extend(["--steps", "1000", "--out", ae.to_str().unwrap()]);
+    run_ok(&args);
+    for file in [
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+        "reconstructions.png",
+        "latents.png",
+        "interpolation.png",
+        "loss.png",
+        "metrics.json",
+    ] {
+        assert!(ae.join(file).is_file(), "{file} missing");
+    }
+    let metrics = json(&ae.join("metrics.json"));
+    let l1 = metrics["reconstruction_l1"].as_f64().unwrap();
+    let scale = metrics["scaling_factor"].as_f64().unwrap();
+    assert_eq!(metrics["latent_shape"], serde_json::json!([2, 8, 8]));
+    // The vae/ folder says the same scaling factor.
+    let vae = json(&ae.join("vae/config.json"));
+    assert_eq!(vae["scaling_factor"].as_f64().unwrap(), scale);
+    assert!(scale.is_finite() && scale > 0.0, "scaling factor {scale}");
+
+    // Reconstructions of the run's own images (a folder's test split is its training set),
+    // through `encode` / `decode` on the run directory, against the best constant image.
+    let x = dir.join("x.npy");
+    let pixels: Vec<f32> = {
+        let mut all = Vec::new();
+        for i in 0..24 {
+            let img = image::open(images.join(format!("{i:02}.png")))
+                .unwrap()
+                .to_rgb8();
+            let mut planar = vec![0f32; 3 * 256];
+            for (p, px) in img.pixels().enumerate() {
+                for c in 0..3 {
+                    planar[c * 256 + p] = px[c] as f32 / 127.5 - 1.0;
+                }
+            }
+            all.extend(planar);
+        }
+        all
+    };
+    diffuse_data::write_npy(&x, &[24, 3, 16, 16], &pixels).unwrap();
+    let (z, x_hat) = (dir.join("z.npy"), dir.join("x_hat.npy"));
+    let a = ae.to_str().unwrap();
+    run_ok(&[
+        "encode",
+        "--vae",
+        a,
+        "--in",
+        x.to_str().unwrap(),
+        "--out",
+        z.to_str().unwrap(),
+    ]);
+    run_ok(&[
+        "decode",
+        "--vae",
+        a,
+        "--in",
+        z.to_str().unwrap(),
+        "--out",
+        x_hat.to_str().unwrap(),
+    ]);
+    assert_eq!(read_npy(&z).unwrap().shape, vec![24, 2, 8, 8]);
+    let recon = read_npy(&x_hat).unwrap().data;
+    let per_pixel: Vec<f32> = (0..768)
+        .map(|j| (0..24).map(|i| pixels[i * 768 + j]).sum::<f32>() / 24.0)
+        .collect();
+    let mean_l1 = |f: &dyn Fn(usize) -> f32| -> f32 {
+        (0..pixels.len())
+            .map(|k| (pixels[k] - f(k)).abs())
+            .sum::<f32>()
+            / pixels.len() as f32
+    };
+    let ours = mean_l1(&|k| recon[k].clamp(-1.0, 1.0));
+    let constant = mean_l1(&|k| per_pixel[k % 768]);
+    eprintln!("reconstruction L1 {ours} (metrics.json {l1}); best constant image {constant}");
+    assert!(
+        (f64::from(ours) - l1).abs() < 1e-3,
+        "{ours} vs metrics.json {l1}"
+    );
+    assert!(
+        ours < 0.3 * constant,
+        "L1 {ours} against the constant image's {constant}"
+    );
+
+    // Latent DDPM on it: an LDMPipeline folder.
+    let train_latent = |out: &Path, steps: &str| {
+        let mut args = vec![
+            "train",
+            "--config",
+            latent_config.to_str().unwrap(),
+            "--vae",
+            a,
+        ];
+        args.extend(data);
+        args.extend(["--steps", steps, "--out", out.to_str().unwrap()]);
+        run_ok(&args);
+    };
+    let (l1_dir, l2_dir) = (dir.join("latent1"), dir.join("latent2"));
+    train_latent(&l1_dir, "4");
+    let index = json(&l1_dir.join("model_index.json"));
+    assert_eq!(index["_class_name"], "LDMPipeline");
+    assert_eq!(index["vqvae"][1], "AutoencoderKL");
+    let unet = json(&l1_dir.join("unet/config.json"));
+    assert_eq!(
+        (unet["in_channels"].as_u64(), unet["sample_size"].as_u64()),
+        (Some(2), Some(8))
+    );
+    let samples = read_npy(&l1_dir.join("samples.npy")).unwrap();
+    assert_eq!(samples.shape, vec![4, 3, 16, 16]);
+    assert!(samples.data.iter().all(|v| v.is_finite()));
+    let (copy, _) =
+        Autoencoder::from_diffusers_dir(&l1_dir.join("vqvae"), &Default::default()).unwrap();
+    let (original, _) =
+        Autoencoder::from_diffusers_dir(&ae.join("vae"), &Default::default()).unwrap();
+    assert_eq!(copy, original, "vqvae/ is not the autoencoder trained on");
+
+    // Same seed, same bits; stopped at step 2 and resumed, the same bits again.
+    train_latent(&l2_dir, "2");
+    run_ok(&[
+        "train",
+        "--resume",
+        l2_dir.to_str().unwrap(),
+        "--steps",
+        "4",
+    ]);
+    for file in ["unet/diffusion_pytorch_model.safetensors", "samples.npy"] {
+        assert_eq!(
+            std::fs::read(l1_dir.join(file)).unwrap(),
+            std::fs::read(l2_dir.join(file)).unwrap(),
+            "{file} differs after a resume"
+        );
+    }
+
+    // `sample --run` decodes with any sampler.
+    let drawn = dir.join("drawn.npy");
+    let r = l1_dir.to_str().unwrap();
+    run_ok(&[
+        "sample",
+        "--run",
+        r,
+        "--sampler",
+        "dpm-solver++",
+        "--steps",
+        "5",
+        "--n",
+        "3",
+        "--out",
+        drawn.to_str().unwrap(),
+    ]);
+    assert_eq!(read_npy(&drawn).unwrap().shape, vec![3, 3, 16, 16]);
+
+    // Misuses, refused by name.
+    let refused = |args: &[&str], expect: &str| {
+        let out = diffuse(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    };
+    refused(
+        &["sample", "--run", a, "--out", drawn.to_str().unwrap()],
+        "draws no samples",
+    );
+    refused(&["eval", "--run", r, "--nll"], "no bits/dim");
+    let (x1, x4) = (dir.join("x1"), dir.join("x4"));
+    let mut no_vae = vec!["train", "--family", "latent"];
+    no_vae.extend(data);
+    no_vae.extend(["--out", x1.to_str().unwrap()]);
+    refused(&no_vae, "--vae DIR");
+    refused(
+        &[
+            "train",
+            "--family",
+            "ddpm",
+            "--vae",
+            a,
+            "--out",
+            dir.join("x2").to_str().unwrap(),
+        ],
+        "--vae applies",
+    );
+    refused(
+        &[
+            "train",
+            "--family",
+            "autoencoder",
+            "--out",
+            dir.join("x3").to_str().unwrap(),
+        ],
+        "trains on images",
+    );
+    let mut gray = vec![
+        "train",
+        "--family",
+        "latent",
+        "--vae",
+        a,
+        "--dataset",
+        "mnist",
+    ];
+    gray.extend(["--out", x4.to_str().unwrap()]);
+    refused(&gray, "takes images of 3 channels");
+}
