@@ -5,6 +5,8 @@
 #   benchmarks/run.sh --score [ARGS] W3, W1's MLP as a VP score SDE (bench-2d --score)
 #   benchmarks/run.sh --fid [ARGS]   W4, the FID Inception and the Fréchet distance (bench-fid,
 #                                    torch_fid.py; needs pytorch-fid and scipy)
+#   benchmarks/run.sh --autoencoder [ARGS]  W5, latent diffusion's AutoencoderKL, encode and
+#                                    decode (bench-autoencoder, torch_autoencoder.py; diffusers)
 # Needs: cargo, and python3 with torch (W2: and diffusers). Runs PyTorch twice, eager and with
 # torch.compile (inductor; --no-compile skips it), and prints every JSON line and the ratios.
 set -euo pipefail
@@ -17,6 +19,9 @@ elif [[ "${1:-}" == "--score" ]]; then
   workload=score
 elif [[ "${1:-}" == "--fid" ]]; then
   workload=fid
+  shift
+elif [[ "${1:-}" == "--autoencoder" ]]; then
+  workload=autoencoder
   shift
 fi
 compile=1
@@ -31,6 +36,9 @@ if [[ $workload == 2d || $workload == score ]]; then
 elif [[ $workload == fid ]]; then
   script=benchmarks/torch_fid.py
   rust=$(./target/release/bench-fid "${args[@]}")
+elif [[ $workload == autoencoder ]]; then
+  script=benchmarks/torch_autoencoder.py
+  rust=$(./target/release/bench-autoencoder "${args[@]}")
 else
   script=benchmarks/torch_unet.py
   rust=$(./target/release/bench-unet "${args[@]}")
@@ -52,6 +60,10 @@ if w == "2d":
 elif w == "score":
     figures = [("train_steps_per_s", "score SDE train steps/s (batch 1024)", False),
                ("sample_10k_pc_1000_s", "10k samples x 1000 PC steps (2000 evaluations), s", True)]
+elif w == "autoencoder":
+    assert r["params"] == t["params"], f"models differ: {r['params']} vs {t['params']} parameters"
+    figures = [("encode_per_s_b4", "AutoencoderKL encodes/s (batch 4, 3x128x128)", False),
+               ("decode_per_s_b4", "AutoencoderKL decodes/s (batch 4, 4x16x16 latents)", False)]
 elif w == "fid":
     figures = [("inception_images_per_s", "FID Inception images/s (batch 50, 299x299)", False),
                ("frechet_s", "Frechet distance of two 2048-wide fits, s", True),

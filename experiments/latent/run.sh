@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Pixel-space DDPM against latent DDPM on MNIST (issue 26's experiment), the autoencoder's cost
+# counted: training time (the autoencoder's and the diffusion model's), the time to draw N
+# samples (DDIM, 50 steps; decoding included), FD_LeNet of the samples against the test set
+# (floor: N training images), bits/dim of the pixel model's bound (the latent model has none),
+# and the distance of the autoencoder's own reconstructions (what latent diffusion can reach).
+# Every run at its default recipe: DDPM's MNIST preset (5,000 steps, batch 32), the
+# autoencoder's (KL, f = 4, 7 x 7 x 4 latents) for AE_STEPS steps, latent DDPM (the preset's
+# U-Net cut to the latents' one level) for 5,000 steps. Writes experiments/latent/out/.
+#
+#   MNIST=../shared/data/mnist experiments/latent/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release --quiet
+BIN=$(mktemp -d)/diffuse
+cp target/release/diffuse "$BIN"   # cargo test may rebuild target/ while this runs
+D=${DIFFUSE:-$BIN}
+OUT=experiments/latent/out
+mkdir -p "$OUT/runs"
+MNIST=${MNIST:-../shared/data/mnist}
+N=${N:-1000}
+AE_STEPS=${AE_STEPS:-2000}
+data=(--dataset mnist --data-dir "$MNIST")
+field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])); print(v.get(sys.argv[2]))" "$1" "$2"; }
+now() { date +%s.%N; }
+lenet="$OUT/lenet"
+[ -f "$lenet/classifier.json" ] || "$D" classifier "${data[@]}" --out "$lenet" > /dev/null 2>&1
+fd() { "$D" fid "$1" mnist:test --classifier "$lenet" --data-dir "$MNIST" 2>/dev/null | grep -o 'FD_LeNet: [0-9.]*' | cut -d' ' -f2; }
+# Draws N samples from run $1 into $2; prints the seconds it took.
+draw() {
+  local start end
+  start=$(now)
+  "$D" sample --run "$1" --n "$N" --sampler ddim --steps 50 --out "$2" > /dev/null 2>&1
+  end=$(now)
+  echo "$end - $start" | bc
+}
+table="$OUT/mnist.tsv"
+echo -e "model\tautoencoder_train_s\tdiffusion_train_s\ttotal_train_s\tsample_s\tfd_lenet\tbits_per_dim" > "$table"
+printf "floor (%s training images)\t-\t-\t-\t-\t%s\t-\n" "$N" "$(fd "mnist:train:$N")" | tee -a "$table"
+
+ae="$OUT/runs/autoencoder"; rm -rf "$ae"
+"$D" train --family autoencoder "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/autoencoder.log" 2>&1
+ae_s=$(field "$ae/metrics.json" train_seconds)
+printf "autoencoder reconstructions (1,000 test images; PSNR %.2f dB)\t%.1f\t-\t%.1f\t-\t%s\t-\n" \
+  "$(field "$ae/metrics.json" psnr_db)" "$ae_s" "$ae_s" "$(fd "$ae/reconstructions.npy")" | tee -a "$table"
+
+pixel="$OUT/runs/pixel"; rm -rf "$pixel"
+"$D" train "${data[@]}" --out "$pixel" > "$OUT/pixel.log" 2>&1
+px_s=$(field "$pixel/metrics.json" train_seconds)
+px_sample=$(draw "$pixel" "$OUT/pixel.npy")
+"$D" eval --run "$pixel" --nll --n 100 > /dev/null 2>&1
+printf "pixel DDPM\t-\t%.1f\t%.1f\t%.1f\t%s\t%.4f\n" "$px_s" "$px_s" "$px_sample" "$(fd "$OUT/pixel.npy")" \
+  "$(field "$pixel/nll.json" bits_per_dim)" | tee -a "$table"
+
+latent="$OUT/runs/latent"; rm -rf "$latent"
+"$D" train --family latent --vae "$ae" "${data[@]}" --out "$latent" > "$OUT/latent.log" 2>&1
+lt_s=$(field "$latent/metrics.json" train_seconds)
+lt_sample=$(draw "$latent" "$OUT/latent.npy")
+printf "latent DDPM\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t-\n" "$ae_s" "$lt_s" "$(echo "$ae_s + $lt_s" | bc)" "$lt_sample" \
+  "$(fd "$OUT/latent.npy")" | tee -a "$table"
