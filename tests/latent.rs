@@ -297,3 +297,37 @@ fn autoencoder_then_latent_diffusion_end_to_end() {
     gray.extend(["--out", x4.to_str().unwrap()]);
     refused(&gray, "takes images of 3 channels");
 }
+
+/// The latent run of experiments/latent (MNIST), as diffuse saved it, loaded by diffusers'
+/// `LDMPipeline` (`scripts/reference/reload_latent.py`: its float32 and float64 loops agree
+/// within 7e-6): diffuse's 20-step DDIM loop and decoder on the folder equal diffusers' within
+/// 1e-3.
+#[test]
+fn latent_run_saved_by_diffuse_gives_diffusers_output() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let report = json(&fixtures.join("trained_latent.reload.json"));
+    assert_eq!(report["pipeline_class"], "LDMPipeline");
+    assert_eq!(report["vqvae_class"], "AutoencoderKL");
+    let dir = scratch("trained-latent");
+    let out = dir.join("out.npy");
+    let run = crate::common::sample_ddim20(
+        &fixtures.join("trained_latent"),
+        &fixtures.join("trained_latent.noise.npy"),
+        &out,
+        &[],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let (ours, expected) = (
+        read_npy(&out).unwrap(),
+        read_npy(&fixtures.join("trained_latent.ddim20.npy")).unwrap(),
+    );
+    assert_eq!(ours.shape, expected.shape);
+    let gap = ours
+        .data
+        .iter()
+        .zip(&expected.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!("trained latent run: max-abs {gap} against diffusers' LDMPipeline");
+    assert!(gap <= 1e-3, "max-abs {gap}");
+}

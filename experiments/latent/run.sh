@@ -6,7 +6,10 @@
 # and the distance of the autoencoder's own reconstructions (what latent diffusion can reach).
 # Every run at its default recipe: DDPM's MNIST preset (5,000 steps, batch 32), the
 # autoencoder's (KL, f = 4, 7 x 7 x 4 latents) for AE_STEPS steps, latent DDPM (the preset's
-# U-Net cut to the latents' one level) for 5,000 steps. Writes experiments/latent/out/.
+# U-Net cut to the latents' one level) for 5,000 steps; and latent DDPM with a wider U-Net
+# (one level of 64 channels, two blocks: 958,000 parameters) for as many steps as fit the
+# pixel model's training time with the autoencoder's counted (3,400). Writes
+# experiments/latent/out/ (mnist.tsv: rows are appended; STAGES="latent-wide" reruns one).
 #
 #   MNIST=../shared/data/mnist experiments/latent/run.sh
 set -euo pipefail
@@ -34,27 +37,49 @@ draw() {
   end=$(now)
   echo "$end - $start" | bc
 }
+STAGES=${STAGES:-autoencoder pixel latent latent-wide}
+has() { [[ " $STAGES " == *" $1 "* ]]; }
 table="$OUT/mnist.tsv"
-echo -e "model\tautoencoder_train_s\tdiffusion_train_s\ttotal_train_s\tsample_s\tfd_lenet\tbits_per_dim" > "$table"
-printf "floor (%s training images)\t-\t-\t-\t-\t%s\t-\n" "$N" "$(fd "mnist:train:$N")" | tee -a "$table"
+if [ ! -f "$table" ]; then
+  echo -e "model\tautoencoder_train_s\tdiffusion_train_s\ttotal_train_s\tsample_s\tfd_lenet\tbits_per_dim" > "$table"
+  printf "floor (%s training images)\t-\t-\t-\t-\t%s\t-\n" "$N" "$(fd "mnist:train:$N")" | tee -a "$table"
+fi
 
-ae="$OUT/runs/autoencoder"; rm -rf "$ae"
-"$D" train --family autoencoder "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/autoencoder.log" 2>&1
+ae="$OUT/runs/autoencoder"
+if has autoencoder; then
+  rm -rf "$ae"
+  "$D" train --family autoencoder "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/autoencoder.log" 2>&1
+  printf "autoencoder reconstructions (1,000 test images; PSNR %.2f dB)\t%.1f\t-\t%.1f\t-\t%s\t-\n" \
+    "$(field "$ae/metrics.json" psnr_db)" "$(field "$ae/metrics.json" train_seconds)" \
+    "$(field "$ae/metrics.json" train_seconds)" "$(fd "$ae/reconstructions.npy")" | tee -a "$table"
+fi
 ae_s=$(field "$ae/metrics.json" train_seconds)
-printf "autoencoder reconstructions (1,000 test images; PSNR %.2f dB)\t%.1f\t-\t%.1f\t-\t%s\t-\n" \
-  "$(field "$ae/metrics.json" psnr_db)" "$ae_s" "$ae_s" "$(fd "$ae/reconstructions.npy")" | tee -a "$table"
 
-pixel="$OUT/runs/pixel"; rm -rf "$pixel"
+# Latent DDPM on the autoencoder: name, then train's extra arguments.
+latent_row() {
+  local name=$1 run="$OUT/runs/$1" lt_s lt_sample
+  shift
+  rm -rf "$run"
+  "$D" train --family latent --vae "$ae" "${data[@]}" "$@" --out "$run" > "$OUT/$name.log" 2>&1
+  lt_s=$(field "$run/metrics.json" train_seconds)
+  lt_sample=$(draw "$run" "$OUT/$name.npy")
+  printf "%s\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t-\n" "$name" "$ae_s" "$lt_s" "$(echo "$ae_s + $lt_s" | bc)" \
+    "$lt_sample" "$(fd "$OUT/$name.npy")" | tee -a "$table"
+}
+
+pixel="$OUT/runs/pixel"
+if has pixel; then
+rm -rf "$pixel"
 "$D" train "${data[@]}" --out "$pixel" > "$OUT/pixel.log" 2>&1
 px_s=$(field "$pixel/metrics.json" train_seconds)
 px_sample=$(draw "$pixel" "$OUT/pixel.npy")
 "$D" eval --run "$pixel" --nll --n 100 > /dev/null 2>&1
-printf "pixel DDPM\t-\t%.1f\t%.1f\t%.1f\t%s\t%.4f\n" "$px_s" "$px_s" "$px_sample" "$(fd "$OUT/pixel.npy")" \
+printf "pixel\t-\t%.1f\t%.1f\t%.1f\t%s\t%.4f\n" "$px_s" "$px_s" "$px_sample" "$(fd "$OUT/pixel.npy")" \
   "$(field "$pixel/nll.json" bits_per_dim)" | tee -a "$table"
+fi
 
-latent="$OUT/runs/latent"; rm -rf "$latent"
-"$D" train --family latent --vae "$ae" "${data[@]}" --out "$latent" > "$OUT/latent.log" 2>&1
-lt_s=$(field "$latent/metrics.json" train_seconds)
-lt_sample=$(draw "$latent" "$OUT/latent.npy")
-printf "latent DDPM\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t-\n" "$ae_s" "$lt_s" "$(echo "$ae_s + $lt_s" | bc)" "$lt_sample" \
-  "$(fd "$OUT/latent.npy")" | tee -a "$table"
+has latent && latent_row latent
+wide="$OUT/latent_wide.toml"
+printf 'family = "latent"\n[unet]\nblock_out_channels = [64]\nlayers_per_block = 2\nattention_head_dim = 32\ndown_block_types = ["AttnDownBlock2D"]\nup_block_types = ["AttnUpBlock2D"]\n' > "$wide"
+has latent-wide && latent_row latent-wide --config "$wide" --steps 3400
+true

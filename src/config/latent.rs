@@ -122,7 +122,7 @@ impl AutoencoderSection {
             ("kl_weight", self.kl_weight),
             ("commitment", self.commitment),
         ] {
-            if !(value >= 0.0) {
+            if value.is_nan() || value < 0.0 {
                 bail!("autoencoder.{field} is {value}; it must be at least 0");
             }
         }

@@ -145,7 +145,13 @@ fn reconstruction_errors(
     let mut kept = Vec::new();
     let sums = over_images(test, n, device, |x| {
         let x_hat = model.decode(model.encode(x.clone()).mean).clamp(-1.0, 1.0);
-        kept.extend(x_hat.clone().into_data().try_to_vec::<f32>().unwrap_or_default());
+        kept.extend(
+            x_hat
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap_or_default(),
+        );
         let sum = |kind| -> f64 {
             let per: Vec<f32> = reconstruction_error(kind, x.clone(), x_hat.clone())
                 .into_data()
