@@ -249,7 +249,25 @@ fn each_family_refuses_the_others_fields() {
         (
             "f.toml",
             "family = \"gan\"\n",
-            "families are ddpm, ncsn, score, vae, hvae and vdm",
+            "families are ddpm, ncsn, score, vae, hvae, vdm, autoencoder and latent",
+        ),
+        (
+            "i.toml",
+            "[latent]\nimage_channels = 1\nimage_size = 16\n",
+            "`latent` applies to the latent family",
+        ),
+        (
+            "j.toml",
+            "family = \"autoencoder\"\n[schedule]\nbeta_end = 0.01\n",
+            "`schedule` applies to the ddpm family",
+        ),
+        (
+            "k.toml",
+            "family = \"latent\"\n[autoencoder]\nbottleneck = \"kl\"\nlatent_channels = 4\n\
+             block_out_channels = [16, 32, 32]\nlayers_per_block = 1\nnorm_num_groups = 8\n\
+             mid_block_add_attention = true\nreconstruction = \"l1\"\nkl_weight = 1e-5\n\
+             num_vq_embeddings = 256\ncommitment = 0.25\n",
+            "`autoencoder` applies to the autoencoder family",
         ),
         (
             "g.toml",

@@ -100,6 +100,9 @@ fn fuzz_inputs_of_weights_and_configs_do_not_panic() {
             continue;
         };
         let _ = UnetConfig::from_json(&text);
+        if let Ok(a) = diffuse_nn::AutoencoderConfig::from_json(&text) {
+            let _ = (a.downsampling(), a.diffusion_channels(), a.to_json("0"));
+        }
         if let Ok(s) = SchedulerConfig::from_json(&text) {
             let _ = s.schedule();
         }

@@ -331,3 +331,80 @@ fn latent_run_saved_by_diffuse_gives_diffusers_output() {
     eprintln!("trained latent run: max-abs {gap} against diffusers' LDMPipeline");
     assert!(gap <= 1e-3, "max-abs {gap}");
 }
+
+/// A VQ autoencoder whose codebook follows moving averages trains, and stopped halfway and
+/// resumed it writes the bytes of a run never stopped (the averages are the objective's
+/// checkpointed state); the setting is refused on a KL autoencoder.
+#[test]
+fn moving_average_codebook_resumes_bit_for_bit() {
+    let dir = scratch("latent-vq-ema");
+    let images = image_folder(&dir);
+    let config = dir.join("vq.toml");
+    std::fs::write(
+        &config,
+        AUTOENCODER.replace(
+            "latent_channels = 2",
+            "latent_channels = 2\nbottleneck = \"vq\"\nnum_vq_embeddings = 16\ncodebook_ema = 0.9",
+        ),
+    )
+    .unwrap();
+    let train = |out: &Path, steps: &str| {
+        diffuse(&[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--dataset",
+            "folder",
+            "--data-dir",
+            images.to_str().unwrap(),
+            "--steps",
+            steps,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let out = train(&a, "100");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = train(&b, "50");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = diffuse(&["train", "--resume", b.to_str().unwrap(), "--steps", "100"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let weights = "vae/diffusion_pytorch_model.safetensors";
+    assert_eq!(
+        std::fs::read(a.join(weights)).unwrap(),
+        std::fs::read(b.join(weights)).unwrap(),
+        "a resumed run differs"
+    );
+    let state = json(&a.join("checkpoint/state.json"));
+    assert!(
+        state.to_string().contains("counts"),
+        "no codebook averages in the checkpoint"
+    );
+    let kl = dir.join("kl.toml");
+    std::fs::write(
+        &kl,
+        AUTOENCODER.replace(
+            "latent_channels = 2",
+            "latent_channels = 2\ncodebook_ema = 0.9",
+        ),
+    )
+    .unwrap();
+    let out = diffuse(&[
+        "train",
+        "--config",
+        kl.to_str().unwrap(),
+        "--dataset",
+        "folder",
+        "--data-dir",
+        images.to_str().unwrap(),
+        "--out",
+        dir.join("c").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("codebook_ema applies to bottleneck"),
+        "{}",
+        stderr(&out)
+    );
+}

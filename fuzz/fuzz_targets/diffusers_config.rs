@@ -1,8 +1,9 @@
 #![no_main]
-// diffusers configs: a U-Net `config.json` and a scheduler `scheduler_config.json` (parsed,
-// validated, and the scheduler's noise schedule and samplers built, the sigma solvers too).
+// diffusers configs: a U-Net or autoencoder (`AutoencoderKL`, `VQModel`) `config.json` and a
+// scheduler `scheduler_config.json` (parsed, validated, and the scheduler's noise schedule and
+// samplers built, the sigma solvers too).
 use diffuse_core::discrete::sampler::{DdimSampler, DdpmSampler};
-use diffuse_nn::UnetConfig;
+use diffuse_nn::{AutoencoderConfig, UnetConfig};
 use diffuse_diffusers::{SchedulerConfig, SigmaScheduler};
 use libfuzzer_sys::fuzz_target;
 
@@ -11,6 +12,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = UnetConfig::from_json(text);
+    if let Ok(a) = AutoencoderConfig::from_json(text) {
+        let _ = (a.downsampling(), a.diffusion_channels(), a.to_json("0"));
+    }
     if let Ok(s) = SchedulerConfig::from_json(text)
         && let Ok(schedule) = s.schedule()
     {

@@ -44,6 +44,10 @@ pub struct AutoencoderSection {
     pub num_vq_embeddings: usize,
     /// VQ: beta, the commitment term's weight.
     pub commitment: f64,
+    /// VQ: keep the codebook by exponential moving averages of this decay (VQ-VAE's appendix
+    /// A.1; 0.99 there) instead of its loss term.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codebook_ema: Option<f64>,
 }
 
 impl AutoencoderSection {
@@ -64,6 +68,7 @@ impl AutoencoderSection {
             kl_weight: 1e-5,
             num_vq_embeddings: 256,
             commitment: 0.25,
+            codebook_ema: None,
         }
     }
 
@@ -113,6 +118,7 @@ impl AutoencoderSection {
             reconstruction: self.reconstruction,
             kl_weight: self.kl_weight,
             commitment: self.commitment,
+            codebook_term: true,
         }
     }
 
@@ -124,6 +130,14 @@ impl AutoencoderSection {
         ] {
             if value.is_nan() || value < 0.0 {
                 bail!("autoencoder.{field} is {value}; it must be at least 0");
+            }
+        }
+        if let Some(decay) = self.codebook_ema {
+            if self.bottleneck != BottleneckKind::Vq {
+                bail!("autoencoder.codebook_ema applies to bottleneck = \"vq\"");
+            }
+            if decay.is_nan() || decay <= 0.0 || decay >= 1.0 {
+                bail!("autoencoder.codebook_ema is {decay}; the decay must be in (0, 1)");
             }
         }
         let config = self.diffusers(channels, size, 1.0);
@@ -199,7 +213,12 @@ impl LatentSection {
         let levels = unet.block_out_channels.len();
         let fits = (1..=levels)
             .rev()
-            .find(|&n| side.is_multiple_of(1 << (n - 1)))
+            .find(|&n| {
+                u32::try_from(n - 1)
+                    .ok()
+                    .and_then(|shift| 1usize.checked_shl(shift))
+                    .is_some_and(|f| side.is_multiple_of(f))
+            })
             .unwrap_or(1);
         if fits < levels {
             eprintln!(

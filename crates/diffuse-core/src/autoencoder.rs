@@ -12,6 +12,13 @@
 //! is summed over the latents and divided by d, so that `kl_weight` weighs it against the summed
 //! reconstruction error as LDM's `kl_weight` does; the codebook and commitment terms are means
 //! over the latent values (VQ-VAE's equation 3). No perceptual or adversarial term.
+//!
+//! Instead of the codebook term, the codebook can follow exponential moving averages of the
+//! encoder outputs assigned to each entry ([`CodebookEma`]; VQ-VAE's appendix A.1):
+//!
+//! ```text
+//! N_i <- g N_i + (1 - g) n_i,   m_i <- g m_i + (1 - g) sum_{j: k_j = i} z_e,j,   e_i = m_i / N_i
+//! ```
 
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -29,10 +36,18 @@ pub enum Posterior {
 }
 
 /// An autoencoder as its loss sees it: the posterior of images and the decoder of latents.
-pub trait Autoencoding {
+pub trait Autoencoding: Sized {
     fn posterior(&self, x: Tensor<4>) -> Posterior;
     /// The image of latents as the decoder receives them (after any quantization).
     fn decode_latents(&self, z: Tensor<4>) -> Tensor<4>;
+    /// A quantized model's codebook, [entries, width].
+    fn codebook(&self) -> Option<Tensor<2>> {
+        None
+    }
+    /// The model with its codebook replaced (for [`CodebookEma`]); unchanged without one.
+    fn with_codebook(self, _codebook: Tensor<2>) -> Self {
+        self
+    }
 }
 
 /// The reconstruction error.
@@ -53,6 +68,9 @@ pub struct AutoencoderLoss {
     pub kl_weight: f64,
     /// beta, the commitment term's weight (VQ-reg.; 0.25 in VQ-VAE).
     pub commitment: f64,
+    /// Whether the codebook term |sg(z_e) - z_q|^2 is in the loss (VQ-reg.); false when the
+    /// codebook follows moving averages instead.
+    pub codebook_term: bool,
 }
 
 /// The loss of one batch, per example.
@@ -62,6 +80,8 @@ pub struct AutoencoderTerms {
     pub regularizer: Tensor<1>,
     /// The decoder's output.
     pub x_hat: Tensor<4>,
+    /// The encoder's latents: a draw from a Gaussian posterior, or z_e before the codebook.
+    pub latents: Tensor<4>,
 }
 
 impl AutoencoderTerms {
@@ -91,22 +111,25 @@ pub fn autoencoder_terms(
 ) -> AutoencoderTerms {
     let [_, c, h, w] = x.dims();
     let d = (c * h * w) as f32;
-    let (z, regularizer) = match model.posterior(x.clone()) {
+    let (z, regularizer, latents) = match model.posterior(x.clone()) {
         Posterior::Gaussian { mean, logvar } => {
             let eps = eps(mean.dims());
             let kl = kl_to_standard_normal(mean.clone(), logvar.clone());
             let z = reparameterize(mean, logvar, eps);
-            (z, kl.mul_scalar(loss.kl_weight as f32 / d))
+            (z.clone(), kl.mul_scalar(loss.kl_weight as f32 / d), z)
         }
         Posterior::Quantized { z_e, z_q } => {
             let [_, zc, zh, zw] = z_e.dims();
             let n = (zc * zh * zw) as f32;
-            let codebook = sum_per_example((z_e.clone().detach() - z_q.clone()).powi_scalar(2));
-            let commitment = sum_per_example((z_e.clone() - z_q.clone().detach()).powi_scalar(2));
-            let z = z_e.clone() + (z_q - z_e).detach();
-            let regularizer =
-                (codebook + commitment.mul_scalar(loss.commitment as f32)).div_scalar(n);
-            (z, regularizer)
+            let commitment = sum_per_example((z_e.clone() - z_q.clone().detach()).powi_scalar(2))
+                .mul_scalar(loss.commitment as f32);
+            let regularizer = if loss.codebook_term {
+                sum_per_example((z_e.clone().detach() - z_q.clone()).powi_scalar(2)) + commitment
+            } else {
+                commitment
+            };
+            let z = z_e.clone() + (z_q - z_e.clone()).detach();
+            (z, regularizer.div_scalar(n), z_e)
         }
     };
     let x_hat = model.decode_latents(z);
@@ -114,6 +137,91 @@ pub fn autoencoder_terms(
         reconstruction: reconstruction_error(loss.reconstruction, x, x_hat.clone()),
         regularizer,
         x_hat,
+        latents,
+    }
+}
+
+/// The index of the nearest of `codebook`'s entries (rows of `width`) to each row of `z`.
+pub fn nearest_entries(codebook: &[f32], z: &[f32], width: usize) -> Vec<usize> {
+    z.chunks_exact(width)
+        .map(|v| {
+            let dist =
+                |e: &[f32]| -> f64 { v.iter().zip(e).map(|(a, b)| f64::from(a - b).powi(2)).sum() };
+            let mut best = (0, f64::INFINITY);
+            for (i, e) in codebook.chunks_exact(width).enumerate() {
+                let d = dist(e);
+                if d < best.1 {
+                    best = (i, d);
+                }
+            }
+            best.0
+        })
+        .collect()
+}
+
+/// A codebook kept by exponential moving averages (see the module docs), in f64 on the host.
+/// Every entry starts with count 1 and sum its initial value, so an entry no latent has chosen
+/// keeps its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CodebookEma {
+    /// g, the averages' decay.
+    pub decay: f64,
+    pub width: usize,
+    /// N_i, one per entry.
+    pub counts: Vec<f64>,
+    /// m_i, rows of `width`.
+    pub sums: Vec<f64>,
+}
+
+impl CodebookEma {
+    pub fn new(decay: f64, codebook: &[f32], width: usize) -> Self {
+        Self {
+            decay,
+            width,
+            counts: vec![1.0; codebook.len() / width.max(1)],
+            sums: codebook.iter().map(|&v| f64::from(v)).collect(),
+        }
+    }
+
+    /// Whether it keeps `entries` entries of `width`.
+    pub fn fits(&self, entries: usize, width: usize) -> bool {
+        self.width == width && self.counts.len() == entries && self.sums.len() == entries * width
+    }
+
+    /// One update with a batch's latent vectors (rows of `width`) and their entries; returns the
+    /// new codebook m_i / N_i.
+    pub fn update(&mut self, z: &[f32], assignments: &[usize]) -> Vec<f32> {
+        let (g, w) = (self.decay, self.width);
+        let mut n = vec![0.0f64; self.counts.len()];
+        let mut s = vec![0.0f64; self.sums.len()];
+        for (v, &k) in z.chunks_exact(w).zip(assignments) {
+            n[k] += 1.0;
+            for (acc, &x) in s[k * w..(k + 1) * w].iter_mut().zip(v) {
+                *acc += f64::from(x);
+            }
+        }
+        for (i, count) in self.counts.iter_mut().enumerate() {
+            *count = g * *count + (1.0 - g) * n[i];
+            let row = &mut self.sums[i * w..(i + 1) * w];
+            for (m, add) in row.iter_mut().zip(&s[i * w..(i + 1) * w]) {
+                *m = g * *m + (1.0 - g) * add;
+            }
+            // An entry unchosen for thousands of steps: both decay alike; rescale before they
+            // underflow, keeping their ratio.
+            if *count < 1e-100 {
+                row.iter_mut().for_each(|m| *m /= *count);
+                *count = 1.0;
+            }
+        }
+        self.counts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &c)| {
+                self.sums[i * w..(i + 1) * w]
+                    .iter()
+                    .map(move |m| (m / c) as f32)
+            })
+            .collect()
     }
 }
 
@@ -166,6 +274,7 @@ mod tests {
             reconstruction: Reconstruction::L1,
             kl_weight: 0.1,
             commitment: 0.25,
+            codebook_term: true,
         };
         let terms = autoencoder_terms(&model, &loss, x, |s| Tensor::zeros(s, &device));
         // eps = 0: z = mean, |x - z| = (0, 1), mean 0.5.
@@ -189,6 +298,7 @@ mod tests {
             reconstruction: Reconstruction::L2,
             kl_weight: 0.0,
             commitment: 0.25,
+            codebook_term: true,
         };
         let terms = autoencoder_terms(&model, &loss, x, |_| unreachable!());
         // The decoder sees z_q's values: (1 - 0)^2 and (1 - 1)^2, mean 0.5.
@@ -201,5 +311,31 @@ mod tests {
         let g: Vec<f32> = z_e.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
         assert!((g[0] - (-1.0 + 0.125)).abs() < 1e-6, "{g:?}");
         assert!((g[1] - 0.25).abs() < 1e-6, "{g:?}");
+    }
+
+    /// The averages by hand for two steps; an unchosen entry keeps its value; assignments are
+    /// the nearest entries.
+    #[test]
+    fn codebook_ema_follows_the_assigned_latents() {
+        let book = [0.0f32, 0.0, 10.0, 10.0, -5.0, 5.0];
+        let z = [1.0f32, 0.0, 0.0, 1.0, 9.0, 9.0];
+        let k = nearest_entries(&book, &z, 2);
+        assert_eq!(k, vec![0, 0, 1]);
+        let mut ema = CodebookEma::new(0.5, &book, 2);
+        let new = ema.update(&z, &k);
+        // Entry 0: N = 0.5 + 0.5 * 2 = 1.5, m = 0 + 0.5 (1, 1) -> (1/3, 1/3).
+        // Entry 1: N = 0.5 + 0.5 = 1, m = 0.5 (10, 10) + 0.5 (9, 9) -> (9.5, 9.5).
+        // Entry 2: unchosen: (-5, 5).
+        let expect = [1.0 / 3.0, 1.0 / 3.0, 9.5, 9.5, -5.0, 5.0];
+        for (a, b) in new.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-6, "{new:?}");
+        }
+        // Thousands of steps unchosen: no underflow, the same value.
+        for _ in 0..5000 {
+            ema.update(&z[..2], &[0]);
+        }
+        let last = ema.update(&z[..2], &[0]);
+        assert_eq!((last[4], last[5]), (-5.0, 5.0));
+        assert!(last.iter().all(|v| v.is_finite()));
     }
 }

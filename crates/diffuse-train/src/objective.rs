@@ -50,6 +50,12 @@ pub trait Objective<M> {
     /// from `rng`, so a resumed run draws what the uninterrupted one would have.
     fn loss(&mut self, model: &M, batch: Self::Batch, rng: &mut ChaCha8Rng) -> Tensor<1>;
 
+    /// The model after an optimizer step, with what the objective keeps outside the gradient
+    /// applied (a VQ codebook's moving averages); unchanged by default.
+    fn after_step(&mut self, model: M) -> M {
+        model
+    }
+
     /// An error when the objective cannot train `model` (checked once, before the first step).
     fn accepts(&self, _model: &M) -> Result<(), TrainError> {
         Ok(())

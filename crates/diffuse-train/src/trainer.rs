@@ -272,7 +272,7 @@ pub fn train<M: Module, O: Objective<M>>(
             grads = clip_grad_norm(&model, grads, max_norm);
         }
         let lr = config.lr_at(step);
-        model = s.optim.step(lr, model, grads);
+        model = objective.after_step(s.optim.step(lr, model, grads));
         if let Some(ema) = s.ema.as_mut() {
             ema.update(&model);
         }

@@ -176,9 +176,11 @@ impl Family<4, ImageKind> for FirstStage {
     }
 
     fn objective(config: &RunConfig) -> Result<Self::Objective> {
-        Ok(diffuse_train::autoencoder::FirstStage {
-            loss: section(config)?.loss(),
-        })
+        let section = section(config)?;
+        Ok(diffuse_train::autoencoder::FirstStage::new(
+            section.loss(),
+            section.codebook_ema,
+        ))
     }
 
     fn describe(net: &Autoencoder) -> String {

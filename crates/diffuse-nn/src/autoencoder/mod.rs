@@ -376,6 +376,29 @@ impl Autoencoding for Autoencoder {
         };
         self.decoder.forward(z)
     }
+
+    fn codebook(&self) -> Option<Tensor<2>> {
+        self.quantize.as_ref().map(VectorQuantizer::codebook)
+    }
+
+    /// The same parameter (its id, so the optimizer's and the EMA's state follow it) with new
+    /// values.
+    fn with_codebook(mut self, codebook: Tensor<2>) -> Self {
+        if let Some(q) = self.quantize.take() {
+            let weight = q.embedding.weight.map(|old| {
+                let new = codebook.to_device(&old.device());
+                if old.is_require_grad() {
+                    new.require_grad()
+                } else {
+                    new
+                }
+            });
+            self.quantize = Some(VectorQuantizer {
+                embedding: Embedding { weight },
+            });
+        }
+        self
+    }
 }
 
 #[cfg(test)]
