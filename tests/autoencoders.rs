@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use diffuse_data::read_npy;
 use diffuse_nn::Autoencoder;
 
-use crate::common::{diffuse, sample_ddim20, scratch, stderr};
+use crate::common::{copy_dir, diffuse, sample_ddim20, scratch, stderr};
 
 const AUTOENCODERS: [&str; 5] = [
     "kl_one_level",
@@ -166,19 +166,6 @@ fn saved_autoencoders_read_back_the_same() {
             m.decode(z).into_data().try_to_vec().unwrap()
         };
         assert_eq!(bits(&model), bits(&again), "{name}");
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

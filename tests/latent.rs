@@ -296,6 +296,20 @@ fn autoencoder_then_latent_diffusion_end_to_end() {
     ];
     gray.extend(["--out", x4.to_str().unwrap()]);
     refused(&gray, "takes images of 3 channels");
+
+    // The run samples from its own vqvae/ once the autoencoder it trained on has moved; resuming
+    // it says where the copy is.
+    std::fs::rename(&ae, dir.join("ae-moved")).unwrap();
+    run_ok(&[
+        "sample",
+        "--run",
+        r,
+        "--n",
+        "2",
+        "--out",
+        drawn.to_str().unwrap(),
+    ]);
+    refused(&["train", "--resume", r, "--steps", "6"], "vqvae/");
 }
 
 /// The latent run of experiments/latent (MNIST), as diffuse saved it, loaded by diffusers'

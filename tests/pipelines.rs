@@ -10,7 +10,7 @@ use diffuse_data::{read_npy, write_npy};
 use diffuse_diffusers::{Pipeline, save_pipeline};
 use serde_json::Value;
 
-use crate::common::{diffuse, sample_ddim20, scratch, stderr};
+use crate::common::{copy_dir, diffuse, sample_ddim20, scratch, stderr};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pipelines")
@@ -22,20 +22,6 @@ fn max_abs(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-}
-
-/// Copies a directory tree (pipeline folders are two levels deep).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// Five pipelines the code never saw: epsilon and v prediction; DDIM and DDPM folders; linear,

@@ -184,6 +184,26 @@ impl LatentSection {
         )
     }
 
+    /// An error unless `unet` works on the latents of `vae` (this section's images encoded).
+    pub fn check_fits(&self, unet: &UnetConfig, vae: &AutoencoderConfig) -> Result<()> {
+        let (c, f) = (vae.diffusion_channels(), vae.downsampling());
+        let side = self.image_size / f;
+        if vae.coder.in_channels != self.image_channels
+            || unet.in_channels != c
+            || unet.sample_size != Some(side)
+        {
+            bail!(
+                "the run's U-Net takes {} x {:?} inputs, but the autoencoder in {} makes {c} channels of {side} x {side} from {}-channel images of {}; leave unet.in_channels and unet.sample_size to train --vae",
+                unet.in_channels,
+                unet.sample_size,
+                self.vae()?.display(),
+                self.image_channels,
+                self.image_size
+            );
+        }
+        Ok(())
+    }
+
     /// `unet` made to work on this autoencoder's latents: its channels (in and out) and side
     /// are the latents', and levels its side cannot halve are dropped (the deepest kept), with a
     /// note. Errors when the images do not fit the autoencoder.

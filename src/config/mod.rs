@@ -605,26 +605,17 @@ impl RunConfig {
         self.refuse_ddpm_fields("autoencoder")
     }
 
-    /// Latent diffusion: DDPM's fields, and an autoencoder whose latents the U-Net fits.
+    /// Latent diffusion: DDPM's fields and an autoencoder named. (That the U-Net fits its
+    /// latents is checked where the autoencoder is read: `train` (`RunConfig::fit_latent_unet`,
+    /// the objective) and the run's pipeline folder; sampling a run reads its own `vqvae/`, so
+    /// it does not need `latent.vae` to exist any more.)
     fn validate_latent(&self) -> Result<()> {
         self.refuse_points()?;
         let Some(section) = &self.latent else {
             bail!("family \"latent\" needs a [latent] section");
         };
-        self.validate_ddpm()?;
-        let vae = latent::read_autoencoder_config(section.vae()?)?;
-        let unet = self.unet()?;
-        let (c, f) = (vae.diffusion_channels(), vae.downsampling());
-        let side = section.image_size / f;
-        if unet.in_channels != c || unet.sample_size != Some(side) {
-            bail!(
-                "unet takes {} x {:?} inputs, but the autoencoder's latents of {}-pixel images are {c} channels of {side} x {side}; leave unet.in_channels and unet.sample_size to train --vae",
-                unet.in_channels,
-                unet.sample_size,
-                section.image_size
-            );
-        }
-        Ok(())
+        section.vae()?;
+        self.validate_ddpm()
     }
 
     /// Latent diffusion: the `unet` section made to work on the autoencoder's latents

@@ -20,7 +20,6 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
 use diffuse_core::discrete::sampler::{DdimSampler, sample};
-use diffuse_data::write_npy;
 use diffuse_nn::Unet;
 use diffuse_nn::autoencoder::{Autoencoder, AutoencoderConfig};
 use diffuse_train::{Checkpoint, Objective, TrainError};
@@ -32,7 +31,7 @@ use crate::args::{EvalArgs, SampleArgs};
 use crate::config::{LatentSection, RunConfig};
 use crate::families::{Family, TrainFigures};
 use crate::kinds::ImageKind;
-use crate::kinds::images::{ImageData, grid, pixels, write_metrics};
+use crate::kinds::images::{ImageData, write_metrics};
 
 /// The latent family (see the module docs).
 pub struct Latent;
@@ -120,6 +119,7 @@ impl Family<4, ImageKind> for Latent {
 
     fn objective(config: &RunConfig) -> Result<LatentDdpm> {
         let (vae_config, vae) = load_vae(config)?;
+        section(config)?.check_fits(config.unet()?, &vae_config)?;
         Ok(LatentDdpm {
             vae: vae.no_grad(),
             scaling_factor: vae_config.coder.scaling_factor as f32,
@@ -213,18 +213,9 @@ fn samples(dir: &Path, config: &RunConfig) -> Result<()> {
     let z = sample(&pipeline.unet, &sampler, x_T, &mut rng, |_, _, _| pb.inc(1))?;
     pb.finish_and_clear();
     let x = pipeline.images(z, DECODE_BATCH);
-    let shape = x.dims();
-    let values: Vec<f32> = x
-        .clone()
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    write_npy(&dir.join("samples.npy"), &shape, &values)?;
-    grid(
-        &dir.join("samples.png"),
+    crate::families::pictures::write_samples(
+        dir,
+        x,
         &format!("{n} samples (DDIM in latent space, {steps} steps, eta 0, EMA weights; decoded)"),
-        &pixels(x)?,
-        shape,
-        (n as f64).sqrt().ceil() as usize,
     )
 }
