@@ -422,3 +422,79 @@ fn moving_average_codebook_resumes_bit_for_bit() {
         stderr(&out)
     );
 }
+
+/// The perceptual term (a LeNet's activations of images and reconstructions) enters the loss:
+/// the same run with it starts from a larger loss and trains to finite weights; it is refused on
+/// images its LeNet cannot take. (A LeNet of random weights stands in for a trained classifier.)
+#[test]
+fn perceptual_term_enters_the_loss() {
+    let dir = scratch("latent-perceptual");
+    let images = image_folder(&dir);
+    let classifier = dir.join("lenet");
+    std::fs::create_dir_all(&classifier).unwrap();
+    let device = burn::tensor::Device::default();
+    let lenet = diffuse_nn::lenet::LeNet::new(10, &device);
+    diffuse_train::checkpoint::save_weights(&lenet, &classifier.join("lenet.safetensors")).unwrap();
+    std::fs::write(
+        classifier.join("classifier.json"),
+        r#"{"network": "lenet5", "dataset": "mnist", "steps": 0, "batch_size": 1, "seed": 0,
+            "test_accuracy": 0.1, "test_images": 0, "train_seconds": 0}"#,
+    )
+    .unwrap();
+    let gray = AUTOENCODER.replace(
+        "sample_size = 16\nin_channels = 3\nout_channels = 3",
+        "sample_size = 28\nin_channels = 1\nout_channels = 1",
+    );
+    let with = format!(
+        "{gray}\n[autoencoder.perceptual]\nclassifier = {:?}\nweight = 1.0\n",
+        classifier.to_str().unwrap()
+    );
+    let first_loss = |text: &str, name: &str| -> f64 {
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let out = dir.join(name);
+        run_ok(&[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--dataset",
+            "folder",
+            "--data-dir",
+            images.to_str().unwrap(),
+            "--steps",
+            "20",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let csv = std::fs::read_to_string(out.join("loss.csv")).unwrap();
+        let line = csv.lines().find(|l| l.starts_with("1,")).unwrap();
+        line.split(',').nth(1).unwrap().parse().unwrap()
+    };
+    let (plain, perceptual) = (first_loss(&gray, "plain"), first_loss(&with, "perceptual"));
+    eprintln!("first loss {plain} without the perceptual term, {perceptual} with it");
+    assert!(perceptual > plain, "{perceptual} <= {plain}");
+    // 16 x 16 RGB images: refused by name.
+    let rgb = dir.join("rgb.toml");
+    std::fs::write(
+        &rgb,
+        format!("{AUTOENCODER}\n[autoencoder.perceptual]\nclassifier = \"x\"\nweight = 1.0\n"),
+    )
+    .unwrap();
+    let out = diffuse(&[
+        "train",
+        "--config",
+        rgb.to_str().unwrap(),
+        "--dataset",
+        "folder",
+        "--data-dir",
+        images.to_str().unwrap(),
+        "--out",
+        dir.join("rgb").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("takes 1 x 28 x 28"),
+        "{}",
+        stderr(&out)
+    );
+}

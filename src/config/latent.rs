@@ -48,6 +48,21 @@ pub struct AutoencoderSection {
     /// A.1; 0.99 there) instead of its loss term.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub codebook_ema: Option<f64>,
+    /// An optional perceptual term.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perceptual: Option<PerceptualSection>,
+}
+
+/// A perceptual term: the distance of the activations of a LeNet-5 trained by `diffuse
+/// classifier` (28 x 28 grayscale images) of an image and its reconstruction, as LDM's LPIPS term
+/// (whose VGG weights cannot be fetched here) but with the FD_LeNet network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerceptualSection {
+    /// A `diffuse classifier` folder (lenet.safetensors, classifier.json).
+    pub classifier: PathBuf,
+    /// The term's weight against the mean reconstruction error.
+    pub weight: f64,
 }
 
 impl AutoencoderSection {
@@ -69,6 +84,7 @@ impl AutoencoderSection {
             num_vq_embeddings: 256,
             commitment: 0.25,
             codebook_ema: None,
+            perceptual: None,
         }
     }
 
@@ -138,6 +154,19 @@ impl AutoencoderSection {
             }
             if decay.is_nan() || decay <= 0.0 || decay >= 1.0 {
                 bail!("autoencoder.codebook_ema is {decay}; the decay must be in (0, 1)");
+            }
+        }
+        if let Some(p) = &self.perceptual {
+            if p.weight.is_nan() || p.weight < 0.0 {
+                bail!(
+                    "autoencoder.perceptual.weight is {}; it must be at least 0",
+                    p.weight
+                );
+            }
+            if (channels, size) != (1, diffuse_nn::lenet::LENET_SIDE) {
+                bail!(
+                    "autoencoder.perceptual: its LeNet takes 1 x 28 x 28 images; these are {channels} x {size} x {size}"
+                );
             }
         }
         let config = self.diffusers(channels, size, 1.0);

@@ -11,7 +11,9 @@
 //! rec is the mean absolute (LDM's L1) or squared error over the d values of an image; the KL
 //! is summed over the latents and divided by d, so that `kl_weight` weighs it against the summed
 //! reconstruction error as LDM's `kl_weight` does; the codebook and commitment terms are means
-//! over the latent values (VQ-VAE's equation 3). No perceptual or adversarial term.
+//! over the latent values (VQ-VAE's equation 3). An optional perceptual term
+//! ([`perceptual_distance`]: a fixed network's activations of x and D(z), LDM's LPIPS in spirit)
+//! is added by the objective; no adversarial term.
 //!
 //! Instead of the codebook term, the codebook can follow exponential moving averages of the
 //! encoder outputs assigned to each entry ([`CodebookEma`]; VQ-VAE's appendix A.1):
@@ -139,6 +141,23 @@ pub fn autoencoder_terms(
         x_hat,
         latents,
     }
+}
+
+/// A perceptual distance per example: the mean squared difference of a fixed network's
+/// activations of the two images, summed over its layers (each a [B, features] tensor).
+pub fn perceptual_distance(a: &[Tensor<2>], b: &[Tensor<2>]) -> Tensor<1> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let [batch, features] = x.dims();
+            (x.clone() - y.clone())
+                .powi_scalar(2)
+                .sum_dim(1)
+                .reshape([batch])
+                .div_scalar(features as f32)
+        })
+        .reduce(|s, t| s + t)
+        .expect("a perceptual network with at least one layer")
 }
 
 /// The index of the nearest of `codebook`'s entries (rows of `width`) to each row of `z`.
@@ -311,6 +330,22 @@ mod tests {
         let g: Vec<f32> = z_e.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
         assert!((g[0] - (-1.0 + 0.125)).abs() < 1e-6, "{g:?}");
         assert!((g[1] - 0.25).abs() < 1e-6, "{g:?}");
+    }
+
+    #[test]
+    fn perceptual_distance_sums_layer_means() {
+        let device = Device::default();
+        let m = |v: &[f32], f: usize| {
+            Tensor::<2>::from_data(TensorData::new(v.to_vec(), [v.len() / f, f]), &device)
+        };
+        let a = [m(&[0.0, 0.0, 1.0, 1.0], 2), m(&[2.0, 0.0], 1)];
+        let b = [m(&[1.0, 1.0, 1.0, 3.0], 2), m(&[0.0, 0.0], 1)];
+        let d: Vec<f32> = perceptual_distance(&a, &b)
+            .into_data()
+            .try_to_vec()
+            .unwrap();
+        // Example 0: (1 + 1) / 2 + 4 = 5; example 1: (0 + 4) / 2 + 0 = 2.
+        assert_eq!(d, vec![5.0, 2.0]);
     }
 
     /// The averages by hand for two steps; an unchosen entry keeps its value; assignments are

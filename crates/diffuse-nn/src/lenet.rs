@@ -45,12 +45,24 @@ impl LeNet {
 
     /// The 84 penultimate activations of images [N, 1, 28, 28] in [-1, 1].
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        let [.., features] = self.layers(x);
+        features
+    }
+
+    /// Each stage's activations, flattened per image: the first convolution's (after its
+    /// ReLU, 6 x 28 x 28), the second's (16 x 10 x 10) and the 84 penultimate features: what a
+    /// perceptual loss compares (`diffuse_core::autoencoder::perceptual_distance`).
+    pub fn layers(&self, x: Tensor<4>) -> [Tensor<2>; 3] {
         let pool = || MaxPoolOptions::new([2, 2]);
-        let x = max_pool2d(relu(conv2d(&self.conv1, x)), pool());
-        let x = max_pool2d(relu(conv2d(&self.conv2, x)), pool());
-        let [n, c, h, w] = x.dims();
-        let x = relu(linear(&self.fc1, x.reshape([n, c * h * w])));
-        relu(linear(&self.fc2, x))
+        let flat = |t: Tensor<4>| {
+            let [n, c, h, w] = t.dims();
+            t.reshape([n, c * h * w])
+        };
+        let a1 = relu(conv2d(&self.conv1, x));
+        let a2 = relu(conv2d(&self.conv2, max_pool2d(a1.clone(), pool())));
+        let x = flat(max_pool2d(a2.clone(), pool()));
+        let x = relu(linear(&self.fc1, x));
+        [flat(a1), flat(a2), relu(linear(&self.fc2, x))]
     }
 
     /// The class logits.

@@ -6,6 +6,7 @@
 use burn::tensor::{Tensor, TensorData};
 use diffuse_core::autoencoder::{
     AutoencoderLoss, Autoencoding, CodebookEma, autoencoder_terms, nearest_entries,
+    perceptual_distance,
 };
 use diffuse_core::coef::randn;
 use rand_chacha::ChaCha8Rng;
@@ -14,9 +15,18 @@ use serde_json::Value;
 use crate::error::TrainError;
 use crate::objective::Objective;
 
+/// A fixed network's activations of images (each layer [B, features]), and the weight of their
+/// distance in the loss.
+pub struct Perceptual {
+    pub layers: Box<dyn Fn(Tensor<4>) -> Vec<Tensor<2>>>,
+    pub weight: f64,
+}
+
 /// The autoencoder's loss; a Gaussian posterior's noise comes from the run's RNG.
 pub struct FirstStage {
     pub loss: AutoencoderLoss,
+    /// An optional perceptual term: weight x `perceptual_distance` of x and its reconstruction.
+    pub perceptual: Option<Perceptual>,
     /// The codebook's moving averages' decay (VQ with `loss.codebook_term` false).
     codebook_decay: Option<f64>,
     ema: Option<CodebookEma>,
@@ -33,6 +43,7 @@ impl FirstStage {
                 codebook_term: loss.codebook_term && codebook_decay.is_none(),
                 ..loss
             },
+            perceptual: None,
             codebook_decay,
             ema: None,
             pending: None,
@@ -49,7 +60,9 @@ impl<M: Autoencoding> Objective<M> for FirstStage {
 
     fn loss(&mut self, model: &M, x: Tensor<4>, rng: &mut ChaCha8Rng) -> Tensor<1> {
         let device = x.device();
-        let terms = autoencoder_terms(model, &self.loss, x, |shape| randn(rng, shape, &device));
+        let terms = autoencoder_terms(model, &self.loss, x.clone(), |shape| {
+            randn(rng, shape, &device)
+        });
         if let (Some(decay), Some(book)) = (self.codebook_decay, model.codebook()) {
             let [entries, width] = book.dims();
             let book = host(book);
@@ -68,7 +81,17 @@ impl<M: Autoencoding> Objective<M> for FirstStage {
             let k = nearest_entries(&book, &z, width);
             self.pending = Some((z, k));
         }
-        terms.total().mean()
+        let total = terms.total();
+        let total = match &self.perceptual {
+            Some(p) => {
+                let target: Vec<Tensor<2>> =
+                    (p.layers)(x).into_iter().map(|t| t.detach()).collect();
+                let distance = perceptual_distance(&target, &(p.layers)(terms.x_hat));
+                total + distance.mul_scalar(p.weight as f32)
+            }
+            None => total,
+        };
+        total.mean()
     }
 
     fn after_step(&mut self, model: M) -> M {

@@ -177,10 +177,21 @@ impl Family<4, ImageKind> for FirstStage {
 
     fn objective(config: &RunConfig) -> Result<Self::Objective> {
         let section = section(config)?;
-        Ok(diffuse_train::autoencoder::FirstStage::new(
-            section.loss(),
-            section.codebook_ema,
-        ))
+        let mut objective =
+            diffuse_train::autoencoder::FirstStage::new(section.loss(), section.codebook_ema);
+        if let Some(p) = &section.perceptual {
+            let (lenet, _) = crate::classifier::load(&p.classifier)
+                .context("autoencoder.perceptual.classifier: the LeNet of the perceptual term")?;
+            // Frozen, on the device the autoencoder trains on: gradients reach the images only.
+            let lenet = lenet
+                .no_grad()
+                .to_device(&crate::device::device().autodiff());
+            objective.perceptual = Some(diffuse_train::autoencoder::Perceptual {
+                layers: Box::new(move |x| lenet.layers(x).to_vec()),
+                weight: p.weight,
+            });
+        }
+        Ok(objective)
     }
 
     fn describe(net: &Autoencoder) -> String {
