@@ -9,7 +9,8 @@
 # U-Net cut to the latents' one level) for 5,000 steps; and latent DDPM with a wider U-Net
 # (one level of 64 channels, two blocks: 958,000 parameters) for as many steps as fit the
 # pixel model's training time with the autoencoder's counted (3,400). Writes
-# experiments/latent/out/ (mnist.tsv: rows are appended; STAGES="latent-wide" reruns one).
+# experiments/latent/out/ (mnist.tsv: rows are appended; STAGES="latent-wide" reruns one). Stage
+# vq: the same with a VQ autoencoder (codebook by moving averages) and latent DDPM on it.
 #
 #   MNIST=../shared/data/mnist experiments/latent/run.sh
 set -euo pipefail
@@ -37,7 +38,7 @@ draw() {
   end=$(now)
   echo "$end - $start" | bc
 }
-STAGES=${STAGES:-autoencoder pixel latent latent-wide}
+STAGES=${STAGES:-autoencoder pixel latent latent-wide vq}
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 table="$OUT/mnist.tsv"
 if [ ! -f "$table" ]; then
@@ -82,4 +83,16 @@ has latent && latent_row latent
 wide="$OUT/latent_wide.toml"
 printf 'family = "latent"\n[unet]\nblock_out_channels = [64]\nlayers_per_block = 2\nattention_head_dim = 32\ndown_block_types = ["AttnDownBlock2D"]\nup_block_types = ["AttnUpBlock2D"]\n' > "$wide"
 has latent-wide && latent_row latent-wide --config "$wide" --steps 3400
+
+# The same with a VQ autoencoder (3 latent channels, 256 entries, codebook by moving averages).
+if has vq; then
+  vq="$OUT/autoencoder_vq.toml"
+  printf 'family = "autoencoder"\n[autoencoder]\nbottleneck = "vq"\nlatent_channels = 3\ncodebook_ema = 0.99\n' > "$vq"
+  ae="$OUT/runs/autoencoder-vq"; rm -rf "$ae"
+  "$D" train --config "$vq" "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/autoencoder-vq.log" 2>&1
+  ae_s=$(field "$ae/metrics.json" train_seconds)
+  printf "VQ autoencoder reconstructions (PSNR %.2f dB)\t%.1f\t-\t%.1f\t-\t%s\t-\n" \
+    "$(field "$ae/metrics.json" psnr_db)" "$ae_s" "$ae_s" "$(fd "$ae/reconstructions.npy")" | tee -a "$table"
+  latent_row latent-vq
+fi
 true
