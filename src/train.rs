@@ -107,7 +107,11 @@ fn new_config(args: &TrainArgs) -> Result<RunConfig> {
     let file_family = file.as_ref().map(|f| f.family()).transpose()?.flatten();
     let family = args.family.or(file_family).unwrap_or_default();
     // The family's section at its defaults for the data, which the file's fields then change.
-    let preset = RunConfig::preset(dataset).with_family(family);
+    let mut preset = RunConfig::preset(dataset).with_family(family);
+    // Latent diffusion by a score SDE: the [score] section the file is laid over.
+    if let (Some(sde), FamilyName::Latent) = (args.sde, family) {
+        preset = preset.with_latent_score(sde)?;
+    }
     let mut config = match &file {
         Some(file) => preset.overlay(file)?,
         None => preset,
@@ -134,7 +138,7 @@ fn new_config(args: &TrainArgs) -> Result<RunConfig> {
         };
     }
     config.family = family;
-    if let Some(sde) = args.sde {
+    if let Some(sde) = args.sde.filter(|_| family != FamilyName::Latent) {
         let Some(score) = config.score.as_mut() else {
             bail!(
                 "--sde applies to the score family (--family score); this run's family is {}",

@@ -228,6 +228,72 @@ fn autoencoder_then_latent_diffusion_end_to_end() {
         );
     }
 
+    // A score SDE in the same latent space (--sde): unet/ and vqvae/, decoded samples, the
+    // SDE's samplers; DDPM's sampling fields are refused for it.
+    let score_config = dir.join("score.toml");
+    std::fs::write(
+        &score_config,
+        LATENT.replace(
+            "[sample]\nn = 4\nddim_steps = 5",
+            "[sample]\nn = 4\n[score]\nsteps = 25",
+        ),
+    )
+    .unwrap();
+    let score_run = dir.join("latent-score");
+    let mut args = vec![
+        "train",
+        "--config",
+        score_config.to_str().unwrap(),
+        "--vae",
+        a,
+        "--sde",
+        "vp",
+    ];
+    args.extend(data);
+    args.extend(["--steps", "3", "--out", score_run.to_str().unwrap()]);
+    run_ok(&args);
+    assert!(!score_run.join("model_index.json").exists());
+    assert!(
+        score_run.join("vqvae/config.json").is_file()
+            && score_run.join("unet/config.json").is_file()
+    );
+    assert_eq!(
+        read_npy(&score_run.join("samples.npy")).unwrap().shape,
+        vec![4, 3, 16, 16]
+    );
+    let drawn_score = dir.join("drawn-score.npy");
+    run_ok(&[
+        "sample",
+        "--run",
+        score_run.to_str().unwrap(),
+        "--sampler",
+        "ode",
+        "--n",
+        "2",
+        "--out",
+        drawn_score.to_str().unwrap(),
+    ]);
+    assert_eq!(read_npy(&drawn_score).unwrap().shape, vec![2, 3, 16, 16]);
+    let mut ddim_for_score = vec![
+        "train",
+        "--config",
+        latent_config.to_str().unwrap(),
+        "--vae",
+        a,
+        "--sde",
+        "vp",
+    ];
+    ddim_for_score.extend(data);
+    let x5 = dir.join("x5");
+    ddim_for_score.extend(["--out", x5.to_str().unwrap()]);
+    let out = diffuse(&ddim_for_score);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("sample.ddim_steps applies to the ddpm family"),
+        "{}",
+        stderr(&out)
+    );
+
     // `sample --run` decodes with any sampler.
     let drawn = dir.join("drawn.npy");
     let r = l1_dir.to_str().unwrap();

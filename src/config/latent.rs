@@ -1,8 +1,8 @@
 //! Latent diffusion's sections of a run config: `[autoencoder]` (family `autoencoder`: the first
 //! stage, a KL- or VQ-regularized autoencoder with diffusers' architecture, trained on images
 //! whose shape the run's `unet` section gives, as for the VAE) and `[latent]` (family `latent`:
-//! DDPM, with its `schedule`, `prediction` and `sample` fields, in the latent space of an
-//! autoencoder; the run's `unet` works on the latents).
+//! DDPM, with its `schedule`, `prediction` and `sample` fields, or a score SDE with its `[score]`
+//! section, in the latent space of an autoencoder; the run's `unet` works on the latents).
 
 use std::path::{Path, PathBuf};
 
@@ -183,10 +183,25 @@ impl AutoencoderSection {
     }
 }
 
-/// DDPM in an autoencoder's latent space.
+/// Which diffusion model learns the latents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatentDiffusion {
+    /// DDPM's chain (the `schedule`, `prediction`, loss and `sample` fields); the run is an
+    /// `LDMPipeline` folder.
+    #[default]
+    Ddpm,
+    /// A score SDE (the `[score]` section; `train --family latent --sde vp|subvp|ve`).
+    Score,
+}
+
+/// Diffusion in an autoencoder's latent space.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatentSection {
+    /// DDPM (the default) or a score SDE.
+    #[serde(default)]
+    pub diffusion: LatentDiffusion,
     /// The autoencoder: a diffusers AutoencoderKL or VQModel folder, a folder holding one as
     /// vqvae/ or vae/ (an LDMPipeline folder; an `autoencoder` run). Its `scaling_factor` scales
     /// the latents, as diffusers' LDMPipeline reads it. `train --vae DIR` sets it.

@@ -31,7 +31,7 @@ pub mod latent;
 mod ncsn;
 mod score;
 pub use elbo::{VaeConfig, VdmConfig};
-pub use latent::{AutoencoderSection, LatentSection};
+pub use latent::{AutoencoderSection, LatentDiffusion, LatentSection};
 pub use ncsn::NcsnConfig;
 pub use score::{ScoreConfig, SdeName};
 
@@ -307,9 +307,14 @@ impl TryFrom<RunConfigFile> for RunConfig {
         ] {
             // One section serves both latent-variable families; latent diffusion is DDPM's
             // chain in latent space, with DDPM's sections.
+            let latent_score = family == FamilyName::Latent
+                && f.latent
+                    .as_ref()
+                    .is_some_and(|l| l.diffusion == LatentDiffusion::Score);
             let owns = family == owner
                 || (owner == FamilyName::Vae && family == FamilyName::Hvae)
-                || (owner == FamilyName::Ddpm && family.uses_chain());
+                || (owner == FamilyName::Ddpm && family.uses_chain())
+                || (owner == FamilyName::Score && latent_score);
             if set && !owns {
                 return Err(format!(
                     "`{section}` applies to the {} family, and this run's family is {}",
@@ -615,7 +620,35 @@ impl RunConfig {
             bail!("family \"latent\" needs a [latent] section");
         };
         section.vae()?;
-        self.validate_ddpm()
+        match section.diffusion {
+            LatentDiffusion::Ddpm => self.validate_ddpm(),
+            LatentDiffusion::Score => {
+                let Some(score) = &self.score else {
+                    bail!(
+                        "latent diffusion by a score SDE needs a [score] section (train --family latent --sde vp)"
+                    );
+                };
+                score.validate()?;
+                self.refuse_ddpm_fields("latent diffusion by a score SDE")
+            }
+        }
+    }
+
+    /// Latent diffusion by the score SDE `sde` (`train --family latent --sde`): the `[score]`
+    /// section at its image defaults, DDPM's sampling fields and loss cleared.
+    pub fn with_latent_score(mut self, sde: SdeName) -> Result<Self> {
+        let Some(latent) = self.latent.as_mut() else {
+            bail!(
+                "--sde with --family latent needs image data (--dataset mnist, fashion_mnist, cifar10, folder)"
+            );
+        };
+        latent.diffusion = LatentDiffusion::Score;
+        self.score = Some(ScoreConfig::for_kind(sde, KindName::Images));
+        self.sample.clip_sample = None;
+        self.sample.ddim_steps = None;
+        self.sample.variance_type = None;
+        self.train.loss = Default::default();
+        Ok(self)
     }
 
     /// Latent diffusion: the `unet` section made to work on the autoencoder's latents
@@ -763,6 +796,7 @@ impl RunConfig {
             .then(AutoencoderSection::default_for_images);
         self.latent = match (&self.model, family) {
             (ModelConfig::Unet(unet), FamilyName::Latent) => Some(LatentSection {
+                diffusion: LatentDiffusion::Ddpm,
                 vae: None,
                 image_channels: unet.in_channels,
                 image_size: unet.sample_size.unwrap_or(0),

@@ -1,16 +1,20 @@
 //! The latent family: latent diffusion (Rombach et al. 2022), DDPM (its `schedule`,
-//! `prediction`, loss and sampling fields) trained on the latents of a frozen autoencoder. Each
-//! batch of images is encoded (a KL autoencoder's posterior drawn once per image, a VQ model's
-//! latents before the codebook) and multiplied by the autoencoder's `scaling_factor`; samples are
-//! DDPM's in latent space, divided by it and decoded. Images only. A run directory is a diffusers
-//! `LDMPipeline` folder, which `LDMPipeline.from_pretrained(run)` and `diffuse sample --run` /
-//! `--pipeline` load:
+//! `prediction`, loss and sampling fields) or a score SDE (`[latent] diffusion = "score"`, its
+//! `[score]` section; `train --family latent --sde`) trained on the latents of a frozen
+//! autoencoder. Each batch of images is encoded (a KL autoencoder's posterior drawn once per
+//! image, a VQ model's latents before the codebook) and multiplied by the autoencoder's
+//! `scaling_factor`; samples are drawn in latent space, divided by it and decoded. Images only.
+//! A DDPM run directory is a diffusers `LDMPipeline` folder, which
+//! `LDMPipeline.from_pretrained(run)` and `diffuse sample --run` / `--pipeline` load:
 //!
 //! - `model_index.json`, `unet/` (the latent U-Net, EMA weights where kept), `scheduler/`,
 //!   `vqvae/` (the autoencoder, copied from `latent.vae` when the run starts)
 //! - `raw/`: the raw U-Net; `diffuse_config.json`, `checkpoint/`, `loss.csv`, `loss.png`
 //! - `samples.npy` (decoded images [N, C, H, W], model space), `samples.png` (DDIM, `sample.ddim_steps`)
 //! - `metrics.json`: training and sampling time
+//!
+//! A score SDE's run keeps `unet/`, `raw/` and `vqvae/` (no diffusers pipeline runs its
+//! samplers), and its `samples.png` holds decoded predictor-corrector samples.
 
 use std::path::Path;
 use std::time::Instant;
@@ -28,7 +32,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
 use crate::args::{EvalArgs, SampleArgs};
-use crate::config::{LatentSection, RunConfig};
+use crate::config::{LatentDiffusion, LatentSection, RunConfig};
 use crate::families::{Family, TrainFigures};
 use crate::kinds::ImageKind;
 use crate::kinds::images::{ImageData, write_metrics};
@@ -57,14 +61,20 @@ fn load_vae(config: &RunConfig) -> Result<(AutoencoderConfig, Autoencoder)> {
     })
 }
 
-/// DDPM on the scaled latents of each batch of images.
-pub struct LatentDdpm {
-    vae: Autoencoder,
-    scaling_factor: f32,
-    ddpm: diffuse_train::Ddpm<4>,
+/// The diffusion model's objective, on latents.
+pub enum Inner {
+    Ddpm(diffuse_train::Ddpm<4>),
+    Score(diffuse_train::ScoreSde<4>),
 }
 
-impl LatentDdpm {
+/// DDPM or a score SDE on the scaled latents of each batch of images.
+pub struct LatentObjective {
+    vae: Autoencoder,
+    scaling_factor: f32,
+    inner: Inner,
+}
+
+impl LatentObjective {
     /// z = scaling_factor (mean + exp(logvar / 2) eps) for a KL autoencoder, scaling_factor z_e
     /// for a VQ one; computed without autodiff, returned on `x`'s device.
     fn latents(&self, x: Tensor<4>, rng: &mut ChaCha8Rng) -> Tensor<4> {
@@ -84,46 +94,111 @@ impl LatentDdpm {
     }
 }
 
-impl Objective<Unet> for LatentDdpm {
+impl Objective<Unet> for LatentObjective {
     type Batch = Tensor<4>;
 
     fn loss(&mut self, model: &Unet, x: Tensor<4>, rng: &mut ChaCha8Rng) -> Tensor<1> {
         let z = self.latents(x, rng);
-        self.ddpm.loss(model, z, rng)
+        match &mut self.inner {
+            Inner::Ddpm(o) => o.loss(model, z, rng),
+            Inner::Score(o) => o.loss(model, z, rng),
+        }
     }
 
     fn accepts(&self, model: &Unet) -> Result<(), TrainError> {
-        self.ddpm.accepts(model)
+        match &self.inner {
+            Inner::Ddpm(o) => o.accepts(model),
+            Inner::Score(o) => o.accepts(model),
+        }
     }
 
     fn state(&self) -> Option<Value> {
-        Objective::<Unet>::state(&self.ddpm)
+        match &self.inner {
+            Inner::Ddpm(o) => Objective::<Unet>::state(o),
+            Inner::Score(o) => Objective::<Unet>::state(o),
+        }
     }
 
     fn check_state(&self, state: Option<&Value>) -> Result<(), TrainError> {
-        Objective::<Unet>::check_state(&self.ddpm, state)
+        match &self.inner {
+            Inner::Ddpm(o) => Objective::<Unet>::check_state(o, state),
+            Inner::Score(o) => Objective::<Unet>::check_state(o, state),
+        }
     }
 
     fn restore(&mut self, state: Option<Value>) -> Result<(), TrainError> {
-        Objective::<Unet>::restore(&mut self.ddpm, state)
+        match &mut self.inner {
+            Inner::Ddpm(o) => Objective::<Unet>::restore(o, state),
+            Inner::Score(o) => Objective::<Unet>::restore(o, state),
+        }
     }
+}
+
+/// The run's autoencoder from its own `vqvae/`, and `x` (scaled latents) decoded in batches.
+fn decode(dir: &Path, x: Tensor<4>, device: &Device) -> Result<Tensor<4>> {
+    let (config, vae) = Autoencoder::from_diffusers_dir(&dir.join("vqvae"), device)?;
+    let [n, _, h, w] = x.dims();
+    let f = config.downsampling();
+    crate::memory::check_autoencoder(&config, h * f, w * f, n.min(DECODE_BATCH))?;
+    let latents = x.div_scalar(config.coder.scaling_factor as f32);
+    let parts = (0..n)
+        .step_by(DECODE_BATCH)
+        .map(|start| {
+            vae.decode(
+                latents
+                    .clone()
+                    .narrow(0, start, DECODE_BATCH.min(n - start)),
+            )
+        })
+        .collect();
+    Ok(Tensor::cat(parts, 0))
+}
+
+fn score_section(config: &RunConfig) -> Result<&crate::config::ScoreConfig> {
+    config
+        .score
+        .as_ref()
+        .context("latent diffusion by a score SDE has a [score] section")
 }
 
 impl Family<4, ImageKind> for Latent {
     type Net = Unet;
-    type Objective = LatentDdpm;
+    type Objective = LatentObjective;
+
+    /// A score SDE's VE sigma_max from the latents of the first 2,000 training images (their
+    /// posterior means, scaled).
+    fn prepare(config: &mut RunConfig, data: &ImageData) -> Result<()> {
+        if section(config)?.diffusion != LatentDiffusion::Score {
+            return Ok(());
+        }
+        let (vae_config, vae) = load_vae(config)?;
+        let device = crate::device::device();
+        let x = crate::kinds::images::first_images(&data.train, 2000, &device);
+        let z = vae
+            .encode(x)
+            .mean
+            .mul_scalar(vae_config.coder.scaling_factor as f32);
+        let [_, c, h, w] = z.dims();
+        let rows: Vec<f32> = z.into_data().try_to_vec().unwrap_or_default();
+        super::score::prepare(config, &rows, c * h * w)
+    }
 
     fn init(config: &RunConfig, device: &Device) -> Result<Unet> {
         Ok(config.unet()?.init(device)?)
     }
 
-    fn objective(config: &RunConfig) -> Result<LatentDdpm> {
+    fn objective(config: &RunConfig) -> Result<LatentObjective> {
         let (vae_config, vae) = load_vae(config)?;
-        section(config)?.check_fits(config.unet()?, &vae_config)?;
-        Ok(LatentDdpm {
+        let section = section(config)?;
+        section.check_fits(config.unet()?, &vae_config)?;
+        let inner = match section.diffusion {
+            LatentDiffusion::Ddpm => Inner::Ddpm(super::ddpm::objective(config)?),
+            LatentDiffusion::Score => Inner::Score(super::score::objective(config)?),
+        };
+        Ok(LatentObjective {
             vae: vae.no_grad(),
             scaling_factor: vae_config.coder.scaling_factor as f32,
-            ddpm: super::ddpm::objective(config)?,
+            inner,
         })
     }
 
@@ -149,6 +224,10 @@ impl Family<4, ImageKind> for Latent {
         }
         .map_err(|e| err(format!("{e:#}")))?
         .class_name();
+        if config.latent.as_ref().map(|l| l.diffusion) == Some(LatentDiffusion::Score) {
+            // No diffusers pipeline runs a score SDE's samplers: unet/ and raw/ as a score run's.
+            return crate::kinds::images::save_unet_folders(dir, config, c);
+        }
         let unet = config.unet().map_err(|e| err(e.to_string()))?;
         let scheduler = config.scheduler_config();
         diffuse_diffusers::save_latent_pipeline(dir, unet, c.sampling_model(), &scheduler, class)
@@ -157,8 +236,11 @@ impl Family<4, ImageKind> for Latent {
             .map_err(|e| err(e.to_string()))
     }
 
-    fn load_sampling(dir: &Path, _: &RunConfig, device: &Device) -> Result<Unet> {
-        Ok(crate::memory::load_pipeline(dir, device)?.unet)
+    fn load_sampling(dir: &Path, config: &RunConfig, device: &Device) -> Result<Unet> {
+        match section(config)?.diffusion {
+            LatentDiffusion::Ddpm => Ok(crate::memory::load_pipeline(dir, device)?.unet),
+            LatentDiffusion::Score => crate::kinds::images::load_unet_folder(dir, device),
+        }
     }
 
     fn report(
@@ -169,7 +251,10 @@ impl Family<4, ImageKind> for Latent {
         figures: &TrainFigures,
     ) -> Result<()> {
         let start = Instant::now();
-        samples(dir, config)?;
+        match section(config)?.diffusion {
+            LatentDiffusion::Ddpm => samples(dir, config)?,
+            LatentDiffusion::Score => score_samples(dir, config, model)?,
+        }
         write_metrics(
             dir,
             config,
@@ -180,8 +265,31 @@ impl Family<4, ImageKind> for Latent {
         )
     }
 
-    fn sample(args: &SampleArgs, dir: &Path, _: Option<&RunConfig>) -> Result<()> {
-        super::ddpm::sample::images(args, dir)
+    fn sample(args: &SampleArgs, dir: &Path, config: Option<&RunConfig>) -> Result<()> {
+        let Some(config) =
+            config.filter(|c| section(c).is_ok_and(|s| s.diffusion == LatentDiffusion::Score))
+        else {
+            return super::ddpm::sample::images(args, dir);
+        };
+        if args.no_ema {
+            bail!(
+                "--no-ema applies to 2-D runs; an image run keeps its raw weights in {}",
+                dir.join("raw").display()
+            );
+        }
+        let (solver, label) = super::score::sampler::<4>(&args.solver, score_section(config)?)?;
+        let device = crate::device::device();
+        let model = Self::load_sampling(dir, config, &device)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+        let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
+        let x = super::score::run_solver(solver.as_ref(), &model, z, &mut rng, &label)?;
+        let n = x.dims()[0];
+        let x = decode(dir, x, &device)?;
+        crate::kinds::images::write_images(
+            args,
+            x,
+            &format!("{n} samples ({label}, in latent space; decoded)"),
+        )
     }
 
     fn nll(_: &EvalArgs, dir: &Path, _: &RunConfig) -> Result<()> {
@@ -217,5 +325,29 @@ fn samples(dir: &Path, config: &RunConfig) -> Result<()> {
         dir,
         x,
         &format!("{n} samples (DDIM in latent space, {steps} steps, eta 0, EMA weights; decoded)"),
+    )
+}
+
+/// `samples.npy` and `samples.png`: `sample.n` samples by the run's predictor-corrector sampler
+/// in latent space (seed + 1), decoded.
+fn score_samples(dir: &Path, config: &RunConfig, model: &Unet) -> Result<()> {
+    let device = crate::device::device();
+    let section = score_section(config)?;
+    let unet = config.unet()?;
+    let side = unet.sample_size.unwrap_or(0);
+    let n = config.sample.n;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed + 1);
+    let z = randn(&mut rng, [n, unet.in_channels, side, side], &device);
+    let x = super::score::pc_with_steps(model, section, z, &mut rng, &mut |_, _| {})?;
+    let pc = section.pc();
+    crate::families::pictures::write_samples(
+        dir,
+        decode(dir, x, &device)?,
+        &format!(
+            "{n} samples ({} SDE, PC {} steps x (1 + {} corrector) in latent space; decoded)",
+            section.sde.name(),
+            pc.steps,
+            pc.corrector_steps
+        ),
     )
 }

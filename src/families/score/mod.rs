@@ -47,7 +47,7 @@ fn section(config: &RunConfig) -> Result<&ScoreConfig> {
 }
 
 /// The continuous-time objective of the run's SDE.
-fn objective<const D: usize>(config: &RunConfig) -> Result<diffuse_train::ScoreSde<D>> {
+pub(crate) fn objective<const D: usize>(config: &RunConfig) -> Result<diffuse_train::ScoreSde<D>> {
     let section = section(config)?;
     Ok(diffuse_train::ScoreSde {
         net: section.net()?,
@@ -58,7 +58,7 @@ fn objective<const D: usize>(config: &RunConfig) -> Result<diffuse_train::ScoreS
 
 /// A fresh VE run's sigma_max from its training examples `rows` (model space): their largest
 /// pairwise distance (NCSNv2's Technique 1), where the config leaves it unset.
-fn prepare(config: &mut RunConfig, rows: &[f32], dim: usize) -> Result<()> {
+pub(crate) fn prepare(config: &mut RunConfig, rows: &[f32], dim: usize) -> Result<()> {
     let section = config
         .score
         .as_mut()
@@ -225,7 +225,7 @@ pub(crate) fn run_solver<const D: usize>(
 
 /// The run's own PC sampler from `z` ~ N(0, I), `observe(i, x)` seeing x_mean after each of
 /// its steps (the pictures), with a progress bar.
-fn pc_with_steps<const D: usize>(
+pub(crate) fn pc_with_steps<const D: usize>(
     net: &dyn Denoiser<D>,
     section: &ScoreConfig,
     z: Tensor<D>,
