@@ -63,7 +63,7 @@ fn load_vae(config: &RunConfig) -> Result<(AutoencoderConfig, Autoencoder)> {
 
 /// The diffusion model's objective, on latents.
 pub enum Inner {
-    Ddpm(diffuse_train::Ddpm<4>),
+    Ddpm(Box<diffuse_train::Ddpm<4>>),
     Score(diffuse_train::ScoreSde<4>),
 }
 
@@ -114,21 +114,21 @@ impl Objective<Unet> for LatentObjective {
 
     fn state(&self) -> Option<Value> {
         match &self.inner {
-            Inner::Ddpm(o) => Objective::<Unet>::state(o),
+            Inner::Ddpm(o) => Objective::<Unet>::state(o.as_ref()),
             Inner::Score(o) => Objective::<Unet>::state(o),
         }
     }
 
     fn check_state(&self, state: Option<&Value>) -> Result<(), TrainError> {
         match &self.inner {
-            Inner::Ddpm(o) => Objective::<Unet>::check_state(o, state),
+            Inner::Ddpm(o) => Objective::<Unet>::check_state(o.as_ref(), state),
             Inner::Score(o) => Objective::<Unet>::check_state(o, state),
         }
     }
 
     fn restore(&mut self, state: Option<Value>) -> Result<(), TrainError> {
         match &mut self.inner {
-            Inner::Ddpm(o) => Objective::<Unet>::restore(o, state),
+            Inner::Ddpm(o) => Objective::<Unet>::restore(o.as_mut(), state),
             Inner::Score(o) => Objective::<Unet>::restore(o, state),
         }
     }
@@ -192,7 +192,7 @@ impl Family<4, ImageKind> for Latent {
         let section = section(config)?;
         section.check_fits(config.unet()?, &vae_config)?;
         let inner = match section.diffusion {
-            LatentDiffusion::Ddpm => Inner::Ddpm(super::ddpm::objective(config)?),
+            LatentDiffusion::Ddpm => Inner::Ddpm(Box::new(super::ddpm::objective(config)?)),
             LatentDiffusion::Score => Inner::Score(super::score::objective(config)?),
         };
         Ok(LatentObjective {
