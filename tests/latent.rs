@@ -38,6 +38,30 @@ fn run_ok(args: &[&str]) {
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
 }
 
+/// `train --config CONFIG` on the PNG folder `images` for `steps` steps into `out`.
+fn train_on(images: &Path, config: &Path, steps: &str, out: &Path) -> std::process::Output {
+    diffuse(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--dataset",
+        "folder",
+        "--data-dir",
+        images.to_str().unwrap(),
+        "--steps",
+        steps,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+/// Failed with status 1 and a message holding `expect`.
+fn assert_refused(out: &std::process::Output, expect: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(expect), "{err}");
+}
+
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -428,21 +452,7 @@ fn moving_average_codebook_resumes_bit_for_bit() {
         ),
     )
     .unwrap();
-    let train = |out: &Path, steps: &str| {
-        diffuse(&[
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--dataset",
-            "folder",
-            "--data-dir",
-            images.to_str().unwrap(),
-            "--steps",
-            steps,
-            "--out",
-            out.to_str().unwrap(),
-        ])
-    };
+    let train = |out: &Path, steps: &str| train_on(&images, &config, steps, out);
     let (a, b) = (dir.join("a"), dir.join("b"));
     let out = train(&a, "100");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -470,22 +480,9 @@ fn moving_average_codebook_resumes_bit_for_bit() {
         ),
     )
     .unwrap();
-    let out = diffuse(&[
-        "train",
-        "--config",
-        kl.to_str().unwrap(),
-        "--dataset",
-        "folder",
-        "--data-dir",
-        images.to_str().unwrap(),
-        "--out",
-        dir.join("c").to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("codebook_ema applies to bottleneck"),
-        "{}",
-        stderr(&out)
+    assert_refused(
+        &train_on(&images, &kl, "1", &dir.join("c")),
+        "codebook_ema applies to bottleneck",
     );
 }
 
@@ -519,19 +516,8 @@ fn perceptual_term_enters_the_loss() {
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(&config, text).unwrap();
         let out = dir.join(name);
-        run_ok(&[
-            "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--dataset",
-            "folder",
-            "--data-dir",
-            images.to_str().unwrap(),
-            "--steps",
-            "20",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let trained = train_on(&images, &config, "20", &out);
+        assert!(trained.status.success(), "{}", stderr(&trained));
         let csv = std::fs::read_to_string(out.join("loss.csv")).unwrap();
         let line = csv.lines().find(|l| l.starts_with("1,")).unwrap();
         line.split(',').nth(1).unwrap().parse().unwrap()
@@ -546,21 +532,8 @@ fn perceptual_term_enters_the_loss() {
         format!("{AUTOENCODER}\n[autoencoder.perceptual]\nclassifier = \"x\"\nweight = 1.0\n"),
     )
     .unwrap();
-    let out = diffuse(&[
-        "train",
-        "--config",
-        rgb.to_str().unwrap(),
-        "--dataset",
-        "folder",
-        "--data-dir",
-        images.to_str().unwrap(),
-        "--out",
-        dir.join("rgb").to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("takes 1 x 28 x 28"),
-        "{}",
-        stderr(&out)
+    assert_refused(
+        &train_on(&images, &rgb, "1", &dir.join("rgb")),
+        "takes 1 x 28 x 28",
     );
 }
