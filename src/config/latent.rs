@@ -214,10 +214,9 @@ pub struct LatentSection {
 
 /// The autoencoder config of `dir` (see `autoencode::autoencoder_dir`).
 pub fn read_autoencoder_config(dir: &Path) -> Result<AutoencoderConfig> {
-    let dir = crate::autoencode::autoencoder_dir(dir)?;
-    let path = dir.join("config.json");
-    let text = diffuse_fs::read_to_string(&path, diffuse_fs::Limit::CONFIG)?;
-    AutoencoderConfig::from_json(&text).with_context(|| format!("{}", path.display()))
+    Ok(AutoencoderConfig::read(
+        &crate::autoencode::autoencoder_dir(dir)?,
+    )?)
 }
 
 impl LatentSection {

@@ -106,8 +106,8 @@ impl Pipeline {
         })?;
         let (unet_config, unet) = Unet::from_diffusers_dir(&dir.join("unet"), device)?;
         let vqvae = if latent {
-            let (config, model) = Autoencoder::from_diffusers_dir(&dir.join("vqvae"), device)?;
-            let channels = config.diffusion_channels();
+            let vqvae = Vqvae::from_dir(&dir.join("vqvae"), device)?;
+            let channels = vqvae.config.diffusion_channels();
             // Twice the channels out: a learned variance (improved DDPM).
             let out = unet_config.out_channels;
             if unet_config.in_channels != channels || (out != channels && out != 2 * channels) {
@@ -119,7 +119,7 @@ impl Pipeline {
                     ),
                 });
             }
-            Some(Vqvae { config, model })
+            Some(vqvae)
         } else {
             None
         };
@@ -135,16 +135,31 @@ impl Pipeline {
     /// `LDMPipeline` the decoder's image of the latents divided by `scaling_factor` (as diffusers'
     /// `LDMPipeline`, which reads no `shift_factor`), before any clamp; decoded `batch` at a time.
     pub fn images(&self, samples: Tensor<4>, batch: usize) -> Tensor<4> {
-        let Some(v) = &self.vqvae else {
-            return samples;
-        };
-        let latents = samples.div_scalar(v.config.coder.scaling_factor as f32);
+        match &self.vqvae {
+            Some(v) => v.images(samples, batch),
+            None => samples,
+        }
+    }
+}
+
+impl Vqvae {
+    /// Loads a diffusers autoencoder folder.
+    pub fn from_dir(dir: &Path, device: &Device) -> Result<Self, DiffusersError> {
+        let (config, model) = Autoencoder::from_diffusers_dir(dir, device)?;
+        Ok(Self { config, model })
+    }
+
+    /// The decoder's images of scaled latents (divided by `scaling_factor` first), `batch` at a
+    /// time, before any clamp.
+    pub fn images(&self, latents: Tensor<4>, batch: usize) -> Tensor<4> {
+        let latents = latents.div_scalar(self.config.coder.scaling_factor as f32);
         let n = latents.dims()[0];
+        let batch = batch.max(1);
         let parts = (0..n)
-            .step_by(batch.max(1))
+            .step_by(batch)
             .map(|start| {
-                let b = batch.max(1).min(n - start);
-                v.model.decode(latents.clone().narrow(0, start, b))
+                self.model
+                    .decode(latents.clone().narrow(0, start, batch.min(n - start)))
             })
             .collect();
         Tensor::cat(parts, 0)

@@ -91,14 +91,7 @@ pub fn estimate_scaling_factor(
 ) -> Result<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let values: Vec<Vec<f32>> = over_images(train, SCALING_IMAGES, device, |x| {
-        let e = model.encode(x);
-        let z = match e.logvar {
-            Some(logvar) => {
-                let eps = randn(&mut rng, e.mean.dims(), device);
-                e.mean + logvar.mul_scalar(0.5).exp() * eps
-            }
-            None => e.mean,
-        };
+        let z = model.encode(x).draw(|shape| randn(&mut rng, shape, device));
         z.into_data().try_to_vec().unwrap_or_default()
     });
     let values: Vec<f64> = values.into_iter().flatten().map(f64::from).collect();

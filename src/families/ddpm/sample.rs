@@ -20,9 +20,6 @@ use crate::kinds::images::write_images;
 use crate::kinds::points::{load_mlp, write_points};
 use crate::progress;
 
-/// Latents an `LDMPipeline`'s decoder turns into images at once.
-const DECODE_BATCH: usize = 8;
-
 /// Runs a solver with a progress bar, and says how many network evaluations it made.
 pub fn run_solver<const D: usize>(
     solver: &dyn Solver<D>,
@@ -108,13 +105,12 @@ pub fn images(args: &SampleArgs, dir: &Path) -> Result<()> {
     let pipeline = crate::memory::load_pipeline(dir, &device)?;
     let z = initial_noise(args, &pipeline, &mut rng, &device)?;
     let x = draw(args, &pipeline.unet, &pipeline.scheduler, z, &mut rng)?;
-    let [n, _, h, w] = x.dims();
+    let n = x.dims()[0];
     // An LDMPipeline's samples are latents: its decoder makes them images.
-    if let Some(vqvae) = &pipeline.vqvae {
-        let f = vqvae.config.downsampling();
-        crate::memory::check_autoencoder(&vqvae.config, h * f, w * f, n.min(DECODE_BATCH))?;
-    }
-    let x = pipeline.images(x, DECODE_BATCH);
+    let x = match &pipeline.vqvae {
+        Some(vqvae) => crate::families::latent::decode(vqvae, x)?,
+        None => x,
+    };
     write_images(args, x, &title(args, n, &pipeline.scheduler))
 }
 

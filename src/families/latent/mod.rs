@@ -24,6 +24,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
 use diffuse_core::discrete::sampler::{DdimSampler, sample};
+use diffuse_diffusers::Vqvae;
 use diffuse_nn::Unet;
 use diffuse_nn::autoencoder::{Autoencoder, AutoencoderConfig};
 use diffuse_train::{Checkpoint, Objective, TrainError};
@@ -81,14 +82,7 @@ impl LatentObjective {
         let autodiff = x.is_autodiff();
         let x = x.inner();
         let device = x.device();
-        let e = self.vae.encode(x);
-        let z = match e.logvar {
-            Some(logvar) => {
-                let eps = randn(rng, e.mean.dims(), &device);
-                e.mean + logvar.mul_scalar(0.5).exp() * eps
-            }
-            None => e.mean,
-        };
+        let z = self.vae.encode(x).draw(|shape| randn(rng, shape, &device));
         let z = z.mul_scalar(self.scaling_factor);
         if autodiff { z.autodiff() } else { z }
     }
@@ -134,24 +128,19 @@ impl Objective<Unet> for LatentObjective {
     }
 }
 
-/// The run's autoencoder from its own `vqvae/`, and `x` (scaled latents) decoded in batches.
-fn decode(dir: &Path, x: Tensor<4>, device: &Device) -> Result<Tensor<4>> {
-    let (config, vae) = Autoencoder::from_diffusers_dir(&dir.join("vqvae"), device)?;
+/// The images of scaled latents `x` through `vqvae`'s decoder, `DECODE_BATCH` at a time, its
+/// memory checked first: every latent sampler's last step (the DDPM family's pipeline path
+/// included).
+pub fn decode(vqvae: &Vqvae, x: Tensor<4>) -> Result<Tensor<4>> {
     let [n, _, h, w] = x.dims();
-    let f = config.downsampling();
-    crate::memory::check_autoencoder(&config, h * f, w * f, n.min(DECODE_BATCH))?;
-    let latents = x.div_scalar(config.coder.scaling_factor as f32);
-    let parts = (0..n)
-        .step_by(DECODE_BATCH)
-        .map(|start| {
-            vae.decode(
-                latents
-                    .clone()
-                    .narrow(0, start, DECODE_BATCH.min(n - start)),
-            )
-        })
-        .collect();
-    Ok(Tensor::cat(parts, 0))
+    let f = vqvae.config.downsampling();
+    crate::memory::check_autoencoder(&vqvae.config, h * f, w * f, n.min(DECODE_BATCH))?;
+    Ok(vqvae.images(x, DECODE_BATCH))
+}
+
+/// A run's own autoencoder, `vqvae/`.
+fn run_vqvae(dir: &Path, device: &Device) -> Result<Vqvae> {
+    Ok(Vqvae::from_dir(&dir.join("vqvae"), device)?)
 }
 
 fn score_section(config: &RunConfig) -> Result<&crate::config::ScoreConfig> {
@@ -284,7 +273,7 @@ impl Family<4, ImageKind> for Latent {
         let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
         let x = super::score::run_solver(solver.as_ref(), &model, z, &mut rng, &label)?;
         let n = x.dims()[0];
-        let x = decode(dir, x, &device)?;
+        let x = decode(&run_vqvae(dir, &device)?, x)?;
         crate::kinds::images::write_images(
             args,
             x,
@@ -320,7 +309,11 @@ fn samples(dir: &Path, config: &RunConfig) -> Result<()> {
     let pb = crate::progress::bar(steps, "sampling latents");
     let z = sample(&pipeline.unet, &sampler, x_T, &mut rng, |_, _, _| pb.inc(1))?;
     pb.finish_and_clear();
-    let x = pipeline.images(z, DECODE_BATCH);
+    let vqvae = pipeline
+        .vqvae
+        .as_ref()
+        .context("a latent run's folder is an LDMPipeline with vqvae/")?;
+    let x = decode(vqvae, z)?;
     crate::families::pictures::write_samples(
         dir,
         x,
@@ -342,7 +335,7 @@ fn score_samples(dir: &Path, config: &RunConfig, model: &Unet) -> Result<()> {
     let pc = section.pc();
     crate::families::pictures::write_samples(
         dir,
-        decode(dir, x, &device)?,
+        decode(&run_vqvae(dir, &device)?, x)?,
         &format!(
             "{n} samples ({} SDE, PC {} steps x (1 + {} corrector) in latent space; decoded)",
             section.sde.name(),

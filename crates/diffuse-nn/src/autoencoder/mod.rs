@@ -84,6 +84,29 @@ pub struct Encoded {
     pub logvar: Option<Tensor<4>>,
 }
 
+impl Encoded {
+    /// One draw of the latents: mean + exp(logvar / 2) eps for a KL posterior, with `eps` of
+    /// the latents' shape; a VQ model's latents as they are.
+    pub fn draw(self, eps: impl FnOnce([usize; 4]) -> Tensor<4>) -> Tensor<4> {
+        match self.logvar {
+            Some(logvar) => {
+                let eps = eps(self.mean.dims());
+                diffuse_core::elbo::reparameterize(self.mean, logvar, eps)
+            }
+            None => self.mean,
+        }
+    }
+}
+
+/// A KL model's moments split into the mean and the log-variance clamped to [-30, 20].
+fn split_moments(h: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+    let half = h.dims()[1] / 2;
+    (
+        h.clone().narrow(1, 0, half),
+        h.narrow(1, half, half).clamp(-30.0, 20.0),
+    )
+}
+
 fn mid_block(channels: usize, c: &CoderConfig, s: BlockSettings, device: &Device) -> MidBlock {
     let resnets = (0..2)
         .map(|_| ResnetBlock2D::new(channels, channels, s, 1.0, device))
@@ -244,14 +267,29 @@ impl VectorQuantizer {
     /// z with each vector replaced by its nearest entry, as z + (e - z) with the difference cut
     /// from the gradient (the straight-through estimator; in the forward pass, diffusers' bits).
     pub fn forward(&self, z: Tensor<4>) -> Tensor<4> {
-        let [b, c, h, w] = z.dims();
-        let chosen = self.codebook().select(0, self.nearest(z.clone()));
-        let z_q = chosen.reshape([b, h, w, c]).permute([0, 3, 1, 2]);
+        let z_q = self.quantized(z.clone());
         z.clone() + (z_q - z).detach()
+    }
+
+    /// Each vector of z replaced by its nearest entry (the codebook's gradient flows through it).
+    pub fn quantized(&self, z: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = z.dims();
+        let chosen = self.codebook().select(0, self.nearest(z));
+        chosen.reshape([b, h, w, c]).permute([0, 3, 1, 2])
     }
 }
 
 impl AutoencoderConfig {
+    /// The `config.json` of a diffusers model folder; errors name the file.
+    pub fn read(dir: &Path) -> Result<Self, NnError> {
+        let path = dir.join("config.json");
+        let text = diffuse_fs::read_to_string(&path, diffuse_fs::Limit::CONFIG)?;
+        Self::from_json(&text).map_err(|e| NnError::Weights {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
     /// A freshly initialized autoencoder (burn's default initializers).
     pub fn init(&self, device: &Device) -> Result<Autoencoder, NnError> {
         self.validate()?;
@@ -291,12 +329,7 @@ impl Autoencoder {
         dir: &Path,
         device: &Device,
     ) -> Result<(AutoencoderConfig, Autoencoder), NnError> {
-        let config_path = dir.join("config.json");
-        let text = diffuse_fs::read_to_string(&config_path, diffuse_fs::Limit::CONFIG)?;
-        let config = AutoencoderConfig::from_json(&text).map_err(|e| NnError::Weights {
-            path: config_path,
-            reason: e.to_string(),
-        })?;
+        let config = AutoencoderConfig::read(dir)?;
         let model = config.init(device)?;
         let weights = dir.join("diffusion_pytorch_model.safetensors");
         Ok((
@@ -314,10 +347,10 @@ impl Autoencoder {
                 logvar: None,
             };
         }
-        let half = h.dims()[1] / 2;
+        let (mean, logvar) = split_moments(h);
         Encoded {
-            mean: h.clone().narrow(1, 0, half),
-            logvar: Some(h.narrow(1, half, half).clamp(-30.0, 20.0)),
+            mean,
+            logvar: Some(logvar),
         }
     }
 
@@ -350,21 +383,13 @@ impl Autoencoding for Autoencoder {
     fn posterior(&self, x: Tensor<4>) -> Posterior {
         let h = self.moments(x);
         match &self.quantize {
-            Some(q) => {
-                let [b, c, hh, w] = h.dims();
-                let z_q = q
-                    .codebook()
-                    .select(0, q.nearest(h.clone()))
-                    .reshape([b, hh, w, c])
-                    .permute([0, 3, 1, 2]);
-                Posterior::Quantized { z_e: h, z_q }
-            }
+            Some(q) => Posterior::Quantized {
+                z_q: q.quantized(h.clone()),
+                z_e: h,
+            },
             None => {
-                let half = h.dims()[1] / 2;
-                Posterior::Gaussian {
-                    mean: h.clone().narrow(1, 0, half),
-                    logvar: h.narrow(1, half, half).clamp(-30.0, 20.0),
-                }
+                let (mean, logvar) = split_moments(h);
+                Posterior::Gaussian { mean, logvar }
             }
         }
     }
