@@ -260,20 +260,9 @@ impl Family<4, ImageKind> for Latent {
         else {
             return super::ddpm::sample::images(args, dir);
         };
-        if args.no_ema {
-            bail!(
-                "--no-ema applies to 2-D runs; an image run keeps its raw weights in {}",
-                dir.join("raw").display()
-            );
-        }
-        let (solver, label) = super::score::sampler::<4>(&args.solver, score_section(config)?)?;
-        let device = crate::device::device();
-        let model = Self::load_sampling(dir, config, &device)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-        let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
-        let x = super::score::run_solver(solver.as_ref(), &model, z, &mut rng, &label)?;
+        let (x, label) = super::score::images::draw(args, dir, config)?;
         let n = x.dims()[0];
-        let x = decode(&run_vqvae(dir, &device)?, x)?;
+        let x = decode(&run_vqvae(dir, &crate::device::device())?, x)?;
         crate::kinds::images::write_images(
             args,
             x,

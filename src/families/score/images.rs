@@ -113,19 +113,7 @@ impl Family<4, ImageKind> for Score {
         let Some(config) = config else {
             bail!("{} has no diffuse_config.json", dir.display());
         };
-        if args.no_ema {
-            bail!(
-                "--no-ema applies to 2-D runs; an image run keeps its raw weights as a diffusers model in {}",
-                dir.join("raw").display()
-            );
-        }
-        let section = section(config)?;
-        let (solver, label) = sampler::<4>(&args.solver, section)?;
-        let device = crate::device::device();
-        let model = <Self as Family<4, ImageKind>>::load_sampling(dir, config, &device)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-        let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
-        let x = run_solver(solver.as_ref(), &model, z, &mut rng, &label)?;
+        let (x, label) = draw(args, dir, config)?;
         let n = x.dims()[0];
         write_images(args, x, &format!("{n} samples ({label})"))
     }
@@ -145,4 +133,27 @@ impl Family<4, ImageKind> for Score {
         let r = likelihood::eval_images(args, config, &unet, config.unet()?, process, &ad)?;
         likelihood::print(args, dir, &r)
     }
+}
+
+/// `sample`'s draw from the `unet/` of a score run (or a latent score run, whose samples are
+/// latents): the `--sampler`'s solver from `--init-noise` or the seed. Returns the samples and
+/// the sampler's label.
+pub(crate) fn draw(
+    args: &SampleArgs,
+    dir: &Path,
+    config: &RunConfig,
+) -> Result<(burn::tensor::Tensor<4>, String)> {
+    if args.no_ema {
+        bail!(
+            "--no-ema applies to 2-D runs; an image run keeps its raw weights as a diffusers model in {}",
+            dir.join("raw").display()
+        );
+    }
+    let (solver, label) = sampler::<4>(&args.solver, section(config)?)?;
+    let device = crate::device::device();
+    let model = load_unet_folder(dir, &device)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
+    let x = run_solver(solver.as_ref(), &model, z, &mut rng, &label)?;
+    Ok((x, label))
 }
