@@ -12,7 +12,7 @@ use clap::Args;
 use diffuse_train::checkpoint::{find_checkpoint, load_checkpoint, save_json};
 use diffuse_train::{Checkpoint, Start, check_checkpoint, train};
 
-use crate::config::{ConfigFile, RunConfig, SdeName, Source};
+use crate::config::{ConfigFile, LatentDiffusion, RunConfig, SdeName, Source};
 use crate::device::DeviceChoice;
 use crate::families::TrainFigures;
 use crate::families::{Family, FamilyName, Task, dispatch};
@@ -65,9 +65,15 @@ pub struct TrainArgs {
     /// folder, an LDMPipeline folder (its vqvae/), or an `autoencoder` run (its vae/).
     #[arg(long, value_name = "DIR")]
     vae: Option<PathBuf>,
-    /// The score family's SDE (vp, the default; subvp; ve), as `[score] sde` in a config file.
+    /// The score family's SDE (vp, the default; subvp; ve), as `[score] sde` in a config file;
+    /// with --family latent, a score SDE on the latents.
     #[arg(long, value_enum)]
     sde: Option<SdeName>,
+    /// Latent diffusion's model (--family latent): ddpm (the default), score (a score SDE,
+    /// `--sde`) or vdm (the variational diffusion model), as `[latent] diffusion` in a config
+    /// file.
+    #[arg(long, value_enum)]
+    diffusion: Option<LatentDiffusion>,
     /// The run directory (default: runs/<dataset>-<time>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -78,7 +84,7 @@ pub struct TrainArgs {
     /// extends it). The result is the same, bit for bit, as a run that was never stopped.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "data", "dataset", "download", "batch_size", "lr", "seed", "precision", "out", "config",
-        "overwrite", "family", "sde", "vae"
+        "overwrite", "family", "sde", "vae", "diffusion"
     ])]
     resume: Option<PathBuf>,
     /// Replace the run already in --out (without it, an existing run is never overwritten).
@@ -108,9 +114,31 @@ fn new_config(args: &TrainArgs) -> Result<RunConfig> {
     let family = args.family.or(file_family).unwrap_or_default();
     // The family's section at its defaults for the data, which the file's fields then change.
     let mut preset = RunConfig::preset(dataset).with_family(family);
-    // Latent diffusion by a score SDE: the [score] section the file is laid over.
-    if let (Some(sde), FamilyName::Latent) = (args.sde, family) {
-        preset = preset.with_latent_score(sde)?;
+    // Latent diffusion by a score SDE or the VDM: the [score] or [vdm] section the file is
+    // laid over.
+    if family == FamilyName::Latent {
+        let file_diffusion = file
+            .as_ref()
+            .map(|f| f.latent_diffusion())
+            .transpose()?
+            .flatten();
+        let flag = args.diffusion.or(args.sde.map(|_| LatentDiffusion::Score));
+        if let (Some(flag), Some(file)) = (flag, file_diffusion)
+            && flag != file
+        {
+            bail!(
+                "the flags ask for latent diffusion by {} and the config file's latent.diffusion is {}",
+                flag.name(),
+                file.name()
+            );
+        }
+        let diffusion = flag.or(file_diffusion).unwrap_or_default();
+        preset = preset.with_latent_diffusion(diffusion, args.sde)?;
+    } else if args.diffusion.is_some() {
+        bail!(
+            "--diffusion applies to latent diffusion (--family latent); this run's family is {}",
+            family.name()
+        );
     }
     let mut config = match &file {
         Some(file) => preset.overlay(file)?,

@@ -198,7 +198,7 @@ fn the_frechet_distance_matches_scipy_and_eigh() {
 
 /// The formula's weights as a safetensors file, which `--inception` reads as it reads the
 /// `.pth` (the script's `--pth` writes the same weights as a `.pth`, 95 MB, not committed).
-fn formula_weights_file(dir: &Path) -> PathBuf {
+pub(crate) fn formula_weights_file(dir: &Path) -> PathBuf {
     let map = formula_tensors(0);
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = map
         .tensors

@@ -318,6 +318,141 @@ fn autoencoder_then_latent_diffusion_end_to_end() {
         stderr(&out)
     );
 
+    // The VDM in the same latent space (`[latent] diffusion = "vdm"` in the file): its weight
+    // pair and schedule beside vqvae/, decoded ancestral samples, every sampler on its chain;
+    // stopped and resumed, the same bytes; --diffusion agrees with the file or is refused.
+    let vdm_config = dir.join("vdm.toml");
+    std::fs::write(
+        &vdm_config,
+        LATENT
+            .replace("[latent]\n", "[latent]\ndiffusion = \"vdm\"\n")
+            .replace(
+                "[sample]\nn = 4\nddim_steps = 5",
+                "[sample]\nn = 4\n[vdm]\nsample_steps = 6\ngamma.features = 16",
+            ),
+    )
+    .unwrap();
+    let train_vdm = |out: &Path, steps: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--config",
+            vdm_config.to_str().unwrap(),
+            "--vae",
+            a,
+        ];
+        args.extend(extra);
+        args.extend(data);
+        args.extend(["--steps", steps, "--out", out.to_str().unwrap()]);
+        diffuse(&args)
+    };
+    let (vdm1, vdm2) = (dir.join("latent-vdm1"), dir.join("latent-vdm2"));
+    let out = train_vdm(&vdm1, "4", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for file in [
+        "model.safetensors",
+        "model_ema.safetensors",
+        "schedule.csv",
+        "scheduler/scheduler_config.json",
+        "vqvae/config.json",
+    ] {
+        assert!(vdm1.join(file).is_file(), "{file} missing");
+    }
+    assert!(!vdm1.join("model_index.json").exists() && !vdm1.join("unet").exists());
+    let vdm_config_saved = json(&vdm1.join("diffuse_config.json"));
+    assert_eq!(vdm_config_saved["latent"]["diffusion"], "vdm");
+    assert_eq!(vdm_config_saved["vdm"]["sample_steps"], 6);
+    let vdm_samples = read_npy(&vdm1.join("samples.npy")).unwrap();
+    assert_eq!(vdm_samples.shape, vec![4, 3, 16, 16]);
+    assert!(vdm_samples.data.iter().all(|v| v.is_finite()));
+    // The weight files name the VDM's tensors as a `vdm` run's do (no enum variant).
+    let weights = std::fs::read(vdm1.join("model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&weights[8..8 + header_len]).unwrap();
+    let names: Vec<&String> = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("gamma."))
+            && names
+                .iter()
+                .all(|n| n.starts_with("gamma.") || n.starts_with("net.")),
+        "{names:?}"
+    );
+    let out = train_vdm(&vdm2, "2", &["--diffusion", "vdm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    run_ok(&["train", "--resume", vdm2.to_str().unwrap(), "--steps", "4"]);
+    for file in ["model_ema.safetensors", "samples.npy"] {
+        assert_eq!(
+            std::fs::read(vdm1.join(file)).unwrap(),
+            std::fs::read(vdm2.join(file)).unwrap(),
+            "{file} differs after a resume"
+        );
+    }
+    let v = vdm1.to_str().unwrap();
+    for extra in [&[][..], &["--sampler", "ddim", "--steps", "3"][..]] {
+        let drawn_vdm = dir.join("drawn-vdm.npy");
+        let mut args = vec!["sample", "--run", v, "--n", "2"];
+        args.extend(extra);
+        args.extend(["--out", drawn_vdm.to_str().unwrap()]);
+        run_ok(&args);
+        let drawn = read_npy(&drawn_vdm).unwrap();
+        assert_eq!(drawn.shape, vec![2, 3, 16, 16], "{extra:?}");
+        assert!(drawn.data.iter().all(|v| v.is_finite()), "{extra:?}");
+    }
+    // --fid draws decoded images (an Inception network of formula weights).
+    let inception = crate::inception::formula_weights_file(&dir);
+    run_ok(&[
+        "eval",
+        "--run",
+        v,
+        "--fid",
+        "--n",
+        "4",
+        "--inception",
+        inception.to_str().unwrap(),
+    ]);
+    let fid = json(&vdm1.join("fid.json"))["fid"].as_f64().unwrap();
+    assert!(fid.is_finite() && fid >= 0.0, "{fid}");
+    assert_refused(
+        &train_vdm(&dir.join("x6"), "2", &["--sde", "vp"]),
+        "latent.diffusion is vdm",
+    );
+    assert_refused(
+        &train_vdm(&dir.join("x7"), "2", &["--diffusion", "score"]),
+        "latent.diffusion is vdm",
+    );
+    let mut ddim_for_vdm = vec![
+        "train",
+        "--config",
+        latent_config.to_str().unwrap(),
+        "--vae",
+        a,
+        "--diffusion",
+        "vdm",
+    ];
+    ddim_for_vdm.extend(data);
+    let x8 = dir.join("x8");
+    ddim_for_vdm.extend(["--out", x8.to_str().unwrap()]);
+    assert_refused(
+        &diffuse(&ddim_for_vdm),
+        "sample.ddim_steps applies to the ddpm family, not to latent diffusion by the VDM",
+    );
+    assert_refused(
+        &diffuse(&[
+            "train",
+            "--family",
+            "vdm",
+            "--diffusion",
+            "vdm",
+            "--out",
+            dir.join("x9").to_str().unwrap(),
+        ]),
+        "--diffusion applies to latent diffusion",
+    );
+
     // `sample --run` decodes with any sampler.
     let drawn = dir.join("drawn.npy");
     let r = l1_dir.to_str().unwrap();

@@ -1,8 +1,9 @@
 //! Latent diffusion's sections of a run config: `[autoencoder]` (family `autoencoder`: the first
 //! stage, a KL- or VQ-regularized autoencoder with diffusers' architecture, trained on images
 //! whose shape the run's `unet` section gives, as for the VAE) and `[latent]` (family `latent`:
-//! DDPM, with its `schedule`, `prediction` and `sample` fields, or a score SDE with its `[score]`
-//! section, in the latent space of an autoencoder; the run's `unet` works on the latents).
+//! DDPM, with its `schedule`, `prediction` and `sample` fields, a score SDE with its `[score]`
+//! section, or the VDM with its `[vdm]` section, in the latent space of an autoencoder; the run's
+//! `unet` works on the latents).
 
 use std::path::{Path, PathBuf};
 
@@ -184,7 +185,7 @@ impl AutoencoderSection {
 }
 
 /// Which diffusion model learns the latents.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum LatentDiffusion {
     /// DDPM's chain (the `schedule`, `prediction`, loss and `sample` fields); the run is an
@@ -193,13 +194,26 @@ pub enum LatentDiffusion {
     Ddpm,
     /// A score SDE (the `[score]` section; `train --family latent --sde vp|subvp|ve`).
     Score,
+    /// The variational diffusion model (the `[vdm]` section; `train --family latent --diffusion
+    /// vdm`), its decoder a density: latents are continuous.
+    Vdm,
+}
+
+impl LatentDiffusion {
+    pub fn name(self) -> &'static str {
+        match self {
+            LatentDiffusion::Ddpm => "ddpm",
+            LatentDiffusion::Score => "score",
+            LatentDiffusion::Vdm => "vdm",
+        }
+    }
 }
 
 /// Diffusion in an autoencoder's latent space.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatentSection {
-    /// DDPM (the default) or a score SDE.
+    /// DDPM (the default), a score SDE or the VDM.
     #[serde(default)]
     pub diffusion: LatentDiffusion,
     /// The autoencoder: a diffusers AutoencoderKL or VQModel folder, a folder holding one as

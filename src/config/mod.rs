@@ -306,15 +306,16 @@ impl TryFrom<RunConfigFile> for RunConfig {
             ("latent", f.latent.is_some(), FamilyName::Latent),
         ] {
             // One section serves both latent-variable families; latent diffusion is DDPM's
-            // chain in latent space, with DDPM's sections.
-            let latent_score = family == FamilyName::Latent
-                && f.latent
-                    .as_ref()
-                    .is_some_and(|l| l.diffusion == LatentDiffusion::Score);
+            // chain in latent space, with DDPM's sections, or the score SDE's or the VDM's with
+            // that family's section.
+            let latent = (family == FamilyName::Latent)
+                .then(|| f.latent.as_ref().map(|l| l.diffusion))
+                .flatten();
             let owns = family == owner
                 || (owner == FamilyName::Vae && family == FamilyName::Hvae)
                 || (owner == FamilyName::Ddpm && family.uses_chain())
-                || (owner == FamilyName::Score && latent_score);
+                || (owner == FamilyName::Score && latent == Some(LatentDiffusion::Score))
+                || (owner == FamilyName::Vdm && latent == Some(LatentDiffusion::Vdm));
             if set && !owns {
                 return Err(format!(
                     "`{section}` applies to the {} family, and this run's family is {}",
@@ -631,19 +632,45 @@ impl RunConfig {
                 score.validate()?;
                 self.refuse_ddpm_fields("latent diffusion by a score SDE")
             }
+            LatentDiffusion::Vdm => {
+                let Some(vdm) = &self.vdm else {
+                    bail!(
+                        "latent diffusion by the VDM needs a [vdm] section (train --family latent --diffusion vdm)"
+                    );
+                };
+                vdm.validate()?;
+                self.refuse_ddpm_fields("latent diffusion by the VDM")
+            }
         }
     }
 
-    /// Latent diffusion by the score SDE `sde` (`train --family latent --sde`): the `[score]`
-    /// section at its image defaults, DDPM's sampling fields and loss cleared.
-    pub fn with_latent_score(mut self, sde: SdeName) -> Result<Self> {
+    /// Latent diffusion by `diffusion` (`train --family latent --diffusion`, `--sde`): a score
+    /// SDE's `[score]` section (of `sde`, VP by default) or the VDM's `[vdm]` at their image
+    /// defaults, DDPM's sampling fields and loss cleared; DDPM's chain as it is.
+    pub fn with_latent_diffusion(
+        mut self,
+        diffusion: LatentDiffusion,
+        sde: Option<SdeName>,
+    ) -> Result<Self> {
+        if diffusion == LatentDiffusion::Ddpm && sde.is_none() {
+            return Ok(self);
+        }
         let Some(latent) = self.latent.as_mut() else {
             bail!(
-                "--sde with --family latent needs image data (--dataset mnist, fashion_mnist, cifar10, folder)"
+                "--diffusion and --sde with --family latent need image data (--dataset mnist, fashion_mnist, cifar10, folder)"
             );
         };
-        latent.diffusion = LatentDiffusion::Score;
-        self.score = Some(ScoreConfig::for_kind(sde, KindName::Images));
+        if sde.is_some() && diffusion != LatentDiffusion::Score {
+            bail!(
+                "--sde chooses a score SDE, and this latent run's diffusion is {}",
+                diffusion.name()
+            );
+        }
+        latent.diffusion = diffusion;
+        self.score = (diffusion == LatentDiffusion::Score)
+            .then(|| ScoreConfig::for_kind(sde.unwrap_or(SdeName::Vp), KindName::Images));
+        self.vdm =
+            (diffusion == LatentDiffusion::Vdm).then(|| VdmConfig::for_kind(KindName::Images));
         self.sample.clip_sample = None;
         self.sample.ddim_steps = None;
         self.sample.variance_type = None;
@@ -1052,6 +1079,29 @@ impl ConfigFile {
             Fields::Toml(t) => t.get("data")?.get("dataset")?.as_str(),
             Fields::Json(j) => j.pointer("/data/dataset")?.as_str(),
         }
+    }
+
+    /// The file's `latent.diffusion`, which chooses (with `family`) the section it is laid over.
+    pub fn latent_diffusion(&self) -> Result<Option<LatentDiffusion>> {
+        let value = match &self.fields {
+            Fields::Toml(t) => t
+                .get("latent")
+                .and_then(|l| l.get("diffusion"))
+                .map(serde_json::to_value),
+            Fields::Json(j) => j.pointer("/latent/diffusion").map(|v| Ok(v.clone())),
+        };
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let value = value?;
+        serde_json::from_value(value.clone())
+            .map(Some)
+            .with_context(|| {
+                format!(
+                    "{}: `latent.diffusion` is {value}; it is ddpm, score or vdm",
+                    self.path.display()
+                )
+            })
     }
 
     /// The file's `family`, which chooses the family section it is laid over.

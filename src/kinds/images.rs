@@ -334,16 +334,17 @@ pub fn initial_noise(
 pub fn save_unet_folders(
     dir: &Path,
     config: &RunConfig,
-    c: &diffuse_train::Checkpoint<diffuse_nn::Unet>,
+    raw: &diffuse_nn::Unet,
+    sampling: &diffuse_nn::Unet,
 ) -> Result<(), diffuse_train::TrainError> {
     let err = |e: String| diffuse_train::TrainError::Checkpoint {
         path: dir.into(),
         reason: e,
     };
     let unet = config.unet().map_err(|e| err(e.to_string()))?;
-    diffuse_diffusers::save_unet(&dir.join("unet"), unet, c.sampling_model())
+    diffuse_diffusers::save_unet(&dir.join("unet"), unet, sampling)
         .map_err(|e| err(e.to_string()))?;
-    diffuse_diffusers::save_unet(&dir.join("raw"), unet, &c.model).map_err(|e| err(e.to_string()))
+    diffuse_diffusers::save_unet(&dir.join("raw"), unet, raw).map_err(|e| err(e.to_string()))
 }
 
 /// The sampling weights [`save_unet_folders`] wrote.

@@ -14,13 +14,16 @@ use crate::trainer::Checkpoint;
 
 /// Writes the module's weights to `path` (safetensors), atomically. The same weights give the
 /// same bytes (no metadata, whose order burn does not fix), and the file gets the mode of any
-/// other file the process creates.
+/// other file the process creates. An enum module's variant is not part of the names (the file
+/// of a `Vdm` arm reads as a `Vdm`'s own).
 pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<(), TrainError> {
     let err = |e: String| TrainError::Checkpoint {
         path: path.into(),
         reason: e,
     };
-    let mut store = SafetensorsStore::from_bytes(None).clear_metadata();
+    let mut store = SafetensorsStore::from_bytes(None)
+        .clear_metadata()
+        .skip_enum_variants(true);
     model
         .clone()
         .save_into(&mut store)
@@ -34,7 +37,7 @@ pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<(), TrainError>
 pub fn load_weights<M: Module>(model: M, path: &Path) -> Result<M, TrainError> {
     let bytes = diffuse_fs::read(path, diffuse_fs::Limit::memory())?;
     let mut model = model;
-    let mut store = SafetensorsStore::from_bytes(Some(bytes));
+    let mut store = SafetensorsStore::from_bytes(Some(bytes)).skip_enum_variants(true);
     let result = model.load_from(&mut store).map_err(|e| TrainError::Load {
         path: path.into(),
         reason: e.to_string(),

@@ -1,6 +1,7 @@
 //! The latent family: latent diffusion (Rombach et al. 2022), DDPM (its `schedule`,
-//! `prediction`, loss and sampling fields) or a score SDE (`[latent] diffusion = "score"`, its
-//! `[score]` section; `train --family latent --sde`) trained on the latents of a frozen
+//! `prediction`, loss and sampling fields), a score SDE (`[latent] diffusion = "score"`, its
+//! `[score]` section; `train --family latent --sde`) or the VDM (`diffusion = "vdm"`, its `[vdm]`
+//! section, the bound's decoder a density; `--diffusion vdm`) trained on the latents of a frozen
 //! autoencoder. Each batch of images is encoded (a KL autoencoder's posterior drawn once per
 //! image, a VQ model's latents before the codebook) and multiplied by the autoencoder's
 //! `scaling_factor`; samples are drawn in latent space, divided by it and decoded. Images only.
@@ -14,7 +15,10 @@
 //! - `metrics.json`: training and sampling time
 //!
 //! A score SDE's run keeps `unet/`, `raw/` and `vqvae/` (no diffusers pipeline runs its
-//! samplers), and its `samples.png` holds decoded predictor-corrector samples.
+//! samplers), and its `samples.png` holds decoded predictor-corrector samples. A VDM's run keeps
+//! `model.safetensors` / `model_ema.safetensors` (the U-Net and the schedule, as a `vdm` run's),
+//! `schedule.csv`, `schedule.png`, `scheduler/` (its chain, for `--sampler`) and `vqvae/`; its
+//! `samples.png` holds decoded ancestral samples (`vdm.sample_steps`).
 
 use std::path::Path;
 use std::time::Instant;
@@ -24,9 +28,11 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use diffuse_core::coef::randn;
 use diffuse_core::discrete::sampler::{DdimSampler, sample};
+use diffuse_core::vdm::DataModel;
 use diffuse_diffusers::Vqvae;
 use diffuse_nn::Unet;
 use diffuse_nn::autoencoder::{Autoencoder, AutoencoderConfig};
+use diffuse_nn::gamma::Vdm as VdmNet;
 use diffuse_train::{Checkpoint, Objective, TrainError};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -35,8 +41,8 @@ use serde_json::Value;
 use crate::args::{EvalArgs, SampleArgs};
 use crate::config::{LatentDiffusion, LatentSection, RunConfig};
 use crate::families::{Family, TrainFigures};
-use crate::kinds::ImageKind;
 use crate::kinds::images::{ImageData, write_metrics};
+use crate::kinds::{ImageKind, load_weight_pair, save_weight_pair};
 
 /// The latent family (see the module docs).
 pub struct Latent;
@@ -62,13 +68,22 @@ fn load_vae(config: &RunConfig) -> Result<(AutoencoderConfig, Autoencoder)> {
     })
 }
 
+/// The network on the latents: a U-Net (DDPM, score SDEs) or a VDM (the U-Net and its
+/// schedule). Its weight files name no variant (`checkpoint::save_weights`).
+#[derive(Module, Debug)]
+pub enum LatentNet {
+    Unet(Unet),
+    Vdm(VdmNet<Unet>),
+}
+
 /// The diffusion model's objective, on latents.
 pub enum Inner {
     Ddpm(Box<diffuse_train::Ddpm<4>>),
     Score(diffuse_train::ScoreSde<4>),
+    Vdm(diffuse_train::elbo::Vdm<4>),
 }
 
-/// DDPM or a score SDE on the scaled latents of each batch of images.
+/// DDPM, a score SDE or the VDM on the scaled latents of each batch of images.
 pub struct LatentObjective {
     vae: Autoencoder,
     scaling_factor: f32,
@@ -88,21 +103,29 @@ impl LatentObjective {
     }
 }
 
-impl Objective<Unet> for LatentObjective {
+impl Objective<LatentNet> for LatentObjective {
     type Batch = Tensor<4>;
 
-    fn loss(&mut self, model: &Unet, x: Tensor<4>, rng: &mut ChaCha8Rng) -> Tensor<1> {
+    fn loss(&mut self, model: &LatentNet, x: Tensor<4>, rng: &mut ChaCha8Rng) -> Tensor<1> {
         let z = self.latents(x, rng);
-        match &mut self.inner {
-            Inner::Ddpm(o) => o.loss(model, z, rng),
-            Inner::Score(o) => o.loss(model, z, rng),
+        match (&mut self.inner, model) {
+            (Inner::Ddpm(o), LatentNet::Unet(m)) => o.loss(m, z, rng),
+            (Inner::Score(o), LatentNet::Unet(m)) => o.loss(m, z, rng),
+            (Inner::Vdm(o), LatentNet::Vdm(m)) => o.loss(m, z, rng),
+            // Refused by `accepts` before the first step; a NaN stops the trainer if not.
+            _ => Tensor::full([1], f32::NAN, &z.device()),
         }
     }
 
-    fn accepts(&self, model: &Unet) -> Result<(), TrainError> {
-        match &self.inner {
-            Inner::Ddpm(o) => o.accepts(model),
-            Inner::Score(o) => o.accepts(model),
+    fn accepts(&self, model: &LatentNet) -> Result<(), TrainError> {
+        match (&self.inner, model) {
+            (Inner::Ddpm(o), LatentNet::Unet(m)) => o.accepts(m),
+            (Inner::Score(o), LatentNet::Unet(m)) => o.accepts(m),
+            (Inner::Vdm(o), LatentNet::Vdm(m)) => o.accepts(m),
+            _ => Err(TrainError::InvalidConfig {
+                field: "latent.diffusion",
+                reason: "the latent network does not match it".into(),
+            }),
         }
     }
 
@@ -110,6 +133,7 @@ impl Objective<Unet> for LatentObjective {
         match &self.inner {
             Inner::Ddpm(o) => Objective::<Unet>::state(o.as_ref()),
             Inner::Score(o) => Objective::<Unet>::state(o),
+            Inner::Vdm(o) => Objective::<VdmNet<Unet>>::state(o),
         }
     }
 
@@ -117,6 +141,7 @@ impl Objective<Unet> for LatentObjective {
         match &self.inner {
             Inner::Ddpm(o) => Objective::<Unet>::check_state(o.as_ref(), state),
             Inner::Score(o) => Objective::<Unet>::check_state(o, state),
+            Inner::Vdm(o) => Objective::<VdmNet<Unet>>::check_state(o, state),
         }
     }
 
@@ -124,6 +149,7 @@ impl Objective<Unet> for LatentObjective {
         match &mut self.inner {
             Inner::Ddpm(o) => Objective::<Unet>::restore(o.as_mut(), state),
             Inner::Score(o) => Objective::<Unet>::restore(o, state),
+            Inner::Vdm(o) => Objective::<VdmNet<Unet>>::restore(o, state),
         }
     }
 }
@@ -150,8 +176,34 @@ fn score_section(config: &RunConfig) -> Result<&crate::config::ScoreConfig> {
         .context("latent diffusion by a score SDE has a [score] section")
 }
 
+/// The checkpoint's U-Net weights (raw, sampling) where the run's network is a U-Net.
+fn unets(c: &Checkpoint<LatentNet>) -> Option<(&Unet, &Unet)> {
+    match (&c.model, c.sampling_model()) {
+        (LatentNet::Unet(raw), LatentNet::Unet(sampling)) => Some((raw, sampling)),
+        _ => None,
+    }
+}
+
+/// A fresh network for the run's `latent.diffusion`.
+fn init(config: &RunConfig, device: &Device) -> Result<LatentNet> {
+    Ok(match section(config)?.diffusion {
+        LatentDiffusion::Ddpm | LatentDiffusion::Score => {
+            LatentNet::Unet(config.unet()?.init(device)?)
+        }
+        LatentDiffusion::Vdm => LatentNet::Vdm(super::vdm::images::init(config, device)?),
+    })
+}
+
+/// The VDM of a latent run's network (a VDM run's always is one).
+fn vdm_net(net: &LatentNet) -> Result<&VdmNet<Unet>> {
+    match net {
+        LatentNet::Vdm(v) => Ok(v),
+        LatentNet::Unet(_) => bail!("a latent VDM run holds a U-Net without its schedule"),
+    }
+}
+
 impl Family<4, ImageKind> for Latent {
-    type Net = Unet;
+    type Net = LatentNet;
     type Objective = LatentObjective;
 
     /// A score SDE's VE sigma_max from the latents of the first 2,000 training images (their
@@ -172,8 +224,8 @@ impl Family<4, ImageKind> for Latent {
         super::score::prepare(config, &rows, c * h * w)
     }
 
-    fn init(config: &RunConfig, device: &Device) -> Result<Unet> {
-        Ok(config.unet()?.init(device)?)
+    fn init(config: &RunConfig, device: &Device) -> Result<LatentNet> {
+        init(config, device)
     }
 
     fn objective(config: &RunConfig) -> Result<LatentObjective> {
@@ -183,6 +235,9 @@ impl Family<4, ImageKind> for Latent {
         let inner = match section.diffusion {
             LatentDiffusion::Ddpm => Inner::Ddpm(Box::new(super::ddpm::objective(config)?)),
             LatentDiffusion::Score => Inner::Score(super::score::objective(config)?),
+            LatentDiffusion::Vdm => {
+                Inner::Vdm(super::vdm::objective(config, DataModel::Continuous)?)
+            }
         };
         Ok(LatentObjective {
             vae: vae.no_grad(),
@@ -191,13 +246,17 @@ impl Family<4, ImageKind> for Latent {
         })
     }
 
-    fn describe(net: &Unet) -> String {
-        format!("a {}-parameter latent U-Net", net.num_params())
+    fn describe(net: &LatentNet) -> String {
+        match net {
+            LatentNet::Unet(u) => format!("a {}-parameter latent U-Net", u.num_params()),
+            LatentNet::Vdm(v) => super::vdm::describe(v.num_params(), &v.gamma, "latent U-Net"),
+        }
     }
 
-    /// The LDMPipeline folder: `vqvae/` once (copied from `latent.vae`), `unet/` (sampling
-    /// weights), `scheduler/`, `model_index.json`, and `raw/`.
-    fn save(dir: &Path, config: &RunConfig, c: &Checkpoint<Unet>) -> Result<(), TrainError> {
+    /// `vqvae/` once (copied from `latent.vae`), then DDPM's LDMPipeline folder (`unet/`
+    /// (sampling weights), `scheduler/`, `model_index.json`, and `raw/`), a score SDE's `unet/`
+    /// and `raw/`, or the VDM's weight pair.
+    fn save(dir: &Path, config: &RunConfig, c: &Checkpoint<LatentNet>) -> Result<(), TrainError> {
         let err = |e: String| TrainError::Checkpoint {
             path: dir.into(),
             reason: e,
@@ -213,36 +272,51 @@ impl Family<4, ImageKind> for Latent {
         }
         .map_err(|e| err(format!("{e:#}")))?
         .class_name();
-        if config.latent.as_ref().map(|l| l.diffusion) == Some(LatentDiffusion::Score) {
+        let diffusion = section(config).map_err(|e| err(e.to_string()))?.diffusion;
+        if diffusion == LatentDiffusion::Vdm {
+            return save_weight_pair(dir, c);
+        }
+        let (raw, sampling) =
+            unets(c).ok_or_else(|| err("the latent network is not a U-Net".into()))?;
+        if diffusion == LatentDiffusion::Score {
             // No diffusers pipeline runs a score SDE's samplers: unet/ and raw/ as a score run's.
-            return crate::kinds::images::save_unet_folders(dir, config, c);
+            return crate::kinds::images::save_unet_folders(dir, config, raw, sampling);
         }
         let unet = config.unet().map_err(|e| err(e.to_string()))?;
         let scheduler = config.scheduler_config();
-        diffuse_diffusers::save_latent_pipeline(dir, unet, c.sampling_model(), &scheduler, class)
+        diffuse_diffusers::save_latent_pipeline(dir, unet, sampling, &scheduler, class)
             .map_err(|e| err(e.to_string()))?;
-        diffuse_diffusers::save_unet(&dir.join("raw"), unet, &c.model)
-            .map_err(|e| err(e.to_string()))
+        diffuse_diffusers::save_unet(&dir.join("raw"), unet, raw).map_err(|e| err(e.to_string()))
     }
 
-    fn load_sampling(dir: &Path, config: &RunConfig, device: &Device) -> Result<Unet> {
-        match section(config)?.diffusion {
-            LatentDiffusion::Ddpm => Ok(crate::memory::load_pipeline(dir, device)?.unet),
-            LatentDiffusion::Score => crate::kinds::images::load_unet_folder(dir, device),
-        }
+    fn load_sampling(dir: &Path, config: &RunConfig, device: &Device) -> Result<LatentNet> {
+        Ok(match section(config)?.diffusion {
+            LatentDiffusion::Ddpm => {
+                LatentNet::Unet(crate::memory::load_pipeline(dir, device)?.unet)
+            }
+            LatentDiffusion::Score => {
+                LatentNet::Unet(crate::kinds::images::load_unet_folder(dir, device)?)
+            }
+            LatentDiffusion::Vdm => load_weight_pair(dir, config, true, init(config, device)?)?,
+        })
     }
 
     fn report(
         dir: &Path,
         config: &RunConfig,
         data: &ImageData,
-        model: &Unet,
+        model: &LatentNet,
         figures: &TrainFigures,
     ) -> Result<()> {
         let start = Instant::now();
-        match section(config)?.diffusion {
-            LatentDiffusion::Ddpm => samples(dir, config)?,
-            LatentDiffusion::Score => score_samples(dir, config, model)?,
+        match (section(config)?.diffusion, model) {
+            (LatentDiffusion::Ddpm, _) => samples(dir, config)?,
+            (LatentDiffusion::Score, LatentNet::Unet(unet)) => score_samples(dir, config, unet)?,
+            (LatentDiffusion::Vdm, LatentNet::Vdm(vdm)) => vdm_samples(dir, config, vdm)?,
+            (diffusion, _) => bail!(
+                "the latent network does not match the run's latent.diffusion ({})",
+                diffusion.name()
+            ),
         }
         write_metrics(
             dir,
@@ -255,12 +329,17 @@ impl Family<4, ImageKind> for Latent {
     }
 
     fn sample(args: &SampleArgs, dir: &Path, config: Option<&RunConfig>) -> Result<()> {
-        let Some(config) =
-            config.filter(|c| section(c).is_ok_and(|s| s.diffusion == LatentDiffusion::Score))
-        else {
-            return super::ddpm::sample::images(args, dir);
+        let diffusion = config
+            .and_then(|c| section(c).ok())
+            .map(|s| s.diffusion)
+            .unwrap_or_default();
+        let (x, label) = match (diffusion, config) {
+            (LatentDiffusion::Score, Some(config)) => {
+                super::score::images::draw(args, dir, config)?
+            }
+            (LatentDiffusion::Vdm, Some(config)) => draw_vdm(args, dir, config)?,
+            _ => return super::ddpm::sample::images(args, dir),
         };
-        let (x, label) = super::score::images::draw(args, dir, config)?;
         let n = x.dims()[0];
         let x = decode(&run_vqvae(dir, &crate::device::device())?, x)?;
         crate::kinds::images::write_images(
@@ -307,6 +386,45 @@ fn samples(dir: &Path, config: &RunConfig) -> Result<()> {
         dir,
         x,
         &format!("{n} samples (DDIM in latent space, {steps} steps, eta 0, EMA weights; decoded)"),
+    )
+}
+
+/// Latents from a VDM run (`diffuse sample --run`): its ancestral sampler, or `--sampler` on its
+/// chain, without the images' clamp.
+fn draw_vdm(args: &SampleArgs, dir: &Path, config: &RunConfig) -> Result<(Tensor<4>, String)> {
+    let device = crate::device::device();
+    let model = load_weight_pair(dir, config, !args.no_ema, init(config, &device)?)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
+    super::vdm::draw(
+        &args.solver,
+        super::vdm::section(config)?,
+        vdm_net(&model)?,
+        z,
+        DataModel::Continuous,
+        &mut rng,
+    )
+}
+
+/// `schedule.csv`, `schedule.png`, `scheduler/`, and `samples.npy` / `samples.png`: `sample.n`
+/// samples by the VDM's ancestral sampler (`vdm.sample_steps`) in latent space (seed + 1),
+/// decoded.
+fn vdm_samples(dir: &Path, config: &RunConfig, model: &VdmNet<Unet>) -> Result<()> {
+    let device = crate::device::device();
+    super::vdm::schedule_files(dir, &model.gamma, false, &device)?;
+    let unet = config.unet()?;
+    let side = unet.sample_size.unwrap_or(0);
+    let n = config.sample.n;
+    let steps = super::vdm::section(config)?.sample_steps;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed + 1);
+    let z = randn(&mut rng, [n, unet.in_channels, side, side], &device);
+    let z = super::vdm::sample(model, z, steps, DataModel::Continuous, &mut rng, |_, _| {});
+    crate::families::pictures::write_samples(
+        dir,
+        decode(&run_vqvae(dir, &device)?, z)?,
+        &format!(
+            "{n} samples (VDM, {steps} ancestral steps in latent space, EMA weights; decoded)"
+        ),
     )
 }
 

@@ -53,7 +53,7 @@ impl Family<4, ImageKind> for Ncsn {
     }
 
     fn save(dir: &Path, config: &RunConfig, c: &Checkpoint<Unet>) -> Result<(), TrainError> {
-        save_unet_folders(dir, config, c)
+        save_unet_folders(dir, config, &c.model, c.sampling_model())
     }
 
     fn load_sampling(dir: &Path, _: &RunConfig, device: &Device) -> Result<Unet> {

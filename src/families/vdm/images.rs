@@ -27,7 +27,8 @@ use crate::families::{Family, TrainFigures};
 use crate::kinds::images::{ImageData, write_images, write_metrics};
 use crate::kinds::{ImageKind, load_weight_pair, save_weight_pair};
 
-fn init(config: &RunConfig, device: &Device) -> Result<VdmNet<Unet>> {
+/// A fresh VDM on images: the run's U-Net and its `[vdm]` schedule.
+pub(crate) fn init(config: &RunConfig, device: &Device) -> Result<VdmNet<Unet>> {
     Ok(VdmNet {
         net: config.unet()?.init(device)?,
         gamma: section(config)?.gamma.init(device),
@@ -43,7 +44,7 @@ impl Family<4, ImageKind> for Vdm {
     }
 
     fn objective(config: &RunConfig) -> Result<Self::Objective> {
-        super::objective(config)
+        super::objective(config, DataModel::Discretized)
     }
 
     fn describe(net: &Self::Net) -> String {

@@ -57,17 +57,22 @@ pub(crate) fn section(config: &RunConfig) -> Result<&VdmConfig> {
         .context("a vdm run config has a [vdm] section")
 }
 
-fn objective<const D: usize>(config: &RunConfig) -> Result<diffuse_train::elbo::Vdm<D>> {
+/// The VDM bound of the run's `[vdm]` section, with the decoder `data` (the kind's, or
+/// continuous for latents).
+pub(crate) fn objective<const D: usize>(
+    config: &RunConfig,
+    data: DataModel,
+) -> Result<diffuse_train::elbo::Vdm<D>> {
     let s = section(config)?;
     Ok(diffuse_train::elbo::Vdm {
         time: s.time(),
         antithetic: s.antithetic,
-        data: VdmConfig::data_model(config.kind()),
+        data,
         minimize_variance: s.minimize_variance,
     })
 }
 
-fn describe(params: usize, gamma: &Gamma, what: &str) -> String {
+pub(crate) fn describe(params: usize, gamma: &Gamma, what: &str) -> String {
     format!(
         "a {params}-parameter VDM ({what}, {} schedule)",
         if gamma.is_learned() {
@@ -139,7 +144,7 @@ impl<const D: usize, N: Module + Denoiser<D>> Denoiser<D> for Chain<'_, N> {
 
 /// Draws from a VDM run: its ancestral sampler without `--sampler`, else that sampler on its
 /// chain.
-fn draw<const D: usize, N: Module + Denoiser<D>>(
+pub(crate) fn draw<const D: usize, N: Module + Denoiser<D>>(
     choice: &SolverChoice,
     section: &VdmConfig,
     model: &VdmNet<N>,
@@ -186,7 +191,7 @@ fn draw<const D: usize, N: Module + Denoiser<D>>(
 }
 
 /// Ancestral sampling with a progress bar.
-fn sample<const D: usize, N: Module + Denoiser<D>>(
+pub(crate) fn sample<const D: usize, N: Module + Denoiser<D>>(
     model: &VdmNet<N>,
     z: Tensor<D>,
     steps: usize,
@@ -207,7 +212,12 @@ fn sample<const D: usize, N: Module + Denoiser<D>>(
 /// against t) beside the fixed linear schedule between the same initial endpoints, DDPM's
 /// linear betas (1e-4 to 0.02 over 1,000 steps) and the cosine schedule; and the chain of
 /// [`scheduler_config`] as `scheduler/scheduler_config.json`.
-fn schedule_files(dir: &Path, gamma: &Gamma, images: bool, device: &Device) -> Result<()> {
+pub(crate) fn schedule_files(
+    dir: &Path,
+    gamma: &Gamma,
+    images: bool,
+    device: &Device,
+) -> Result<()> {
     let scheduler = scheduler_config(gamma, images, device)?;
     std::fs::create_dir_all(dir.join("scheduler"))?;
     diffuse_fs::write(

@@ -43,7 +43,7 @@ impl Family<2, PointKind> for Vdm {
     }
 
     fn objective(config: &RunConfig) -> Result<Self::Objective> {
-        super::objective(config)
+        super::objective(config, DataModel::Continuous)
     }
 
     fn describe(net: &Self::Net) -> String {
