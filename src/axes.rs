@@ -32,8 +32,8 @@ pub enum FamilyName {
     /// Latent diffusion's first stage (Rombach et al. 2022): a KL- or VQ-regularized
     /// autoencoder with diffusers' `AutoencoderKL` / `VQModel` architecture, trained on images.
     Autoencoder,
-    /// Latent diffusion (Rombach et al. 2022): DDPM in an autoencoder's latent space; a run is
-    /// a diffusers `LDMPipeline` folder.
+    /// Latent diffusion (Rombach et al. 2022): DDPM (a run is a diffusers `LDMPipeline`
+    /// folder), a score SDE or the VDM in an autoencoder's latent space.
     Latent,
 }
 

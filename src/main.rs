@@ -5,6 +5,7 @@ mod autoencode;
 mod axes;
 mod classifier;
 mod config;
+mod convert;
 mod device;
 mod download;
 mod eval;
@@ -81,6 +82,9 @@ enum Command {
     Encode(autoencode::EncodeArgs),
     /// Images of latents through an autoencoder's decoder: --in Z.npy --out X.npy
     Decode(autoencode::DecodeArgs),
+    /// A diffusers pipeline or model folder written again with float16, bfloat16 or float32
+    /// weights: --in DIR --out NEW --dtype float16
+    Convert(convert::ConvertArgs),
     /// Train the LeNet whose features give FD_LeNet (`fid --classifier DIR`), on MNIST or
     /// Fashion-MNIST
     Classifier(classifier::ClassifierArgs),
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
             Command::Classifier(args) => classifier::run(args),
             Command::Encode(args) => autoencode::run_encode(args),
             Command::Decode(args) => autoencode::run_decode(args),
+            Command::Convert(args) => convert::run(args),
         })
     });
     match result {

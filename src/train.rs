@@ -58,7 +58,8 @@ pub struct TrainArgs {
     /// time, `--sde`, sampled by predictor-corrector), vae (a variational autoencoder), hvae (a
     /// Markovian hierarchical VAE), vdm (a variational diffusion model with a learned noise
     /// schedule), autoencoder (latent diffusion's first stage: a KL- or VQ-regularized
-    /// autoencoder on images) or latent (DDPM in an autoencoder's latent space: --vae).
+    /// autoencoder on images) or latent (DDPM, a score SDE or the VDM in an autoencoder's latent
+    /// space: --vae, --diffusion).
     #[arg(long, value_enum)]
     family: Option<FamilyName>,
     /// Latent diffusion's autoencoder (--family latent): a diffusers AutoencoderKL or VQModel

@@ -170,6 +170,120 @@ fn saved_autoencoders_read_back_the_same() {
 }
 
 /// Each broken folder or input is refused with status 1 and a message naming its cause.
+/// `convert`: the float16 and bfloat16 folders diffusers wrote, converted to float32 and back,
+/// are the bytes diffusers wrote (the weights file included: the same rounding, names, order
+/// and metadata); a pipeline converts with its JSON files as they were and samples; an existing
+/// --out and a folder of no known class are refused.
+#[test]
+fn convert_writes_the_half_precision_files_diffusers_writes() {
+    let tmp = scratch("autoencoders-convert");
+    let weights = "diffusion_pytorch_model.safetensors";
+    for (name, dtype) in [
+        ("kl_three_levels_f16", "float16"),
+        ("vq_attn_bf16", "bfloat16"),
+    ] {
+        let src = fixture("autoencoders", name);
+        let (wide, back) = (tmp.join(format!("{name}-f32")), tmp.join(name));
+        for (from, to, dtype) in [(&src, &wide, "float32"), (&wide, &back, dtype)] {
+            run_ok(&[
+                "convert",
+                "--in",
+                from.to_str().unwrap(),
+                "--out",
+                to.to_str().unwrap(),
+                "--dtype",
+                dtype,
+            ]);
+        }
+        let size = |dir: &Path| std::fs::metadata(dir.join(weights)).unwrap().len();
+        assert!(
+            size(&wide) > size(&back) * 3 / 2,
+            "{name}: float32 is not wider"
+        );
+        for file in [weights, "config.json"] {
+            assert_eq!(
+                std::fs::read(src.join(file)).unwrap(),
+                std::fs::read(back.join(file)).unwrap(),
+                "{name}: {file}"
+            );
+        }
+    }
+    let pipeline = fixture("ldm", "ldm_kl");
+    let half = tmp.join("ldm-f16");
+    run_ok(&[
+        "convert",
+        "--in",
+        pipeline.to_str().unwrap(),
+        "--out",
+        half.to_str().unwrap(),
+    ]);
+    for file in [
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "unet/config.json",
+        "vqvae/config.json",
+    ] {
+        assert_eq!(
+            std::fs::read(pipeline.join(file)).unwrap(),
+            std::fs::read(half.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let header = |path: PathBuf| -> serde_json::Value {
+        let bytes = std::fs::read(path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap()
+    };
+    for model in ["unet", "vqvae"] {
+        let h = header(half.join(model).join(weights));
+        let dtypes: std::collections::BTreeSet<&str> = h
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "__metadata__")
+            .map(|(_, v)| v["dtype"].as_str().unwrap())
+            .collect();
+        assert_eq!(dtypes, ["F16"].into(), "{model}");
+    }
+    let out = tmp.join("ldm-f16.npy");
+    run_ok(&[
+        "sample",
+        "--pipeline",
+        half.to_str().unwrap(),
+        "--sampler",
+        "ddim",
+        "--steps",
+        "5",
+        "--n",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(read_npy(&out).unwrap().data.iter().all(|v| v.is_finite()));
+    let refused = |args: &[&str], expect: &str| {
+        let out = diffuse(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    };
+    let p = pipeline.to_str().unwrap();
+    refused(
+        &["convert", "--in", p, "--out", half.to_str().unwrap()],
+        "exists",
+    );
+    refused(
+        &[
+            "convert",
+            "--in",
+            pipeline.join("scheduler").to_str().unwrap(),
+            "--out",
+            tmp.join("x").to_str().unwrap(),
+        ],
+        "neither model_index.json",
+    );
+    assert!(!tmp.join("x").exists());
+}
+
 #[test]
 fn hostile_autoencoder_folders_are_refused_by_name() {
     let tmp = scratch("autoencoders-hostile");

@@ -2,7 +2,8 @@
 //! trains (its reconstructions beating the best constant image, its pictures and its scaling
 //! factor written), `encode` / `decode` read its run, latent DDPM trains on it into an
 //! LDMPipeline folder that `sample --run` loads, a seed replays bit for bit, a stopped run resumes
-//! to the bytes of one never stopped, and misuses are refused by name.
+//! to the bytes of one never stopped, a score SDE and the VDM train on the same latents, and
+//! misuses are refused by name.
 
 use std::path::{Path, PathBuf};
 

@@ -10,7 +10,11 @@
 # (one level of 64 channels, two blocks: 958,000 parameters) for as many steps as fit the
 # pixel model's training time with the autoencoder's counted (3,400). Writes
 # experiments/latent/out/ (mnist.tsv: rows are appended; STAGES="latent-wide" reruns one). Stage
-# vq: the same with a VQ autoencoder (codebook by moving averages) and latent DDPM on it.
+# vq: the same with a VQ autoencoder (codebook by moving averages) and latent DDPM on it. Stage
+# latent-vdm: the VDM (learned schedule, continuous decoder) on the KL autoencoder's latents,
+# same U-Net and steps as latent DDPM, sampled by DDIM-50 on its chain and by its own
+# ancestral sampler in 50 steps (a second row). Stage seeds: latent DDPM and latent-vdm again
+# with training seeds $SEEDS (default "1 2") on the same autoencoder, for the spread of FD_LeNet.
 #
 #   MNIST=../shared/data/mnist experiments/latent/run.sh
 set -euo pipefail
@@ -38,7 +42,7 @@ draw() {
   end=$(now)
   echo "$end - $start" | bc
 }
-STAGES=${STAGES:-autoencoder pixel latent latent-wide vq}
+STAGES=${STAGES:-autoencoder pixel latent latent-wide latent-vdm vq}
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 table="$OUT/mnist.tsv"
 if [ ! -f "$table" ]; then
@@ -83,6 +87,25 @@ has latent && latent_row latent
 wide="$OUT/latent_wide.toml"
 printf 'family = "latent"\n[unet]\nblock_out_channels = [64]\nlayers_per_block = 2\nattention_head_dim = 32\ndown_block_types = ["AttnDownBlock2D"]\nup_block_types = ["AttnUpBlock2D"]\n' > "$wide"
 has latent-wide && latent_row latent-wide --config "$wide" --steps 3400
+
+if has latent-vdm; then
+  latent_row latent-vdm --diffusion vdm
+  run="$OUT/runs/latent-vdm"
+  start=$(now)
+  "$D" sample --run "$run" --n "$N" --steps 50 --out "$OUT/latent-vdm-ancestral.npy" > /dev/null 2>&1
+  end=$(now)
+  printf "latent-vdm, ancestral 50 steps\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t-\n" "$ae_s" \
+    "$(field "$run/metrics.json" train_seconds)" \
+    "$(echo "$ae_s + $(field "$run/metrics.json" train_seconds)" | bc)" \
+    "$(echo "$end - $start" | bc)" "$(fd "$OUT/latent-vdm-ancestral.npy")" | tee -a "$table"
+fi
+
+if has seeds; then
+  for seed in ${SEEDS:-1 2}; do
+    latent_row "latent-seed$seed" --seed "$seed"
+    latent_row "latent-vdm-seed$seed" --diffusion vdm --seed "$seed"
+  done
+fi
 
 # The same with a VQ autoencoder (3 latent channels, 256 entries, codebook by moving averages).
 if has vq; then

@@ -1239,6 +1239,52 @@ mod tests {
     }
 
     #[test]
+    fn latent_diffusion_owns_the_section_of_its_model() {
+        let mut c = RunConfig::preset("mnist")
+            .with_family(FamilyName::Latent)
+            .with_latent_diffusion(LatentDiffusion::Vdm, None)
+            .unwrap();
+        c.latent.as_mut().unwrap().vae = Some("ae".into());
+        c.validate().unwrap();
+        assert!(c.vdm.is_some() && c.score.is_none());
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["latent"]["diffusion"], "vdm");
+        let back: RunConfig = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, c);
+        // The [vdm] section belongs to a latent run only when its diffusion is the VDM.
+        let mut ddpm = json.clone();
+        ddpm["latent"]["diffusion"] = "ddpm".into();
+        let err = serde_json::from_value::<RunConfig>(ddpm).unwrap_err();
+        assert!(err.to_string().contains("`vdm` applies"), "{err}");
+        let mut no_section = c.clone();
+        no_section.vdm = None;
+        let err = no_section.validate().unwrap_err().to_string();
+        assert!(err.contains("needs a [vdm] section"), "{err}");
+        let mut ddim = c.clone();
+        ddim.sample.ddim_steps = Some(50);
+        let err = ddim.validate().unwrap_err().to_string();
+        assert!(err.contains("sample.ddim_steps"), "{err}");
+        let latent = RunConfig::preset("mnist").with_family(FamilyName::Latent);
+        let err = latent
+            .clone()
+            .with_latent_diffusion(LatentDiffusion::Vdm, Some(SdeName::Vp))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--sde chooses a score SDE"), "{err}");
+        let score = latent
+            .with_latent_diffusion(LatentDiffusion::Score, Some(SdeName::Ve))
+            .unwrap();
+        assert_eq!(score.score.as_ref().map(|s| s.sde), Some(SdeName::Ve));
+        assert!(score.vdm.is_none());
+        let points = RunConfig::preset("swiss_roll").with_family(FamilyName::Latent);
+        let err = points
+            .with_latent_diffusion(LatentDiffusion::Vdm, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("need image data"), "{err}");
+    }
+
+    #[test]
     fn the_loss_alone_chooses_a_learned_variance() {
         for dataset in ["swiss_roll", "mnist"] {
             let mut c = RunConfig::preset(dataset);

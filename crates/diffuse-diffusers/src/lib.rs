@@ -7,15 +7,19 @@
 //!   `unet/` (`config.json` + `diffusion_pytorch_model.safetensors`) and
 //!   `scheduler/scheduler_config.json`, and an `LDMPipeline`'s `vqvae/` (an autoencoder), loaded
 //!   and saved
+//! - `dtype` — the float type of saved weights: float32, or float16 / bfloat16 by rounding
 
+mod dtype;
 mod error;
 mod pipeline;
 mod scheduler;
 mod solvers;
 
+pub use dtype::WeightDtype;
 pub use error::DiffusersError;
 pub use pipeline::{
-    Pipeline, Vqvae, save_autoencoder, save_latent_pipeline, save_pipeline, save_unet,
+    Pipeline, Vqvae, WEIGHTS_FILE, save_autoencoder, save_latent_pipeline, save_pipeline,
+    save_unet, save_weights,
 };
 pub use scheduler::{DIFFUSERS_VERSION, DiffusersVariance, SchedulerClass, SchedulerConfig};
 pub use solvers::SigmaScheduler;

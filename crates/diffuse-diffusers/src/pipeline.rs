@@ -20,6 +20,7 @@ use burn::tensor::{Device, Tensor};
 use serde_json::{Value, json};
 
 use super::scheduler::{DIFFUSERS_VERSION, SchedulerClass, SchedulerConfig};
+use crate::dtype::WeightDtype;
 use crate::error::DiffusersError;
 use diffuse_nn::autoencoder::{Autoencoder, AutoencoderConfig, KL_CLASS, VQ_CLASS};
 use diffuse_nn::unet::{Unet, UnetConfig};
@@ -200,7 +201,20 @@ pub fn save_autoencoder(
 
 fn save_model<M: Module>(dir: &Path, config_json: &Value, model: &M) -> Result<(), DiffusersError> {
     std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
-    let weights = dir.join("diffusion_pytorch_model.safetensors");
+    save_weights(&dir.join(WEIGHTS_FILE), model, WeightDtype::Float32)?;
+    write_json(&dir.join("config.json"), config_json)
+}
+
+/// The weights file of a diffusers model folder.
+pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+
+/// Writes `model`'s weights as a diffusers weights file (PyTorch layouts and names, one metadata
+/// entry, `format: pt`) in `dtype`, atomically. The same weights give the same bytes.
+pub fn save_weights<M: Module>(
+    path: &Path,
+    model: &M,
+    dtype: WeightDtype,
+) -> Result<(), DiffusersError> {
     // In memory, then written as any other file: burn's own file writer leaves mode 0600, and
     // its default metadata (several keys in hash-map order) would change the bytes run to run.
     let mut store = SafetensorsStore::from_bytes(None)
@@ -210,10 +224,10 @@ fn save_model<M: Module>(dir: &Path, config_json: &Value, model: &M) -> Result<(
     model
         .clone()
         .save_into(&mut store)
-        .map_err(|e| write_err(&weights, e))?;
-    let bytes = store.get_bytes().map_err(|e| write_err(&weights, e))?;
-    diffuse_fs::write(&weights, &bytes)?;
-    write_json(&dir.join("config.json"), config_json)
+        .map_err(|e| write_err(path, e))?;
+    let bytes = store.get_bytes().map_err(|e| write_err(path, e))?;
+    let bytes = crate::dtype::cast(bytes, dtype).map_err(|e| write_err(path, e))?;
+    Ok(diffuse_fs::write(path, &bytes)?)
 }
 
 /// Writes a whole pipeline folder (see the module docs) that diffusers'
