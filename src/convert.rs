@@ -48,15 +48,22 @@ impl From<DtypeArg> for WeightDtype {
 
 /// One model of the folder, loaded.
 enum Component {
-    Unet(Unet),
-    Autoencoder(Autoencoder),
+    Unet(Box<Unet>),
+    Autoencoder(Box<Autoencoder>),
+}
+
+/// A folder, loaded: its models (each with its folder, relative) and the JSON files to copy
+/// (relative paths).
+struct Loaded {
+    models: Vec<(PathBuf, Component)>,
+    files: Vec<PathBuf>,
 }
 
 impl Component {
     fn save(&self, path: &Path, dtype: WeightDtype) -> Result<()> {
         match self {
-            Component::Unet(m) => save_weights(path, m, dtype)?,
-            Component::Autoencoder(m) => save_weights(path, m, dtype)?,
+            Component::Unet(m) => save_weights(path, m.as_ref(), dtype)?,
+            Component::Autoencoder(m) => save_weights(path, m.as_ref(), dtype)?,
         }
         Ok(())
     }
@@ -69,13 +76,16 @@ impl Component {
     }
 }
 
-/// The folder's models (relative folder, model) and the JSON files to copy (relative paths).
-fn load(dir: &Path) -> Result<(Vec<(PathBuf, Component)>, Vec<PathBuf>)> {
+/// The folder's models and JSON files.
+fn load(dir: &Path) -> Result<Loaded> {
     let device = crate::device::device();
     if dir.join("model_index.json").is_file() {
         let pipeline = Pipeline::from_dir(dir, &device)
             .with_context(|| format!("cannot load the pipeline in {}", dir.display()))?;
-        let mut models = vec![(PathBuf::from("unet"), Component::Unet(pipeline.unet))];
+        let mut models = vec![(
+            PathBuf::from("unet"),
+            Component::Unet(Box::new(pipeline.unet)),
+        )];
         let mut files: Vec<PathBuf> = [
             "model_index.json",
             "unet/config.json",
@@ -85,10 +95,13 @@ fn load(dir: &Path) -> Result<(Vec<(PathBuf, Component)>, Vec<PathBuf>)> {
         .map(PathBuf::from)
         .collect();
         if let Some(vqvae) = pipeline.vqvae {
-            models.push((PathBuf::from("vqvae"), Component::Autoencoder(vqvae.model)));
+            models.push((
+                PathBuf::from("vqvae"),
+                Component::Autoencoder(Box::new(vqvae.model)),
+            ));
             files.push(PathBuf::from("vqvae/config.json"));
         }
-        return Ok((models, files));
+        return Ok(Loaded { models, files });
     }
     let config = dir.join("config.json");
     if !config.is_file() {
@@ -102,19 +115,19 @@ fn load(dir: &Path) -> Result<(Vec<(PathBuf, Component)>, Vec<PathBuf>)> {
         .with_context(|| format!("{}: invalid JSON", config.display()))?;
     let class = json["_class_name"].as_str().unwrap_or("(missing)");
     let model = match class {
-        "UNet2DModel" => Component::Unet(Unet::from_diffusers_dir(dir, &device)?.1),
+        "UNet2DModel" => Component::Unet(Box::new(Unet::from_diffusers_dir(dir, &device)?.1)),
         KL_CLASS | VQ_CLASS => {
-            Component::Autoencoder(Autoencoder::from_diffusers_dir(dir, &device)?.1)
+            Component::Autoencoder(Box::new(Autoencoder::from_diffusers_dir(dir, &device)?.1))
         }
         other => bail!(
             "{}: _class_name is {other}; diffuse converts UNet2DModel, {KL_CLASS} and {VQ_CLASS} folders and their pipelines",
             config.display()
         ),
     };
-    Ok((
-        vec![(PathBuf::new(), model)],
-        vec![PathBuf::from("config.json")],
-    ))
+    Ok(Loaded {
+        models: vec![(PathBuf::new(), model)],
+        files: vec![PathBuf::from("config.json")],
+    })
 }
 
 pub fn run(args: ConvertArgs) -> Result<()> {
@@ -131,7 +144,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     if std::path::absolute(&args.input)? == std::path::absolute(out)? {
         bail!("--out is --in; convert writes a new folder");
     }
-    let (models, files) = load(&args.input)?;
+    let Loaded { models, files } = load(&args.input)?;
     // Built beside --out and renamed into place: a failure leaves no half-written folder.
     let parent = std::path::absolute(out)?
         .parent()

@@ -30,7 +30,9 @@ impl WeightDtype {
 /// float32); an error for a tensor of another type, a finite weight the type cannot hold
 /// (float16's largest is 65504), or a malformed file.
 pub fn cast(bytes: Vec<u8>, dtype: WeightDtype) -> Result<Vec<u8>, String> {
-    let (to, convert): (Dtype, fn(f32) -> (f32, [u8; 2])) = match dtype {
+    // A float32 value to its rounding (as float32, to catch overflow) and its two bytes.
+    type Rounding = fn(f32) -> (f32, [u8; 2]);
+    let (to, convert): (Dtype, Rounding) = match dtype {
         WeightDtype::Float32 => return Ok(bytes),
         WeightDtype::Float16 => (Dtype::F16, |v| {
             let h = half::f16::from_f32(v);

@@ -70,6 +70,8 @@ fn load_vae(config: &RunConfig) -> Result<(AutoencoderConfig, Autoencoder)> {
 
 /// The network on the latents: a U-Net (DDPM, score SDEs) or a VDM (the U-Net and its
 /// schedule). Its weight files name no variant (`checkpoint::save_weights`).
+// One network per run: the VDM arm's extra size (its schedule) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum LatentNet {
     Unet(Unet),
