@@ -425,6 +425,16 @@ fn autoencoder_then_latent_diffusion_end_to_end() {
         &train_vdm(&dir.join("x7"), "2", &["--diffusion", "score"]),
         "latent.diffusion is vdm",
     );
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        LATENT.replace("[latent]\n", "[latent]\ndiffusion = \"flow\"\n"),
+    )
+    .unwrap();
+    assert_refused(
+        &train_on(&images, &bad, "2", &dir.join("x10")),
+        "`latent.diffusion` is \"flow\"; it is ddpm, score or vdm",
+    );
     let mut ddim_for_vdm = vec![
         "train",
         "--config",

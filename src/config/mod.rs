@@ -1083,32 +1083,39 @@ impl ConfigFile {
 
     /// The file's `latent.diffusion`, which chooses (with `family`) the section it is laid over.
     pub fn latent_diffusion(&self) -> Result<Option<LatentDiffusion>> {
-        let value = match &self.fields {
-            Fields::Toml(t) => t
-                .get("latent")
-                .and_then(|l| l.get("diffusion"))
-                .map(serde_json::to_value),
-            Fields::Json(j) => j.pointer("/latent/diffusion").map(|v| Ok(v.clone())),
-        };
-        let Some(value) = value else {
-            return Ok(None);
-        };
-        let value = value?;
-        serde_json::from_value(value.clone())
-            .map(Some)
-            .with_context(|| {
-                format!(
-                    "{}: `latent.diffusion` is {value}; it is ddpm, score or vdm",
-                    self.path.display()
-                )
-            })
+        self.field(&["latent", "diffusion"], "it is ddpm, score or vdm")
     }
 
     /// The file's `family`, which chooses the family section it is laid over.
     pub fn family(&self) -> Result<Option<FamilyName>> {
+        self.field(
+            &["family"],
+            "families are ddpm, ncsn, score, vae, hvae, vdm, autoencoder and latent",
+        )
+    }
+
+    /// The file's value at `path` (keys from the top) as a `T`, read before the file is laid
+    /// over anything; `hint` says what it may be.
+    fn field<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &[&str],
+        hint: &str,
+    ) -> Result<Option<T>> {
         let value = match &self.fields {
-            Fields::Toml(t) => t.get("family").map(serde_json::to_value),
-            Fields::Json(j) => j.get("family").map(|v| Ok(v.clone())),
+            Fields::Toml(t) => {
+                let mut v = t.get(path[0]);
+                for key in &path[1..] {
+                    v = v.and_then(|v| v.get(key));
+                }
+                v.map(serde_json::to_value)
+            }
+            Fields::Json(j) => {
+                let mut v = j.get(path[0]);
+                for key in &path[1..] {
+                    v = v.and_then(|v| v.get(key));
+                }
+                v.map(|v| Ok(v.clone()))
+            }
         };
         let Some(value) = value else {
             return Ok(None);
@@ -1118,8 +1125,9 @@ impl ConfigFile {
             .map(Some)
             .with_context(|| {
                 format!(
-                    "{}: `family` is {value}; families are ddpm, ncsn, score, vae, hvae, vdm, autoencoder and latent",
-                    self.path.display()
+                    "{}: `{}` is {value}; {hint}",
+                    self.path.display(),
+                    path.join(".")
                 )
             })
     }
