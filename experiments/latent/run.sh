@@ -4,9 +4,9 @@
 # samples (DDIM, 50 steps; decoding included), FD_LeNet of the samples against the test set
 # (floor: N training images), bits/dim of the pixel model's bound (the latent model has none),
 # and the distance of the autoencoder's own reconstructions (what latent diffusion can reach).
-# Every run at its default recipe: DDPM's MNIST preset (5,000 steps, batch 32), the
-# autoencoder's (KL, f = 4, 7 x 7 x 4 latents) for AE_STEPS steps, latent DDPM (the preset's
-# U-Net cut to the latents' one level) for 5,000 steps; and latent DDPM with a wider U-Net
+# DDPM's MNIST preset (5,000 steps, batch 32); a KL autoencoder with f = 4 (widths 16/32/32,
+# 7 x 7 x 4 latents; the family's default before stage f2 was measured) for AE_STEPS steps,
+# latent DDPM (the preset's U-Net cut to the latents' one level) for 5,000 steps; and latent DDPM with a wider U-Net
 # (one level of 64 channels, two blocks: 958,000 parameters) for as many steps as fit the
 # pixel model's training time with the autoencoder's counted (3,400). Writes
 # experiments/latent/out/ (mnist.tsv: rows are appended; STAGES="latent-wide" reruns one). Stage
@@ -15,6 +15,9 @@
 # same U-Net and steps as latent DDPM, sampled by DDIM-50 on its chain and by its own
 # ancestral sampler in 50 steps (a second row). Stage seeds: latent DDPM and latent-vdm again
 # with training seeds $SEEDS (default "1 2") on the same autoencoder, for the spread of FD_LeNet.
+# Stage f2: an autoencoder with f = 2 and one latent channel (14 x 14 x 1: the same 196 values as
+# f = 4's 7 x 7 x 4; the family's default now), and latent DDPM on it (its U-Net keeps two
+# levels).
 #
 #   MNIST=../shared/data/mnist experiments/latent/run.sh
 set -euo pipefail
@@ -42,7 +45,7 @@ draw() {
   end=$(now)
   echo "$end - $start" | bc
 }
-STAGES=${STAGES:-autoencoder pixel latent latent-wide latent-vdm vq}
+STAGES=${STAGES:-autoencoder pixel latent latent-wide latent-vdm vq f2}
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 table="$OUT/mnist.tsv"
 if [ ! -f "$table" ]; then
@@ -53,7 +56,9 @@ fi
 ae="$OUT/runs/autoencoder"
 if has autoencoder; then
   rm -rf "$ae"
-  "$D" train --family autoencoder "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/autoencoder.log" 2>&1
+  f4="$OUT/autoencoder_f4.toml"
+  printf 'family = "autoencoder"\n[autoencoder]\nblock_out_channels = [16, 32, 32]\nlatent_channels = 4\n' > "$f4"
+  "$D" train --config "$f4" "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/autoencoder.log" 2>&1
   printf "autoencoder reconstructions (1,000 test images; PSNR %.2f dB)\t%.1f\t-\t%.1f\t-\t%s\t-\n" \
     "$(field "$ae/metrics.json" psnr_db)" "$(field "$ae/metrics.json" train_seconds)" \
     "$(field "$ae/metrics.json" train_seconds)" "$(fd "$ae/reconstructions.npy")" | tee -a "$table"
@@ -107,10 +112,22 @@ if has seeds; then
   done
 fi
 
+if has f2; then
+  f2="$OUT/autoencoder_f2.toml"
+  printf 'family = "autoencoder"\n[autoencoder]\nblock_out_channels = [16, 32]\nlatent_channels = 1\n' > "$f2"
+  ae="$OUT/runs/autoencoder-f2"; rm -rf "$ae"
+  "$D" train --config "$f2" "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/autoencoder-f2.log" 2>&1
+  ae_s=$(field "$ae/metrics.json" train_seconds)
+  printf "f = 2 autoencoder reconstructions (PSNR %.2f dB)\t%.1f\t-\t%.1f\t-\t%s\t-\n" \
+    "$(field "$ae/metrics.json" psnr_db)" "$ae_s" "$ae_s" "$(fd "$ae/reconstructions.npy")" | tee -a "$table"
+  latent_row latent-f2
+  ae="$OUT/runs/autoencoder"; ae_s=$(field "$ae/metrics.json" train_seconds)
+fi
+
 # The same with a VQ autoencoder (3 latent channels, 256 entries, codebook by moving averages).
 if has vq; then
   vq="$OUT/autoencoder_vq.toml"
-  printf 'family = "autoencoder"\n[autoencoder]\nbottleneck = "vq"\nlatent_channels = 3\ncodebook_ema = 0.99\n' > "$vq"
+  printf 'family = "autoencoder"\n[autoencoder]\nbottleneck = "vq"\nblock_out_channels = [16, 32, 32]\nlatent_channels = 3\ncodebook_ema = 0.99\n' > "$vq"
   ae="$OUT/runs/autoencoder-vq"; rm -rf "$ae"
   "$D" train --config "$vq" "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/autoencoder-vq.log" 2>&1
   ae_s=$(field "$ae/metrics.json" train_seconds)

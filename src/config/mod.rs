@@ -818,9 +818,12 @@ impl RunConfig {
             _ => None,
         };
         self.vdm = (family == FamilyName::Vdm).then(|| VdmConfig::for_kind(self.kind()));
-        let images = self.kind() == KindName::Images;
-        self.autoencoder = (family == FamilyName::Autoencoder && images)
-            .then(AutoencoderSection::default_for_images);
+        self.autoencoder = match (&self.model, family) {
+            (ModelConfig::Unet(unet), FamilyName::Autoencoder) => {
+                Some(AutoencoderSection::default_for_images(unet.in_channels))
+            }
+            _ => None,
+        };
         self.latent = match (&self.model, family) {
             (ModelConfig::Unet(unet), FamilyName::Latent) => Some(LatentSection {
                 diffusion: LatentDiffusion::Ddpm,
