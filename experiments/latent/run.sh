@@ -53,15 +53,23 @@ if [ ! -f "$table" ]; then
   printf "floor (%s training images)\t-\t-\t-\t-\t%s\t-\n" "$N" "$(fd "mnist:train:$N")" | tee -a "$table"
 fi
 
+# Trains the autoencoder runs/$1 for AE_STEPS steps from the config file $2 (written from the
+# [autoencoder] fields $4) and prints its row, labelled $3; ae and ae_s are then its run and its
+# training seconds.
+autoencoder_row() {
+  local config="$OUT/$2"
+  printf 'family = "autoencoder"\n[autoencoder]\n%b' "$4" > "$config"
+  ae="$OUT/runs/$1"; rm -rf "$ae"
+  "$D" train --config "$config" "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/$1.log" 2>&1
+  ae_s=$(field "$ae/metrics.json" train_seconds)
+  printf "%s (PSNR %.2f dB)\t%.1f\t-\t%.1f\t-\t%s\t-\n" "$3" "$(field "$ae/metrics.json" psnr_db)" \
+    "$ae_s" "$ae_s" "$(fd "$ae/reconstructions.npy")" | tee -a "$table"
+}
+
 ae="$OUT/runs/autoencoder"
 if has autoencoder; then
-  rm -rf "$ae"
-  f4="$OUT/autoencoder_f4.toml"
-  printf 'family = "autoencoder"\n[autoencoder]\nblock_out_channels = [16, 32, 32]\nlatent_channels = 4\n' > "$f4"
-  "$D" train --config "$f4" "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/autoencoder.log" 2>&1
-  printf "autoencoder reconstructions (1,000 test images; PSNR %.2f dB)\t%.1f\t-\t%.1f\t-\t%s\t-\n" \
-    "$(field "$ae/metrics.json" psnr_db)" "$(field "$ae/metrics.json" train_seconds)" \
-    "$(field "$ae/metrics.json" train_seconds)" "$(fd "$ae/reconstructions.npy")" | tee -a "$table"
+  autoencoder_row autoencoder autoencoder_f4.toml "autoencoder reconstructions (1,000 test images)" \
+    'block_out_channels = [16, 32, 32]\nlatent_channels = 4\n'
 fi
 ae_s=$(field "$ae/metrics.json" train_seconds)
 
@@ -113,26 +121,16 @@ if has seeds; then
 fi
 
 if has f2; then
-  f2="$OUT/autoencoder_f2.toml"
-  printf 'family = "autoencoder"\n[autoencoder]\nblock_out_channels = [16, 32]\nlatent_channels = 1\n' > "$f2"
-  ae="$OUT/runs/autoencoder-f2"; rm -rf "$ae"
-  "$D" train --config "$f2" "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/autoencoder-f2.log" 2>&1
-  ae_s=$(field "$ae/metrics.json" train_seconds)
-  printf "f = 2 autoencoder reconstructions (PSNR %.2f dB)\t%.1f\t-\t%.1f\t-\t%s\t-\n" \
-    "$(field "$ae/metrics.json" psnr_db)" "$ae_s" "$ae_s" "$(fd "$ae/reconstructions.npy")" | tee -a "$table"
+  autoencoder_row autoencoder-f2 autoencoder_f2.toml "f = 2 autoencoder reconstructions" \
+    'block_out_channels = [16, 32]\nlatent_channels = 1\n'
   latent_row latent-f2
   ae="$OUT/runs/autoencoder"; ae_s=$(field "$ae/metrics.json" train_seconds)
 fi
 
 # The same with a VQ autoencoder (3 latent channels, 256 entries, codebook by moving averages).
 if has vq; then
-  vq="$OUT/autoencoder_vq.toml"
-  printf 'family = "autoencoder"\n[autoencoder]\nbottleneck = "vq"\nblock_out_channels = [16, 32, 32]\nlatent_channels = 3\ncodebook_ema = 0.99\n' > "$vq"
-  ae="$OUT/runs/autoencoder-vq"; rm -rf "$ae"
-  "$D" train --config "$vq" "${data[@]}" --steps "$AE_STEPS" --out "$ae" > "$OUT/autoencoder-vq.log" 2>&1
-  ae_s=$(field "$ae/metrics.json" train_seconds)
-  printf "VQ autoencoder reconstructions (PSNR %.2f dB)\t%.1f\t-\t%.1f\t-\t%s\t-\n" \
-    "$(field "$ae/metrics.json" psnr_db)" "$ae_s" "$ae_s" "$(fd "$ae/reconstructions.npy")" | tee -a "$table"
+  autoencoder_row autoencoder-vq autoencoder_vq.toml "VQ autoencoder reconstructions" \
+    'bottleneck = "vq"\nblock_out_channels = [16, 32, 32]\nlatent_channels = 3\ncodebook_ema = 0.99\n'
   latent_row latent-vq
 fi
 true
