@@ -17,7 +17,8 @@
 # with training seeds $SEEDS (default "1 2") on the same autoencoder, for the spread of FD_LeNet.
 # Stage f2: an autoencoder with f = 2 and one latent channel (14 x 14 x 1: the same 196 values as
 # f = 4's 7 x 7 x 4; the family's default now), and latent DDPM on it (its U-Net keeps two
-# levels).
+# levels). Stage f2-families: a VP score SDE and the VDM on stage f2's autoencoder, DDIM-50 rows
+# as the others (the score SDE's by DPM-Solver++ in 50 steps: it has no DDIM).
 #
 #   MNIST=../shared/data/mnist experiments/latent/run.sh
 set -euo pipefail
@@ -41,11 +42,11 @@ fd() { "$D" fid "$1" mnist:test --classifier "$lenet" --data-dir "$MNIST" 2>/dev
 draw() {
   local start end
   start=$(now)
-  "$D" sample --run "$1" --n "$N" --sampler ddim --steps 50 --out "$2" > /dev/null 2>&1
+  "$D" sample --run "$1" --n "$N" --sampler "${SAMPLER:-ddim}" --steps 50 --out "$2" > /dev/null 2>&1
   end=$(now)
   echo "$end - $start" | bc
 }
-STAGES=${STAGES:-autoencoder pixel latent latent-wide latent-vdm vq f2}
+STAGES=${STAGES:-autoencoder pixel latent latent-wide latent-vdm vq f2 f2-families}
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 table="$OUT/mnist.tsv"
 if [ ! -f "$table" ]; then
@@ -124,6 +125,13 @@ if has f2; then
   autoencoder_row autoencoder-f2 autoencoder_f2.toml "f = 2 autoencoder reconstructions" \
     'block_out_channels = [16, 32]\nlatent_channels = 1\n'
   latent_row latent-f2
+  ae="$OUT/runs/autoencoder"; ae_s=$(field "$ae/metrics.json" train_seconds)
+fi
+
+if has f2-families; then
+  ae="$OUT/runs/autoencoder-f2"; ae_s=$(field "$ae/metrics.json" train_seconds)
+  latent_row latent-f2-vdm --diffusion vdm
+  SAMPLER=dpm-solver++ latent_row latent-f2-score --sde vp
   ae="$OUT/runs/autoencoder"; ae_s=$(field "$ae/metrics.json" train_seconds)
 fi
 
