@@ -18,7 +18,8 @@
 # Stage f2: an autoencoder with f = 2 and one latent channel (14 x 14 x 1: the same 196 values as
 # f = 4's 7 x 7 x 4; the family's default now), and latent DDPM on it (its U-Net keeps two
 # levels). Stage f2-families: a VP score SDE and the VDM on stage f2's autoencoder, DDIM-50 rows
-# as the others (the score SDE's by DPM-Solver++ in 50 steps: it has no DDIM).
+# as the others (the score SDE's by DPM-Solver++ in 50 steps: it has no DDIM), and the VDM's own
+# ancestral sampler in 50 steps.
 #
 #   MNIST=../shared/data/mnist experiments/latent/run.sh
 set -euo pipefail
@@ -102,16 +103,21 @@ wide="$OUT/latent_wide.toml"
 printf 'family = "latent"\n[unet]\nblock_out_channels = [64]\nlayers_per_block = 2\nattention_head_dim = 32\ndown_block_types = ["AttnDownBlock2D"]\nup_block_types = ["AttnUpBlock2D"]\n' > "$wide"
 has latent-wide && latent_row latent-wide --config "$wide" --steps 3400
 
-if has latent-vdm; then
-  latent_row latent-vdm --diffusion vdm
-  run="$OUT/runs/latent-vdm"
+# The row of latent VDM run $1's samples by its own ancestral sampler in 50 steps.
+ancestral_row() {
+  local run="$OUT/runs/$1" start end
   start=$(now)
-  "$D" sample --run "$run" --n "$N" --steps 50 --out "$OUT/latent-vdm-ancestral.npy" > /dev/null 2>&1
+  "$D" sample --run "$run" --n "$N" --steps 50 --out "$OUT/$1-ancestral.npy" > /dev/null 2>&1
   end=$(now)
-  printf "latent-vdm, ancestral 50 steps\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t-\n" "$ae_s" \
+  printf "%s, ancestral 50 steps\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t-\n" "$1" "$ae_s" \
     "$(field "$run/metrics.json" train_seconds)" \
     "$(echo "$ae_s + $(field "$run/metrics.json" train_seconds)" | bc)" \
-    "$(echo "$end - $start" | bc)" "$(fd "$OUT/latent-vdm-ancestral.npy")" | tee -a "$table"
+    "$(echo "$end - $start" | bc)" "$(fd "$OUT/$1-ancestral.npy")" | tee -a "$table"
+}
+
+if has latent-vdm; then
+  latent_row latent-vdm --diffusion vdm
+  ancestral_row latent-vdm
 fi
 
 if has seeds; then
@@ -131,6 +137,7 @@ fi
 if has f2-families; then
   ae="$OUT/runs/autoencoder-f2"; ae_s=$(field "$ae/metrics.json" train_seconds)
   latent_row latent-f2-vdm --diffusion vdm
+  ancestral_row latent-f2-vdm
   SAMPLER=dpm-solver++ latent_row latent-f2-score --sde vp
   ae="$OUT/runs/autoencoder"; ae_s=$(field "$ae/metrics.json" train_seconds)
 fi
