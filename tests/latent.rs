@@ -393,16 +393,33 @@ fn autoencoder_then_latent_diffusion_end_to_end() {
         );
     }
     let v = vdm1.to_str().unwrap();
-    for extra in [&[][..], &["--sampler", "ddim", "--steps", "3"][..]] {
+    let draw_vdm = |extra: &[&str]| {
         let drawn_vdm = dir.join("drawn-vdm.npy");
-        let mut args = vec!["sample", "--run", v, "--n", "2"];
+        let mut args = vec!["sample", "--run", v, "--n", "2", "--steps", "4", "--out"];
+        args.extend([drawn_vdm.to_str().unwrap()]);
         args.extend(extra);
-        args.extend(["--out", drawn_vdm.to_str().unwrap()]);
         run_ok(&args);
         let drawn = read_npy(&drawn_vdm).unwrap();
         assert_eq!(drawn.shape, vec![2, 3, 16, 16], "{extra:?}");
         assert!(drawn.data.iter().all(|v| v.is_finite()), "{extra:?}");
-    }
+        drawn.data
+    };
+    let ancestral = draw_vdm(&[]);
+    draw_vdm(&["--sampler", "ddim"]);
+    // DDPM on the chain is the ancestral sampler on the same grid (trailing spacing: t = 1,
+    // 3/4, 1/2, 1/4), from the same noise, up to the last step (the chain's x_0 estimate, the
+    // VDM's z_0 / alpha_0 with noise of sigma_0 = exp(gamma(0) / 2), about 1e-3).
+    let chain = draw_vdm(&["--sampler", "ddpm"]);
+    let gap = ancestral
+        .iter()
+        .zip(&chain)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    eprintln!("ancestral against DDPM on the chain, 4 steps: {gap}");
+    assert!(
+        gap < 0.05,
+        "ancestral and DDPM on the chain differ by {gap}"
+    );
     // --fid draws decoded images (an Inception network of formula weights).
     let inception = crate::inception::formula_weights_file(&dir);
     run_ok(&[
