@@ -22,7 +22,7 @@
 //! N_i <- g N_i + (1 - g) n_i,   m_i <- g m_i + (1 - g) sum_{j: k_j = i} z_e,j,   e_i = m_i / N_i
 //! ```
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::elbo::{kl_to_standard_normal, reparameterize};
@@ -32,9 +32,13 @@ use crate::gaussian::sum_per_example;
 pub enum Posterior {
     /// A diagonal Gaussian over the latents.
     Gaussian { mean: Tensor<4>, logvar: Tensor<4> },
-    /// The encoder's latents z_e and their nearest codebook entries z_q (the codebook's
-    /// gradient flows through z_q).
-    Quantized { z_e: Tensor<4>, z_q: Tensor<4> },
+    /// The encoder's latents z_e, their nearest codebook entries z_q (the codebook's gradient
+    /// flows through z_q), and those entries' indices, [B * H * W] in (b, h, w) order.
+    Quantized {
+        z_e: Tensor<4>,
+        z_q: Tensor<4>,
+        entries: Tensor<1, Int>,
+    },
 }
 
 /// An autoencoder as its loss sees it: the posterior of images and the decoder of latents.
@@ -84,6 +88,8 @@ pub struct AutoencoderTerms {
     pub x_hat: Tensor<4>,
     /// The encoder's latents: a draw from a Gaussian posterior, or z_e before the codebook.
     pub latents: Tensor<4>,
+    /// A quantized posterior's codebook entries (see [`Posterior::Quantized`]).
+    pub entries: Option<Tensor<1, Int>>,
 }
 
 impl AutoencoderTerms {
@@ -113,14 +119,14 @@ pub fn autoencoder_terms(
 ) -> AutoencoderTerms {
     let [_, c, h, w] = x.dims();
     let d = (c * h * w) as f32;
-    let (z, regularizer, latents) = match model.posterior(x.clone()) {
+    let (z, regularizer, latents, entries) = match model.posterior(x.clone()) {
         Posterior::Gaussian { mean, logvar } => {
             let eps = eps(mean.dims());
             let kl = kl_to_standard_normal(mean.clone(), logvar.clone());
             let z = reparameterize(mean, logvar, eps);
-            (z.clone(), kl.mul_scalar(loss.kl_weight as f32 / d), z)
+            (z.clone(), kl.mul_scalar(loss.kl_weight as f32 / d), z, None)
         }
-        Posterior::Quantized { z_e, z_q } => {
+        Posterior::Quantized { z_e, z_q, entries } => {
             let [_, zc, zh, zw] = z_e.dims();
             let n = (zc * zh * zw) as f32;
             let commitment = sum_per_example((z_e.clone() - z_q.clone().detach()).powi_scalar(2))
@@ -131,7 +137,7 @@ pub fn autoencoder_terms(
                 commitment
             };
             let z = z_e.clone() + (z_q - z_e.clone()).detach();
-            (z, regularizer.div_scalar(n), z_e)
+            (z, regularizer.div_scalar(n), z_e, Some(entries))
         }
     };
     let x_hat = model.decode_latents(z);
@@ -140,6 +146,7 @@ pub fn autoencoder_terms(
         regularizer,
         x_hat,
         latents,
+        entries,
     }
 }
 
@@ -158,24 +165,6 @@ pub fn perceptual_distance(a: &[Tensor<2>], b: &[Tensor<2>]) -> Tensor<1> {
         })
         .reduce(|s, t| s + t)
         .expect("a perceptual network with at least one layer")
-}
-
-/// The index of the nearest of `codebook`'s entries (rows of `width`) to each row of `z`.
-pub fn nearest_entries(codebook: &[f32], z: &[f32], width: usize) -> Vec<usize> {
-    z.chunks_exact(width)
-        .map(|v| {
-            let dist =
-                |e: &[f32]| -> f64 { v.iter().zip(e).map(|(a, b)| f64::from(a - b).powi(2)).sum() };
-            let mut best = (0, f64::INFINITY);
-            for (i, e) in codebook.chunks_exact(width).enumerate() {
-                let d = dist(e);
-                if d < best.1 {
-                    best = (i, d);
-                }
-            }
-            best.0
-        })
-        .collect()
 }
 
 /// A codebook kept by exponential moving averages (see the module docs), in f64 on the host.
@@ -259,9 +248,10 @@ mod tests {
                     mean: mean.clone(),
                     logvar: logvar.clone(),
                 },
-                Posterior::Quantized { z_e, z_q } => Posterior::Quantized {
+                Posterior::Quantized { z_e, z_q, entries } => Posterior::Quantized {
                     z_e: z_e.clone(),
                     z_q: z_q.clone(),
+                    entries: entries.clone(),
                 },
             }
         }
@@ -312,6 +302,7 @@ mod tests {
         let model = Fixed(Posterior::Quantized {
             z_e: z_e.clone(),
             z_q,
+            entries: Tensor::zeros([2], &device),
         });
         let loss = AutoencoderLoss {
             reconstruction: Reconstruction::L2,
@@ -348,14 +339,13 @@ mod tests {
         assert_eq!(d, vec![5.0, 2.0]);
     }
 
-    /// The averages by hand for two steps; an unchosen entry keeps its value; assignments are
-    /// the nearest entries.
+    /// The averages by hand for two steps; an unchosen entry keeps its value.
     #[test]
     fn codebook_ema_follows_the_assigned_latents() {
         let book = [0.0f32, 0.0, 10.0, 10.0, -5.0, 5.0];
         let z = [1.0f32, 0.0, 0.0, 1.0, 9.0, 9.0];
-        let k = nearest_entries(&book, &z, 2);
-        assert_eq!(k, vec![0, 0, 1]);
+        // The nearest entries (the quantizer's choice, `VectorQuantizer::nearest`).
+        let k = vec![0, 0, 1];
         let mut ema = CodebookEma::new(0.5, &book, 2);
         let new = ema.update(&z, &k);
         // Entry 0: N = 0.5 + 0.5 * 2 = 1.5, m = 0 + 0.5 (1, 1) -> (1/3, 1/3).

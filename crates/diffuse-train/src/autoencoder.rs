@@ -5,8 +5,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use diffuse_core::autoencoder::{
-    AutoencoderLoss, Autoencoding, CodebookEma, autoencoder_terms, nearest_entries,
-    perceptual_distance,
+    AutoencoderLoss, Autoencoding, CodebookEma, autoencoder_terms, perceptual_distance,
 };
 use diffuse_core::coef::randn;
 use rand_chacha::ChaCha8Rng;
@@ -63,12 +62,14 @@ impl<M: Autoencoding> Objective<M> for FirstStage {
         let terms = autoencoder_terms(model, &self.loss, x.clone(), |shape| {
             randn(rng, shape, &device)
         });
-        if let (Some(decay), Some(book)) = (self.codebook_decay, model.codebook()) {
+        if let (Some(decay), Some(book), Some(chosen)) =
+            (self.codebook_decay, model.codebook(), terms.entries.clone())
+        {
             let [entries, width] = book.dims();
-            let book = host(book);
+            // The codebook comes to the host once, when the averages start from it.
             let ema = self
                 .ema
-                .get_or_insert_with(|| CodebookEma::new(decay, &book, width));
+                .get_or_insert_with(|| CodebookEma::new(decay, &host(book), width));
             debug_assert!(ema.fits(entries, width));
             let [b, c, h, w] = terms.latents.dims();
             let z = host(
@@ -78,7 +79,15 @@ impl<M: Autoencoding> Objective<M> for FirstStage {
                     .permute([0, 2, 3, 1])
                     .reshape([b * h * w, c]),
             );
-            let k = nearest_entries(&book, &z, width);
+            // The entries the quantizer chose in this forward pass.
+            let k: Vec<usize> = chosen
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| i as usize)
+                .collect();
             self.pending = Some((z, k));
         }
         let total = terms.total();

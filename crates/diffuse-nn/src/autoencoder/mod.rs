@@ -273,8 +273,15 @@ impl VectorQuantizer {
 
     /// Each vector of z replaced by its nearest entry (the codebook's gradient flows through it).
     pub fn quantized(&self, z: Tensor<4>) -> Tensor<4> {
-        let [b, c, h, w] = z.dims();
-        let chosen = self.codebook().select(0, self.nearest(z));
+        let dims = z.dims();
+        self.select(self.nearest(z), dims)
+    }
+
+    /// The latents [B, C, H, W] (`dims`) made of the codebook's `entries` ([`Self::nearest`]'s
+    /// order).
+    pub fn select(&self, entries: Tensor<1, Int>, dims: [usize; 4]) -> Tensor<4> {
+        let [b, c, h, w] = dims;
+        let chosen = self.codebook().select(0, entries);
         chosen.reshape([b, h, w, c]).permute([0, 3, 1, 2])
     }
 }
@@ -383,10 +390,14 @@ impl Autoencoding for Autoencoder {
     fn posterior(&self, x: Tensor<4>) -> Posterior {
         let h = self.moments(x);
         match &self.quantize {
-            Some(q) => Posterior::Quantized {
-                z_q: q.quantized(h.clone()),
-                z_e: h,
-            },
+            Some(q) => {
+                let entries = q.nearest(h.clone());
+                Posterior::Quantized {
+                    z_q: q.select(entries.clone(), h.dims()),
+                    z_e: h,
+                    entries,
+                }
+            }
             None => {
                 let (mean, logvar) = split_moments(h);
                 Posterior::Gaussian { mean, logvar }
