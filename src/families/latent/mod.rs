@@ -196,14 +196,6 @@ fn init(config: &RunConfig, device: &Device) -> Result<LatentNet> {
     })
 }
 
-/// The VDM of a latent run's network (a VDM run's always is one).
-fn vdm_net(net: &LatentNet) -> Result<&VdmNet<Unet>> {
-    match net {
-        LatentNet::Vdm(v) => Ok(v),
-        LatentNet::Unet(_) => bail!("a latent VDM run holds a U-Net without its schedule"),
-    }
-}
-
 impl Family<4, ImageKind> for Latent {
     type Net = LatentNet;
     type Objective = LatentObjective;
@@ -339,7 +331,10 @@ impl Family<4, ImageKind> for Latent {
             (LatentDiffusion::Score, Some(config)) => {
                 super::score::images::draw(args, dir, config)?
             }
-            (LatentDiffusion::Vdm, Some(config)) => draw_vdm(args, dir, config)?,
+            (LatentDiffusion::Vdm, Some(config)) => {
+                // Its weight files read as a `vdm` run's (no enum variant in their names).
+                super::vdm::images::draw_images(args, dir, config, DataModel::Continuous)?
+            }
             _ => return super::ddpm::sample::images(args, dir),
         };
         let n = x.dims()[0];
@@ -388,23 +383,6 @@ fn samples(dir: &Path, config: &RunConfig) -> Result<()> {
         dir,
         x,
         &format!("{n} samples (DDIM in latent space, {steps} steps, eta 0, EMA weights; decoded)"),
-    )
-}
-
-/// Latents from a VDM run (`diffuse sample --run`): its ancestral sampler, or `--sampler` on its
-/// chain, without the images' clamp.
-fn draw_vdm(args: &SampleArgs, dir: &Path, config: &RunConfig) -> Result<(Tensor<4>, String)> {
-    let device = crate::device::device();
-    let model = load_weight_pair(dir, config, !args.no_ema, init(config, &device)?)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
-    super::vdm::draw(
-        &args.solver,
-        super::vdm::section(config)?,
-        vdm_net(&model)?,
-        z,
-        DataModel::Continuous,
-        &mut rng,
     )
 }
 

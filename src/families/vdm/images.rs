@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use diffuse_core::vdm::DataModel;
 use diffuse_nn::Unet;
 use diffuse_nn::gamma::Vdm as VdmNet;
@@ -33,6 +33,22 @@ pub(crate) fn init(config: &RunConfig, device: &Device) -> Result<VdmNet<Unet>> 
         net: config.unet()?.init(device)?,
         gamma: section(config)?.gamma.init(device),
     })
+}
+
+/// `sample`'s draw from the weight pair of a VDM run on images (or a latent VDM run, whose
+/// samples are latents, `data` continuous): its ancestral sampler or `--sampler` on its chain,
+/// from `--init-noise` or the seed. Returns the samples and the sampler's label.
+pub(crate) fn draw_images(
+    args: &SampleArgs,
+    dir: &Path,
+    config: &RunConfig,
+    data: DataModel,
+) -> Result<(Tensor<4>, String)> {
+    let device = crate::device::device();
+    let model = load_weight_pair(dir, config, !args.no_ema, init(config, &device)?)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
+    draw(&args.solver, section(config)?, &model, z, data, &mut rng)
 }
 
 impl Family<4, ImageKind> for Vdm {
@@ -114,19 +130,7 @@ impl Family<4, ImageKind> for Vdm {
         let Some(config) = config else {
             bail!("{} has no diffuse_config.json", dir.display());
         };
-        let device = crate::device::device();
-        let model = load_weight_pair(dir, config, !args.no_ema, init(config, &device)?)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-        let z = crate::kinds::images::initial_noise(args, config, &mut rng, &device)?;
-        let section = section(config)?;
-        let (x, label) = draw(
-            &args.solver,
-            section,
-            &model,
-            z,
-            DataModel::Discretized,
-            &mut rng,
-        )?;
+        let (x, label) = draw_images(args, dir, config, DataModel::Discretized)?;
         let n = x.dims()[0];
         write_images(args, x, &format!("{n} samples ({label})"))
     }
