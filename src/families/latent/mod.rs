@@ -354,80 +354,79 @@ impl Family<4, ImageKind> for Latent {
     }
 }
 
-/// `samples.npy` and `samples.png`: `sample.n` DDIM samples in latent space (seed + 1),
-/// decoded, from the pipeline folder the run has just written.
+/// `samples.npy` and `samples.png`: `sample.n` latents drawn by `draw` from standard-normal
+/// noise of the latents' shape (seed + 1), decoded by `vqvae`; `draw` also says how it drew them
+/// (the picture's title).
+fn decoded_samples(
+    dir: &Path,
+    config: &RunConfig,
+    vqvae: &Vqvae,
+    draw: impl FnOnce(Tensor<4>, &mut ChaCha8Rng) -> Result<(Tensor<4>, String)>,
+) -> Result<()> {
+    let unet = config.unet()?;
+    let side = unet.sample_size.unwrap_or(0);
+    let n = config.sample.n;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed + 1);
+    let noise = randn(
+        &mut rng,
+        [n, unet.in_channels, side, side],
+        &crate::device::device(),
+    );
+    let (latents, how) = draw(noise, &mut rng)?;
+    crate::families::pictures::write_samples(
+        dir,
+        decode(vqvae, latents)?,
+        &format!("{n} samples ({how}; in latent space, decoded)"),
+    )
+}
+
+/// DDIM samples (`sample.ddim_steps`, eta 0) from the pipeline folder the run has just written.
 #[allow(non_snake_case)] // x_T, as in the papers.
 fn samples(dir: &Path, config: &RunConfig) -> Result<()> {
-    let device = crate::device::device();
-    let pipeline = crate::memory::load_pipeline(dir, &device)?;
+    let pipeline = crate::memory::load_pipeline(dir, &crate::device::device())?;
     let steps = config
         .sample
         .ddim_steps
         .context("sample.ddim_steps is unset (the config was not validated)")?;
     let schedule = config.schedule.build()?;
     let sampler = DdimSampler::new(&schedule, pipeline.scheduler.ddim(steps, 0.0))?;
-    let unet = &pipeline.unet_config;
-    let side = unet.sample_size.unwrap_or(0);
-    let n = config.sample.n;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed + 1);
-    let x_T = randn(&mut rng, [n, unet.in_channels, side, side], &device);
-    let pb = crate::progress::bar(steps, "sampling latents");
-    let z = sample(&pipeline.unet, &sampler, x_T, &mut rng, |_, _, _| pb.inc(1))?;
-    pb.finish_and_clear();
     let vqvae = pipeline
         .vqvae
         .as_ref()
         .context("a latent run's folder is an LDMPipeline with vqvae/")?;
-    let x = decode(vqvae, z)?;
-    crate::families::pictures::write_samples(
-        dir,
-        x,
-        &format!("{n} samples (DDIM in latent space, {steps} steps, eta 0, EMA weights; decoded)"),
-    )
+    decoded_samples(dir, config, vqvae, |x_T, rng| {
+        let pb = crate::progress::bar(steps, "sampling latents");
+        let z = sample(&pipeline.unet, &sampler, x_T, rng, |_, _, _| pb.inc(1))?;
+        pb.finish_and_clear();
+        Ok((z, format!("DDIM, {steps} steps, eta 0, EMA weights")))
+    })
 }
 
-/// `schedule.csv`, `schedule.png`, `scheduler/`, and `samples.npy` / `samples.png`: `sample.n`
-/// samples by the VDM's ancestral sampler (`vdm.sample_steps`) in latent space (seed + 1),
-/// decoded.
+/// `schedule.csv`, `schedule.png`, `scheduler/`, and samples by the VDM's ancestral sampler
+/// (`vdm.sample_steps`).
 fn vdm_samples(dir: &Path, config: &RunConfig, model: &VdmNet<Unet>) -> Result<()> {
     let device = crate::device::device();
     super::vdm::schedule_files(dir, &model.gamma, false, &device)?;
-    let unet = config.unet()?;
-    let side = unet.sample_size.unwrap_or(0);
-    let n = config.sample.n;
     let steps = super::vdm::section(config)?.sample_steps;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed + 1);
-    let z = randn(&mut rng, [n, unet.in_channels, side, side], &device);
-    let z = super::vdm::sample(model, z, steps, DataModel::Continuous, &mut rng, |_, _| {});
-    crate::families::pictures::write_samples(
-        dir,
-        decode(&run_vqvae(dir, &device)?, z)?,
-        &format!(
-            "{n} samples (VDM, {steps} ancestral steps in latent space, EMA weights; decoded)"
-        ),
-    )
+    decoded_samples(dir, config, &run_vqvae(dir, &device)?, |z, rng| {
+        let z = super::vdm::sample(model, z, steps, DataModel::Continuous, rng, |_, _| {});
+        Ok((z, format!("VDM, {steps} ancestral steps, EMA weights")))
+    })
 }
 
-/// `samples.npy` and `samples.png`: `sample.n` samples by the run's predictor-corrector sampler
-/// in latent space (seed + 1), decoded.
+/// Samples by the run's predictor-corrector sampler.
 fn score_samples(dir: &Path, config: &RunConfig, model: &Unet) -> Result<()> {
-    let device = crate::device::device();
     let section = score_section(config)?;
-    let unet = config.unet()?;
-    let side = unet.sample_size.unwrap_or(0);
-    let n = config.sample.n;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.train.seed + 1);
-    let z = randn(&mut rng, [n, unet.in_channels, side, side], &device);
-    let x = super::score::pc_with_steps(model, section, z, &mut rng, &mut |_, _| {})?;
     let pc = section.pc();
-    crate::families::pictures::write_samples(
-        dir,
-        decode(&run_vqvae(dir, &device)?, x)?,
-        &format!(
-            "{n} samples ({} SDE, PC {} steps x (1 + {} corrector) in latent space; decoded)",
+    let vqvae = run_vqvae(dir, &crate::device::device())?;
+    decoded_samples(dir, config, &vqvae, |z, rng| {
+        let x = super::score::pc_with_steps(model, section, z, rng, &mut |_, _| {})?;
+        let how = format!(
+            "{} SDE, PC {} steps x (1 + {} corrector)",
             section.sde.name(),
             pc.steps,
             pc.corrector_steps
-        ),
-    )
+        );
+        Ok((x, how))
+    })
 }
