@@ -9,15 +9,11 @@
 #   MNIST=../shared/data/mnist experiments/bounds/run.sh mnist
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release --quiet
-BIN=$(mktemp -d)/diffuse
-cp target/release/diffuse "$BIN"   # cargo test may rebuild target/ while this runs
-D=${DIFFUSE:-$BIN}
+. experiments/lib.sh   # D (the binary) and field
 OUT=experiments/bounds/out
 mkdir -p "$OUT"
 what=${1:-all}
 MNIST=${MNIST:-../shared/data/mnist}
-field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])); print(v.get(sys.argv[2]))" "$1" "$2"; }
 fixed="$OUT/fixed.toml"
 printf 'family = "vdm"\n[vdm.gamma]\nkind = "fixed_linear"\n' > "$fixed"
 # The learned schedule without the variance minimization: its interior on the bound's gradient.

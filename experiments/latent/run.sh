@@ -24,17 +24,13 @@
 #   MNIST=../shared/data/mnist experiments/latent/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release --quiet
-BIN=$(mktemp -d)/diffuse
-cp target/release/diffuse "$BIN"   # cargo test may rebuild target/ while this runs
-D=${DIFFUSE:-$BIN}
+. experiments/lib.sh   # D (the binary) and field
 OUT=experiments/latent/out
 mkdir -p "$OUT/runs"
 MNIST=${MNIST:-../shared/data/mnist}
 N=${N:-1000}
 AE_STEPS=${AE_STEPS:-2000}
 data=(--dataset mnist --data-dir "$MNIST")
-field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])); print(v.get(sys.argv[2]))" "$1" "$2"; }
 now() { date +%s.%N; }
 lenet="$OUT/lenet"
 [ -f "$lenet/classifier.json" ] || "$D" classifier "${data[@]}" --out "$lenet" > /dev/null 2>&1
