@@ -205,17 +205,17 @@ fn autoencoder_then_latent_diffusion_end_to_end() {
     );
 
     // Latent DDPM on it: an LDMPipeline folder.
-    let train_latent = |out: &Path, steps: &str| {
-        let mut args = vec![
-            "train",
-            "--config",
-            latent_config.to_str().unwrap(),
-            "--vae",
-            a,
-        ];
+    // `train --config CONFIG --vae <the autoencoder> EXTRA` on the images, `steps` into `out`.
+    let train_on_vae = |config: &Path, extra: &[&str], steps: &str, out: &Path| {
+        let mut args = vec!["train", "--config", config.to_str().unwrap(), "--vae", a];
+        args.extend(extra);
         args.extend(data);
         args.extend(["--steps", steps, "--out", out.to_str().unwrap()]);
-        run_ok(&args);
+        diffuse(&args)
+    };
+    let train_latent = |out: &Path, steps: &str| {
+        let out = train_on_vae(&latent_config, &[], steps, out);
+        assert!(out.status.success(), "{}", stderr(&out));
     };
     let (l1_dir, l2_dir) = (dir.join("latent1"), dir.join("latent2"));
     train_latent(&l1_dir, "4");
@@ -265,18 +265,8 @@ fn autoencoder_then_latent_diffusion_end_to_end() {
     )
     .unwrap();
     let score_run = dir.join("latent-score");
-    let mut args = vec![
-        "train",
-        "--config",
-        score_config.to_str().unwrap(),
-        "--vae",
-        a,
-        "--sde",
-        "vp",
-    ];
-    args.extend(data);
-    args.extend(["--steps", "3", "--out", score_run.to_str().unwrap()]);
-    run_ok(&args);
+    let out = train_on_vae(&score_config, &["--sde", "vp"], "3", &score_run);
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(!score_run.join("model_index.json").exists());
     assert!(
         score_run.join("vqvae/config.json").is_file()
@@ -299,19 +289,7 @@ fn autoencoder_then_latent_diffusion_end_to_end() {
         drawn_score.to_str().unwrap(),
     ]);
     assert_eq!(read_npy(&drawn_score).unwrap().shape, vec![2, 3, 16, 16]);
-    let mut ddim_for_score = vec![
-        "train",
-        "--config",
-        latent_config.to_str().unwrap(),
-        "--vae",
-        a,
-        "--sde",
-        "vp",
-    ];
-    ddim_for_score.extend(data);
-    let x5 = dir.join("x5");
-    ddim_for_score.extend(["--out", x5.to_str().unwrap()]);
-    let out = diffuse(&ddim_for_score);
+    let out = train_on_vae(&latent_config, &["--sde", "vp"], "2", &dir.join("x5"));
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("sample.ddim_steps applies to the ddpm family"),
@@ -333,19 +311,8 @@ fn autoencoder_then_latent_diffusion_end_to_end() {
             ),
     )
     .unwrap();
-    let train_vdm = |out: &Path, steps: &str, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--config",
-            vdm_config.to_str().unwrap(),
-            "--vae",
-            a,
-        ];
-        args.extend(extra);
-        args.extend(data);
-        args.extend(["--steps", steps, "--out", out.to_str().unwrap()]);
-        diffuse(&args)
-    };
+    let train_vdm =
+        |out: &Path, steps: &str, extra: &[&str]| train_on_vae(&vdm_config, extra, steps, out);
     let (vdm1, vdm2) = (dir.join("latent-vdm1"), dir.join("latent-vdm2"));
     let out = train_vdm(&vdm1, "4", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -452,20 +419,13 @@ fn autoencoder_then_latent_diffusion_end_to_end() {
         &train_on(&images, &bad, "2", &dir.join("x10")),
         "`latent.diffusion` is \"flow\"; it is ddpm, score or vdm",
     );
-    let mut ddim_for_vdm = vec![
-        "train",
-        "--config",
-        latent_config.to_str().unwrap(),
-        "--vae",
-        a,
-        "--diffusion",
-        "vdm",
-    ];
-    ddim_for_vdm.extend(data);
-    let x8 = dir.join("x8");
-    ddim_for_vdm.extend(["--out", x8.to_str().unwrap()]);
     assert_refused(
-        &diffuse(&ddim_for_vdm),
+        &train_on_vae(
+            &latent_config,
+            &["--diffusion", "vdm"],
+            "2",
+            &dir.join("x8"),
+        ),
         "sample.ddim_steps applies to the ddpm family, not to latent diffusion by the VDM",
     );
     assert_refused(
